@@ -1,0 +1,7 @@
+"""fieldwatch: an honest, live picture of field connections (OPC UA, MQTT, ICMP)."""
+
+from __future__ import annotations
+
+__all__ = ["__version__"]
+
+__version__ = "0.1.0"

@@ -1,0 +1,1 @@
+"""Supervision tree: supervisors, connection actors (one folder per kind), persistence."""

@@ -1,0 +1,1 @@
+"""The icmp connection actor, its config schema and helpers."""

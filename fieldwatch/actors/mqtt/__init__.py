@@ -1,0 +1,1 @@
+"""The mqtt connection actor, its config schema and helpers."""

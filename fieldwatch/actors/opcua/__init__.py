@@ -1,0 +1,1 @@
+"""The opcua connection actor, its config schema and helpers."""

@@ -1,0 +1,111 @@
+"""Map an exception from an OPC UA connection attempt or request to a state and a reason.
+
+`faulty` means retrying will not help until someone fixes something (the URL,
+the endpoint path, DNS, credentials, certificates, the security settings);
+`down` means the server or the network is not answering right now.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from dataclasses import dataclass
+
+from asyncua import ua
+from asyncua.ua import status_codes
+from asyncua.ua.uaerrors import UaError, UaStatusCodeError
+
+from fieldwatch.states import DOWN, FAULTY
+
+__all__ = ["Failure", "classify", "status_name"]
+
+#: Status codes a server answers when the request can never succeed as configured.
+_FAULTY_CODES: frozenset[str] = frozenset(
+    {
+        "BadTcpEndpointUrlInvalid",
+        "BadUserAccessDenied",
+        "BadIdentityTokenInvalid",
+        "BadIdentityTokenRejected",
+        "BadIdentityChangeNotSupported",
+        "BadSecurityChecksFailed",
+        "BadSecurityPolicyRejected",
+        "BadSecurityModeRejected",
+        "BadSecurityModeInsufficient",
+        "BadNoValidCertificates",
+        "BadApplicationSignatureInvalid",
+        "BadUserSignatureInvalid",
+        "BadServerUriInvalid",
+        "BadProtocolVersionUnsupported",
+        "BadNonceInvalid",
+        "BadRequestTypeInvalid",
+        "BadNotSupported",
+    }
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Failure:
+    """Why a connection or request failed: the state it implies and a reason for the operator.
+
+    `reason` is the server's status code name (``BadUserAccessDenied``) or the
+    OS error text (``[Errno -2] Name or service not known``); `offered` holds the
+    endpoint URLs the server offers when the failure is about the endpoint path.
+    """
+
+    state: str
+    reason: str
+    offered: tuple[str, ...] = ()
+
+    @property
+    def message(self) -> str:
+        """The reason, followed by the offered endpoint URLs when there are any."""
+        if not self.offered:
+            return self.reason
+        return f"{self.reason}; the server offers: {', '.join(self.offered)}"
+
+
+def status_name(code: int | ua.StatusCode | None) -> str:
+    """The symbolic name of an OPC UA status code (``Good`` for None)."""
+    if code is None:
+        return "Good"
+    value = code.value if isinstance(code, ua.StatusCode) else int(code)
+    name, _doc = status_codes.get_name_and_doc(value)
+    return str(name)
+
+
+def _is_faulty_code(name: str) -> bool:
+    return name in _FAULTY_CODES or name.startswith("BadCertificate")
+
+
+def _os_text(exc: OSError) -> str:
+    text = str(exc)
+    return text if text else type(exc).__name__
+
+
+def classify(exc: BaseException) -> Failure:
+    """The failure an exception means: `faulty` for configuration/permanent errors, else `down`."""
+    failure = getattr(exc, "failure", None)
+    if isinstance(failure, Failure):  # already classified (SessionError)
+        return failure
+    if isinstance(exc, UaStatusCodeError):
+        name = status_name(exc.code)
+        return Failure(FAULTY if _is_faulty_code(name) else DOWN, name)
+    if isinstance(exc, socket.gaierror):
+        # The host name does not resolve: fixing DNS or the URL is the operator's job.
+        return Failure(FAULTY, _os_text(exc))
+    if isinstance(exc, (FileNotFoundError, PermissionError, IsADirectoryError)):
+        # A local certificate or key file that cannot be read.
+        return Failure(FAULTY, _os_text(exc))
+    if isinstance(exc, (TimeoutError, asyncio.TimeoutError)):
+        text = str(exc)
+        return Failure(DOWN, text if text else "timed out")
+    if isinstance(exc, OSError):  # refused, reset, unreachable, ...
+        return Failure(DOWN, _os_text(exc))
+    if isinstance(exc, EOFError):
+        return Failure(DOWN, "connection closed by the server")
+    if isinstance(exc, UaError):
+        # e.g. "No matching endpoints" for a security policy/mode the server does not offer.
+        return Failure(FAULTY, str(exc) or type(exc).__name__)
+    if isinstance(exc, ValueError):
+        return Failure(FAULTY, f"invalid URL or setting: {exc}")
+    return Failure(DOWN, f"{type(exc).__name__}: {exc}")

@@ -1,0 +1,135 @@
+"""Config schema of `kind: opcua` endpoints (the options classes live in fieldwatch.config.model)."""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import urlsplit
+
+from fieldwatch.config._schema import (
+    Checker,
+    Ctx,
+    Field,
+    Float,
+    Invalid,
+    Nullable,
+    Obj,
+    PathStr,
+    Seq,
+    Str,
+)
+from fieldwatch.config.model import NodeConfig, OpcuaOptions, SecurityConfig, ThresholdConfig
+
+__all__ = ["NodeConfig", "OpcuaOptions", "SCHEMA", "SecurityConfig", "ThresholdConfig"]
+
+POLICIES = ("None", "Basic256Sha256", "Aes128_Sha256_RsaOaep", "Aes256_Sha256_RsaPss")
+MODES = ("Sign", "SignAndEncrypt")
+_NODE_ID = r"^(ns=\d+;|nsu=[^;]+;)?(i=\d+|s=.+|g=[0-9A-Fa-f]{8}(-[0-9A-Fa-f]{4}){3}-[0-9A-Fa-f]{12}|b=.+)$"
+
+
+def _check_url(value: str, ctx: Ctx) -> Any:
+    if not value.startswith("opc.tcp://"):
+        raise Invalid("must start with opc.tcp://")
+    try:
+        parts = urlsplit(value)
+        port = parts.port
+    except ValueError:
+        raise Invalid("invalid port in URL") from None
+    if not parts.hostname:
+        raise Invalid("has no host (expected opc.tcp://HOST[:PORT][/PATH])")
+    if port is not None and not 1 <= port <= 65535:
+        raise Invalid("port must be 1..65535")
+    return value
+
+
+def _security_files(chk: Checker) -> None:
+    if chk.values.get("policy", "None") == "None":
+        return
+    for key in ("cert", "key"):
+        if key in chk.values and chk.values[key] is None:
+            chk.fail(key, f"required when policy is {chk.values['policy']}")
+
+
+SECURITY = Obj(
+    SecurityConfig,
+    {
+        "policy": Str(choices=POLICIES),
+        "mode": Str(choices=MODES),
+        "cert": Nullable(PathStr()),
+        "key": Nullable(PathStr()),
+        "server_cert": Nullable(PathStr()),
+    },
+    checks=[_security_files],
+)
+
+NODE = Obj(
+    NodeConfig,
+    {
+        "id": Field(Str(pattern=_NODE_ID), required=True),
+        "name": Field(Str(), required=True),
+        "poll_s": Float(gt=0),
+        "mode": Str(choices=("poll", "subscribe")),
+    },
+)
+
+
+def _threshold_bounds(chk: Checker) -> None:
+    if not chk.has("high", "low"):
+        return  # already reported
+    high, low = chk.values["high"], chk.values["low"]
+    if high is None and low is None:
+        chk.fail("high", "a threshold needs high, low or both")
+    elif high is not None and low is not None and not low < high:
+        chk.fail("low", f"low ({low:g}) must be less than high ({high:g})")
+
+
+THRESHOLD = Obj(
+    ThresholdConfig,
+    {
+        "reading": Field(Str(), required=True),
+        "high": Nullable(Float()),
+        "low": Nullable(Float()),
+        "severity": Str(choices=("info", "warning", "critical")),
+        "hysteresis": Nullable(Float(ge=0)),
+    },
+    checks=[_threshold_bounds],
+)
+
+
+def _thresholds_name_nodes(chk: Checker) -> None:
+    nodes = chk.node.value.get("nodes")
+    thresholds = chk.node.value.get("thresholds")
+    if nodes is None or thresholds is None or not isinstance(thresholds.value, list):
+        return
+    if not isinstance(nodes.value, list):
+        return
+    names = {n.value["name"].value for n in nodes.value
+             if isinstance(n.value, dict) and "name" in n.value}
+    for i, item in enumerate(thresholds.value):
+        reading = item.value.get("reading") if isinstance(item.value, dict) else None
+        if reading is not None and isinstance(reading.value, str) and reading.value not in names:
+            chk.ctx.error(reading.line, (*chk.path, "thresholds", i, "reading"),
+                          f"unknown reading {reading.value!r}: not the name of a node "
+                          f"({', '.join(sorted(map(str, names))) or 'no nodes'})")
+            chk.failed = True
+
+
+def _credentials(chk: Checker) -> None:
+    if chk.values.get("password") is not None and chk.values.get("username") is None:
+        chk.fail("password", "password given without username")
+
+
+SCHEMA = Obj(
+    OpcuaOptions,
+    {
+        "url": Field(Str(convert=_check_url), required=True),
+        "timeout_s": Float(gt=0),
+        "security": SECURITY,
+        "username": Nullable(Str()),
+        "password": Nullable(Str()),
+        "stale_after_s": Float(gt=0),
+        "nodes": Seq(NODE, unique="name", what="node"),
+        "thresholds": Seq(THRESHOLD),
+    },
+    checks=[_thresholds_name_nodes, _credentials],
+)
+"""Validates the opcua keys of an endpoint mapping into OpcuaOptions."""

@@ -1,0 +1,404 @@
+"""A blocking, timeout-bounded OPC UA session for one actor, running on the shared loop.
+
+Every public method submits a coroutine to `OpcuaLoop` and waits at most
+``timeout_s`` (plus a small margin) for it; every failure comes out as a
+`SessionError` carrying a classified `Failure`. asyncua's own reconnect is
+off: when its watchdog notices a dead link the session marks itself lost and
+the owning actor decides what to do (reconnect with backoff).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import logging
+from collections.abc import Callable, Coroutine, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, TypeVar
+from urllib.parse import urlsplit, urlunsplit
+
+from asyncua import ua
+from asyncua.client.client import Client
+from asyncua.common.node import Node
+from asyncua.common.subscription import DataChangeNotif, Subscription
+from asyncua.ua.attribute_ids import AttributeIds
+from asyncua.ua.uaerrors import UaError, UaStatusCodeError
+
+from fieldwatch.actors.opcua._values import NodeValue, node_value, unix_time
+from fieldwatch.actors.opcua.classify import Failure, classify, status_name
+from fieldwatch.actors.opcua.loop import OpcuaLoop
+from fieldwatch.errors import FieldwatchError
+from fieldwatch.states import DOWN, FAULTY
+
+__all__ = ["DEFAULT_PORT", "NodeValue", "OpcuaSession", "ServerHealth", "SessionError"]
+
+logger = logging.getLogger(__name__)
+
+_T = TypeVar("_T")
+
+DEFAULT_PORT = 4840
+#: Extra time the calling thread waits beyond ``timeout_s`` before giving up on the loop.
+_MARGIN_S = 0.5
+_STATE_NODE = ua.NodeId.from_string("i=2259")  # Server.ServerStatus.State
+_TIME_NODE = ua.NodeId.from_string("i=2258")  # Server.ServerStatus.CurrentTime
+
+
+
+@dataclass(frozen=True, slots=True)
+class ServerHealth:
+    """The server's ServerStatus: its state (0 = Running), name, clock and whether it runs."""
+
+    state: int
+    state_name: str
+    current_time: float | None
+    running: bool
+
+
+class SessionError(FieldwatchError):
+    """An OPC UA operation failed; `failure` says whether the endpoint is faulty or down and why."""
+
+    def __init__(self, failure: Failure) -> None:
+        super().__init__(failure.message)
+        self.failure = failure
+
+
+def _normalize_url(url: str) -> tuple[str, str]:
+    """Validate an ``opc.tcp://host[:port][/path]`` URL; return it with a port, and its path."""
+    parts = urlsplit(url.strip())
+    if parts.scheme != "opc.tcp":
+        raise SessionError(Failure(FAULTY, f"invalid URL {url!r}: the scheme must be opc.tcp"))
+    try:
+        port = parts.port
+    except ValueError as err:
+        raise SessionError(Failure(FAULTY, f"invalid URL {url!r}: {err}")) from err
+    if not parts.hostname:
+        raise SessionError(Failure(FAULTY, f"invalid URL {url!r}: no host"))
+    netloc = parts.netloc if port is not None else f"{parts.netloc}:{DEFAULT_PORT}"
+    return urlunsplit(("opc.tcp", netloc, parts.path, parts.query, "")), _path_key(parts.path)
+
+
+def _path_key(path: str) -> str:
+    """Endpoint paths compare without a trailing slash ("" and "/" are the same)."""
+    return path.rstrip("/")
+
+
+class OpcuaSession:
+    """One endpoint's client session, used from a single actor thread."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        timeout_s: float,
+        security: Any = None,
+        username: str | None = None,
+        password: str | None = None,
+        loop: OpcuaLoop | None = None,
+        on_connection_lost: Callable[[str], None] | None = None,
+    ) -> None:
+        self._raw_url = url
+        self._timeout_s = float(timeout_s)
+        self._security = security
+        self._username = username
+        self._password = password
+        self._loop = loop if loop is not None else OpcuaLoop.shared()
+        self._on_connection_lost = on_connection_lost
+        self._client: Client | None = None
+        self._lost: Failure | None = None
+        self._offered: list[str] = []
+        self._subscriptions: list[Subscription] = []
+        self._background: set[asyncio.Task[None]] = set()
+
+    def __repr__(self) -> str:
+        return f"OpcuaSession({self._raw_url!r})"
+
+    # ------------------------------------------------------------------ public API
+
+    @property
+    def url(self) -> str:
+        """The endpoint URL as configured."""
+        return self._raw_url
+
+    @property
+    def offered(self) -> list[str]:
+        """Endpoint URLs the server offered at the last successful connect."""
+        return list(self._offered)
+
+    @property
+    def connected(self) -> bool:
+        """Whether a session is established and no loss has been noticed since."""
+        return self._client is not None and self._lost is None
+
+    def connect(self) -> list[str]:
+        """Connect (dropping any previous connection); return the endpoint URLs the server offers."""
+        url, _path = _normalize_url(self._raw_url)
+        self._offered = self._run(self._connect(url), "connect", extra_s=_MARGIN_S)
+        return list(self._offered)
+
+    def path_offered(self) -> bool:
+        """Whether the configured URL's path is among the paths of the offered endpoints."""
+        _url, path = _normalize_url(self._raw_url)
+        return any(_path_key(urlsplit(offered).path) == path for offered in self._offered)
+
+    def health(self) -> ServerHealth:
+        """Read ServerStatus.State (i=2259) and CurrentTime (i=2258) in one Read request."""
+        state_dv, time_dv = self._run(self._read_values([_STATE_NODE, _TIME_NODE]), "health read")
+        state_code = state_dv.StatusCode
+        if state_code is not None and not state_code.is_good():
+            return ServerHealth(-1, status_name(state_code), None, False)
+        raw = state_dv.Value.Value if state_dv.Value is not None else None
+        state = int(raw) if isinstance(raw, int) else -1
+        try:
+            name = ua.ServerState(state).name
+        except ValueError:
+            name = f"Unknown({state})"
+        current = time_dv.Value.Value if time_dv.Value is not None else None
+        current_time = unix_time(current) if isinstance(current, datetime) else None
+        return ServerHealth(state, name, current_time, state == ua.ServerState.Running)
+
+    def read(self, node_ids: Sequence[str]) -> list[NodeValue]:
+        """Read the nodes' values in one Read request; a bad status is a value with good=False."""
+        ids = list(node_ids)
+        parsed = {text: _parse_node_id(text) for text in ids}
+        valid = [nid for nid in parsed.values() if nid is not None]
+        values = self._run(self._read_values(valid), "read") if valid else []
+        by_id = iter(values)
+        result: list[NodeValue] = []
+        for text in ids:
+            nid = parsed[text]
+            if nid is None:
+                result.append(NodeValue(text, None, "BadNodeIdInvalid", False, None, None))
+            else:
+                result.append(node_value(text, next(by_id)))
+        return result
+
+    def subscribe(
+        self,
+        node_ids: Sequence[str],
+        publishing_interval_s: float,
+        callback: Callable[[NodeValue], None],
+    ) -> None:
+        """Subscribe to data changes; `callback` runs on the loop thread (it should only `tell`).
+
+        Node ids the server rejects are reported once through `callback` with
+        their status code (good=False) instead of raising.
+        """
+        ids = list(node_ids)
+        self._run(self._subscribe(ids, publishing_interval_s, callback), "subscribe")
+
+    def close(self) -> None:
+        """Close the session (politely if the link is alive); never raises, bounded by timeout_s."""
+        try:
+            self._run(self._drop_client(graceful=self._lost is None), "close")
+        except SessionError as err:
+            logger.debug("%r: close: %s", self, err.failure.message)
+        except RuntimeError as err:  # the loop is stopped: nothing is left to close
+            logger.debug("%r: close: %s", self, err)
+
+    # ------------------------------------------------------------------ plumbing
+
+    def _run(self, coro: Coroutine[Any, Any, _T], what: str, extra_s: float = 0.0) -> _T:
+        """Run `coro` on the loop, bounded by timeout_s; translate every failure into SessionError."""
+        if self._loop.in_loop_thread():
+            coro.close()
+            raise RuntimeError("OpcuaSession methods must not be called on the OPC UA loop thread")
+        future = self._loop.submit(self._bounded(coro, what))
+        try:
+            return future.result(timeout=self._timeout_s + _MARGIN_S + extra_s)
+        except concurrent.futures.TimeoutError as err:
+            future.cancel()
+            raise SessionError(Failure(DOWN, f"{what}: no answer within {self._timeout_s:g} s")) from err
+        except concurrent.futures.CancelledError as err:
+            raise SessionError(Failure(DOWN, f"{what}: cancelled")) from err
+
+    async def _bounded(self, coro: Coroutine[Any, Any, _T], what: str) -> _T:
+        try:
+            return await asyncio.wait_for(coro, self._timeout_s)
+        except SessionError:
+            raise
+        except TimeoutError as err:
+            raise SessionError(Failure(DOWN, f"{what}: no answer within {self._timeout_s:g} s")) from err
+        except Exception as err:  # classify every library/OS error into faulty or down
+            failure = classify(err)
+            if failure.state == DOWN and self._lost is not None:
+                failure = self._lost  # report the cause the watchdog saw, not the follow-up error
+            raise SessionError(failure) from err
+
+    def _require_client(self) -> Client:
+        if self._lost is not None:
+            raise SessionError(self._lost)
+        if self._client is None:
+            raise SessionError(Failure(DOWN, "not connected"))
+        return self._client
+
+    async def _connect(self, url: str) -> list[str]:
+        await self._drop_client(graceful=True)
+        self._lost = None
+        client = Client(url, timeout=self._timeout_s, watchdog_intervall=max(1.0, self._timeout_s))
+        client.session_timeout = 60_000  # ms: an abandoned session is dropped by the server soon
+        client.description = client.name = "fieldwatch"
+        client.connection_lost_callback = self._make_lost_callback(client)
+        self._client = client
+        try:
+            if self._security is not None:
+                await _apply_security(client, self._security)
+            if self._username:
+                client.set_user(self._username)
+            if self._password:
+                client.set_password(self._password)
+            await client.connect(auto_reconnect=False)
+            endpoints = await client.get_endpoints()
+        except BaseException as err:
+            await self._drop_client(graceful=False)
+            if isinstance(err, UaStatusCodeError) and classify(err).reason == "BadTcpEndpointUrlInvalid":
+                offered = await self._discover(url)
+                raise SessionError(Failure(FAULTY, "BadTcpEndpointUrlInvalid", tuple(offered))) from err
+            raise
+        return sorted({str(ep.EndpointUrl) for ep in endpoints})
+
+    async def _discover(self, url: str) -> list[str]:
+        """GetEndpoints through the server's base URL (no path), for a refused endpoint path."""
+        parts = urlsplit(url)
+        base = urlunsplit((parts.scheme, parts.netloc, "", "", ""))
+        probe = Client(base, timeout=self._timeout_s)
+        try:
+            endpoints = await asyncio.wait_for(probe.connect_and_get_server_endpoints(), self._timeout_s / 2)
+        except (OSError, RuntimeError, TimeoutError) as err:  # best effort: the reason stays the status code
+            logger.debug("%r: GetEndpoints on %s failed: %r", self, base, err)
+            probe.disconnect_socket()
+            return []
+        return sorted({str(ep.EndpointUrl) for ep in endpoints})
+
+    def _make_lost_callback(self, client: Client) -> Callable[[Exception], Coroutine[Any, Any, None]]:
+        async def on_lost(exc: Exception) -> None:
+            if client is not self._client or self._lost is not None:
+                return
+            failure = classify(exc)
+            if failure.state != DOWN or failure.reason in ("timed out", "transport lost"):
+                failure = Failure(DOWN, f"connection lost: {failure.reason}")
+            self._lost = failure
+            logger.debug("%r: connection lost: %s", self, failure.reason)
+            # Tear the dead client down in its own task: this callback runs inside
+            # asyncua's supervisor task, which the teardown cancels.
+            task = asyncio.get_running_loop().create_task(self._drop_client(graceful=False, only=client))
+            self._background.add(task)
+            task.add_done_callback(self._background.discard)
+            if self._on_connection_lost is not None:
+                try:
+                    self._on_connection_lost(failure.reason)
+                except Exception:  # a broken callback must not break the loop thread
+                    logger.exception("%r: on_connection_lost callback failed", self)
+
+        return on_lost
+
+    async def _drop_client(self, *, graceful: bool, only: Client | None = None) -> None:
+        """Close the current client: politely (bounded) when the link is alive, else abort the socket."""
+        client = self._client
+        if client is None or (only is not None and client is not only):
+            return
+        self._client = None
+        self._subscriptions = []
+        client.uaclient.request_disconnect()
+        if graceful:
+            try:
+                await asyncio.wait_for(client.close_session(), self._timeout_s / 2)
+                await client.close_secure_channel()
+            except (OSError, RuntimeError, TimeoutError) as err:  # the peer may be gone; abort below
+                logger.debug("%r: graceful close failed: %r", self, err)
+        protocol = client.uaclient.protocol
+        if protocol is not None and protocol.transport is not None:
+            protocol.transport.abort()
+            await asyncio.sleep(0)  # let connection_lost run so pending requests fail now
+        try:
+            await asyncio.wait_for(client.close_session(), 0.5)
+        except (OSError, RuntimeError, TimeoutError) as err:  # already closed: nothing to do
+            logger.debug("%r: close_session after abort: %r", self, err)
+        client.disconnect_socket()
+
+    async def _read_values(self, nids: list[ua.NodeId]) -> list[ua.DataValue]:
+        client = self._require_client()
+        params = ua.ReadParameters()
+        params.TimestampsToReturn = ua.TimestampsToReturn.Both
+        for nid in nids:
+            item = ua.ReadValueId()
+            item.NodeId = nid
+            item.AttributeId = AttributeIds.Value
+            params.NodesToRead.append(item)
+        values = await client.uaclient.read(params)
+        if len(values) != len(nids):
+            raise SessionError(Failure(DOWN, f"Read returned {len(values)} results for {len(nids)} nodes"))
+        return values
+
+    async def _subscribe(
+        self, ids: list[str], interval_s: float, callback: Callable[[NodeValue], None]
+    ) -> None:
+        client = self._require_client()
+        names: dict[ua.NodeId, str] = {}
+        for text in ids:
+            nid = _parse_node_id(text)
+            if nid is None:
+                callback(NodeValue(text, None, "BadNodeIdInvalid", False, None, None))
+            else:
+                names[nid] = text
+        if not names:
+            return
+        handler = _DataChangeHandler(names, callback)
+        subscription = await client.create_subscription(interval_s * 1000.0, handler)
+        self._subscriptions.append(subscription)
+        nodes: list[Node] = [client.get_node(nid) for nid in names]
+        results = await subscription.subscribe_data_change(nodes, sampling_interval=ua.Double(interval_s * 1000.0))
+        for nid, result in zip(names, results):
+            if isinstance(result, ua.StatusCode):
+                callback(NodeValue(names[nid], None, status_name(result), False, None, None))
+
+
+class _DataChangeHandler:
+    """asyncua subscription handler forwarding each data change as a NodeValue."""
+
+    def __init__(self, names: dict[ua.NodeId, str], callback: Callable[[NodeValue], None]) -> None:
+        self._names = names
+        self._callback = callback
+
+    def datachange_notification(self, node: Node, val: Any, data: DataChangeNotif) -> None:
+        """Called by asyncua on the loop thread for every monitored-item notification."""
+        text = self._names.get(node.nodeid, node.nodeid.to_string())
+        try:
+            self._callback(node_value(text, data.monitored_item.Value))
+        except Exception:  # a broken callback must not kill asyncua's dispatch task
+            logger.exception("subscription callback failed for %s", text)
+
+    def status_change_notification(self, status: ua.StatusChangeNotification) -> None:
+        """The server reports the subscription's status changed (e.g. it timed out)."""
+        logger.debug("subscription status change: %s", status.Status)
+
+
+def _parse_node_id(text: str) -> ua.NodeId | None:
+    try:
+        return ua.NodeId.from_string(text)
+    except (UaError, ValueError, TypeError):
+        return None
+
+
+async def _apply_security(client: Client, security: Any) -> None:
+    """Configure a security policy (Basic256Sha256, ...) from a SecurityConfig-like object."""
+    from asyncua.crypto import security_policies
+
+    policy = str(getattr(security, "policy", None) or "None")
+    if policy == "None":
+        return
+    policy_class = getattr(security_policies, f"SecurityPolicy{policy}", None)
+    if policy_class is None:
+        raise SessionError(Failure(FAULTY, f"unknown security policy {policy!r}"))
+    mode_name = str(getattr(security, "mode", None) or "SignAndEncrypt")
+    mode = getattr(ua.MessageSecurityMode, mode_name, None)
+    if mode is None:
+        raise SessionError(Failure(FAULTY, f"unknown security mode {mode_name!r}"))
+    cert, key = getattr(security, "cert", None), getattr(security, "key", None)
+    if not cert or not key:
+        raise SessionError(Failure(FAULTY, f"security policy {policy} needs cert and key"))
+    server_cert = getattr(security, "server_cert", None)
+    await client.set_security(
+        policy_class, str(cert), str(key), server_certificate=str(server_cert) if server_cert else None, mode=mode
+    )
+

@@ -1,0 +1,496 @@
+"""An Erlang/OTP-style supervisor on pykka: strategies, restart types, intensity.
+
+Children are started in declared order and stopped in reverse order. A group
+restart (one_for_all, rest_for_one) counts as one restart for intensity. More
+than `max_restarts` restarts within `within_s` stops every child and fails the
+supervisor to its parent; the root calls `on_exhausted` (the daemon exits 3).
+Health checks are tells with a deadline, so a hung child never blocks us: it is
+abandoned and replaced by a new generation whose predecessor is ignored.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import random
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any, Callable, Mapping
+
+import pykka
+
+from fieldwatch.actors.base import ChildContext, SupervisedActor
+from fieldwatch.actors.messages import ChildExited, Health, HealthCheck, HealthReport
+from fieldwatch.actors.tree import TreeNode, TreeView
+from fieldwatch.errors import ConflictError, NotFoundError
+from fieldwatch.policy import Backoff, ChildPolicy, Intensity
+
+__all__ = ["ChildSpec", "Supervisor", "SupervisorOptions", "backoff_delay"]
+
+logger = logging.getLogger(__name__)
+
+StartFn = Callable[[ChildContext], "pykka.ActorRef[Any]"]
+
+
+@dataclass(frozen=True, slots=True)
+class ChildSpec:
+    """How to start one child and how to treat its exits."""
+
+    id: str
+    start: StartFn
+    policy: ChildPolicy = field(default_factory=ChildPolicy)
+    kind: str = "worker"  # worker | supervisor | an endpoint kind
+    next_generation: Callable[[], int] | None = None  # default: a counter per child
+    on_started: Callable[[ChildContext], None] | None = None  # after each spawn
+    on_removed: Callable[[], None] | None = None  # when the spec is dropped
+
+
+@dataclass(frozen=True, slots=True)
+class SupervisorOptions:
+    """A supervisor's own policy and collaborators."""
+
+    strategy: str = "one_for_one"
+    intensity: Intensity = field(default_factory=Intensity)
+    tree: TreeView | None = None
+    on_exhausted: Callable[[str], None] | None = None  # root only
+
+
+# Internal messages -------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class _HealthDue:
+    child_id: str
+    generation: int
+
+
+@dataclass(frozen=True, slots=True)
+class _HealthTimeout:
+    child_id: str
+    generation: int
+    seq: int
+
+
+@dataclass(frozen=True, slots=True)
+class _RestartDue:
+    child_ids: tuple[str, ...]
+    token: int
+
+
+@dataclass(frozen=True, slots=True)
+class AddChild:
+    """Start a new child at runtime (after all current ones)."""
+
+    spec: ChildSpec
+
+
+@dataclass(frozen=True, slots=True)
+class RemoveChild:
+    """Stop a child and drop its spec; siblings are not touched."""
+
+    child_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class RestartChild:
+    """Operator restart: stop the child and start a new generation at once."""
+
+    child_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class WhichChildren:
+    """Ask for (child_id, generation, running) of every child, in start order."""
+
+
+def backoff_delay(policy: Backoff, attempt: int, rng: random.Random | None = None) -> float:
+    """Capped exponential delay for the given attempt (0-based) with +-jitter."""
+    base = min(policy.max_s, policy.initial_s * (policy.multiplier**attempt))
+    jitter = (rng or random).uniform(-policy.jitter, policy.jitter) if policy.jitter else 0.0
+    return max(0.0, min(policy.max_s * (1 + policy.jitter), base * (1 + jitter)))
+
+
+class _Child:
+    """Bookkeeping for one child spec."""
+
+    def __init__(self, spec: ChildSpec) -> None:
+        self.spec = spec
+        self.ref: pykka.ActorRef[Any] | None = None
+        self.generation = 0
+        self.restarts = 0
+        self.attempt = 0
+        self.started_mono = 0.0
+        self.started_wall: float | None = None
+        self.health_failures = 0
+        self.hc_seq = 0
+        self.hc_pending: int | None = None
+        self.hc_timer: Any = None
+        self.hc_deadline: Any = None
+        self.restarting = False
+        self.abandoned = 0
+        self.last_failure: tuple[str, str] | None = None
+
+
+class Supervisor(SupervisedActor):
+    """A supervisor actor; itself supervised by its parent (or the daemon, for the root)."""
+
+    def __init__(self, ctx: ChildContext, options: SupervisorOptions, specs: list[ChildSpec]) -> None:
+        super().__init__(ctx)
+        self.options = options
+        self._children: list[_Child] = [_Child(s) for s in specs]
+        self._restart_times: deque[float] = deque()
+        self._tokens = itertools.count(1)
+        self._pending_restart: dict[str, int] = {}
+        self._exhausted = False
+        self._gen_counters: dict[str, itertools.count[int]] = {}
+
+    # -- lifecycle -------------------------------------------------------------
+
+    def started(self) -> None:
+        self._publish_self("running")
+        for child in list(self._children):
+            self._start_child(child)
+
+    def stopping(self) -> None:
+        self._stop_children(list(self._children))
+        if self.options.tree is not None:
+            self.options.tree.remove(self.ctx.path + "/")
+            self.options.tree.update(self.ctx.path, state="stopped")
+
+    def check_health(self) -> Health:
+        return Health(not self._exhausted, "intensity exhausted" if self._exhausted else "")
+
+    # -- messages --------------------------------------------------------------
+
+    def handle(self, message: Any) -> Any:
+        if isinstance(message, ChildExited):
+            return self._on_exit(message)
+        if isinstance(message, HealthReport):
+            return self._on_health_report(message)
+        if isinstance(message, _HealthDue):
+            return self._on_health_due(message)
+        if isinstance(message, _HealthTimeout):
+            return self._on_health_timeout(message)
+        if isinstance(message, _RestartDue):
+            return self._on_restart_due(message)
+        if isinstance(message, AddChild):
+            return self._add(message.spec)
+        if isinstance(message, RemoveChild):
+            return self._remove(message.child_id)
+        if isinstance(message, RestartChild):
+            return self._operator_restart(message.child_id)
+        if isinstance(message, WhichChildren):
+            return [(c.spec.id, c.generation, c.ref is not None) for c in self._children]
+        return super().handle(message)
+
+    def _find(self, child_id: str) -> _Child | None:
+        for child in self._children:
+            if child.spec.id == child_id:
+                return child
+        return None
+
+    def _add(self, spec: ChildSpec) -> int:
+        if self._find(spec.id) is not None:
+            raise ConflictError(f"{self.ctx.path}: child {spec.id!r} already exists")
+        child = _Child(spec)
+        self._children.append(child)
+        self._start_child(child)
+        return child.generation
+
+    def _remove(self, child_id: str) -> None:
+        child = self._find(child_id)
+        if child is None:
+            raise NotFoundError(f"{self.ctx.path}: no child {child_id!r}")
+        self._stop_child(child)
+        self._drop(child)
+
+    def _operator_restart(self, child_id: str) -> int:
+        child = self._find(child_id)
+        if child is None:
+            raise NotFoundError(f"{self.ctx.path}: no child {child_id!r}")
+        self._stop_child(child)
+        child.restarts += 1
+        self._pending_restart.pop(child_id, None)
+        self._start_child(child)
+        return child.generation
+
+    # -- starting and stopping -------------------------------------------------
+
+    def _path_of(self, child: _Child) -> str:
+        return f"{self.ctx.path}/{child.spec.id}"
+
+    def _next_generation(self, child: _Child) -> int:
+        if child.spec.next_generation is not None:
+            return child.spec.next_generation()
+        counter = self._gen_counters.setdefault(child.spec.id, itertools.count(1))
+        return next(counter)
+
+    def _start_child(self, child: _Child) -> None:
+        child.restarting = False
+        child.generation = self._next_generation(child)
+        child.health_failures = 0
+        child.hc_pending = None
+        ctx = ChildContext(
+            child_id=child.spec.id,
+            path=self._path_of(child),
+            generation=child.generation,
+            restarts=child.restarts,
+            parent=self.actor_ref,
+            scheduler=self.ctx.scheduler,
+        )
+        child.started_mono = time.monotonic()
+        child.started_wall = time.time()
+        try:
+            child.ref = child.spec.start(ctx)
+        except Exception as err:  # supervision boundary: a child that cannot start is a crash
+            logger.error("%s: failed to start: %s: %s", ctx.path, type(err).__name__, err)
+            child.ref = None
+            self._publish(child, "failed")
+            self.actor_ref.tell(ChildExited(child.spec.id, child.generation, False, type(err).__name__, str(err)))
+            return
+        if child.spec.on_started is not None:
+            child.spec.on_started(ctx)
+        self._publish(child, "running")
+        hc = child.spec.policy.health_check
+        generation = child.generation
+        child.hc_timer = self.ctx.scheduler.every(
+            hc.interval_s,
+            lambda: self._tell_self(_HealthDue(child.spec.id, generation)),
+        )
+
+    def _tell_self(self, message: Any) -> None:
+        try:
+            self.actor_ref.tell(message)
+        except pykka.ActorDeadError:
+            pass
+
+    def _cancel_timers(self, child: _Child) -> None:
+        for timer in (child.hc_timer, child.hc_deadline):
+            if timer is not None:
+                timer.cancel()
+        child.hc_timer = child.hc_deadline = None
+        child.hc_pending = None
+
+    def _stop_child(self, child: _Child, *, hung: bool = False) -> None:
+        """Stop one child, waiting at most its shutdown timeout (not at all when hung)."""
+        self._cancel_timers(child)
+        ref, child.ref = child.ref, None
+        if ref is None:
+            return
+        try:
+            future = ref.stop(block=False)
+            if hung:
+                raise pykka.Timeout("hung")
+            future.get(timeout=child.spec.policy.shutdown_timeout_s)
+        except pykka.Timeout:
+            child.abandoned += 1
+            logger.warning(
+                "%s: generation %d did not stop within %.1fs; abandoned",
+                self._path_of(child),
+                child.generation,
+                0.0 if hung else child.spec.policy.shutdown_timeout_s,
+            )
+        except pykka.ActorDeadError:
+            pass
+        self._publish(child, "stopped")
+
+    def _stop_children(self, children: list[_Child]) -> None:
+        for child in reversed(children):
+            self._stop_child(child)
+
+    def _drop(self, child: _Child) -> None:
+        self._cancel_timers(child)
+        if child in self._children:
+            self._children.remove(child)
+        self._pending_restart.pop(child.spec.id, None)
+        if self.options.tree is not None:
+            self.options.tree.remove(self._path_of(child))
+        if child.spec.on_removed is not None:
+            child.spec.on_removed()
+
+    # -- failures ----------------------------------------------------------------
+
+    def _on_exit(self, msg: ChildExited) -> None:
+        child = self._find(msg.child_id)
+        if child is None or msg.generation != child.generation or child.restarting:
+            return  # an abandoned or already-handled instance: ignored
+        self._cancel_timers(child)
+        child.ref = None
+        if not msg.normal:
+            child.last_failure = (msg.exc_type or "Exception", msg.message)
+            logger.error("%s: exited: %s: %s", self._path_of(child), msg.exc_type, msg.message)
+        self._child_terminated(child, abnormal=not msg.normal)
+
+    def _child_terminated(self, child: _Child, *, abnormal: bool) -> None:
+        restart = child.spec.policy.restart
+        if restart == "temporary" or (restart == "transient" and not abnormal):
+            self._publish(child, "stopped")
+            if restart == "temporary":
+                self._drop(child)  # OTP: a temporary child's spec is dropped
+            return
+        if not self._count_restart():
+            return
+        # The backoff resets after reset_after_s of stable running.
+        if time.monotonic() - child.started_mono >= child.spec.policy.backoff.reset_after_s:
+            child.attempt = 0
+        delay = backoff_delay(child.spec.policy.backoff, child.attempt)
+        child.attempt += 1
+        strategy = self.options.strategy
+        index = self._children.index(child)
+        if strategy == "one_for_one":
+            group = [child]
+        elif strategy == "one_for_all":
+            group = list(self._children)
+        else:  # rest_for_one
+            group = self._children[index:]
+        others = [c for c in group if c is not child]
+        self._stop_children(others)
+        for other in others:
+            if other.spec.policy.restart == "temporary":
+                self._drop(other)  # a temporary bystander is not restarted; its spec goes
+        group = [c for c in group if c in self._children]
+        for member in group:
+            member.restarting = True
+            member.restarts += 1
+            self._publish(member, "restarting")
+        if self.options.tree is not None:
+            self.options.tree.count_restart(self.ctx.path)
+        token = next(self._tokens)
+        for member in group:
+            self._pending_restart[member.spec.id] = token
+        self.ctx.scheduler.tell_later(delay, self.actor_ref, _RestartDue(tuple(c.spec.id for c in group), token))
+
+    def _count_restart(self) -> bool:
+        """Record a restart; False (and escalate) when intensity is exceeded."""
+        now = time.monotonic()
+        window = self.options.intensity
+        self._restart_times.append(now)
+        while self._restart_times and now - self._restart_times[0] > window.within_s:
+            self._restart_times.popleft()
+        if len(self._restart_times) <= window.max_restarts:
+            return True
+        self._escalate()
+        return False
+
+    def _escalate(self) -> None:
+        self._exhausted = True
+        reason = (
+            f"reached max restart intensity ({self.options.intensity.max_restarts} "
+            f"in {self.options.intensity.within_s:g}s)"
+        )
+        logger.error("%s: %s; stopping all children", self.ctx.path, reason)
+        self._stop_children(list(self._children))
+        self._publish_self("failed", ("Shutdown", reason))
+        if self.options.on_exhausted is not None:
+            self.options.on_exhausted(reason)
+        # Fail to the parent, which applies its own strategy.
+        self._report_exit(False, "Shutdown", reason)
+        self.stop()
+
+    def _on_restart_due(self, msg: _RestartDue) -> None:
+        for child_id in msg.child_ids:  # start order
+            child = self._find(child_id)
+            if child is None or self._pending_restart.get(child_id) != msg.token:
+                continue
+            del self._pending_restart[child_id]
+            self._start_child(child)
+
+    # -- health checks ---------------------------------------------------------
+
+    def _on_health_due(self, msg: _HealthDue) -> None:
+        child = self._find(msg.child_id)
+        if child is None or child.ref is None or child.generation != msg.generation:
+            return
+        if child.hc_pending is not None:
+            return  # the previous check is still within its timeout
+        child.hc_seq += 1
+        child.hc_pending = child.hc_seq
+        try:
+            child.ref.tell(HealthCheck(child.hc_seq, self.actor_ref))
+        except pykka.ActorDeadError:
+            # Died without telling us (e.g. on_start failed before reporting): a crash.
+            self._on_exit(ChildExited(child.spec.id, child.generation, False, "ActorDeadError", "actor is dead"))
+            return
+        timeout = child.spec.policy.health_check.timeout_s
+        child.hc_deadline = self.ctx.scheduler.tell_later(
+            timeout, self.actor_ref, _HealthTimeout(child.spec.id, child.generation, child.hc_seq)
+        )
+
+    def _on_health_report(self, msg: HealthReport) -> None:
+        child = self._find(msg.child_id)
+        if child is None or child.generation != msg.generation or child.hc_pending != msg.seq:
+            return
+        child.hc_pending = None
+        if child.hc_deadline is not None:
+            child.hc_deadline.cancel()
+            child.hc_deadline = None
+        if msg.health.ok:
+            child.health_failures = 0
+            return
+        child.health_failures += 1
+        if child.health_failures >= child.spec.policy.health_check.failures:
+            self._replace(child, "HealthCheckFailed", msg.health.detail or "unhealthy")
+
+    def _on_health_timeout(self, msg: _HealthTimeout) -> None:
+        child = self._find(msg.child_id)
+        if child is None or child.generation != msg.generation or child.hc_pending != msg.seq:
+            return
+        timeout = child.spec.policy.health_check.timeout_s
+        self._replace(child, "HealthCheckTimeout", f"no answer to a health check within {timeout:g}s")
+
+    def _replace(self, child: _Child, exc_type: str, message: str) -> None:
+        """Replace a child that failed its health check, even if its thread is hung."""
+        logger.error("%s: generation %d %s: %s; replacing", self._path_of(child), child.generation, exc_type, message)
+        child.last_failure = (exc_type, message)
+        self._stop_child(child, hung=exc_type == "HealthCheckTimeout")
+        self._child_terminated(child, abnormal=True)
+
+    # -- tree view ---------------------------------------------------------------
+
+    def _publish(self, child: _Child, state: str) -> None:
+        if self.options.tree is None:
+            return
+        failure = child.last_failure
+        self.options.tree.put(
+            TreeNode(
+                path=self._path_of(child),
+                kind=child.spec.kind,
+                state=state,
+                generation=child.generation,
+                restarts=child.restarts,
+                started_at=child.started_wall,
+                last_failure_type=failure[0] if failure else None,
+                last_failure_message=failure[1] if failure else None,
+                abandoned=child.abandoned,
+            )
+        )
+
+    def _publish_self(self, state: str, failure: tuple[str, str] | None = None) -> None:
+        tree = self.options.tree
+        if tree is None:
+            return
+        node = tree.get(self.ctx.path)
+        if node is None:
+            tree.put(
+                TreeNode(self.ctx.path, "supervisor", state, self.ctx.generation, self.ctx.restarts, time.time())
+            )
+        else:
+            tree.update(self.ctx.path, state=state)
+        if failure is not None:
+            tree.update(self.ctx.path, last_failure_type=failure[0], last_failure_message=failure[1])
+
+
+def supervisor_spec(
+    child_id: str,
+    options: SupervisorOptions,
+    specs: Callable[[], list[ChildSpec]],
+    policy: ChildPolicy | None = None,
+    extra: Mapping[str, Any] | None = None,
+) -> ChildSpec:
+    """A ChildSpec whose child is itself a Supervisor over `specs()` (fresh on each start)."""
+
+    def _start(ctx: ChildContext) -> pykka.ActorRef[Any]:
+        return Supervisor.start(ctx, options, specs())
+
+    return ChildSpec(id=child_id, start=_start, policy=policy or ChildPolicy(), kind="supervisor")

@@ -1,0 +1,206 @@
+"""The validated configuration: frozen dataclasses, tuples instead of lists.
+
+The per-kind option classes live here (not in `fieldwatch/actors/<kind>/schema.py`,
+which re-exports them) so that importing an actor's schema never cycles back
+through `fieldwatch.config` into a half-imported actor module.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Mapping, Union
+
+from fieldwatch.policy import DEFAULT_POLICY, SupervisionPolicy
+
+__all__ = [
+    "Config",
+    "EndpointConfig",
+    "EndpointOptions",
+    "HttpConfig",
+    "IcmpOptions",
+    "LoggingConfig",
+    "MqttOptions",
+    "NodeConfig",
+    "OpcuaOptions",
+    "ParserConfig",
+    "SecurityConfig",
+    "SiteConfig",
+    "StorageConfig",
+    "ThresholdConfig",
+    "TlsConfig",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class NodeConfig:
+    """One OPC UA node to read: `id` like "ns=3;i=1002", stored as reading `name`."""
+
+    id: str
+    name: str
+    poll_s: float = 5.0
+    mode: str = "poll"  # poll | subscribe
+
+
+@dataclass(frozen=True, slots=True)
+class ThresholdConfig:
+    """An alert when reading `reading` goes above `high` or below `low`."""
+
+    reading: str
+    high: float | None = None
+    low: float | None = None
+    severity: str = "warning"  # info | warning | critical
+    hysteresis: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SecurityConfig:
+    """OPC UA security policy, message mode and certificate files (absolute paths)."""
+
+    policy: str = "None"
+    mode: str = "SignAndEncrypt"  # Sign | SignAndEncrypt
+    cert: str | None = None
+    key: str | None = None
+    server_cert: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class TlsConfig:
+    """MQTT TLS files (absolute paths); `insecure` skips hostname verification."""
+
+    ca: str | None = None
+    cert: str | None = None
+    key: str | None = None
+    insecure: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class ParserConfig:
+    """How MQTT messages on topics matching `match` become readings.
+
+    `match` is an MQTT filter whose `+name` segments are captured; the reading
+    name is the `+metric` segment, else `name`. `value`/`timestamp`/`id_field`
+    are JSON paths ("$.value") for `format: json`.
+    """
+
+    match: str
+    format: str = "json"  # json | number | text
+    value: str | None = None
+    timestamp: str | None = None
+    name: str | None = None
+    id_field: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class IcmpOptions:
+    """Ping `host` every `interval_s`; DOWN after `down_after` failed probes in a row."""
+
+    host: str
+    interval_s: float = 10.0
+    timeout_s: float = 1.0
+    count: int = 1
+    down_after: int = 2
+    up_after: int = 1
+
+
+@dataclass(frozen=True, slots=True)
+class OpcuaOptions:
+    """An OPC UA server at `url` (opc.tcp://...), its nodes and thresholds."""
+
+    url: str
+    timeout_s: float = 5.0
+    security: SecurityConfig = SecurityConfig()
+    username: str | None = None
+    password: str | None = None
+    stale_after_s: float = 30.0
+    nodes: tuple[NodeConfig, ...] = ()
+    thresholds: tuple[ThresholdConfig, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class MqttOptions:
+    """An MQTT broker, the topic filters to subscribe and the parsers of their payloads."""
+
+    host: str
+    port: int = 1883
+    tls: TlsConfig | None = None
+    username: str | None = None
+    password: str | None = None
+    client_id: str | None = None
+    keepalive_s: int = 60
+    qos: int = 1
+    topics: tuple[str, ...] = ()
+    parsers: tuple[ParserConfig, ...] = ()
+    offline_after_s: float | None = 300.0
+    stale_after_s: float | None = None
+    clean_session: bool | None = None
+
+
+EndpointOptions = Union[IcmpOptions, OpcuaOptions, MqttOptions]
+"""The options of one endpoint; which class depends on its `kind`."""
+
+
+@dataclass(frozen=True, slots=True)
+class EndpointConfig:
+    """One endpoint: `options` holds the kind-specific keys written beside name/kind.
+
+    `supervision` is the endpoint's partial ChildPolicy override as a plain
+    nested dict (only the keys given), for `SupervisionPolicy.for_endpoint`.
+    """
+
+    name: str
+    kind: str
+    options: EndpointOptions
+    enabled: bool = True
+    supervision: Mapping[str, Any] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SiteConfig:
+    """A site and its endpoints; `enabled` is only the initial value (the stored flag wins)."""
+
+    name: str
+    enabled: bool = True
+    endpoints: tuple[EndpointConfig, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class StorageConfig:
+    """Database URL (sqlite paths made absolute), retention and write queue bound."""
+
+    url: str = "sqlite:///fieldwatch.db"
+    retention_days: float = 30
+    max_queue: int = 100000
+
+
+@dataclass(frozen=True, slots=True)
+class HttpConfig:
+    """The API listener `host:port` (port 0 picks a free one) and its bearer token."""
+
+    listen: str = "127.0.0.1:8080"
+    token: str | None = None
+    threads: int = 8
+    max_body_bytes: int = 1048576
+
+
+@dataclass(frozen=True, slots=True)
+class LoggingConfig:
+    """The daemon log: rotated file (absolute path, or None for stderr), level, format."""
+
+    file: str | None = None
+    level: str = "info"  # debug | info | warning | error
+    format: str = "text"  # text | json
+    max_bytes: int = 10485760
+    backups: int = 5
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    """A whole fieldwatch.yaml, with its supervision policy loaded; `path` is the file."""
+
+    instance: str
+    storage: StorageConfig = field(default_factory=StorageConfig)
+    http: HttpConfig = field(default_factory=HttpConfig)
+    logging: LoggingConfig = field(default_factory=LoggingConfig)
+    supervision: SupervisionPolicy = DEFAULT_POLICY
+    sites: tuple[SiteConfig, ...] = ()
+    path: str | None = None

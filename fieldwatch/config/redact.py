@@ -1,0 +1,48 @@
+"""Config without secrets, for API responses, logs and metrics.
+
+Keys named in `SECRET_KEYS` (passwords, tokens) are left out, and a password
+inside a URL's user info (`scheme://user:pw@host`) is replaced by `<redacted>`.
+Certificate and key *files* are referred to by path only; their contents are
+never read into the config.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from typing import Any, Mapping
+
+from fieldwatch.config._schema import SECRET_KEYS
+from fieldwatch.config.model import EndpointConfig
+
+__all__ = ["REDACTED", "SECRET_KEYS", "endpoint_public_dict", "public_value", "redact_url"]
+
+REDACTED = "<redacted>"
+_URL_PASSWORD = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*://[^/@:]*):[^/@]*@")
+
+
+def redact_url(value: str) -> str:
+    """`value` with the password of a `scheme://user:password@host` URL replaced."""
+    return _URL_PASSWORD.sub(rf"\1:{REDACTED}@", value)
+
+
+def public_value(value: Any) -> Any:
+    """A JSON-able copy of a config value (dataclasses, tuples, mappings) without secrets."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: public_value(getattr(value, f.name))
+                for f in dataclasses.fields(value) if f.name not in SECRET_KEYS}
+    if isinstance(value, Mapping):
+        return {str(k): public_value(v) for k, v in value.items() if k not in SECRET_KEYS}
+    if isinstance(value, (list, tuple)):
+        return [public_value(v) for v in value]
+    if isinstance(value, str):
+        return redact_url(value)
+    return value
+
+
+def endpoint_public_dict(ep: EndpointConfig) -> dict[str, Any]:
+    """An endpoint's config as in YAML (options beside name/kind/enabled), secrets left out."""
+    out: dict[str, Any] = {"name": ep.name, "kind": ep.kind, "enabled": ep.enabled}
+    out.update(public_value(ep.options))
+    out["supervision"] = public_value(ep.supervision) if ep.supervision is not None else None
+    return out
