@@ -15,4 +15,7 @@ sys.path.insert(0, os.path.dirname(__file__))  # tests/ helpers (harness, netns,
 @pytest.fixture(autouse=True)
 def _stop_all_actors() -> Iterator[None]:
     yield
-    pykka.ActorRegistry.stop_all(block=True, timeout=5)
+    try:
+        pykka.ActorRegistry.stop_all(block=True, timeout=5)
+    except pykka.Timeout:
+        pass  # a deliberately hung test actor: it is abandoned, as the supervisor does

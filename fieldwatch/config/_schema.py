@@ -11,8 +11,9 @@ import difflib
 import math
 import os
 import re
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable, Mapping
+from typing import Any
 
 from fieldwatch.config._yaml import Node, PathT, fmt_error
 

@@ -9,12 +9,13 @@ a scalar) and the 1-based line of its key (or of itself, for list items).
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any
 
 import yaml
 
-__all__ = ["Node", "PathT", "compose", "fmt_error", "fmt_path"]
+__all__ = ["Node", "PathT", "compose", "fmt_error", "fmt_path", "sort_errors"]
 
 PathT = tuple[str | int, ...]
 """A key path: mapping keys and sequence indexes, e.g. ("sites", 0, "name")."""
@@ -54,6 +55,18 @@ def fmt_error(filename: str, line: int, path: PathT, message: str) -> str:
     """Format one error as `FILE:LINE: key.path: message`."""
     where = fmt_path(path)
     return f"{filename}:{line}: {where}: {message}" if where else f"{filename}:{line}: {message}"
+
+
+def sort_errors(errors: list[str], filename: str) -> list[str]:
+    """`errors` with those of `filename` in line order (stable; others keep their place after)."""
+    prefix = f"{filename}:"
+
+    def line_of(message: str) -> int:
+        head = message[len(prefix):].split(":", 1)[0] if message.startswith(prefix) else ""
+        return int(head) if head.isdigit() else 0
+
+    ours = [e for e in errors if e.startswith(prefix)]
+    return sorted(ours, key=line_of) + [e for e in errors if not e.startswith(prefix)]
 
 
 class _Composer:

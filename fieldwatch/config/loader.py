@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import os
 import socket
+from collections.abc import Mapping
 from dataclasses import replace
-from typing import Any, Mapping
+from typing import Any
 from urllib.parse import urlsplit
 
 from fieldwatch.config._schema import (
@@ -25,7 +26,7 @@ from fieldwatch.config._schema import (
     resolve_path,
     type_name,
 )
-from fieldwatch.config._yaml import Node, PathT, compose
+from fieldwatch.config._yaml import Node, PathT, compose, sort_errors
 from fieldwatch.config.model import (
     Config,
     EndpointConfig,
@@ -210,7 +211,7 @@ def parse_config_text(text: str, filename: str, env: Mapping[str, str] | None = 
     policy = _load_policy(root, ctx, env, sup_errors)
     data = _config_schema(policy).validate_keys(root, ctx, (), extra=("supervision",))
     if ctx.errors or sup_errors:
-        raise ConfigError(ctx.errors + sup_errors)
+        raise ConfigError(sort_errors(ctx.errors, filename) + sup_errors)
     storage = data.get("storage") or StorageConfig()
     storage = replace(storage, url=_resolve_db_url(storage.url, base))
     return Config(

@@ -7,8 +7,9 @@ through `fieldwatch.config` into a half-imported actor module.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Mapping, Union
+from typing import Any
 
 from fieldwatch.policy import DEFAULT_POLICY, SupervisionPolicy
 
@@ -78,8 +79,9 @@ class ParserConfig:
     """How MQTT messages on topics matching `match` become readings.
 
     `match` is an MQTT filter whose `+name` segments are captured; the reading
-    name is the `+metric` segment, else `name`. `value`/`timestamp`/`id_field`
-    are JSON paths ("$.value") for `format: json`.
+    name is the `+metric` segment, else `name`. `value` and `timestamp` are
+    JSON paths ("$.value") and `id_field` the payload field (or JSON path)
+    holding the device id; all three only for `format: json`.
     """
 
     match: str
@@ -135,7 +137,7 @@ class MqttOptions:
     clean_session: bool | None = None
 
 
-EndpointOptions = Union[IcmpOptions, OpcuaOptions, MqttOptions]
+EndpointOptions = IcmpOptions | OpcuaOptions | MqttOptions
 """The options of one endpoint; which class depends on its `kind`."""
 
 

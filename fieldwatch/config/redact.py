@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import dataclasses
 import re
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from fieldwatch.config._schema import SECRET_KEYS
 from fieldwatch.config.model import EndpointConfig

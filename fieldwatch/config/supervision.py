@@ -11,9 +11,10 @@ keys given, merged by `SupervisionPolicy.for_endpoint`.
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import replace
 from functools import lru_cache
-from typing import Any, Mapping
+from typing import Any
 
 from fieldwatch.config._schema import (
     INVALID,
@@ -24,7 +25,7 @@ from fieldwatch.config._schema import (
     Obj,
     Str,
 )
-from fieldwatch.config._yaml import Node, PathT, compose
+from fieldwatch.config._yaml import Node, PathT, compose, sort_errors
 from fieldwatch.errors import ConfigError
 from fieldwatch.policy import (
     DEFAULT_POLICY,
@@ -184,7 +185,7 @@ def parse_supervision(node: Node | None, filename: str, base_dir: str | None = N
     ctx = Ctx(filename, base_dir or os.path.dirname(os.path.abspath(filename)))
     policy = _parse_into(node, ctx)
     if ctx.errors:
-        raise ConfigError(ctx.errors)
+        raise ConfigError(sort_errors(ctx.errors, filename))
     return policy
 
 
@@ -195,7 +196,7 @@ def parse_supervision_text(text: str, filename: str,
     if errors:
         ctx = Ctx(filename, ".", errors)
         _parse_into(node, ctx)
-        raise ConfigError(ctx.errors)
+        raise ConfigError(sort_errors(ctx.errors, filename))
     return parse_supervision(node, filename)
 
 

@@ -124,7 +124,7 @@ PARSER = Obj(
         "value": Nullable(Str(convert=_check_json_path)),
         "timestamp": Nullable(Str(convert=_check_json_path)),
         "name": Nullable(Str()),
-        "id_field": Nullable(Str(convert=_check_json_path)),
+        "id_field": Nullable(Str()),
     },
     checks=[_parser_rules],
 )

@@ -207,8 +207,11 @@ class OpcuaSession:
         try:
             return future.result(timeout=self._timeout_s + _MARGIN_S + extra_s)
         except concurrent.futures.TimeoutError as err:
-            future.cancel()
-            raise SessionError(Failure(DOWN, f"{what}: no answer within {self._timeout_s:g} s")) from err
+            future.cancel()  # the loop itself is late: treat the link as lost until reconnected
+            failure = Failure(DOWN, f"{what}: no answer within {self._timeout_s:g} s")
+            if self._client is not None and self._lost is None:
+                self._lost = failure
+            raise SessionError(failure) from err
         except concurrent.futures.CancelledError as err:
             raise SessionError(Failure(DOWN, f"{what}: cancelled")) from err
 
@@ -218,12 +221,33 @@ class OpcuaSession:
         except SessionError:
             raise
         except TimeoutError as err:
-            raise SessionError(Failure(DOWN, f"{what}: no answer within {self._timeout_s:g} s")) from err
+            failure = Failure(DOWN, f"{what}: no answer within {self._timeout_s:g} s")
+            self._mark_lost(failure)
+            raise SessionError(failure) from err
         except Exception as err:  # classify every library/OS error into faulty or down
             failure = classify(err)
-            if failure.state == DOWN and self._lost is not None:
-                failure = self._lost  # report the cause the watchdog saw, not the follow-up error
+            if failure.state == DOWN:
+                if self._lost is not None:
+                    failure = self._lost  # the cause the watchdog saw, not the follow-up error
+                self._mark_lost(failure)
             raise SessionError(failure) from err
+
+    def _mark_lost(self, failure: Failure, client: Client | None = None) -> None:
+        """Remember that the link is gone and abort its client in the background (loop thread only).
+
+        After a loss every call fails at once with the same failure until
+        `connect` is called again: a timed-out request may still be pending on
+        the old channel and its late answer must not be mistaken for health.
+        """
+        current = self._client
+        if current is None or (client is not None and client is not current):
+            return
+        if self._lost is None:
+            self._lost = failure
+        # Not awaited here: this may run inside asyncua's supervisor task, which the teardown cancels.
+        task = asyncio.get_running_loop().create_task(self._drop_client(graceful=False, only=current))
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
 
     def _require_client(self) -> Client:
         if self._lost is not None:
@@ -233,7 +257,7 @@ class OpcuaSession:
         return self._client
 
     async def _connect(self, url: str) -> list[str]:
-        await self._drop_client(graceful=True)
+        await self._drop_client(graceful=False)
         self._lost = None
         client = Client(url, timeout=self._timeout_s, watchdog_intervall=max(1.0, self._timeout_s))
         client.session_timeout = 60_000  # ms: an abandoned session is dropped by the server soon
@@ -277,13 +301,8 @@ class OpcuaSession:
             failure = classify(exc)
             if failure.state != DOWN or failure.reason in ("timed out", "transport lost"):
                 failure = Failure(DOWN, f"connection lost: {failure.reason}")
-            self._lost = failure
             logger.debug("%r: connection lost: %s", self, failure.reason)
-            # Tear the dead client down in its own task: this callback runs inside
-            # asyncua's supervisor task, which the teardown cancels.
-            task = asyncio.get_running_loop().create_task(self._drop_client(graceful=False, only=client))
-            self._background.add(task)
-            task.add_done_callback(self._background.discard)
+            self._mark_lost(failure, client)
             if self._on_connection_lost is not None:
                 try:
                     self._on_connection_lost(failure.reason)
@@ -348,7 +367,7 @@ class OpcuaSession:
         self._subscriptions.append(subscription)
         nodes: list[Node] = [client.get_node(nid) for nid in names]
         results = await subscription.subscribe_data_change(nodes, sampling_interval=ua.Double(interval_s * 1000.0))
-        for nid, result in zip(names, results):
+        for nid, result in zip(names, results, strict=True):
             if isinstance(result, ua.StatusCode):
                 callback(NodeValue(names[nid], None, status_name(result), False, None, None))
 

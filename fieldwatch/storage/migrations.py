@@ -1,0 +1,210 @@
+"""Explicit schema migrations: a schema_version table and one function per version.
+
+A migration only ever moves forward (never drop-and-recreate). Each runs in its own
+transaction; on PostgreSQL an advisory lock keeps two instances from migrating at once.
+To change the schema, append a `_vN` function to `MIGRATIONS` and never edit old ones.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Callable
+
+import peewee
+
+from fieldwatch.errors import StorageError
+from fieldwatch.storage.db import is_sqlite, write_transaction
+
+__all__ = ["MIGRATIONS", "LATEST_VERSION", "migrate", "schema_version"]
+
+logger = logging.getLogger(__name__)
+
+_ADVISORY_LOCK_KEY = 0x6669656C64  # "field"
+
+_SQLITE_TYPES = {
+    "pk": "INTEGER PRIMARY KEY AUTOINCREMENT",
+    "bigpk": "INTEGER PRIMARY KEY AUTOINCREMENT",
+    "fastpk": "INTEGER PRIMARY KEY",
+    "bigint": "INTEGER",
+    "float": "REAL",
+    "bool": "INTEGER",
+    "true": "1",
+    "false": "0",
+}
+_PG_TYPES = {
+    "pk": "SERIAL PRIMARY KEY",
+    "bigpk": "BIGSERIAL PRIMARY KEY",
+    "fastpk": "BIGSERIAL PRIMARY KEY",
+    "bigint": "BIGINT",
+    "float": "DOUBLE PRECISION",
+    "bool": "BOOLEAN",
+    "true": "TRUE",
+    "false": "FALSE",
+}
+
+
+def _ddl(db: peewee.Database, statements: tuple[str, ...]) -> None:
+    types = _SQLITE_TYPES if is_sqlite(db) else _PG_TYPES
+    for statement in statements:
+        db.execute_sql(statement.format(**types))
+
+
+_V1 = (
+    """CREATE TABLE site (
+        id {pk},
+        name TEXT NOT NULL UNIQUE,
+        enabled {bool} NOT NULL,
+        origin TEXT NOT NULL,
+        config TEXT NOT NULL DEFAULT '{{}}',
+        created_at {float} NOT NULL,
+        updated_at {float} NOT NULL)""",
+    """CREATE TABLE endpoint (
+        id {pk},
+        site_id INTEGER NOT NULL REFERENCES site (id) ON DELETE CASCADE,
+        name TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        enabled {bool} NOT NULL,
+        origin TEXT NOT NULL,
+        config TEXT NOT NULL DEFAULT '{{}}',
+        state TEXT NOT NULL DEFAULT 'disabled',
+        since {float},
+        reason TEXT,
+        down_since {float},
+        last_data_at {float},
+        generation INTEGER NOT NULL DEFAULT 0,
+        restarts INTEGER NOT NULL DEFAULT 0,
+        reconnects INTEGER NOT NULL DEFAULT 0,
+        updated_at {float} NOT NULL,
+        UNIQUE (site_id, name))""",
+    # AUTOINCREMENT on SQLite: ids are never reused, so `after_id` follow mode is safe.
+    """CREATE TABLE event (
+        id {bigpk},
+        time {float} NOT NULL,
+        site_name TEXT,
+        endpoint_name TEXT,
+        endpoint_id INTEGER REFERENCES endpoint (id) ON DELETE SET NULL,
+        level TEXT NOT NULL,
+        event TEXT NOT NULL,
+        message TEXT NOT NULL DEFAULT '',
+        exc_type TEXT,
+        attempt INTEGER,
+        generation INTEGER NOT NULL DEFAULT 0)""",
+    "CREATE INDEX event_time ON event (time)",
+    "CREATE INDEX event_endpoint_time ON event (endpoint_id, time)",
+    "CREATE INDEX event_site_time ON event (site_name, time)",
+    """CREATE TABLE reading (
+        id {fastpk},
+        endpoint_id INTEGER NOT NULL REFERENCES endpoint (id) ON DELETE CASCADE,
+        name TEXT NOT NULL,
+        device TEXT,
+        value_num {float},
+        value_text TEXT,
+        quality TEXT NOT NULL,
+        source_time {float},
+        received_at {float} NOT NULL,
+        msg_key TEXT)""",
+    "CREATE INDEX reading_endpoint_name_received ON reading (endpoint_id, name, received_at)",
+    "CREATE INDEX reading_received ON reading (received_at)",
+    "CREATE UNIQUE INDEX reading_msg_key ON reading (endpoint_id, msg_key) WHERE msg_key IS NOT NULL",
+    """CREATE TABLE alert (
+        id {pk},
+        endpoint_id INTEGER NOT NULL REFERENCES endpoint (id) ON DELETE CASCADE,
+        condition TEXT NOT NULL,
+        subject TEXT NOT NULL DEFAULT '',
+        severity TEXT NOT NULL,
+        message TEXT NOT NULL DEFAULT '',
+        triggered_at {float} NOT NULL,
+        resolved_at {float})""",
+    "CREATE UNIQUE INDEX alert_active ON alert (endpoint_id, condition, subject) WHERE resolved_at IS NULL",
+    "CREATE INDEX alert_resolved ON alert (resolved_at)",
+    "CREATE INDEX alert_endpoint ON alert (endpoint_id, triggered_at)",
+    "CREATE INDEX alert_triggered ON alert (triggered_at)",
+    """CREATE TABLE topic (
+        id {pk},
+        endpoint_id INTEGER NOT NULL REFERENCES endpoint (id) ON DELETE CASCADE,
+        topic TEXT NOT NULL,
+        first_seen {float} NOT NULL,
+        last_seen {float} NOT NULL,
+        count {bigint} NOT NULL DEFAULT 0,
+        is_processable {bool} NOT NULL,
+        is_active {bool} NOT NULL DEFAULT {true},
+        UNIQUE (endpoint_id, topic))""",
+    """CREATE TABLE parse_error (
+        id {bigpk},
+        endpoint_id INTEGER NOT NULL REFERENCES endpoint (id) ON DELETE CASCADE,
+        time {float} NOT NULL,
+        topic TEXT,
+        parser TEXT NOT NULL,
+        error TEXT NOT NULL,
+        sample TEXT NOT NULL DEFAULT '')""",
+    "CREATE INDEX parse_error_endpoint_time ON parse_error (endpoint_id, time)",
+    "CREATE INDEX parse_error_time ON parse_error (time)",
+    """CREATE TABLE device (
+        id {pk},
+        endpoint_id INTEGER NOT NULL REFERENCES endpoint (id) ON DELETE CASCADE,
+        name TEXT NOT NULL,
+        first_seen {float} NOT NULL,
+        last_seen {float} NOT NULL,
+        online {bool} NOT NULL,
+        UNIQUE (endpoint_id, name))""",
+)
+
+
+def _v1(db: peewee.Database) -> None:
+    """Version 1: every table of SPEC §3-§6 and the indexes the API's queries use."""
+    _ddl(db, _V1)
+
+
+#: Migration n (1-based) is MIGRATIONS[n - 1]. Append only.
+MIGRATIONS: tuple[Callable[[peewee.Database], None], ...] = (_v1,)
+LATEST_VERSION = len(MIGRATIONS)
+
+
+def _ensure_version_table(db: peewee.Database) -> None:
+    types = _SQLITE_TYPES if is_sqlite(db) else _PG_TYPES
+    db.execute_sql(
+        "CREATE TABLE IF NOT EXISTS schema_version ("
+        "version INTEGER PRIMARY KEY, applied_at {float} NOT NULL)".format(**types)
+    )
+
+
+def schema_version(db: peewee.Database) -> int:
+    """The version the database is at (0 for an empty database)."""
+    if "schema_version" not in db.get_tables():
+        return 0
+    row = db.execute_sql("SELECT MAX(version) FROM schema_version").fetchone()
+    return int(row[0]) if row and row[0] is not None else 0
+
+
+def migrate(db: peewee.Database) -> int:
+    """Bring the schema to LATEST_VERSION, one transaction per version; return the version.
+
+    Idempotent: an up-to-date database is left alone. A database newer than this code
+    is refused with StorageError rather than touched.
+    """
+    try:
+        with write_transaction(db):
+            _ensure_version_table(db)
+        for version, migration in enumerate(MIGRATIONS, start=1):
+            with write_transaction(db):
+                if not is_sqlite(db):
+                    db.execute_sql("SELECT pg_advisory_xact_lock(%s)", (_ADVISORY_LOCK_KEY,))
+                current = schema_version(db)
+                if current > LATEST_VERSION:
+                    raise StorageError(
+                        f"database schema is version {current}, newer than this fieldwatch "
+                        f"(version {LATEST_VERSION}); upgrade fieldwatch"
+                    )
+                if version <= current:
+                    continue
+                logger.info("migrating storage schema to version %d", version)
+                migration(db)
+                db.execute_sql(
+                    "INSERT INTO schema_version (version, applied_at) VALUES (%s, %s)"
+                    % (db.param, db.param),
+                    (version, time.time()),
+                )
+        return schema_version(db)
+    except peewee.DatabaseError as err:
+        raise StorageError(f"schema migration failed: {err}") from err

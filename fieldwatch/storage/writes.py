@@ -1,0 +1,189 @@
+"""The write messages submitted to the StorageGateway and applied by the persistence actor.
+
+Every write carries `endpoint_id` and the `generation` of the actor that produced it:
+writes from a generation older than the endpoint's newest one are discarded (a
+replaced, hung actor must not overwrite its successor's status), and so are writes
+for a deleted endpoint. An EventRecord without an endpoint (endpoint_id None) is
+never filtered.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Union
+
+__all__ = [
+    "SAMPLE_MAX_CHARS",
+    "GenerationStarted",
+    "StateChange",
+    "Touch",
+    "Counters",
+    "EventRecord",
+    "ReadingRecord",
+    "AlertOpen",
+    "AlertResolve",
+    "TopicSeen",
+    "ParseErrorRecord",
+    "DeviceSeen",
+    "Write",
+]
+
+#: Parse-error payload samples are cut to this many characters.
+SAMPLE_MAX_CHARS = 5000
+
+
+@dataclass(frozen=True, slots=True)
+class GenerationStarted:
+    """A new actor generation of the endpoint started; older generations are ignored from now."""
+
+    endpoint_id: int
+    generation: int
+
+
+@dataclass(frozen=True, slots=True)
+class StateChange:
+    """The endpoint entered `state` at `since` (applied in submission order per endpoint)."""
+
+    endpoint_id: int
+    generation: int
+    state: str
+    since: float
+    reason: str | None
+    down_since: float | None
+    last_data_at: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class Touch:
+    """Fresh data arrived at `last_data_at`; only the latest per endpoint in a batch is written."""
+
+    endpoint_id: int
+    generation: int
+    last_data_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class Counters:
+    """The endpoint's restart and reconnect counters (absolute values)."""
+
+    endpoint_id: int
+    generation: int
+    restarts: int
+    reconnects: int
+
+
+@dataclass(frozen=True, slots=True)
+class EventRecord:
+    """One line of the connection event log. Names are filled from the endpoint if omitted."""
+
+    endpoint_id: int | None
+    generation: int
+    time: float
+    level: str
+    event: str
+    message: str
+    exc_type: str | None = None
+    attempt: int | None = None
+    site_name: str | None = None
+    endpoint_name: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ReadingRecord:
+    """A value to store; `msg_key` suppresses duplicates per endpoint.
+
+    `on_commit` is called (on the writer's thread; keep it quick) once the transaction
+    holding this reading committed, also when it was a duplicate ignored by msg_key,
+    and never when the write is discarded (old generation, deleted endpoint).
+    """
+
+    endpoint_id: int
+    generation: int
+    name: str
+    value_num: float | None
+    value_text: str | None
+    quality: str
+    source_time: float | None
+    received_at: float
+    device: str | None = None
+    msg_key: str | None = None
+    on_commit: Callable[[], None] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class AlertOpen:
+    """Open an alert; a no-op while one is active for (endpoint, condition, subject)."""
+
+    endpoint_id: int
+    generation: int
+    condition: str
+    severity: str
+    message: str
+    time: float
+    subject: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class AlertResolve:
+    """Resolve the active alert for (endpoint, condition, subject), if any."""
+
+    endpoint_id: int
+    generation: int
+    condition: str
+    time: float
+    subject: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class TopicSeen:
+    """`count` messages arrived on `topic` (upsert: counts add up, last_seen moves on)."""
+
+    endpoint_id: int
+    generation: int
+    topic: str
+    time: float
+    count: int
+    is_processable: bool
+
+
+@dataclass(frozen=True, slots=True)
+class ParseErrorRecord:
+    """A payload a parser rejected; `sample` is cut to SAMPLE_MAX_CHARS at construction."""
+
+    endpoint_id: int
+    generation: int
+    time: float
+    topic: str | None
+    parser: str
+    error: str
+    sample: str
+
+    def __post_init__(self) -> None:
+        if len(self.sample) > SAMPLE_MAX_CHARS:
+            object.__setattr__(self, "sample", self.sample[:SAMPLE_MAX_CHARS])
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceSeen:
+    """A device sent a message (online=True: last_seen moves) or went offline (flag only)."""
+
+    endpoint_id: int
+    generation: int
+    device: str
+    time: float
+    online: bool
+
+
+Write = Union[
+    GenerationStarted,
+    StateChange,
+    Touch,
+    Counters,
+    EventRecord,
+    ReadingRecord,
+    AlertOpen,
+    AlertResolve,
+    TopicSeen,
+    ParseErrorRecord,
+    DeviceSeen,
+]

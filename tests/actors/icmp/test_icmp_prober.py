@@ -1,0 +1,137 @@
+"""The shared prober against real ICMP on loopback (no mocks)."""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+import time
+
+import pytest
+
+from fieldwatch.actors.icmp.prober import Prober, ProbeResult
+
+from tests.actors.icmp.support import ResultSink
+
+
+def _fds() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+def _loopback(n: int) -> list[str]:
+    return [f"127.0.{i // 250}.{i % 250 + 1}" for i in range(n)]
+
+
+def test_loopback_hosts_answer(prober: Prober, sink: ResultSink) -> None:
+    addresses = ["127.0.0.1", "127.0.1.2", "127.0.200.3", "127.1.2.3"]
+    before = time.time()
+    for address in addresses:
+        prober.submit(address, count=3, timeout_s=1.0, callback=sink, interval_s=0.05)
+    sink.wait(len(addresses), 5.0)
+    results = sink.by_address()
+    assert sorted(results) == sorted(addresses)
+    for result in results.values():
+        assert (result.sent, result.received, result.error) == (3, 3, None)
+        assert result.ok and result.loss == 0.0 and len(result.rtts) == 3
+        assert result.rtt_min is not None and result.rtt_avg is not None
+        assert result.rtt_max is not None
+        assert 0.0 <= result.rtt_min <= result.rtt_avg <= result.rtt_max < 1.0
+        assert before <= result.started_at <= time.time()
+        assert 0.0 <= result.lateness_s < 1.0
+    assert prober.outstanding_requests == 0
+
+
+def test_ipv6_loopback_uses_its_own_socket(prober: Prober, sink: ResultSink) -> None:
+    if not socket.has_ipv6 or not os.path.exists("/proc/net/if_inet6"):
+        pytest.skip("IPv6 is disabled on this machine")
+    prober.submit("::1", count=2, timeout_s=1.0, callback=sink, interval_s=0.05)
+    prober.submit("127.0.0.1", count=1, timeout_s=1.0, callback=sink)
+    results = sink.wait(2, 5.0)
+    assert all(r.received == r.sent and r.error is None for r in results)
+    assert prober.family_sockets == 2
+
+
+def test_500_hosts_share_one_socket(prober: Prober, sink: ResultSink) -> None:
+    warmup = ResultSink()
+    prober.submit("127.0.0.1", count=1, timeout_s=1.0, callback=warmup)  # opens the v4 socket
+    warmup.wait(1, 5.0)
+    fds_before = _fds()
+    hosts = _loopback(500)
+    for address in hosts:
+        prober.submit(address, count=1, timeout_s=2.0, callback=sink)
+    fds_during = _fds()
+    results = sink.wait(500, 15.0)
+    assert prober.family_sockets == 1
+    assert fds_during == fds_before and _fds() == fds_before
+    assert {r.address for r in results} == set(hosts)
+    assert sum(r.received for r in results) == 500
+
+
+def test_not_an_ip_address_is_an_error_result(prober: Prober, sink: ResultSink) -> None:
+    prober.submit("router.example", count=3, timeout_s=1.0, callback=sink)
+    (result,) = sink.wait(1, 5.0)
+    assert result.sent == 0 and result.received == 0 and result.loss == 1.0
+    assert not result.ok and result.rtt_avg is None
+    assert result.error is not None and "not an IP address" in result.error
+
+
+def test_due_time_is_kept(prober: Prober, sink: ResultSink) -> None:
+    due = time.monotonic() + 0.3
+    wall_due = time.time() + 0.3
+    prober.submit("127.0.0.1", count=1, timeout_s=1.0, callback=sink, due=due)
+    (result,) = sink.wait(1, 5.0)
+    assert result.started_at >= wall_due - 0.01
+    assert result.lateness_s < 0.2
+    assert sink.arrived[0] >= due
+
+
+def test_sequence_wraps_around(prober: Prober, sink: ResultSink) -> None:
+    prober._next_seq = 65533  # noqa: SLF001 - start right below the 16-bit wrap
+    prober.submit("127.0.0.1", count=6, timeout_s=1.0, callback=sink, interval_s=0.01)
+    (result,) = sink.wait(1, 5.0)
+    assert (result.sent, result.received) == (6, 6)
+    assert prober._next_seq == 3  # noqa: SLF001
+
+
+def test_callback_exception_is_logged_not_propagated(
+    prober: Prober, sink: ResultSink, caplog: pytest.LogCaptureFixture
+) -> None:
+    def bad(result: ProbeResult) -> None:
+        raise RuntimeError("boom")
+
+    prober.submit("127.0.0.1", count=1, timeout_s=1.0, callback=bad)
+    prober.submit("127.0.0.2", count=1, timeout_s=1.0, callback=sink)
+    sink.wait(1, 5.0)
+    deadline = time.monotonic() + 5.0
+    while "ICMP probe callback failed" not in caplog.text and time.monotonic() < deadline:
+        sink.wait(1, 0.05)  # poll the log with a deadline
+    assert "ICMP probe callback failed for 127.0.0.1" in caplog.text
+    prober.submit("127.0.0.3", count=1, timeout_s=1.0, callback=sink)
+    assert sink.wait(2, 5.0)[1].ok
+
+
+def test_invalid_arguments_and_stopped_prober() -> None:
+    prober = Prober()
+    with pytest.raises(RuntimeError):
+        prober.submit("127.0.0.1", count=1, timeout_s=1.0, callback=lambda r: None)
+    prober.start()
+    try:
+        for kwargs in ({"count": 0, "timeout_s": 1.0}, {"count": 1, "timeout_s": 0.0}):
+            with pytest.raises(ValueError):
+                prober.submit("127.0.0.1", callback=lambda r: None, **kwargs)  # type: ignore[arg-type]
+    finally:
+        prober.stop()
+
+
+def test_stop_is_prompt_with_probes_in_flight() -> None:
+    prober = Prober()
+    prober.start()
+    for address in _loopback(50):
+        prober.submit(address, count=5, timeout_s=5.0, callback=lambda r: None, interval_s=0.5)
+    names = {"fieldwatch-icmp-sender", "fieldwatch-icmp-receiver"}
+    assert names <= {t.name for t in threading.enumerate()}
+    started = time.monotonic()
+    prober.stop()
+    assert time.monotonic() - started < 2.0
+    assert not names & {t.name for t in threading.enumerate() if t.is_alive()}
+    assert prober.family_sockets == 0
