@@ -20,9 +20,10 @@ import os
 import shutil
 import subprocess
 import threading
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Iterator, Literal
+from typing import Literal
 
 __all__ = ["NetnsError", "VethNamespace", "netns_available", "veth_namespace"]
 

@@ -26,7 +26,18 @@ from fieldwatch.actors.tree import TreeNode, TreeView
 from fieldwatch.errors import ConflictError, NotFoundError
 from fieldwatch.policy import Backoff, ChildPolicy, Intensity
 
-__all__ = ["ChildSpec", "Supervisor", "SupervisorOptions", "backoff_delay"]
+__all__ = [
+    "AddChild",
+    "ChildRef",
+    "ChildSpec",
+    "RemoveChild",
+    "RestartChild",
+    "Supervisor",
+    "SupervisorOptions",
+    "WhichChildren",
+    "backoff_delay",
+    "supervisor_spec",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -95,6 +106,13 @@ class RemoveChild:
 @dataclass(frozen=True, slots=True)
 class RestartChild:
     """Operator restart: stop the child and start a new generation at once."""
+
+    child_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class ChildRef:
+    """Ask for the running actor of a child (None while it is restarting)."""
 
     child_id: str
 
@@ -180,6 +198,9 @@ class Supervisor(SupervisedActor):
             return self._remove(message.child_id)
         if isinstance(message, RestartChild):
             return self._operator_restart(message.child_id)
+        if isinstance(message, ChildRef):
+            child = self._find(message.child_id)
+            return None if child is None else child.ref
         if isinstance(message, WhichChildren):
             return [(c.spec.id, c.generation, c.ref is not None) for c in self._children]
         return super().handle(message)

@@ -16,30 +16,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from fieldwatch.config._yaml import Node, PathT, fmt_error
+from fieldwatch.config.redact import REDACTED, SECRET_KEYS, redact_url
 
 __all__ = [
-    "INVALID",
-    "SECRET_KEYS",
-    "Bool",
-    "Checker",
-    "Ctx",
-    "Field",
-    "Float",
-    "Int",
-    "Invalid",
-    "MapOf",
-    "Nullable",
-    "Obj",
-    "PathStr",
-    "Schema",
-    "Seq",
-    "Str",
-    "resolve_path",
-    "type_name",
+    "INVALID", "Bool", "Checker", "Ctx", "Field", "Float", "Int", "Invalid", "MapOf", "Nullable",
+    "Obj", "PathStr", "Schema", "Seq", "Str", "resolve_path", "type_name",
 ]
-
-SECRET_KEYS: frozenset[str] = frozenset({"password", "token"})
-"""Keys whose values are secrets: never shown in errors, logs or API responses."""
 
 
 class _Invalid:
@@ -69,10 +51,11 @@ class Ctx:
         self.errors.append(fmt_error(self.filename, line, path, message))
 
     def show(self, node: Node, path: PathT) -> str:
-        """A value for an error message, or `<redacted>` for secrets and `${...}` results."""
-        if node.substituted or any(part in SECRET_KEYS for part in path if isinstance(part, str)):
-            return "<redacted>"
-        return repr(node.value)
+        """A value for an error message: `<redacted>` under secret keys, URL passwords masked."""
+        if any(part in SECRET_KEYS for part in path if isinstance(part, str)):
+            return REDACTED
+        value = node.value
+        return repr(redact_url(value) if isinstance(value, str) else value)
 
 
 def type_name(value: Any) -> str:
@@ -96,7 +79,10 @@ class Schema:
         try:
             return self.check(node, ctx, path)
         except Invalid as err:
-            ctx.error(node.line, path, str(err))
+            message = redact_url(str(err))
+            if isinstance(node.value, str) and node.value and ctx.show(node, path) == REDACTED:
+                message = message.replace(node.value, REDACTED)  # belt and braces for secrets
+            ctx.error(node.line, path, message)
             return INVALID
 
     def check(self, node: Node, ctx: Ctx, path: PathT) -> Any:
@@ -106,7 +92,7 @@ class Schema:
     def wrong_type(self, node: Node, ctx: Ctx, path: PathT) -> Invalid:
         """The standard 'expected X, got Y' error."""
         got = type_name(node.value)
-        if isinstance(node.value, str) and not node.substituted:
+        if isinstance(node.value, str):
             got = f"{got} {ctx.show(node, path)}"
         return Invalid(f"expected {self.expects}, got {got}")
 
@@ -120,9 +106,10 @@ class Str(Schema):
     expects = "a string"
 
     def __init__(self, choices: Iterable[str] | None = None, pattern: str | None = None,
-                 nonempty: bool = True, convert: Convert | None = None) -> None:
+                 nonempty: bool = True, convert: Convert | None = None, hint: str = "") -> None:
         self.choices = tuple(choices) if choices is not None else None
         self.pattern = re.compile(pattern) if pattern else None
+        self.hint = hint or (f"must match {pattern}" if pattern else "")
         self.nonempty = nonempty
         self.convert = convert
 
@@ -136,7 +123,7 @@ class Str(Schema):
             hint = _suggest(value, self.choices)
             raise Invalid(f"must be one of {', '.join(self.choices)}, got {ctx.show(node, path)}{hint}")
         if self.pattern is not None and not self.pattern.match(value):
-            raise Invalid(f"invalid value {ctx.show(node, path)}: must match {self.pattern.pattern}")
+            raise Invalid(f"invalid value {ctx.show(node, path)}: {self.hint}")
         return self.convert(value, ctx) if self.convert else value
 
 
@@ -171,7 +158,7 @@ class _Number(Schema):
                   "le": value <= limit, "lt": value < limit}[op]
             if not ok:
                 sign = {"ge": ">=", "gt": ">", "le": "<=", "lt": "<"}[op]
-                shown = "<redacted>" if ctx.show(node, path) == "<redacted>" else repr(value)
+                shown = REDACTED if ctx.show(node, path) == REDACTED else repr(value)
                 raise Invalid(f"must be {sign} {_num(limit)}, got {shown}")
         return value
 

@@ -13,17 +13,21 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from fieldwatch.config._schema import SECRET_KEYS
 from fieldwatch.config.model import EndpointConfig
 
 __all__ = ["REDACTED", "SECRET_KEYS", "endpoint_public_dict", "public_value", "redact_url"]
 
+SECRET_KEYS: frozenset[str] = frozenset({"password", "token"})
+"""Keys whose values are secrets: never shown in errors, logs or API responses."""
+
 REDACTED = "<redacted>"
-_URL_PASSWORD = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*://[^/@:]*):[^/@]*@")
+"""What is shown instead of a secret."""
+
+_URL_PASSWORD = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*://[^/@:\s]*):[^/@\s]*@")
 
 
 def redact_url(value: str) -> str:
-    """`value` with the password of a `scheme://user:password@host` URL replaced."""
+    """`value` with the password of any `scheme://user:password@host` replaced."""
     return _URL_PASSWORD.sub(rf"\1:{REDACTED}@", value)
 
 

@@ -23,6 +23,7 @@ from fieldwatch.config._schema import (
     Int,
     MapOf,
     Obj,
+    Schema,
     Str,
 )
 from fieldwatch.config._yaml import Node, PathT, compose, sort_errors
@@ -136,21 +137,34 @@ def _check_child(node: Node | None, ctx: Ctx, path: PathT, effective: ChildPolic
                         backoff.initial_s, backoff.max_s)
 
 
+def _salvage(schema: Schema, node: Node) -> Any:
+    """The valid parts of a partial mapping (errors already reported elsewhere), else INVALID."""
+    value = schema.validate(node, Ctx("", ""), ())
+    if value is not INVALID or not isinstance(node.value, dict):
+        return value
+    out: dict[str, Any] = {}
+    for key, sub in node.value.items():
+        if isinstance(schema, Obj) and key in schema.fields:
+            part = _salvage(schema.fields[key].schema, sub)
+        elif isinstance(schema, MapOf) and (schema.keys is None or key in schema.keys):
+            part = _salvage(schema.value, sub)
+        else:
+            continue
+        if part is not INVALID:
+            out[key] = part
+    return out if isinstance(schema, (Obj, MapOf)) else INVALID
+
+
 def _parse_into(node: Node | None, ctx: Ctx) -> SupervisionPolicy:
     """Validate a supervision.yaml tree, recording errors in `ctx`; returns the merged policy."""
     if node is None:
         return DEFAULT_POLICY
     data = _file_schema().validate(node, ctx, ())
     if data is INVALID:
-        data = {}
-        # Keep what validated on its own so cross-key checks still run where they can.
-        if isinstance(node.value, dict):
-            scratch = Ctx(ctx.filename, ctx.base_dir)
-            for key, schema in _file_schema().fields.items():
-                if key in node.value:
-                    value = schema.schema.validate(node.value[key], scratch, (key,))
-                    if value is not INVALID:
-                        data[key] = value
+        # Keep every part that is valid on its own, so cross-key checks still run there.
+        data = _salvage(_file_schema(), node)
+        if data is INVALID:
+            return DEFAULT_POLICY
     policy = DEFAULT_POLICY
     for key in ("root", "defaults", "sites", "storage"):
         if key in data:

@@ -17,7 +17,8 @@ from playhouse.db_url import parse as parse_url
 
 __all__ = [
     "DEFAULT_BUSY_TIMEOUT_MS",
-    "TRANSIENT_ERRORS",
+    "DATABASE_ERRORS",
+    "ROW_ERRORS",
     "database_proxy",
     "open_database",
     "init_database",
@@ -37,15 +38,14 @@ database_proxy = peewee.DatabaseProxy()
 #: Kept short: the writer retries with backoff rather than blocking its mailbox.
 DEFAULT_BUSY_TIMEOUT_MS = 1000
 
-#: Errors that say "the database is unavailable right now" (locked, gone, revoked):
-#: the write is kept and retried. IntegrityError and DataError are about the row itself.
-TRANSIENT_ERRORS: tuple[type[Exception], ...] = (
-    peewee.OperationalError,
-    peewee.InterfaceError,
-    peewee.InternalError,
-    peewee.ProgrammingError,
-    peewee.NotSupportedError,
-)
+#: Every error a database operation raises. Catch ROW_ERRORS first: what is left
+#: says "the database is unavailable right now" (locked, gone, revoked, full), and
+#: the write is kept and retried.
+DATABASE_ERRORS: tuple[type[Exception], ...] = (peewee.DatabaseError, peewee.InterfaceError)
+
+#: Errors caused by the written row itself (a constraint, a bad value): retrying
+#: will not help, so the row is isolated and discarded with a log line.
+ROW_ERRORS: tuple[type[Exception], ...] = (peewee.IntegrityError, peewee.DataError)
 
 _PG_DEFAULTS: dict[str, Any] = {
     "connect_timeout": 5,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from conftest import ConfigFiles
+from config_files import ConfigFiles
 
 OPCUA_SITE = """
 sites:
@@ -111,7 +111,10 @@ def test_bad_names(files: ConfigFiles) -> None:
           - name: "-bad site"
         """)
     assert len(errors) == 1
-    assert errors[0].startswith("fieldwatch.yaml:2: sites[0].name: invalid value '-bad site': must match ")
+    assert errors == [
+        "fieldwatch.yaml:2: sites[0].name: invalid value '-bad site': "
+        "use 1-63 letters, digits, '_', '.' or '-', starting with a letter or digit"
+    ]
 
 
 def test_unset_environment_variable(files: ConfigFiles) -> None:
@@ -369,3 +372,20 @@ def test_unreadable_file(files: ConfigFiles) -> None:
     with pytest.raises(ConfigError) as info:
         load_config("missing.yaml")
     assert info.value.errors[0].startswith("missing.yaml: cannot read: ")
+
+
+def test_mqtt_json_paths_compile(files: ConfigFiles) -> None:
+    errors = files.errors("""
+        sites:
+          - name: s
+            endpoints:
+              - name: broker
+                kind: mqtt
+                host: broker
+                topics: ["t/+"]
+                parsers:
+                  - {match: "t/+metric", value: "$..x", timestamp: ts, id_field: "$.id"}
+        """)
+    assert errors == [
+        "fieldwatch.yaml:9: sites[0].endpoints[0].parsers[0].value: JSON path '$..x': expected a key name at column 3"
+    ]

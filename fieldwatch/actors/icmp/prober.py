@@ -12,28 +12,29 @@ receiver thread; a probe's callback runs once, on one of these two threads.
 
 from __future__ import annotations
 
-import concurrent.futures
 import functools
 import ipaddress
 import logging
 import os
 import random
 import select
-import socket
-import struct
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
-from icmplib import ICMPRequest, ICMPv4Socket, ICMPv6Socket  # type: ignore[import-untyped]
-from icmplib.exceptions import (  # type: ignore[import-untyped]
-    ICMPLibError,
-    SocketUnavailableError,
-    TimeoutExceeded,
+from icmplib import ICMPRequest
+from icmplib.exceptions import ICMPLibError, SocketUnavailableError, TimeoutExceeded
+
+from fieldwatch.actors.icmp.capability import (
+    ECHO_REPLY,
+    ICMP_ERRORS,
+    HostNotResolved,
+    detect,
+    open_socket,
+    resolve,
 )
-
-from fieldwatch.actors.icmp.capability import HostNotResolved, detect
 from fieldwatch.actors.scheduler import Scheduler
 
 __all__ = [
@@ -50,14 +51,6 @@ logger = logging.getLogger(__name__)
 
 _PAYLOAD = b"fieldwatch icmp probe".ljust(56, b".")
 _SEQ_SPACE = 1 << 16
-_RCVBUF = 4 * 1024 * 1024
-# Per family: the echo reply type and the error types that end one request early.
-_ECHO_REPLY = {4: 0, 6: 129}
-_ERRORS = {
-    4: {3: "destination unreachable", 11: "time exceeded"},
-    6: {1: "destination unreachable", 3: "time exceeded"},
-}
-_SOL_RAW, _ICMP_FILTER, _ICMP6_FILTER = 255, 1, 1
 
 
 @dataclass(slots=True, frozen=True)
@@ -228,6 +221,7 @@ class Prober:
             raise ValueError("count must be >= 1, timeout_s > 0 and interval_s >= 0")
         if not self._running:
             raise RuntimeError("the ICMP prober is not running")
+        version: int
         try:
             ip = ipaddress.ip_address(address.split("%", 1)[0])
             match, version, error = ip.compressed, ip.version, None
@@ -245,7 +239,7 @@ class Prober:
         if probe.attempted == 0:
             probe.started_at = time.time()
             probe.lateness_s = max(0.0, now - probe.due)
-        sock = self._socket_for(probe.version) if probe.version else None
+        sock: Any = self._socket_for(probe.version) if probe.version else None
         request: Any = None
         key = (0, 0)
         with self._lock:
@@ -326,16 +320,14 @@ class Prober:
         sock = self._sockets.get(version)
         if sock is not None:
             return sock
-        cls = ICMPv4Socket if version == 4 else ICMPv6Socket
         try:
-            sock = cls(privileged=self._privileged)
+            sock = open_socket(version, self._privileged)
         except ICMPLibError as err:
             message = f"cannot open an ICMPv{version} socket: {err}"
             if version not in self._socket_errors:
                 logger.error("%s", message)
             self._socket_errors[version] = message
             return None
-        _tune(sock.sock, version, self._privileged)
         with self._lock:
             self._sockets[version] = sock
         self._socket_errors.pop(version, None)
@@ -379,7 +371,7 @@ class Prober:
 
     def _on_reply(self, version: int, reply: Any) -> None:
         kind = reply.type
-        if kind != _ECHO_REPLY[version] and (not self._privileged or kind not in _ERRORS[version]):
+        if kind != ECHO_REPLY[version] and (not self._privileged or kind not in ICMP_ERRORS[version]):
             return
         if self._privileged and reply.id != self._ident:
             return  # another process's ping: a raw socket sees them all
@@ -388,13 +380,13 @@ class Prober:
             if entry is None:
                 return
             probe, request = entry
-            if kind == _ECHO_REPLY[version]:
+            if kind == ECHO_REPLY[version]:
                 if not _same_address(reply.source, probe.match):
                     return
                 probe.rtts.append(max(0.0, reply.time - request.time))
             else:
                 probe.error = probe.error or (
-                    f"{_ERRORS[version][kind]} (code {reply.code}) from {reply.source}"
+                    f"{ICMP_ERRORS[version][kind]} (code {reply.code}) from {reply.source}"
                 )
             del self._pending[(self._ident, reply.sequence)]
             probe.outstanding -= 1
@@ -417,63 +409,6 @@ def _same_address(source: str, match: str) -> bool:
         return ipaddress.ip_address(source.split("%", 1)[0]).compressed == match
     except ValueError:
         return False
-
-
-def _tune(sock: socket.socket, version: int, privileged: bool) -> None:
-    """Bigger receive buffer; on raw sockets, let only replies and errors through."""
-    for option in (getattr(socket, "SO_RCVBUFFORCE", 33), socket.SO_RCVBUF):
-        try:
-            sock.setsockopt(socket.SOL_SOCKET, option, _RCVBUF)
-            break
-        except OSError:
-            continue
-    if not privileged:
-        return
-    wanted = (_ECHO_REPLY[version], *_ERRORS[version])
-    try:
-        if version == 4:
-            mask = 0xFFFFFFFF
-            for kind in wanted:
-                mask &= ~(1 << kind)
-            sock.setsockopt(_SOL_RAW, _ICMP_FILTER, struct.pack("I", mask))
-        else:
-            words = [0xFFFFFFFF] * 8
-            for kind in wanted:
-                words[kind >> 5] &= ~(1 << (kind & 31))
-            sock.setsockopt(socket.IPPROTO_ICMPV6, _ICMP6_FILTER, struct.pack("8I", *words))
-    except OSError as err:  # only an optimisation: _on_reply filters by type anyway
-        logger.debug("ICMPv%d filter not set: %s", version, err)
-
-
-# -- name resolution (used by the actor, not by the prober) ---------------------
-
-_resolver_lock = threading.Lock()
-_resolver: concurrent.futures.ThreadPoolExecutor | None = None
-
-
-def resolve(host: str, timeout_s: float) -> str:
-    """Resolve `host` to one IP address within `timeout_s`; raise HostNotResolved(reason)."""
-    try:
-        return ipaddress.ip_address(host).compressed
-    except ValueError:
-        pass
-    global _resolver
-    with _resolver_lock:
-        if _resolver is None:
-            _resolver = concurrent.futures.ThreadPoolExecutor(
-                max_workers=4, thread_name_prefix="fieldwatch-resolve"
-            )
-        pool = _resolver
-    future = pool.submit(socket.getaddrinfo, host, None, 0, socket.SOCK_DGRAM)
-    try:
-        infos = future.result(timeout=timeout_s)
-    except concurrent.futures.TimeoutError:
-        raise HostNotResolved(f"resolving {host!r} timed out after {timeout_s:g} s") from None
-    except (OSError, UnicodeError) as err:  # socket.gaierror, or an invalid IDNA label
-        raise HostNotResolved(str(err)) from err
-    if not infos:
-        raise HostNotResolved(f"no address for {host!r}")
-    return str(infos[0][4][0])
 
 
 # -- the process-wide instance -------------------------------------------------

@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from fieldwatch.actors.mqtt.jsonpath import JsonPathError, compile_path
 from fieldwatch.config._schema import (
     Bool,
     Checker,
@@ -96,8 +97,12 @@ def _check_pattern(value: str, ctx: Ctx) -> Any:
 
 
 def _check_json_path(value: str, ctx: Ctx) -> Any:
-    if not value.startswith("$"):
-        raise Invalid(f"must be a JSON path starting with '$' (e.g. \"$.value\"), got {value!r}")
+    """A JSON path ("$.a.b[0]") as the parser compiles it; a bare key means `$['key']`."""
+    if value.startswith("$"):
+        try:
+            compile_path(value)
+        except JsonPathError as err:
+            raise Invalid(str(err)) from None
     return value
 
 
@@ -124,7 +129,7 @@ PARSER = Obj(
         "value": Nullable(Str(convert=_check_json_path)),
         "timestamp": Nullable(Str(convert=_check_json_path)),
         "name": Nullable(Str()),
-        "id_field": Nullable(Str()),
+        "id_field": Nullable(Str(convert=_check_json_path)),
     },
     checks=[_parser_rules],
 )

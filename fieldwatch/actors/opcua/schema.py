@@ -25,6 +25,8 @@ POLICIES = ("None", "Basic256Sha256", "Aes128_Sha256_RsaOaep", "Aes256_Sha256_Rs
 MODES = ("Sign", "SignAndEncrypt")
 _NODE_ID = r"^(ns=\d+;|nsu=[^;]+;)?(i=\d+|s=.+|g=[0-9A-Fa-f]{8}(-[0-9A-Fa-f]{4}){3}-[0-9A-Fa-f]{12}|b=.+)$"
 
+_NODE_ID_HINT = "expected a node id such as ns=3;i=1002, ns=2;s=Pump1.Running, g=GUID or b=BASE64"
+
 
 def _check_url(value: str, ctx: Ctx) -> Any:
     if not value.startswith("opc.tcp://"):
@@ -64,7 +66,7 @@ SECURITY = Obj(
 NODE = Obj(
     NodeConfig,
     {
-        "id": Field(Str(pattern=_NODE_ID), required=True),
+        "id": Field(Str(pattern=_NODE_ID, hint=_NODE_ID_HINT), required=True),
         "name": Field(Str(), required=True),
         "poll_s": Float(gt=0),
         "mode": Str(choices=("poll", "subscribe")),

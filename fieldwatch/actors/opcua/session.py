@@ -13,6 +13,7 @@ import asyncio
 import concurrent.futures
 import logging
 from collections.abc import Callable, Coroutine, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, TypeVar
@@ -20,8 +21,10 @@ from urllib.parse import urlsplit, urlunsplit
 
 from asyncua import ua
 from asyncua.client.client import Client
+from asyncua.client.ua_client import UaClientState
 from asyncua.common.node import Node
 from asyncua.common.subscription import DataChangeNotif, Subscription
+from asyncua.observer import Observer
 from asyncua.ua.attribute_ids import AttributeIds
 from asyncua.ua.uaerrors import UaError, UaStatusCodeError
 
@@ -263,6 +266,7 @@ class OpcuaSession:
         client.session_timeout = 60_000  # ms: an abandoned session is dropped by the server soon
         client.description = client.name = "fieldwatch"
         client.connection_lost_callback = self._make_lost_callback(client)
+        client.uaclient.observer = _LossObserver(client)
         self._client = client
         try:
             if self._security is not None:
@@ -298,9 +302,13 @@ class OpcuaSession:
         async def on_lost(exc: Exception) -> None:
             if client is not self._client or self._lost is not None:
                 return
-            failure = classify(exc)
-            if failure.state != DOWN or failure.reason in ("timed out", "transport lost"):
-                failure = Failure(DOWN, f"connection lost: {failure.reason}")
+            if isinstance(exc, TimeoutError):
+                reason = f"the server stopped answering (no reply within {client._watchdog_intervall:g} s)"
+            elif str(exc) == "transport lost":
+                reason = "the connection was closed"
+            else:
+                reason = classify(exc).reason
+            failure = Failure(DOWN, f"connection lost: {reason}")
             logger.debug("%r: connection lost: %s", self, failure.reason)
             self._mark_lost(failure, client)
             if self._on_connection_lost is not None:
@@ -325,6 +333,7 @@ class OpcuaSession:
                 await client.close_secure_channel()
             except (OSError, RuntimeError, TimeoutError) as err:  # the peer may be gone; abort below
                 logger.debug("%r: graceful close failed: %r", self, err)
+        _stop_publishing(client)
         protocol = client.uaclient.protocol
         if protocol is not None and protocol.transport is not None:
             protocol.transport.abort()
@@ -392,6 +401,29 @@ class _DataChangeHandler:
         logger.debug("subscription status change: %s", status.Status)
 
 
+def _stop_publishing(client: Client) -> None:
+    """Cancel asyncua's publish loop, which would otherwise log a traceback per retry on a dead link."""
+    task = getattr(client.uaclient.session, "_publish_task", None)  # no public handle in asyncua 2.1
+    if isinstance(task, asyncio.Task) and not task.done():
+        task.cancel()
+
+
+class _LossObserver(Observer):
+    """asyncua's instrumentation hook, used to stop publishing the moment the transport drops."""
+
+    def __init__(self, client: Client) -> None:
+        self._client = client
+
+    def observe_request(self, request: Any) -> AbstractContextManager[None]:
+        """No per-request timing (the base class times every request)."""
+        return nullcontext()
+
+    def on_state_change(self, state: UaClientState) -> None:
+        """Called synchronously by asyncua on every client state change."""
+        if state in (UaClientState.DISCONNECTED, UaClientState.DISCONNECTING):
+            _stop_publishing(self._client)
+
+
 def _parse_node_id(text: str) -> ua.NodeId | None:
     try:
         return ua.NodeId.from_string(text)
@@ -406,7 +438,7 @@ async def _apply_security(client: Client, security: Any) -> None:
     policy = str(getattr(security, "policy", None) or "None")
     if policy == "None":
         return
-    policy_class = getattr(security_policies, f"SecurityPolicy{policy}", None)
+    policy_class = getattr(security_policies, "SecurityPolicy" + policy.replace("_", ""), None)
     if policy_class is None:
         raise SessionError(Failure(FAULTY, f"unknown security policy {policy!r}"))
     mode_name = str(getattr(security, "mode", None) or "SignAndEncrypt")

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import os
 import socket
-from typing import Any, Iterator
+import threading
+from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
@@ -40,16 +42,14 @@ def test_root_gets_raw_sockets_once() -> None:
 
 
 def test_falls_back_to_datagram_sockets(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(capability.socket, "socket", _refuse({socket.SOCK_RAW}))
+    monkeypatch.setattr(socket, "socket", _refuse({socket.SOCK_RAW}))
     found = capability.detect()
     assert not found.privileged
     assert "ping_group_range" in found.detail and "Operation not permitted" in found.detail
 
 
 def test_neither_names_the_fix(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(
-        capability.socket, "socket", _refuse({socket.SOCK_RAW, socket.SOCK_DGRAM})
-    )
+    monkeypatch.setattr(socket, "socket", _refuse({socket.SOCK_RAW, socket.SOCK_DGRAM}))
     with pytest.raises(IcmpUnavailable) as first:
         capability.detect()
     message = str(first.value)
@@ -81,3 +81,19 @@ def test_resolve_invalid_name_fails_locally() -> None:
     with pytest.raises(HostNotResolved) as err:
         resolve("bad..name", 1.0)
     assert "label empty or too long" in err.value.reason
+
+
+def test_resolve_times_out(monkeypatch: pytest.MonkeyPatch) -> None:
+    release = threading.Event()
+
+    def hang(*args: object) -> object:
+        release.wait(10.0)
+        raise socket.gaierror(socket.EAI_AGAIN, "Temporary failure in name resolution")
+
+    monkeypatch.setattr(socket, "getaddrinfo", hang)
+    try:
+        with pytest.raises(HostNotResolved) as err:
+            resolve("slow.example", 0.2)
+        assert err.value.reason == "resolving 'slow.example' timed out after 0.2 s"
+    finally:
+        release.set()

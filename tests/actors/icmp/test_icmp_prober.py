@@ -10,7 +10,6 @@ import time
 import pytest
 
 from fieldwatch.actors.icmp.prober import Prober, ProbeResult
-
 from tests.actors.icmp.support import ResultSink
 
 

@@ -1,0 +1,249 @@
+"""PersistenceActor: the one writer. Batches the gateway's queued writes into transactions.
+
+Woken by `Wake`, it takes up to `batch.max_rows` writes from the front of the gateway's
+deque, applies them in one transaction, removes them only after the commit, runs the
+readings' on_commit callbacks and wakes itself again if more remain (so asked commands
+interleave with batches). A failing database (locked, gone, revoked) keeps every write
+queued, marks storage not ready and retries with capped exponential backoff through the
+scheduler; a write that is itself invalid (IntegrityError, DataError) is isolated by
+retrying the batch row by row and discarded with a log line.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from dataclasses import dataclass
+from typing import Any, Callable, Sequence
+
+import peewee
+import pykka
+
+from fieldwatch.actors.scheduler import Scheduler, TimerHandle
+from fieldwatch.errors import FieldwatchError, StorageError
+from fieldwatch.policy import StoragePolicy
+from fieldwatch.storage import sites
+from fieldwatch.storage.batch import EndpointIndex, apply_writes
+from fieldwatch.storage.commands import Command
+from fieldwatch.storage.db import (
+    DATABASE_ERRORS,
+    ROW_ERRORS,
+    get_database,
+    reset_connection,
+    write_transaction,
+)
+from fieldwatch.storage.gateway import StorageGateway, Wake
+from fieldwatch.storage.writes import ReadingRecord, Write
+
+__all__ = ["PersistenceActor"]
+
+logger = logging.getLogger(__name__)
+
+#: Called after each commit with (seconds, rows) — benchmarks use it.
+CommitListener = Callable[[float, int], None]
+
+
+@dataclass(frozen=True, slots=True)
+class _Retry:
+    """Scheduled by the backoff: try the queued writes again."""
+
+
+class PersistenceActor(pykka.ThreadingActor):
+    """Serialises every write of fieldwatch into batched transactions (see module doc)."""
+
+    def __init__(
+        self,
+        gateway: StorageGateway,
+        *,
+        policy: StoragePolicy | None = None,
+        scheduler: Scheduler | None = None,
+        commit_listener: CommitListener | None = None,
+    ) -> None:
+        super().__init__()
+        self._gateway = gateway
+        self._policy = policy or StoragePolicy()
+        self._scheduler = scheduler
+        self._own_scheduler: Scheduler | None = None
+        self._commit_listener = commit_listener
+        self._index = EndpointIndex()
+        self._index_loaded = False
+        self._retry_handle: TimerHandle | None = None
+        self._failing_since: float | None = None
+        self._attempt = 0
+
+    # -- lifecycle -------------------------------------------------------------
+
+    def on_start(self) -> None:
+        """Take over the gateway's queue; load the endpoint index (or start retrying)."""
+        if self._scheduler is None:
+            self._own_scheduler = Scheduler("fieldwatch-storage-retry")
+            self._own_scheduler.start()
+            self._scheduler = self._own_scheduler
+        self._gateway.attach(self.actor_ref)
+        try:
+            self._load_index()
+            self._gateway.set_ready(True)
+        except DATABASE_ERRORS as err:
+            self._on_failure(err)
+
+    def on_stop(self) -> None:
+        """Leave the queue to a successor; close this thread's connection."""
+        if self._retry_handle is not None:
+            self._retry_handle.cancel()
+        self._gateway.detach(self.actor_ref)
+        try:
+            reset_connection(get_database())
+        except RuntimeError:  # the database was already unbound
+            pass
+        if self._own_scheduler is not None:
+            self._own_scheduler.stop()
+
+    def on_receive(self, message: Any) -> Any:
+        """Wake and _Retry drain one batch; anything else is a Command (asked)."""
+        if isinstance(message, Wake):
+            self._gateway.woken()
+            if self._retry_handle is None:  # while backing off only the timer retries
+                self._drain_batch()
+            return None
+        if isinstance(message, _Retry):
+            self._retry_handle = None
+            self._drain_batch()
+            return None
+        return self._command(message)
+
+    # -- writes ----------------------------------------------------------------
+
+    def _load_index(self) -> None:
+        db = get_database()
+        gone = self._index.refresh(db)
+        self._gateway.forget_generations(gone)
+        self._gateway.seed_generations(self._index.generations)
+        self._index_loaded = True
+
+    def _drain_batch(self, limit: int | None = None) -> bool:
+        """Commit one batch from the front of the queue; False if the database failed."""
+        max_rows = self._policy.batch.max_rows if limit is None else min(limit, self._policy.batch.max_rows)
+        batch = self._gateway.peek(max_rows)
+        if not batch and self._failing_since is None:
+            return True
+        try:
+            if not self._index_loaded:
+                self._load_index()
+            if not batch:
+                self._probe()
+            else:
+                try:
+                    self._commit(batch)
+                except ROW_ERRORS as err:
+                    logger.warning("a batch of %d writes was refused (%s): retrying row by row", len(batch), err)
+                    for write in batch:
+                        self._commit_single(write)
+        except DATABASE_ERRORS as err:
+            self._on_failure(err)
+            return False
+        self._on_success()
+        if self._gateway.queue_depth and limit is None:
+            self._gateway.wake()
+        return True
+
+    def _probe(self) -> None:
+        """Nothing is queued but storage was failing: check it takes a write transaction."""
+        db = get_database()
+        with write_transaction(db):
+            db.execute_sql("SELECT 1")
+
+    def _commit(self, batch: Sequence[Write]) -> None:
+        """Screen, apply and commit `batch`, then remove it from the queue and run callbacks."""
+        db = get_database()
+        screened = self._index.screen(db, batch)
+        start = time.perf_counter()
+        if screened.accepted:
+            with write_transaction(db):
+                apply_writes(db, screened.accepted, self._index.names, time.time())
+        elapsed = time.perf_counter() - start
+        self._index.committed(screened)
+        discarded = len(screened.stale) + len(screened.orphans)
+        self._gateway.committed(len(batch), len(screened.accepted), discarded, elapsed if screened.accepted else None)
+        if self._commit_listener is not None and screened.accepted:
+            self._commit_listener(elapsed, len(screened.accepted))
+        for write in screened.accepted:
+            if type(write) is ReadingRecord and write.on_commit is not None:  # type: ignore[union-attr]
+                try:
+                    write.on_commit()  # type: ignore[union-attr]
+                except Exception:  # a producer's callback must not stop the writer
+                    logger.exception("on_commit callback of a reading failed")
+
+    def _commit_single(self, write: Write) -> None:
+        """Commit one write on its own; discard it (logged) if the row itself is refused."""
+        try:
+            self._commit([write])
+        except ROW_ERRORS as err:
+            logger.error("discarding %r: the database refused it: %s", write, err)
+            self._gateway.committed(1, 0, 1, None)
+
+    def _on_failure(self, err: Exception) -> None:
+        """Keep everything queued, mark not ready, schedule a retry with capped backoff."""
+        message = f"{type(err).__name__}: {err}".strip()
+        self._gateway.failed(message, f"storage write failing: {message}")
+        reset_connection(get_database())
+        if self._failing_since is None:
+            self._failing_since = time.monotonic()
+            logger.error(
+                "storage write failed (%s); %d writes kept queued, retrying with backoff",
+                message,
+                self._gateway.queue_depth,
+            )
+        else:
+            logger.debug("storage write retry %d failed: %s", self._attempt, message)
+        retry = self._policy.retry
+        delay = min(retry.max_s, retry.initial_s * (2**self._attempt)) * random.uniform(0.9, 1.1)
+        self._attempt += 1
+        if self._retry_handle is not None:
+            self._retry_handle.cancel()
+        assert self._scheduler is not None
+        self._retry_handle = self._scheduler.tell_later(delay, self.actor_ref, _Retry())
+
+    def _on_success(self) -> None:
+        if self._failing_since is not None:
+            logger.info(
+                "storage writes recovered after %.1f s (%d attempts); %d writes queued",
+                time.monotonic() - self._failing_since,
+                self._attempt,
+                self._gateway.queue_depth,
+            )
+            self._failing_since = None
+            self._attempt = 0
+            if self._retry_handle is not None:
+                self._retry_handle.cancel()
+                self._retry_handle = None
+        self._gateway.set_ready(True)
+
+    # -- commands --------------------------------------------------------------
+
+    def _command(self, cmd: Command) -> Any:
+        """Commit the writes queued before `cmd`, then run it in its own transaction."""
+        remaining = self._gateway.queue_depth
+        while remaining > 0:
+            before = self._gateway.queue_depth
+            if not self._drain_batch(limit=remaining):
+                raise StorageError(f"storage unavailable: {self._gateway.stats().last_error}")
+            remaining -= before - self._gateway.queue_depth
+        db = get_database()
+        try:
+            with write_transaction(db):
+                result = sites.execute(cmd, time.time())
+            gone = self._index.refresh(db)
+        except (FieldwatchError, ValueError, TypeError):
+            raise
+        except ROW_ERRORS as err:
+            raise StorageError(f"{type(cmd).__name__} refused by the database: {err}") from err
+        except DATABASE_ERRORS as err:
+            self._on_failure(err)
+            raise StorageError(f"{type(cmd).__name__} failed: {err}") from err
+        self._index_loaded = True
+        self._gateway.forget_generations(gone)
+        self._gateway.seed_generations(self._index.generations)
+        if self._gateway.queue_depth:
+            self._gateway.wake()
+        return result

@@ -1,0 +1,452 @@
+"""Commands and status views: the one place the API and the tree meet.
+
+A command is stored first (through the persistence actor), then applied to the
+tree at once (actors started or stopped before the reply). Site changes touch
+only that site's supervisor; no other connection is restarted.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import pykka
+
+from fieldwatch import states
+from fieldwatch.actors.base import ChildContext
+from fieldwatch.actors.connection import EndpointContext
+from fieldwatch.actors.kinds import actor_class
+from fieldwatch.actors.scheduler import Scheduler
+from fieldwatch.actors.supervisor import (
+    AddChild,
+    ChildSpec,
+    RemoveChild,
+    RestartChild,
+    Supervisor,
+    SupervisorOptions,
+)
+from fieldwatch.actors.tree import TreeView
+from fieldwatch.config.model import EndpointConfig, SiteConfig
+from fieldwatch.config.redact import endpoint_public_dict
+from fieldwatch.config.sites import parse_site_body
+from fieldwatch.errors import NotFoundError
+from fieldwatch.policy import SupervisionPolicy
+from fieldwatch.status import EndpointStatus, StatusBoard, effective_state
+from fieldwatch.storage import commands as cmd
+from fieldwatch.storage import writes
+from fieldwatch.timeutil import to_rfc3339
+
+__all__ = ["Controller", "site_spec_of"]
+
+logger = logging.getLogger(__name__)
+
+_ASK_TIMEOUT_S = 10.0
+
+
+def _endpoint_spec_of(ep: EndpointConfig, full: bool) -> cmd.EndpointSpec:
+    data = _endpoint_full_dict(ep) if full else endpoint_public_dict(ep)
+    return cmd.EndpointSpec(ep.name, ep.kind, ep.enabled, json.dumps(data, sort_keys=True))
+
+
+def _endpoint_full_dict(ep: EndpointConfig) -> dict[str, Any]:
+    """The endpoint config with secrets (stored for API-created endpoints only)."""
+    from dataclasses import asdict
+
+    data: dict[str, Any] = {"name": ep.name, "kind": ep.kind, "enabled": ep.enabled}
+    data.update({k: v for k, v in asdict(ep.options).items() if v is not None})
+    if ep.supervision:
+        data["supervision"] = dict(ep.supervision)
+    return data
+
+
+def site_spec_of(site: SiteConfig, *, full: bool = False) -> cmd.SiteSpec:
+    """The storage spec of a site config (`full` keeps secrets: API-created sites)."""
+    endpoints = tuple(_endpoint_spec_of(ep, full) for ep in site.endpoints)
+    return cmd.SiteSpec(site.name, site.enabled, json.dumps({"name": site.name}), endpoints)
+
+
+@dataclass
+class _Site:
+    config: SiteConfig
+    enabled: bool
+    origin: str
+    endpoint_ids: dict[str, int] = field(default_factory=dict)
+    endpoint_enabled: dict[str, bool] = field(default_factory=dict)
+
+
+class Controller:
+    """Applies commands to storage and the tree; builds the status views of SPEC section 6."""
+
+    def __init__(
+        self,
+        *,
+        root: pykka.ActorRef[Any],
+        board: StatusBoard,
+        tree: TreeView,
+        storage: Any,
+        scheduler: Scheduler,
+        policy: SupervisionPolicy,
+        queries: Any = None,
+    ) -> None:
+        self.root = root
+        self.board = board
+        self.tree = tree
+        self.storage = storage
+        self.scheduler = scheduler
+        self.policy = policy
+        self.queries = queries
+        self._lock = threading.RLock()  # one command at a time: commands are rare and short
+        self._sites: dict[str, _Site] = {}
+        self._started = False
+
+    # -- start-up ----------------------------------------------------------------
+
+    def load(self, config_sites: tuple[SiteConfig, ...]) -> None:
+        """Sync the YAML into storage, then start a supervisor per enabled site."""
+        stored = self.storage.command(cmd.SyncConfig([site_spec_of(s) for s in config_sites]), _ASK_TIMEOUT_S)
+        declared = {s.name: s for s in config_sites}
+        with self._lock:
+            for row in stored:
+                config = declared.get(row.name)
+                if config is None:  # created through the API earlier: its config is stored
+                    try:
+                        config = parse_site_body(self._stored_body(row))
+                    except Exception as err:  # a stored config that no longer validates: keep the daemon up
+                        logger.error("site %s: stored config is invalid, not started: %s", row.name, err)
+                        continue
+                self._register(config, row)
+                if row.enabled:
+                    self._start_site(row.name)
+            self._started = True
+
+    @staticmethod
+    def _stored_body(row: cmd.StoredSite) -> dict[str, Any]:
+        return {
+            "name": row.name,
+            "enabled": row.enabled,
+            "endpoints": [json.loads(ep.config_json) | {"name": ep.name, "kind": ep.kind} for ep in row.endpoints],
+        }
+
+    def _register(self, config: SiteConfig, row: cmd.StoredSite) -> None:
+        site = _Site(config, row.enabled, row.origin)
+        by_name = {ep.name: ep for ep in row.endpoints}
+        for ep in config.endpoints:
+            stored = by_name.get(ep.name)
+            if stored is None:
+                continue
+            site.endpoint_ids[ep.name] = stored.id
+            site.endpoint_enabled[ep.name] = stored.enabled
+            self.board.register(
+                EndpointStatus(
+                    endpoint_id=stored.id,
+                    site=config.name,
+                    name=ep.name,
+                    kind=ep.kind,
+                    enabled=stored.enabled and row.enabled,
+                    state=states.DISABLED,
+                    reason="disabled" if not (stored.enabled and row.enabled) else "not started yet",
+                    generation=stored.generation,
+                    restarts=stored.restarts,
+                    reconnects=stored.reconnects,
+                )
+            )
+        self._sites[config.name] = site
+
+    # -- the tree ----------------------------------------------------------------
+
+    def _site_child_id(self, name: str) -> str:
+        return f"sites/{name}"
+
+    def _endpoint_child_spec(self, site: _Site, ep: EndpointConfig) -> ChildSpec:
+        endpoint_id = site.endpoint_ids[ep.name]
+        policy = self.policy.for_endpoint(ep.kind, ep.supervision)
+        context = EndpointContext(endpoint_id, site.config.name, ep, policy, self.board, self.storage, self.scheduler)
+        cls = actor_class(ep.kind)
+
+        def _next_generation() -> int:
+            generation = int(self.storage.next_generation(endpoint_id))
+            self.board.begin_generation(endpoint_id, generation, 0)
+            return generation
+
+        def _on_started(ctx: ChildContext) -> None:
+            self.board.begin_generation(endpoint_id, ctx.generation, ctx.restarts)
+
+        def _start(ctx: ChildContext) -> pykka.ActorRef[Any]:
+            return cls.start(ctx, context)
+
+        return ChildSpec(
+            id=ep.name,
+            start=_start,
+            policy=policy,
+            kind=ep.kind,
+            next_generation=_next_generation,
+            on_started=_on_started,
+        )
+
+    def _site_specs(self, name: str) -> list[ChildSpec]:
+        site = self._sites[name]
+        return [
+            self._endpoint_child_spec(site, ep)
+            for ep in site.config.endpoints
+            if site.endpoint_enabled.get(ep.name, False) and ep.name in site.endpoint_ids
+        ]
+
+    def _start_site(self, name: str) -> None:
+        options = SupervisorOptions(self.policy.sites.strategy, self.policy.sites.intensity, self.tree)
+        specs_now = self._site_specs(name)
+
+        def _start(ctx: ChildContext) -> pykka.ActorRef[Any]:
+            # A restarted site supervisor starts the endpoints enabled at that moment.
+            return Supervisor.start(ctx, options, self._site_specs(name) if self._started else specs_now)
+
+        spec = ChildSpec(id=self._site_child_id(name), start=_start, policy=self.policy.defaults, kind="supervisor")
+        self.root.ask(AddChild(spec), timeout=_ASK_TIMEOUT_S)
+
+    def _stop_site(self, name: str) -> None:
+        try:
+            self.root.ask(RemoveChild(self._site_child_id(name)), timeout=_ASK_TIMEOUT_S)
+        except NotFoundError:
+            pass
+
+    def _site_supervisor(self, name: str) -> pykka.ActorRef[Any] | None:
+        from fieldwatch.actors.supervisor import ChildRef
+
+        ref: pykka.ActorRef[Any] | None = self.root.ask(ChildRef(self._site_child_id(name)), timeout=_ASK_TIMEOUT_S)
+        return ref
+
+    def _mark_disabled(self, endpoint_id: int, reason: str) -> None:
+        """An endpoint whose actor was stopped by a command: `disabled`, stored, alerts resolved."""
+        status = self.board.get(endpoint_id)
+        if status is None:
+            return
+        now = time.time()
+        generation = status.generation
+        self.board.update(endpoint_id, generation, state=states.DISABLED, since=now, reason=reason, enabled=False)
+        self.storage.submit(
+            writes.StateChange(endpoint_id, generation, states.DISABLED, now, reason, None, status.last_data_at)
+        )
+        self.storage.submit(
+            writes.EventRecord(
+                endpoint_id, generation, now, "info", f"{status.state}->disabled", reason, None, None, status.site,
+                status.name,
+            )
+        )
+        for condition, subject in sorted(status.alerts):
+            self.board.set_alert(endpoint_id, condition, subject, False)
+            self.storage.submit(writes.AlertResolve(endpoint_id, generation, condition, now, subject))
+
+    # -- commands ----------------------------------------------------------------
+
+    def _site(self, name: str) -> _Site:
+        site = self._sites.get(name)
+        if site is None:
+            raise NotFoundError(f"no site named {name!r}")
+        return site
+
+    def set_site_enabled(self, name: str, enabled: bool) -> dict[str, Any]:
+        """Store the flag, then start or stop the site's actors at once."""
+        with self._lock:
+            site = self._site(name)
+            self.storage.command(cmd.SetSiteEnabled(name, enabled), _ASK_TIMEOUT_S)
+            was = site.enabled
+            site.enabled = enabled
+            if enabled and not was:
+                for ep_name, endpoint_id in site.endpoint_ids.items():
+                    self.board.update(endpoint_id, 0, enabled=site.endpoint_enabled.get(ep_name, False))
+                self._start_site(name)
+            elif was and not enabled:
+                self._stop_site(name)
+                for endpoint_id in site.endpoint_ids.values():
+                    self._mark_disabled(endpoint_id, "site disabled by command")
+            return self.get_site(name)
+
+    def set_endpoint_enabled(self, site_name: str, name: str, enabled: bool) -> dict[str, Any]:
+        """Store one endpoint's flag, then start or stop its actor at once."""
+        with self._lock:
+            site = self._site(site_name)
+            if name not in site.endpoint_ids:
+                raise NotFoundError(f"no endpoint {name!r} in site {site_name!r}")
+            self.storage.command(cmd.SetEndpointEnabled(site_name, name, enabled), _ASK_TIMEOUT_S)
+            was = site.endpoint_enabled.get(name, False)
+            site.endpoint_enabled[name] = enabled
+            endpoint_id = site.endpoint_ids[name]
+            sup = self._site_supervisor(site_name) if site.enabled else None
+            if enabled and not was:
+                self.board.update(endpoint_id, 0, enabled=site.enabled)
+                if sup is not None:
+                    ep = next(e for e in site.config.endpoints if e.name == name)
+                    sup.ask(AddChild(self._endpoint_child_spec(site, ep)), timeout=_ASK_TIMEOUT_S)
+            elif was and not enabled:
+                if sup is not None:
+                    try:
+                        sup.ask(RemoveChild(name), timeout=_ASK_TIMEOUT_S)
+                    except NotFoundError:
+                        pass
+                self._mark_disabled(endpoint_id, "endpoint disabled by command")
+            return self.get_site(site_name)
+
+    def restart_endpoint(self, site_name: str, name: str) -> dict[str, Any]:
+        """Replace the endpoint's actor with a new generation now."""
+        with self._lock:
+            site = self._site(site_name)
+            if name not in site.endpoint_ids:
+                raise NotFoundError(f"no endpoint {name!r} in site {site_name!r}")
+            sup = self._site_supervisor(site_name) if site.enabled else None
+            if sup is not None and site.endpoint_enabled.get(name):
+                sup.ask(RestartChild(name), timeout=_ASK_TIMEOUT_S)
+            return self.get_site(site_name)
+
+    def create_site(self, body: dict[str, Any]) -> dict[str, Any]:
+        """Validate, store and start a new site; no other site is touched."""
+        config = parse_site_body(body)
+        with self._lock:
+            row = self.storage.command(cmd.CreateSite(site_spec_of(config, full=True)), _ASK_TIMEOUT_S)
+            self._register(config, row)
+            if row.enabled:
+                self._start_site(config.name)
+            return self.get_site(config.name)
+
+    def replace_site(self, name: str, body: dict[str, Any]) -> dict[str, Any]:
+        """Stop the site's actors, store the new config, start it again; others untouched."""
+        body = dict(body)
+        body.setdefault("name", name)
+        config = parse_site_body(body)
+        if config.name != name:
+            from fieldwatch.errors import ConfigError
+
+            raise ConfigError([f"name: {config.name!r} does not match the URL's site {name!r}"])
+        with self._lock:
+            old = self._site(name)
+            self._stop_site(name)
+            row = self.storage.command(cmd.ReplaceSite(site_spec_of(config, full=True)), _ASK_TIMEOUT_S)
+            kept = {ep.id for ep in row.endpoints}
+            for endpoint_id in old.endpoint_ids.values():
+                if endpoint_id not in kept:
+                    self.board.remove(endpoint_id)
+            self._register(config, row)
+            if row.enabled:
+                self._start_site(name)
+            else:
+                for endpoint_id in self._sites[name].endpoint_ids.values():
+                    self._mark_disabled(endpoint_id, "site disabled")
+            return self.get_site(name)
+
+    def delete_site(self, name: str) -> None:
+        """Stop the site's actors first, then delete its rows."""
+        with self._lock:
+            site = self._site(name)
+            self._stop_site(name)
+            for endpoint_id in site.endpoint_ids.values():
+                self.board.remove(endpoint_id)
+            self.storage.command(cmd.DeleteSite(name), _ASK_TIMEOUT_S)
+            del self._sites[name]
+
+    def set_topic_active(self, site_name: str, endpoint: str, topic: str, active: bool) -> dict[str, Any]:
+        """Switch processing of one discovered MQTT topic; applied by the actor at once."""
+        with self._lock:
+            site = self._site(site_name)
+            endpoint_id = site.endpoint_ids.get(endpoint)
+            if endpoint_id is None:
+                raise NotFoundError(f"no endpoint {endpoint!r} in site {site_name!r}")
+            changed = self.storage.command(cmd.SetTopicActive(endpoint_id, topic, active), _ASK_TIMEOUT_S)
+            self._notify_topic(site_name, endpoint, topic, active)
+            return {"site": site_name, "endpoint": endpoint, "topic": topic, "is_active": active, "changed": changed}
+
+    def _notify_topic(self, site_name: str, endpoint: str, topic: str, active: bool) -> None:
+        from fieldwatch.actors.supervisor import ChildRef
+
+        sup = self._site_supervisor(site_name) if self._sites[site_name].enabled else None
+        if sup is None:
+            return
+        ref = sup.ask(ChildRef(endpoint), timeout=_ASK_TIMEOUT_S)
+        if ref is not None:
+            from fieldwatch.actors.topics import TopicSwitch
+
+            ref.tell(TopicSwitch(topic, active))
+
+    def stop_sites(self) -> None:
+        """Stop every site's actors (shutdown: before storage is flushed and stopped)."""
+        with self._lock:
+            self._started = False
+            for name in sorted(self._sites, reverse=True):
+                if self._sites[name].enabled:
+                    self._stop_site(name)
+
+    # -- views -------------------------------------------------------------------
+
+    def alive(self) -> bool:
+        """The root supervisor runs."""
+        return bool(self.root.is_alive())
+
+    def ready(self) -> tuple[bool, str | None]:
+        """The tree is started and storage is writable."""
+        if not self.alive():
+            return False, "root supervisor is not running"
+        if not self._started:
+            return False, "starting"
+        stats = self.storage.stats()
+        if not stats.ready:
+            return False, f"storage: {stats.reason or 'not writable'}"
+        return True, None
+
+    def endpoint_view(self, status: EndpointStatus, config: EndpointConfig | None) -> dict[str, Any]:
+        """SPEC section 6 endpoint shape (state after the reader freshness rule)."""
+        state, reason = effective_state(status)
+        return {
+            "site": status.site,
+            "name": status.name,
+            "kind": status.kind,
+            "enabled": status.enabled,
+            "state": state,
+            "since": to_rfc3339(status.since),
+            "reason": reason,
+            "down_since": to_rfc3339(status.down_since),
+            "last_data_at": to_rfc3339(status.last_data_at),
+            "generation": status.generation,
+            "restarts": status.restarts,
+            "reconnects": status.reconnects,
+            "config": endpoint_public_dict(config) if config is not None else None,
+        }
+
+    def get_site(self, name: str) -> dict[str, Any]:
+        """One site with its endpoints' live states."""
+        with self._lock:
+            site = self._site(name)
+            endpoints = []
+            for ep in site.config.endpoints:
+                endpoint_id = site.endpoint_ids.get(ep.name)
+                status = self.board.get(endpoint_id) if endpoint_id is not None else None
+                if status is not None:
+                    view = self.endpoint_view(status, ep)
+                    view["enabled"] = site.endpoint_enabled.get(ep.name, False)
+                    endpoints.append(view)
+            return {"name": name, "enabled": site.enabled, "endpoints": endpoints}
+
+    def list_sites(self) -> list[dict[str, Any]]:
+        """Every site, by name."""
+        with self._lock:
+            names = sorted(self._sites)
+        return [self.get_site(n) for n in names if n in self._sites]
+
+    def get_endpoint(self, site_name: str, name: str) -> dict[str, Any]:
+        """One endpoint with its latest readings."""
+        with self._lock:
+            site = self._site(site_name)
+            endpoint_id = site.endpoint_ids.get(name)
+            config = next((e for e in site.config.endpoints if e.name == name), None)
+            status = self.board.get(endpoint_id) if endpoint_id is not None else None
+            if status is None or config is None:
+                raise NotFoundError(f"no endpoint {name!r} in site {site_name!r}")
+            view = self.endpoint_view(status, config)
+            view["enabled"] = site.endpoint_enabled.get(name, False)
+        view["readings"] = self.queries.latest_readings(status.endpoint_id) if self.queries is not None else []
+        return view
+
+    def endpoint_ids(self) -> dict[tuple[str, str], int]:
+        """(site, endpoint) -> id, for tests and tools."""
+        with self._lock:
+            return {(s, e): i for s, site in self._sites.items() for e, i in site.endpoint_ids.items()}

@@ -1,0 +1,254 @@
+"""The daemon: builds the supervision tree, storage, HTTP server, and runs until told to stop."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+import time
+from types import FrameType, TracebackType
+from typing import Any
+
+import prometheus_client
+import pykka
+
+from fieldwatch.actors.base import ChildContext
+from fieldwatch.actors.messages import ChildExited, Health, HealthCheck, HealthReport
+from fieldwatch.actors.persistence import PersistenceActor
+from fieldwatch.actors.scheduler import Scheduler
+from fieldwatch.actors.supervisor import ChildSpec, Supervisor, SupervisorOptions
+from fieldwatch.actors.tree import TreeView
+from fieldwatch.config.model import Config
+from fieldwatch.controller import Controller
+from fieldwatch.logsetup import setup_logging
+from fieldwatch.policy import ChildPolicy, HealthCheck as HealthPolicy
+from fieldwatch.status import StatusBoard
+from fieldwatch.storage import queries
+from fieldwatch.storage.db import init_database
+from fieldwatch.storage.gateway import StorageGateway
+from fieldwatch.storage.migrations import migrate
+
+__all__ = ["Daemon", "EXIT_OK", "EXIT_RUNTIME", "EXIT_EXHAUSTED"]
+
+logger = logging.getLogger(__name__)
+
+EXIT_OK = 0
+EXIT_RUNTIME = 1
+EXIT_EXHAUSTED = 3
+
+
+class _SupervisedMixin:
+    """Makes a plain pykka actor (the storage actors) answer health checks and report exits."""
+
+    supervision_ctx: ChildContext
+
+    def on_receive(self, message: Any) -> Any:
+        if isinstance(message, HealthCheck):
+            ctx = self.supervision_ctx
+            message.reply_to.tell(HealthReport(ctx.child_id, ctx.generation, message.seq, Health(True)))
+            return None
+        return super().on_receive(message)  # type: ignore[misc]
+
+    def _tell_exit(self, normal: bool, exc_type: str | None, text: str) -> None:
+        ctx = self.supervision_ctx
+        if ctx.parent is not None and not getattr(self, "_exit_told", False):
+            self._exit_told = True
+            try:
+                ctx.parent.tell(ChildExited(ctx.child_id, ctx.generation, normal, exc_type, text))
+            except pykka.ActorDeadError:
+                pass
+
+    def on_failure(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        super().on_failure(exc_type, exc, tb)  # type: ignore[misc]
+        self._tell_exit(False, exc_type.__name__ if exc_type else None, str(exc))
+
+    def on_stop(self) -> None:
+        try:
+            super().on_stop()  # type: ignore[misc]
+        finally:
+            self._tell_exit(True, None, "")
+
+
+class SupervisedPersistence(_SupervisedMixin, PersistenceActor):
+    """The writer under the storage supervisor."""
+
+    def __init__(self, ctx: ChildContext, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.supervision_ctx = ctx
+
+
+class Daemon:
+    """Everything `fieldwatch run` starts, in order, and stops in reverse."""
+
+    def __init__(
+        self, config: Config, *, console_log: bool = True, install_signals: bool = True, http: bool = True
+    ) -> None:
+        self.config = config
+        self.with_http = http
+        self.console_log = console_log
+        self.install_signals = install_signals
+        self.scheduler = Scheduler()
+        self.board = StatusBoard()
+        self.tree = TreeView()
+        self.storage = StorageGateway(max_queue=config.storage.max_queue)
+        self.registry = prometheus_client.CollectorRegistry()
+        self.root: pykka.ActorRef[Any] | None = None
+        self.controller: Controller | None = None
+        self.http: Any = None
+        self.exit_code = EXIT_OK
+        self._stop = threading.Event()
+
+    # -- start -------------------------------------------------------------------
+
+    def _secrets(self) -> list[str]:
+        secrets = [self.config.http.token or ""]
+        for site in self.config.sites:
+            for ep in site.endpoints:
+                secrets.append(getattr(ep.options, "password", None) or "")
+        return [s for s in secrets if s]
+
+    def start(self) -> None:
+        """Start storage, the tree and the HTTP server; raises on a start-up failure."""
+        cfg = self.config
+        setup_logging(
+            level=cfg.logging.level,
+            file=cfg.logging.file,
+            fmt=cfg.logging.format,
+            max_bytes=cfg.logging.max_bytes,
+            backups=cfg.logging.backups,
+            console=self.console_log,
+            secrets=self._secrets(),
+        )
+        logger.info("fieldwatch starting: instance %s, %d sites", cfg.instance, len(cfg.sites))
+        db = init_database(cfg.storage.url)
+        version = migrate(db)
+        logger.info("storage ready: schema version %d", version)
+        self.storage.seed_generations()
+        self.scheduler.start()
+        policy = cfg.supervision
+        root_ctx = ChildContext("root", "root", 1, 0, None, self.scheduler)
+        root_options = SupervisorOptions(policy.root.strategy, policy.root.intensity, self.tree, self._exhausted)
+        self.root = Supervisor.start(root_ctx, root_options, [self._storage_spec()])
+        self.controller = Controller(
+            root=self.root,
+            board=self.board,
+            tree=self.tree,
+            storage=self.storage,
+            scheduler=self.scheduler,
+            policy=policy,
+            queries=queries,
+        )
+        self.controller.load(cfg.sites)
+        self.storage.seed_generations()
+        if self.with_http:
+            self._start_http()
+        if self.install_signals:
+            signal.signal(signal.SIGINT, self._on_signal)
+            signal.signal(signal.SIGTERM, self._on_signal)
+        logger.info("fieldwatch started; API at %s", self.url)
+
+    def _storage_spec(self) -> ChildSpec:
+        policy = self.config.supervision.storage
+        storage_options = SupervisorOptions(policy.strategy, policy.intensity, self.tree)
+        writer_policy = ChildPolicy(health_check=HealthPolicy(interval_s=5, timeout_s=30, failures=3))
+
+        def _writer(ctx: ChildContext) -> pykka.ActorRef[Any]:
+            return SupervisedPersistence.start(ctx, self.storage, policy=policy, scheduler=self.scheduler)
+
+        children = [ChildSpec("writer", _writer, writer_policy, kind="persistence")]
+        children.extend(self._retention_specs())
+
+        def _start(ctx: ChildContext) -> pykka.ActorRef[Any]:
+            return Supervisor.start(ctx, storage_options, list(children))
+
+        return ChildSpec("storage", _start, ChildPolicy(), kind="supervisor")
+
+    def _retention_specs(self) -> list[ChildSpec]:
+        try:
+            from fieldwatch.actors.retention import RetentionActor
+        except ImportError:
+            return []
+
+        days = self.config.storage.retention_days
+
+        class _SupervisedRetention(_SupervisedMixin, RetentionActor):  # type: ignore[misc, valid-type]
+            def __init__(self, ctx: ChildContext, *args: Any, **kwargs: Any) -> None:
+                super().__init__(*args, **kwargs)
+                self.supervision_ctx = ctx
+
+        def _start(ctx: ChildContext) -> pykka.ActorRef[Any]:
+            return _SupervisedRetention.start(ctx, retention_days=days, scheduler=self.scheduler)
+
+        return [ChildSpec("retention", _start, ChildPolicy(), kind="retention")]
+
+    def _start_http(self) -> None:
+        from fieldwatch.http.app import AppDeps, create_app
+        from fieldwatch.http.server import serve
+
+        assert self.controller is not None
+        deps = AppDeps(
+            controller=self.controller,
+            board=self.board,
+            tree=self.tree,
+            storage=self.storage,
+            registry=self.registry,
+            token=self.config.http.token,
+            log_file=self.config.logging.file,
+            max_body_bytes=self.config.http.max_body_bytes,
+        )
+        self.http = serve(create_app(deps), self.config.http.listen, self.config.http.threads)
+
+    @property
+    def url(self) -> str:
+        """The API's base URL (http://host:port)."""
+        return str(self.http.url) if self.http is not None else ""
+
+    # -- run and stop ------------------------------------------------------------
+
+    def _flush(self, deadline: float) -> None:
+        """Wait (bounded) until every queued write is committed."""
+        while self.storage.queue_depth() > 0 and time.monotonic() < deadline:
+            time.sleep(0.02)  # bounded shutdown poll
+        left = self.storage.queue_depth()
+        if left:
+            logger.error("stopping with %d writes not committed (storage failing: %s)", left, self.storage.stats().reason)
+
+    def _exhausted(self, reason: str) -> None:
+        logger.critical("root supervisor gave up: %s; exiting with code %d", reason, EXIT_EXHAUSTED)
+        self.exit_code = EXIT_EXHAUSTED
+        self._stop.set()
+
+    def _on_signal(self, signum: int, frame: FrameType | None) -> None:
+        logger.info("signal %s: stopping", signal.Signals(signum).name)
+        self._stop.set()
+
+    def request_stop(self) -> None:
+        """Ask run() to return (thread-safe)."""
+        self._stop.set()
+
+    def run(self) -> int:
+        """Block until a signal or the root gives up; then stop everything; the exit code."""
+        while not self._stop.wait(0.5):
+            pass
+        self.stop()
+        return self.exit_code
+
+    def stop(self, timeout_s: float = 10.0) -> None:
+        """Stop HTTP, the tree (endpoints first, storage last, flushing) and the scheduler."""
+        started = time.monotonic()
+        if self.http is not None:
+            self.http.stop()
+            self.http = None
+        if self.controller is not None:
+            self.controller.stop_sites()
+        self._flush(deadline=started + timeout_s / 2)
+        if self.root is not None and self.root.is_alive():
+            try:
+                self.root.stop(block=True, timeout=timeout_s)
+            except pykka.Timeout:
+                logger.warning("the tree did not stop within %.0fs", timeout_s)
+        self.root = None
+        self.scheduler.stop()
+        logger.info("fieldwatch stopped in %.1fs (exit code %d)", time.monotonic() - started, self.exit_code)

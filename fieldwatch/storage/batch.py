@@ -1,0 +1,289 @@
+"""Applying a batch of writes in one transaction, and deciding which writes to discard.
+
+`EndpointIndex` is the writer's view of which endpoints exist and their newest
+generation; `EndpointIndex.screen` splits a batch into accepted and discarded writes
+without changing the index (a failed transaction is retried with the same verdict);
+`apply_writes` turns accepted writes into a handful of bulk statements.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any, Sequence
+
+import peewee
+
+from fieldwatch.storage.db import is_sqlite
+from fieldwatch.storage.writes import (
+    AlertOpen,
+    AlertResolve,
+    Counters,
+    DeviceSeen,
+    EventRecord,
+    GenerationStarted,
+    ParseErrorRecord,
+    ReadingRecord,
+    StateChange,
+    TopicSeen,
+    Touch,
+    Write,
+)
+
+__all__ = ["EndpointIndex", "Screened", "apply_writes"]
+
+logger = logging.getLogger(__name__)
+
+_wrap_errors: Any = getattr(peewee, "__exception_wrapper__")
+
+_OLD_GEN_LOG_INTERVAL_S = 60.0
+
+
+@dataclass(slots=True)
+class Screened:
+    """A batch split by `EndpointIndex.screen`; `generations` is applied on commit."""
+
+    accepted: list[Write] = field(default_factory=list)
+    stale: list[Write] = field(default_factory=list)
+    orphans: list[Write] = field(default_factory=list)
+    generations: dict[int, int] = field(default_factory=dict)
+
+
+class EndpointIndex:
+    """Endpoints the writer knows: id -> (site name, endpoint name) and newest generation."""
+
+    def __init__(self) -> None:
+        self.names: dict[int, tuple[str, str]] = {}
+        self.generations: dict[int, int] = {}
+        self.deleted: set[int] = set()
+        self._orphans_logged: set[int] = set()
+        self._stale_log: dict[int, tuple[float, int]] = {}
+
+    def refresh(self, db: peewee.Database) -> set[int]:
+        """Reload from the database; return the ids that disappeared (now deleted)."""
+        cursor = db.execute_sql(
+            "SELECT e.id, s.name, e.name, e.generation FROM endpoint e JOIN site s ON s.id = e.site_id"
+        )
+        names: dict[int, tuple[str, str]] = {}
+        for endpoint_id, site_name, name, generation in cursor.fetchall():
+            names[endpoint_id] = (site_name, name)
+            self.generations[endpoint_id] = max(generation, self.generations.get(endpoint_id, 0))
+        gone = set(self.names) - set(names)
+        for endpoint_id in gone:
+            self.generations.pop(endpoint_id, None)
+        self.deleted |= gone
+        self.names = names
+        return gone
+
+    def screen(self, db: peewee.Database, batch: Sequence[Write]) -> Screened:
+        """Split `batch` in order: accepted, older generation, unknown or deleted endpoint."""
+        out = Screened()
+        refreshed = False
+        for write in batch:
+            endpoint_id = write.endpoint_id
+            if endpoint_id is None:  # an event about no endpoint in particular
+                out.accepted.append(write)
+                continue
+            if endpoint_id not in self.names:
+                if not refreshed and endpoint_id not in self.deleted:
+                    self.refresh(db)  # created by another instance or a command we missed
+                    refreshed = True
+                if endpoint_id not in self.names:
+                    out.orphans.append(write)
+                    continue
+            current = out.generations.get(endpoint_id, self.generations.get(endpoint_id, 0))
+            if type(write) is GenerationStarted:
+                if write.generation >= current:
+                    out.generations[endpoint_id] = write.generation
+                    out.accepted.append(write)
+                else:
+                    out.stale.append(write)
+            elif write.generation < current:
+                out.stale.append(write)
+            else:
+                out.accepted.append(write)
+        return out
+
+    def committed(self, screened: Screened) -> None:
+        """Record the generations a committed batch started, and log what it discarded."""
+        self.generations.update(screened.generations)
+        for write in screened.orphans:
+            endpoint_id = write.endpoint_id
+            assert endpoint_id is not None
+            if endpoint_id not in self._orphans_logged:
+                self._orphans_logged.add(endpoint_id)
+                logger.warning(
+                    "endpoint %d does not exist (deleted): discarding its writes (logged once)",
+                    endpoint_id,
+                )
+        now = time.monotonic()
+        for write in screened.stale:
+            endpoint_id = write.endpoint_id
+            assert endpoint_id is not None
+            last, suppressed = self._stale_log.get(endpoint_id, (-_OLD_GEN_LOG_INTERVAL_S, 0))
+            if now - last >= _OLD_GEN_LOG_INTERVAL_S:
+                site, name = self.names.get(endpoint_id, ("?", str(endpoint_id)))
+                logger.warning(
+                    "sites/%s/%s: discarding %s from generation %d (current %d; %d more suppressed)",
+                    site,
+                    name,
+                    type(write).__name__,
+                    write.generation,
+                    self.generations.get(endpoint_id, 0),
+                    suppressed,
+                )
+                self._stale_log[endpoint_id] = (now, 0)
+            else:
+                self._stale_log[endpoint_id] = (last, suppressed + 1)
+
+
+def _insert_rows(
+    db: peewee.Database, table: str, columns: str, width: int, rows: list[tuple[Any, ...]], tail: str = ""
+) -> None:
+    """Insert many rows with one prepared statement (executemany / execute_values)."""
+    if not rows:
+        return
+    with _wrap_errors:
+        cursor = db.cursor()
+        if is_sqlite(db):
+            marks = ", ".join("?" * width)
+            cursor.executemany(f"INSERT INTO {table} ({columns}) VALUES ({marks}) {tail}", rows)
+        else:
+            from psycopg2.extras import execute_values
+
+            execute_values(cursor, f"INSERT INTO {table} ({columns}) VALUES %s {tail}", rows, page_size=1000)
+
+
+_READING_COLUMNS = "endpoint_id, name, device, value_num, value_text, quality, source_time, received_at, msg_key"
+_READING_TAIL = "ON CONFLICT (endpoint_id, msg_key) WHERE msg_key IS NOT NULL DO NOTHING"
+_EVENT_COLUMNS = (
+    "time, site_name, endpoint_name, endpoint_id, level, event, message, exc_type, attempt, generation"
+)
+_TOPIC_TAIL = (
+    "ON CONFLICT (endpoint_id, topic) DO UPDATE SET "
+    "first_seen = MIN(topic.first_seen, excluded.first_seen), "
+    "last_seen = MAX(topic.last_seen, excluded.last_seen), "
+    '"count" = topic."count" + excluded."count", is_processable = excluded.is_processable'
+)
+_DEVICE_ONLINE_TAIL = (
+    "ON CONFLICT (endpoint_id, name) DO UPDATE SET "
+    "last_seen = MAX(device.last_seen, excluded.last_seen), online = excluded.online"
+)
+_DEVICE_OFFLINE_TAIL = "ON CONFLICT (endpoint_id, name) DO UPDATE SET online = excluded.online"
+
+
+def _pg_minmax(db: peewee.Database, sql: str) -> str:
+    """PostgreSQL spells scalar MIN/MAX as LEAST/GREATEST."""
+    if is_sqlite(db):
+        return sql
+    return sql.replace("MIN(", "LEAST(").replace("MAX(", "GREATEST(")
+
+
+def apply_writes(db: peewee.Database, writes: Sequence[Write], names: dict[int, tuple[str, str]], now: float) -> None:
+    """Apply accepted writes inside the caller's transaction.
+
+    Endpoint columns are folded in submission order (so per-endpoint order holds and
+    Touch is coalesced), readings/events/parse errors are bulk inserted in order,
+    topics and devices are coalesced per key and upserted, alerts go one by one in order.
+    """
+    endpoint_updates: dict[int, dict[str, Any]] = {}
+    readings: list[tuple[Any, ...]] = []
+    events: list[tuple[Any, ...]] = []
+    parse_errors: list[tuple[Any, ...]] = []
+    topics: dict[tuple[int, str], list[Any]] = {}
+    devices: dict[tuple[int, str], list[Any]] = {}
+    alerts: list[AlertOpen | AlertResolve] = []
+    for w in writes:
+        kind = type(w)
+        if kind is ReadingRecord:
+            assert isinstance(w, ReadingRecord)
+            readings.append(
+                (w.endpoint_id, w.name, w.device, w.value_num, w.value_text, w.quality,
+                 w.source_time, w.received_at, w.msg_key)
+            )  # fmt: skip
+        elif kind is EventRecord:
+            assert isinstance(w, EventRecord)
+            site_name, endpoint_name = w.site_name, w.endpoint_name
+            if w.endpoint_id is not None and (site_name is None or endpoint_name is None):
+                known = names.get(w.endpoint_id, (None, None))
+                site_name = site_name if site_name is not None else known[0]
+                endpoint_name = endpoint_name if endpoint_name is not None else known[1]
+            events.append(
+                (w.time, site_name, endpoint_name, w.endpoint_id, w.level, w.event, w.message,
+                 w.exc_type, w.attempt, w.generation)
+            )  # fmt: skip
+        elif kind is StateChange:
+            assert isinstance(w, StateChange)
+            endpoint_updates.setdefault(w.endpoint_id, {}).update(
+                state=w.state, since=w.since, reason=w.reason, down_since=w.down_since, last_data_at=w.last_data_at
+            )
+        elif kind is Touch:
+            endpoint_updates.setdefault(w.endpoint_id, {})["last_data_at"] = w.last_data_at  # type: ignore[union-attr]
+        elif kind is Counters:
+            assert isinstance(w, Counters)
+            endpoint_updates.setdefault(w.endpoint_id, {}).update(restarts=w.restarts, reconnects=w.reconnects)
+        elif kind is GenerationStarted:
+            endpoint_updates.setdefault(w.endpoint_id, {})["generation"] = w.generation  # type: ignore[union-attr]
+        elif kind is AlertOpen or kind is AlertResolve:
+            alerts.append(w)  # type: ignore[arg-type]
+        elif kind is TopicSeen:
+            assert isinstance(w, TopicSeen)
+            seen = topics.get((w.endpoint_id, w.topic))
+            if seen is None:
+                topics[(w.endpoint_id, w.topic)] = [w.time, w.time, w.count, w.is_processable]
+            else:
+                seen[0], seen[1] = min(seen[0], w.time), max(seen[1], w.time)
+                seen[2] += w.count
+                seen[3] = w.is_processable
+        elif kind is DeviceSeen:
+            assert isinstance(w, DeviceSeen)
+            dev = devices.setdefault((w.endpoint_id, w.device), [w.time, None, w.online])
+            dev[0] = min(dev[0], w.time)
+            if w.online:
+                dev[1] = w.time if dev[1] is None else max(dev[1], w.time)
+            dev[2] = w.online
+        elif kind is ParseErrorRecord:
+            assert isinstance(w, ParseErrorRecord)
+            parse_errors.append((w.endpoint_id, w.time, w.topic, w.parser, w.error, w.sample[:5000]))
+        else:
+            raise TypeError(f"not a storage write: {w!r}")
+
+    for endpoint_id, values in endpoint_updates.items():
+        values["updated_at"] = now
+        columns = ", ".join(f"{column} = {db.param}" for column in values)
+        db.execute_sql(f"UPDATE endpoint SET {columns} WHERE id = {db.param}", (*values.values(), endpoint_id))
+    _insert_rows(db, "reading", _READING_COLUMNS, 9, readings, _READING_TAIL)
+    _insert_rows(db, "event", _EVENT_COLUMNS, 10, events)
+    _insert_rows(
+        db, "parse_error", "endpoint_id, time, topic, parser, error, sample", 6, parse_errors
+    )
+    if topics:
+        rows = [(eid, topic, v[0], v[1], v[2], v[3]) for (eid, topic), v in topics.items()]
+        _insert_rows(
+            db, "topic", 'endpoint_id, topic, first_seen, last_seen, "count", is_processable', 6, rows,
+            _pg_minmax(db, _TOPIC_TAIL),
+        )  # fmt: skip
+    if devices:
+        # last_seen moves only with an online message; the flag is the last one sent
+        cols = "endpoint_id, name, first_seen, last_seen, online"
+        seen = [(eid, name, v[0], v[1], v[2]) for (eid, name), v in devices.items() if v[1] is not None]
+        unseen = [(eid, name, v[0], v[0], v[2]) for (eid, name), v in devices.items() if v[1] is None]
+        _insert_rows(db, "device", cols, 5, seen, _pg_minmax(db, _DEVICE_ONLINE_TAIL))
+        _insert_rows(db, "device", cols, 5, unseen, _DEVICE_OFFLINE_TAIL)
+    p = db.param
+    for alert in alerts:
+        if type(alert) is AlertOpen:
+            assert isinstance(alert, AlertOpen)
+            db.execute_sql(
+                "INSERT INTO alert (endpoint_id, condition, subject, severity, message, triggered_at) "
+                f"VALUES ({p}, {p}, {p}, {p}, {p}, {p}) "
+                "ON CONFLICT (endpoint_id, condition, subject) WHERE resolved_at IS NULL DO NOTHING",
+                (alert.endpoint_id, alert.condition, alert.subject, alert.severity, alert.message, alert.time),
+            )
+        else:
+            db.execute_sql(
+                f"UPDATE alert SET resolved_at = {p} WHERE endpoint_id = {p} AND condition = {p} "
+                f"AND subject = {p} AND resolved_at IS NULL",
+                (alert.time, alert.endpoint_id, alert.condition, alert.subject),
+            )
