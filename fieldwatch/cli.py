@@ -56,8 +56,27 @@ def _cmd_check_config(args: argparse.Namespace) -> int:
 # (default $FIELDWATCH_URL, else http://127.0.0.1:8080) and --token
 # (default $FIELDWATCH_TOKEN).
 
+def _lazy(module: str, name: str) -> Handler:
+    """A handler imported on use, so `check-config` never imports the daemon."""
+
+    def _run(args: argparse.Namespace) -> int:
+        import importlib
+
+        handler: Handler = getattr(importlib.import_module(module), name)
+        return handler(args)
+
+    return _run
+
+
+def _add_run(sub: SubParsers) -> None:
+    from fieldwatch.runcmd import add_run
+
+    add_run(sub)
+
+
 COMMANDS: dict[str, tuple[Callable[[SubParsers], None], Handler]] = {
     "check-config": (_add_check_config, _cmd_check_config),
+    "run": (_add_run, _lazy("fieldwatch.runcmd", "cmd_run")),
 }
 """Subcommand name -> (declare its arguments, run it)."""
 

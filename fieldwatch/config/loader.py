@@ -149,7 +149,7 @@ class _Endpoint(Schema):
         if sup is not None and sup.ok and sup.value is not None:
             override = validate_endpoint_override(sup, ctx, (*path, "supervision"), self.policy,
                                                   kind if options_schema is not None else None)
-        if INVALID in (common, options, override):
+        if any(part is INVALID for part in (common, options, override)):
             return INVALID
         return EndpointConfig(options=options, supervision=override, **common)
 

@@ -24,7 +24,7 @@ def parse_site_body(body: Any) -> SiteConfig:
         raise ConfigError(["body: expected a JSON object describing a site"])
     text = json.dumps({"sites": [body]}, indent=1)
     try:
-        config = parse_config_text(text, "body", env={}, base_dir=".")
+        config = parse_config_text(text, "body", env={}, base_dir="/nonexistent/fieldwatch-api")
     except ConfigError as err:
         messages = []
         for message in err.errors:

@@ -1,0 +1,100 @@
+"""The read side the API needs from storage, as a protocol (fakes in tests) plus the real adapter.
+
+`StorageQueries` adapts `fieldwatch.storage.queries` (imported on first use) to the
+`Queries` protocol. Every item is a JSON-ready dict in the SPEC section 6 shape; events
+also carry their `id` so `follow` can ask for newer ones. A bad cursor is a ValueError.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+__all__ = ["Page", "Queries", "StorageQueries"]
+
+Page = tuple[list[dict[str, Any]], "str | None"]
+"""Items newest first and the cursor of the next page (None on the last page)."""
+
+
+class Queries(Protocol):
+    """Read queries behind the collection routes (keyword arguments only)."""
+
+    def events(
+        self,
+        *,
+        site: str | None = None,
+        endpoint: str | None = None,
+        level: str | None = None,
+        since: float | None = None,
+        limit: int = 100,
+        cursor: str | None = None,
+        after_id: int | None = None,
+    ) -> Page:
+        """Connection events, newest first; with `after_id` only events with a larger id."""
+        ...
+
+    def alerts(
+        self,
+        *,
+        site: str | None = None,
+        endpoint: str | None = None,
+        active: bool | None = None,
+        since: float | None = None,
+        limit: int = 100,
+        cursor: str | None = None,
+    ) -> Page:
+        """Alerts, newest first; `active` True/False filters open/resolved ones."""
+        ...
+
+    def readings(
+        self,
+        *,
+        site: str | None = None,
+        endpoint: str | None = None,
+        name: str | None = None,
+        since: float | None = None,
+        limit: int = 100,
+        cursor: str | None = None,
+    ) -> Page:
+        """Stored readings, newest first."""
+        ...
+
+    def topics(
+        self,
+        *,
+        site: str | None = None,
+        endpoint: str | None = None,
+        limit: int = 100,
+        cursor: str | None = None,
+    ) -> Page:
+        """Discovered MQTT topics, most recently seen first."""
+        ...
+
+
+class StorageQueries:
+    """The real read side: `fieldwatch.storage.queries`, imported lazily."""
+
+    def _module(self) -> Any:
+        from fieldwatch.storage import queries  # type: ignore[attr-defined,unused-ignore]
+
+        return queries
+
+    def events(self, **kwargs: Any) -> Page:
+        """See `Queries.events`."""
+        return _page(self._module().events(**kwargs))
+
+    def alerts(self, **kwargs: Any) -> Page:
+        """See `Queries.alerts`."""
+        return _page(self._module().alerts(**kwargs))
+
+    def readings(self, **kwargs: Any) -> Page:
+        """See `Queries.readings`."""
+        return _page(self._module().readings(**kwargs))
+
+    def topics(self, **kwargs: Any) -> Page:
+        """See `Queries.topics`."""
+        return _page(self._module().topics(**kwargs))
+
+
+def _page(result: Any) -> Page:
+    items, cursor = result
+    return list(items), cursor
