@@ -74,9 +74,16 @@ def _add_run(sub: SubParsers) -> None:
     add_run(sub)
 
 
+def _add_demo(sub: SubParsers) -> None:
+    from fieldwatch.demo import add_demo
+
+    add_demo(sub)
+
+
 COMMANDS: dict[str, tuple[Callable[[SubParsers], None], Handler]] = {
     "check-config": (_add_check_config, _cmd_check_config),
     "run": (_add_run, _lazy("fieldwatch.runcmd", "cmd_run")),
+    "demo": (_add_demo, _lazy("fieldwatch.demo", "cmd_demo")),
 }
 """Subcommand name -> (declare its arguments, run it)."""
 

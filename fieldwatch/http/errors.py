@@ -10,9 +10,17 @@ import falcon
 
 from fieldwatch.errors import ConfigError, ConflictError, NotFoundError, StorageError
 
-__all__ = ["install_error_handlers"]
+__all__ = ["InvalidInput", "install_error_handlers"]
 
 logger = logging.getLogger(__name__)
+
+
+class InvalidInput(falcon.HTTPBadRequest):
+    """A 400 that also lists every problem found (`errors` in the body)."""
+
+    def __init__(self, title: str, errors: list[str]) -> None:
+        super().__init__(title=title, description="\n".join(errors))
+        self.errors = list(errors)
 
 
 def _not_found(req: falcon.Request, resp: falcon.Response, ex: NotFoundError, params: dict[str, Any]) -> None:
@@ -25,9 +33,7 @@ def _conflict(req: falcon.Request, resp: falcon.Response, ex: ConflictError, par
 
 def _config(req: falcon.Request, resp: falcon.Response, ex: ConfigError, params: dict[str, Any]) -> None:
     messages = list(ex.errors) or [str(ex)]
-    raise falcon.HTTPBadRequest(
-        title="Invalid configuration", description="\n".join(messages), errors=messages
-    ) from ex
+    raise InvalidInput("Invalid configuration", messages) from ex
 
 
 def _storage(req: falcon.Request, resp: falcon.Response, ex: StorageError, params: dict[str, Any]) -> None:
@@ -47,8 +53,9 @@ def _serialize(req: falcon.Request, resp: falcon.Response, exception: falcon.HTT
     body: dict[str, Any] = {"title": exception.title, "description": exception.description or exception.title}
     if exception.code is not None:
         body["code"] = exception.code
-    if isinstance(exception.kwargs_extra, dict):
-        body.update(exception.kwargs_extra)
+    errors = getattr(exception, "errors", None)
+    if errors:
+        body["errors"] = errors
     resp.content_type = falcon.MEDIA_JSON
     resp.text = json.dumps(body)
 

@@ -7,8 +7,8 @@ from collections.abc import Iterator
 import pytest
 
 from fieldwatch.actors.icmp.prober import Prober
-from tests.actors.icmp.support import ResultSink
-from tests.netns import VethNamespace, netns_available, veth_namespace
+from icmp_helpers import ResultSink
+from netns import VethNamespace, netns_available, veth_namespace
 
 
 def pytest_report_header() -> str:

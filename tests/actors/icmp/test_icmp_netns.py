@@ -9,8 +9,8 @@ import time
 from pathlib import Path
 
 from fieldwatch.actors.icmp.prober import Prober, ProbeResult
-from tests.actors.icmp.support import ResultSink
-from tests.netns import VethNamespace
+from icmp_helpers import ResultSink
+from netns import VethNamespace
 
 _REPO = Path(__file__).resolve().parents[3]
 

@@ -10,7 +10,7 @@ import time
 import pytest
 
 from fieldwatch.actors.icmp.prober import Prober, ProbeResult
-from tests.actors.icmp.support import ResultSink
+from icmp_helpers import ResultSink
 
 
 def _fds() -> int:
