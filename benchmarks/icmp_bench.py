@@ -37,6 +37,12 @@ from fieldwatch.actors.icmp.prober import Prober, ProbeResult  # noqa: E402
 
 _SECTION = "## ICMP prober"
 _LEAD_S = 0.5  # how far ahead of its due time the scheduler hands a probe to the prober
+_NOTES = [
+    "Lateness: first send of each probe minus its due time (monotonic clock). CPU %: CPU",
+    "seconds over wall seconds of the whole run, all threads, 100 = one core. The prober runs",
+    "the probes as the ICMP actors do (one submit per probe, results by callback); actor",
+    "overhead is not included. The machine is shared with other work while this runs.",
+]
 
 
 def addresses(n: int) -> list[str]:
@@ -256,8 +262,10 @@ def main(argv: list[str] | None = None) -> int:
     print(table)
     if not args.no_record:
         fping_cmd = next((f["command"] for _, f in rows if "command" in f), "not run")
-        command = " ".join(["python", "benchmarks/icmp_bench.py", *(argv or sys.argv[1:])])
-        _record(args.results, command.strip(), table, fping_cmd, [])
+        python = os.path.relpath(sys.executable, _HERE.parent)
+        python = python if not python.startswith("..") else "python"
+        command = " ".join([python, "benchmarks/icmp_bench.py", *(argv or sys.argv[1:])])
+        _record(args.results, command, table, fping_cmd, _NOTES)
     return 0
 
 

@@ -102,23 +102,26 @@ class AppDeps:
     #: concurrent follow streams (each holds a server thread); more get a 503
     max_streams: int = 4
     streams: StreamStats = field(default_factory=StreamStats)
-    #: register the Prometheus collector on `registry` (off when the caller already did)
+    #: register the app's Prometheus collector on `registry` (one app per registry); /metrics
+    #: renders the collector's families either way
     register_collector: bool = True
 
 
-def create_app(deps: AppDeps) -> falcon.App:
+def create_app(deps: AppDeps) -> falcon.App[falcon.Request, falcon.Response]:
     """The WSGI app: routes of SPEC section 6, auth, body limit, JSON errors, metrics collector."""
-    app = falcon.App(middleware=[r.BodyLimit(deps.max_body_bytes), TokenAuth(deps.token)])
+    middleware: list[Any] = [r.BodyLimit(deps.max_body_bytes), TokenAuth(deps.token)]
+    app = falcon.App(middleware=middleware)
     app.req_options.strip_url_path_trailing_slash = True
     app.req_options.auto_parse_qs_csv = False
     app.resp_options.secure_cookies_by_default = True
     install_error_handlers(app)
+    collector = FieldwatchCollector(deps.board, deps.tree, deps.storage)
     if deps.register_collector:
-        deps.registry.register(FieldwatchCollector(deps.board, deps.tree, deps.storage))
+        deps.registry.register(collector)
 
     app.add_route("/healthz", r.Health(deps))
     app.add_route("/readyz", r.Ready(deps))
-    app.add_route("/metrics", r.MetricsResource(deps))
+    app.add_route("/metrics", r.MetricsResource(deps, collector))
     app.add_route("/openapi.json", r.OpenApiResource())
     api = "/api/v1"
     app.add_route(f"{api}/sites", r.SiteCollection(deps))

@@ -60,7 +60,7 @@ def _serialize(req: falcon.Request, resp: falcon.Response, exception: falcon.HTT
     resp.text = json.dumps(body)
 
 
-def install_error_handlers(app: falcon.App) -> None:
+def install_error_handlers(app: falcon.App[falcon.Request, falcon.Response]) -> None:
     """Register the domain-error mapping, the catch-all and the JSON error serializer."""
     app.add_error_handler(Exception, _unexpected)
     app.add_error_handler(NotFoundError, _not_found)

@@ -3,36 +3,41 @@
 It reads `StatusBoard.snapshot()`, `TreeView.supervisor_restarts()` and the storage
 gateway's `stats()`; it never asks an actor. Label values are names, kinds, states,
 conditions and results only (never error text), and an endpoint's series vanish with it.
+
+`collect()` gives standard metric families (registry users, tests). `/metrics` uses
+`render(registry)`, which writes the per-endpoint families straight from the snapshot in
+the text format (0.0.4): with 10,000 endpoints that is ~200,000 lines, several times
+faster than prometheus_client's generic encoder. Both walk the same `_FAMILIES` table.
 """
 
 from __future__ import annotations
 
 import itertools
+import math
+import re
+import threading
 import time
-from collections.abc import Iterator
-from typing import Protocol
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import NamedTuple, Protocol
 
-from prometheus_client.metrics_core import (
-    CounterMetricFamily,
-    GaugeMetricFamily,
-    HistogramMetricFamily,
-    Metric,
-)
+from prometheus_client import CollectorRegistry
+from prometheus_client.exposition import generate_latest
+from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.samples import Sample
-from prometheus_client.utils import floatToGoString
 
 from fieldwatch import states
 from fieldwatch.actors.tree import TreeView
-from fieldwatch.status import RTT_BUCKETS, StatusBoard, effective_state
+from fieldwatch.status import RTT_BUCKETS, EndpointStatus, StatusBoard, effective_state
 from fieldwatch.storage.gateway import StorageStats
 
-__all__ = ["ALERT_CONDITIONS", "COUNTER_RESULTS", "FieldwatchCollector"]
+__all__ = ["ALERT_CONDITIONS", "COUNTER_RESULTS", "CONTENT_TYPE", "FieldwatchCollector"]
 
-_EP = ("site", "endpoint", "kind")
-#: Per kind: the labelled counter family fed by ConnectionActor.count(family, label).
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+#: Per kind: (metric, ConnectionActor.count family, results always exported).
 COUNTER_RESULTS: dict[str, tuple[str, str, tuple[str, ...]]] = {
-    "mqtt": ("fieldwatch_mqtt_messages", "mqtt_messages", ("stored", "parse_error", "ignored")),
-    "opcua": ("fieldwatch_opcua_reads", "opcua_reads", ("ok", "bad_status", "error")),
+    "mqtt": ("fieldwatch_mqtt_messages_total", "mqtt_messages", ("stored", "parse_error", "ignored")),
+    "opcua": ("fieldwatch_opcua_reads_total", "opcua_reads", ("ok", "bad_status", "error")),
 }
 #: Alert conditions exported per kind (always present, 0 when no alert is active).
 ALERT_CONDITIONS: dict[str, tuple[str, ...]] = {
@@ -40,9 +45,124 @@ ALERT_CONDITIONS: dict[str, tuple[str, ...]] = {
     "mqtt": ("down", "stale", "faulty", "offline"),
     "opcua": ("down", "stale", "faulty", "threshold"),
 }
-_COUNTER_HELP = {"mqtt": "MQTT messages received, by outcome.", "opcua": "OPC UA node reads, by outcome."}
 _DEFAULT_CONDITIONS = ("down", "stale", "faulty")
-_RTT_LE = tuple(floatToGoString(b) for b in RTT_BUCKETS) + ("+Inf",)
+_SAFE_LABEL = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
+
+
+def _value(v: float) -> str:
+    """A sample value as the text format writes it (what floatToGoString gives for our values)."""
+    if math.isfinite(v):
+        return repr(float(v))
+    return "NaN" if math.isnan(v) else ("+Inf" if v > 0 else "-Inf")
+
+
+_COMMON_VALUES = {0.0: "0.0", 1.0: "1.0"}
+
+
+def _escape(text: str) -> str:
+    return text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+
+
+_RTT_LE = tuple(repr(float(b)) for b in RTT_BUCKETS) + ("+Inf",)
+
+
+@dataclass(slots=True)
+class _Row:
+    """One endpoint as the families read it, with its base labels rendered once."""
+
+    labels: dict[str, str]
+    text: str
+    status: EndpointStatus
+    shown: str
+
+
+# A family's samples for one row: (sample name, extra label name or None, extra label value, value).
+_Samples = Iterator[tuple[str, "str | None", str, float]]
+
+
+def _up(r: _Row) -> _Samples:
+    yield "fieldwatch_endpoint_up", None, "", 1.0 if r.shown == states.UP else 0.0
+
+
+def _state(r: _Row) -> _Samples:
+    for each in states.ALL_STATES:
+        yield "fieldwatch_endpoint_state", "state", each, 1.0 if each == r.shown else 0.0
+
+
+def _last_data(r: _Row) -> _Samples:
+    if r.status.last_data_at is not None:
+        yield "fieldwatch_endpoint_last_data_timestamp_seconds", None, "", r.status.last_data_at
+
+
+def _restarts(r: _Row) -> _Samples:
+    yield "fieldwatch_endpoint_restarts_total", None, "", float(r.status.restarts)
+
+
+def _reconnects(r: _Row) -> _Samples:
+    yield "fieldwatch_endpoint_reconnects_total", None, "", float(r.status.reconnects)
+
+
+def _rtt(r: _Row) -> _Samples:
+    s = r.status
+    if s.kind != "icmp":
+        return
+    cumulative = (*itertools.accumulate(s.rtt_buckets), s.rtt_count)
+    for le, count in zip(_RTT_LE, cumulative, strict=True):
+        yield "fieldwatch_icmp_rtt_seconds_bucket", "le", le, float(count)
+    yield "fieldwatch_icmp_rtt_seconds_count", None, "", float(s.rtt_count)
+    yield "fieldwatch_icmp_rtt_seconds_sum", None, "", s.rtt_sum
+
+
+def _loss(r: _Row) -> _Samples:
+    if r.status.kind == "icmp" and r.status.packet_loss is not None:
+        yield "fieldwatch_icmp_packet_loss_ratio", None, "", r.status.packet_loss
+
+
+def _results(kind: str) -> Callable[[_Row], _Samples]:
+    name, family, results = COUNTER_RESULTS[kind]
+
+    def samples(r: _Row) -> _Samples:
+        if r.status.kind == kind:
+            counters = r.status.counters
+            for result in results:
+                yield name, "result", result, counters.get((family, result), 0.0)
+
+    return samples
+
+
+def _alerts(r: _Row) -> _Samples:
+    active: dict[str, int] = {}
+    for condition, _subject in r.status.alerts:
+        active[condition] = active.get(condition, 0) + 1
+    for condition in ALERT_CONDITIONS.get(r.status.kind, _DEFAULT_CONDITIONS):
+        yield "fieldwatch_alerts_active", "condition", condition, float(active.pop(condition, 0))
+    for condition, count in sorted(active.items()):  # a condition this kind does not usually raise
+        if _SAFE_LABEL.match(condition):  # label values stay bounded and need no escaping
+            yield "fieldwatch_alerts_active", "condition", condition, float(count)
+
+
+class _Family(NamedTuple):
+    name: str  # without _total for counters (as prometheus_client names families)
+    type: str
+    help: str
+    samples: Callable[[_Row], _Samples]
+
+
+_FAMILIES: tuple[_Family, ...] = (
+    _Family("fieldwatch_endpoint_up", "gauge", "1 when the endpoint is up with fresh data, else 0.", _up),
+    _Family("fieldwatch_endpoint_state", "gauge", "1 for the endpoint's current state, 0 for the others.", _state),
+    _Family(
+        "fieldwatch_endpoint_last_data_timestamp_seconds", "gauge", "Unix time of the endpoint's last data.",
+        _last_data,
+    ),
+    _Family("fieldwatch_endpoint_restarts", "counter", "Times the endpoint's actor was restarted.", _restarts),
+    _Family("fieldwatch_endpoint_reconnects", "counter", "Reconnections after the first connection.", _reconnects),
+    _Family("fieldwatch_icmp_rtt_seconds", "histogram", "ICMP round-trip time.", _rtt),
+    _Family("fieldwatch_icmp_packet_loss_ratio", "gauge", "Packet loss of the last ICMP probe (0..1).", _loss),
+    _Family("fieldwatch_mqtt_messages", "counter", "MQTT messages received, by outcome.", _results("mqtt")),
+    _Family("fieldwatch_opcua_reads", "counter", "OPC UA node reads, by outcome.", _results("opcua")),
+    _Family("fieldwatch_alerts_active", "gauge", "Active alerts per endpoint and condition.", _alerts),
+)  # fmt: skip
 
 
 class _Stats(Protocol):
@@ -50,21 +170,91 @@ class _Stats(Protocol):
 
 
 class FieldwatchCollector:
-    """Register once on the injected registry; `collect()` builds every family anew."""
+    """Register once on the injected registry; every scrape builds its families anew."""
 
     def __init__(self, board: StatusBoard, tree: TreeView, storage: _Stats) -> None:
         self._board = board
         self._tree = tree
         self._storage = storage
+        self._local = threading.local()
 
     def describe(self) -> list[Metric]:
         """Nothing up front: the registry must not call collect() at registration."""
         return []
 
+    def _rows(self) -> list[_Row]:
+        now = time.time()
+        rows = []
+        for status in self._board.snapshot():
+            labels = {"site": status.site, "endpoint": status.name, "kind": status.kind}
+            text = f'endpoint="{_escape(status.name)}",kind="{_escape(status.kind)}",site="{_escape(status.site)}"'
+            rows.append(_Row(labels, text, status, effective_state(status, now)[0]))
+        return rows
+
     def collect(self) -> Iterator[Metric]:
         """Every metric of SPEC section 7, from snapshots taken now."""
-        yield from self._endpoint_families()
-        yield from self._storage_families()
+        if getattr(self._local, "rendering", False):
+            return  # render() writes these itself
+        rows = self._rows()
+        for family in _FAMILIES:
+            metric = Metric(family.name, family.help, family.type)
+            for row in rows:
+                for name, extra, extra_value, value in family.samples(row):
+                    labels = row.labels if extra is None else {**row.labels, extra: extra_value}
+                    metric.samples.append(Sample(name, labels, value))
+            yield metric
+        yield from self._global_families()
+
+    def render(self, registry: CollectorRegistry) -> bytes:
+        """The text exposition of `registry` (this collector included), fast for many endpoints."""
+        rows = self._rows()
+        out: list[str] = []
+        for family in _FAMILIES:
+            shown = family.name + "_total" if family.type == "counter" else family.name
+            out.append(f"# HELP {shown} {family.help}\n# TYPE {shown} {family.type}\n")
+            for row in rows:
+                base = row.text
+                for name, extra, extra_value, value in family.samples(row):
+                    shown_value = _COMMON_VALUES.get(value) or _value(value)
+                    if extra is None:
+                        out.append(f"{name}{{{base}}} {shown_value}\n")
+                    else:
+                        out.append(f'{name}{{{base},{extra}="{extra_value}"}} {shown_value}\n')
+        own = "".join(out).encode("utf-8")
+        self._local.rendering = True  # this thread's collect() yields nothing: its families are written
+        try:
+            rest = generate_latest(_Only(self._global_families))
+            others = generate_latest(registry)
+        finally:
+            self._local.rendering = False
+        return own + rest + others
+
+    def _global_families(self) -> Iterator[Metric]:
+        stats = self._storage.stats()
+        hist = stats.commit_seconds
+        bounds = hist.cumulative[: len(hist.bounds)]
+        yield GaugeMetricFamily(
+            "fieldwatch_storage_queue_depth", "Writes queued and not yet committed.", value=stats.queue_depth
+        )
+        yield CounterMetricFamily("fieldwatch_storage_writes", "Rows written (committed).", value=stats.writes_total)
+        yield CounterMetricFamily(
+            "fieldwatch_storage_write_errors", "Failed write attempts (each retried).", value=stats.write_errors_total
+        )
+        yield CounterMetricFamily(
+            "fieldwatch_storage_discarded_writes",
+            "Writes dropped on purpose: from an older actor generation or for a deleted endpoint.",
+            value=stats.discarded_total,
+        )
+        yield HistogramMetricFamily(
+            "fieldwatch_storage_write_seconds",
+            "Time to commit one batch of writes.",
+            buckets=[
+                *((repr(float(b)), float(c)) for b, c in zip(hist.bounds, bounds, strict=True)),
+                ("+Inf", float(hist.count)),
+            ],
+            sum_value=hist.sum,
+        )
+        yield GaugeMetricFamily("fieldwatch_storage_ready", "1 while storage is writable.", value=float(stats.ready))
         restarts = CounterMetricFamily(
             "fieldwatch_supervisor_restarts", "Children restarted by each supervisor.", labels=("supervisor",)
         )
@@ -72,105 +262,12 @@ class FieldwatchCollector:
             restarts.add_metric((path,), count)
         yield restarts
 
-    def _endpoint_families(self) -> list[Metric]:
-        now = time.time()
-        up = GaugeMetricFamily("fieldwatch_endpoint_up", "1 when the endpoint is up with fresh data.", labels=_EP)
-        state = GaugeMetricFamily(
-            "fieldwatch_endpoint_state", "1 for the endpoint's current state, 0 for the others.",
-            labels=(*_EP, "state"),
-        )
-        last = GaugeMetricFamily(
-            "fieldwatch_endpoint_last_data_timestamp_seconds", "Unix time of the endpoint's last data.", labels=_EP
-        )
-        restarts = CounterMetricFamily(
-            "fieldwatch_endpoint_restarts", "Times the endpoint's actor was restarted.", labels=_EP
-        )
-        reconnects = CounterMetricFamily(
-            "fieldwatch_endpoint_reconnects", "Times the endpoint reconnected after its first connection.", labels=_EP
-        )
-        rtt = HistogramMetricFamily("fieldwatch_icmp_rtt_seconds", "ICMP round-trip time.", labels=_EP)
-        loss = GaugeMetricFamily(
-            "fieldwatch_icmp_packet_loss_ratio", "Packet loss of the last ICMP probe (0..1).", labels=_EP
-        )
-        results = {
-            kind: CounterMetricFamily(name, _COUNTER_HELP[kind], labels=(*_EP, "result"))
-            for kind, (name, _family, _results) in COUNTER_RESULTS.items()
-        }
-        alerts = GaugeMetricFamily(
-            "fieldwatch_alerts_active", "Active alerts per endpoint and condition.", labels=(*_EP, "condition")
-        )
-        state_names = states.ALL_STATES
-        for status in self._board.snapshot():
-            site, name, kind = status.site, status.name, status.kind
-            labels = {"site": site, "endpoint": name, "kind": kind}
-            shown, _ = effective_state(status, now)
-            up.samples.append(Sample("fieldwatch_endpoint_up", labels, 1.0 if shown == states.UP else 0.0))
-            for each in state_names:
-                state.samples.append(
-                    Sample("fieldwatch_endpoint_state", {**labels, "state": each}, 1.0 if each == shown else 0.0)
-                )
-            if status.last_data_at is not None:
-                last.samples.append(Sample(last.name, labels, status.last_data_at))
-            restarts.samples.append(Sample("fieldwatch_endpoint_restarts_total", labels, float(status.restarts)))
-            reconnects.samples.append(
-                Sample("fieldwatch_endpoint_reconnects_total", labels, float(status.reconnects))
-            )
-            if kind == "icmp":
-                cumulative = itertools.accumulate(status.rtt_buckets)
-                for le, count in zip(_RTT_LE, (*cumulative, status.rtt_count)):
-                    rtt.samples.append(Sample("fieldwatch_icmp_rtt_seconds_bucket", {**labels, "le": le}, float(count)))
-                rtt.samples.append(Sample("fieldwatch_icmp_rtt_seconds_count", labels, float(status.rtt_count)))
-                rtt.samples.append(Sample("fieldwatch_icmp_rtt_seconds_sum", labels, status.rtt_sum))
-                if status.packet_loss is not None:
-                    loss.samples.append(Sample(loss.name, labels, status.packet_loss))
-            counted = COUNTER_RESULTS.get(kind)
-            if counted is not None:
-                family_name, counter_family, labels_of = counted
-                family = results[kind]
-                for result in labels_of:
-                    value = status.counters.get((counter_family, result), 0.0)
-                    family.samples.append(Sample(family_name + "_total", {**labels, "result": result}, value))
-            active: dict[str, int] = {}
-            for condition, _subject in status.alerts:
-                active[condition] = active.get(condition, 0) + 1
-            for condition in ALERT_CONDITIONS.get(kind, _DEFAULT_CONDITIONS):
-                alerts.samples.append(
-                    Sample("fieldwatch_alerts_active", {**labels, "condition": condition}, active.pop(condition, 0))
-                )
-            for condition, count in sorted(active.items()):  # a condition this kind does not usually raise
-                alerts.samples.append(Sample("fieldwatch_alerts_active", {**labels, "condition": condition}, count))
-        return [up, state, last, restarts, reconnects, rtt, loss, *results.values(), alerts]
 
-    def _storage_families(self) -> list[Metric]:
-        stats = self._storage.stats()
-        hist = stats.commit_seconds
-        write_seconds = HistogramMetricFamily(
-            "fieldwatch_storage_write_seconds",
-            "Time to commit one batch of writes.",
-            buckets=[
-                *((floatToGoString(b), float(c)) for b, c in zip(hist.bounds, hist.cumulative)),
-                ("+Inf", float(hist.count)),
-            ],
-            sum_value=hist.sum,
-        )
-        return [
-            GaugeMetricFamily(
-                "fieldwatch_storage_queue_depth", "Writes queued and not yet committed.", value=stats.queue_depth
-            ),
-            CounterMetricFamily(
-                "fieldwatch_storage_writes", "Rows written (committed).", value=stats.writes_total
-            ),
-            CounterMetricFamily(
-                "fieldwatch_storage_write_errors", "Failed write attempts (each retried).",
-                value=stats.write_errors_total,
-            ),
-            CounterMetricFamily(
-                "fieldwatch_storage_discarded_writes",
-                "Writes dropped on purpose: from an older actor generation or for a deleted endpoint.",
-                value=stats.discarded_total,
-            ),
-            write_seconds,
-            GaugeMetricFamily(
-                "fieldwatch_storage_ready", "1 while storage is writable.", value=1.0 if stats.ready else 0.0
-            ),
-        ]
+class _Only:
+    """A collector view over one generator function (for generate_latest)."""
+
+    def __init__(self, families: Callable[[], Iterator[Metric]]) -> None:
+        self._families = families
+
+    def collect(self) -> Iterator[Metric]:
+        return self._families()

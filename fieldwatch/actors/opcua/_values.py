@@ -7,10 +7,11 @@ from datetime import UTC, datetime
 from typing import Any
 
 from asyncua import ua
+from asyncua.ua.uaerrors import UaError
 
 from fieldwatch.actors.opcua.classify import status_name
 
-__all__ = ["NodeValue", "node_value", "unix_time"]
+__all__ = ["NodeValue", "ServerHealth", "health_from", "node_value", "node_values", "parse_node_id", "unix_time"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,3 +70,47 @@ def node_value(node_id: str, data: ua.DataValue) -> NodeValue:
         source_time=unix_time(data.SourceTimestamp),
         server_time=unix_time(data.ServerTimestamp),
     )
+
+
+@dataclass(frozen=True, slots=True)
+class ServerHealth:
+    """The server's ServerStatus: its state (0 = Running), name, clock and whether it runs."""
+
+    state: int
+    state_name: str
+    current_time: float | None
+    running: bool
+
+
+def health_from(state_dv: ua.DataValue, time_dv: ua.DataValue) -> ServerHealth:
+    """ServerHealth from the DataValues of ServerStatus.State and CurrentTime."""
+    state_code = state_dv.StatusCode
+    if state_code is not None and not state_code.is_good():
+        return ServerHealth(-1, status_name(state_code), None, False)
+    raw = state_dv.Value.Value if state_dv.Value is not None else None
+    state = int(raw) if isinstance(raw, int) else -1
+    try:
+        name = ua.ServerState(state).name
+    except ValueError:
+        name = f"Unknown({state})"
+    current = time_dv.Value.Value if time_dv.Value is not None else None
+    current_time = unix_time(current) if isinstance(current, datetime) else None
+    return ServerHealth(state, name, current_time, state == ua.ServerState.Running)
+
+
+def node_values(parsed: list[tuple[str, ua.NodeId | None]], values: list[ua.DataValue]) -> list[NodeValue]:
+    """Pair each requested id with its DataValue (unparsable ids get BadNodeIdInvalid)."""
+    results = iter(values)
+    return [
+        node_value(text, next(results)) if nid is not None
+        else NodeValue(text, None, "BadNodeIdInvalid", False, None, None)
+        for text, nid in parsed
+    ]
+
+
+def parse_node_id(text: str) -> ua.NodeId | None:
+    """The NodeId a string like "ns=2;s=Pump1.Running" names, or None if it does not parse."""
+    try:
+        return ua.NodeId.from_string(text)
+    except (UaError, ValueError, TypeError):
+        return None

@@ -13,22 +13,18 @@ import asyncio
 import concurrent.futures
 import logging
 from collections.abc import Callable, Coroutine, Sequence
-from contextlib import AbstractContextManager, nullcontext
-from dataclasses import dataclass
-from datetime import datetime
 from typing import Any, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
 from asyncua import ua
 from asyncua.client.client import Client
-from asyncua.client.ua_client import UaClientState
 from asyncua.common.node import Node
-from asyncua.common.subscription import DataChangeNotif, Subscription
-from asyncua.observer import Observer
+from asyncua.common.subscription import Subscription
 from asyncua.ua.attribute_ids import AttributeIds
-from asyncua.ua.uaerrors import UaError, UaStatusCodeError
+from asyncua.ua.uaerrors import UaStatusCodeError
 
-from fieldwatch.actors.opcua._values import NodeValue, node_value, unix_time
+from fieldwatch.actors.opcua._asyncua import DataChangeHandler, LossObserver, apply_security, stop_publishing
+from fieldwatch.actors.opcua._values import NodeValue, ServerHealth, health_from, node_values, parse_node_id
 from fieldwatch.actors.opcua.classify import Failure, classify, status_name
 from fieldwatch.actors.opcua.loop import OpcuaLoop
 from fieldwatch.errors import FieldwatchError
@@ -46,16 +42,6 @@ _MARGIN_S = 0.5
 _STATE_NODE = ua.NodeId.from_string("i=2259")  # Server.ServerStatus.State
 _TIME_NODE = ua.NodeId.from_string("i=2258")  # Server.ServerStatus.CurrentTime
 
-
-
-@dataclass(frozen=True, slots=True)
-class ServerHealth:
-    """The server's ServerStatus: its state (0 = Running), name, clock and whether it runs."""
-
-    state: int
-    state_name: str
-    current_time: float | None
-    running: bool
 
 
 class SessionError(FieldwatchError):
@@ -146,35 +132,21 @@ class OpcuaSession:
 
     def health(self) -> ServerHealth:
         """Read ServerStatus.State (i=2259) and CurrentTime (i=2258) in one Read request."""
-        state_dv, time_dv = self._run(self._read_values([_STATE_NODE, _TIME_NODE]), "health read")
-        state_code = state_dv.StatusCode
-        if state_code is not None and not state_code.is_good():
-            return ServerHealth(-1, status_name(state_code), None, False)
-        raw = state_dv.Value.Value if state_dv.Value is not None else None
-        state = int(raw) if isinstance(raw, int) else -1
-        try:
-            name = ua.ServerState(state).name
-        except ValueError:
-            name = f"Unknown({state})"
-        current = time_dv.Value.Value if time_dv.Value is not None else None
-        current_time = unix_time(current) if isinstance(current, datetime) else None
-        return ServerHealth(state, name, current_time, state == ua.ServerState.Running)
+        return self.probe([])[0]
+
+    def probe(self, node_ids: Sequence[str]) -> tuple[ServerHealth, list[NodeValue]]:
+        """The server's health and the nodes' values, all in ONE Read request."""
+        parsed = [(text, parse_node_id(text)) for text in node_ids]
+        valid = [nid for _text, nid in parsed if nid is not None]
+        values = self._run(self._read_values([_STATE_NODE, _TIME_NODE, *valid]), "health read")
+        return health_from(values[0], values[1]), node_values(parsed, values[2:])
 
     def read(self, node_ids: Sequence[str]) -> list[NodeValue]:
         """Read the nodes' values in one Read request; a bad status is a value with good=False."""
-        ids = list(node_ids)
-        parsed = {text: _parse_node_id(text) for text in ids}
-        valid = [nid for nid in parsed.values() if nid is not None]
+        parsed = [(text, parse_node_id(text)) for text in node_ids]
+        valid = [nid for _text, nid in parsed if nid is not None]
         values = self._run(self._read_values(valid), "read") if valid else []
-        by_id = iter(values)
-        result: list[NodeValue] = []
-        for text in ids:
-            nid = parsed[text]
-            if nid is None:
-                result.append(NodeValue(text, None, "BadNodeIdInvalid", False, None, None))
-            else:
-                result.append(node_value(text, next(by_id)))
-        return result
+        return node_values(parsed, values)
 
     def subscribe(
         self,
@@ -266,11 +238,11 @@ class OpcuaSession:
         client.session_timeout = 60_000  # ms: an abandoned session is dropped by the server soon
         client.description = client.name = "fieldwatch"
         client.connection_lost_callback = self._make_lost_callback(client)
-        client.uaclient.observer = _LossObserver(client)
+        client.uaclient.observer = LossObserver(client)
         self._client = client
         try:
             if self._security is not None:
-                await _apply_security(client, self._security)
+                await apply_security(client, self._security)
             if self._username:
                 client.set_user(self._username)
             if self._password:
@@ -333,7 +305,7 @@ class OpcuaSession:
                 await client.close_secure_channel()
             except (OSError, RuntimeError, TimeoutError) as err:  # the peer may be gone; abort below
                 logger.debug("%r: graceful close failed: %r", self, err)
-        _stop_publishing(client)
+        stop_publishing(client)
         protocol = client.uaclient.protocol
         if protocol is not None and protocol.transport is not None:
             protocol.transport.abort()
@@ -364,14 +336,14 @@ class OpcuaSession:
         client = self._require_client()
         names: dict[ua.NodeId, str] = {}
         for text in ids:
-            nid = _parse_node_id(text)
+            nid = parse_node_id(text)
             if nid is None:
                 callback(NodeValue(text, None, "BadNodeIdInvalid", False, None, None))
             else:
                 names[nid] = text
         if not names:
             return
-        handler = _DataChangeHandler(names, callback)
+        handler = DataChangeHandler(names, callback)
         subscription = await client.create_subscription(interval_s * 1000.0, handler)
         self._subscriptions.append(subscription)
         nodes: list[Node] = [client.get_node(nid) for nid in names]
@@ -379,77 +351,3 @@ class OpcuaSession:
         for nid, result in zip(names, results, strict=True):
             if isinstance(result, ua.StatusCode):
                 callback(NodeValue(names[nid], None, status_name(result), False, None, None))
-
-
-class _DataChangeHandler:
-    """asyncua subscription handler forwarding each data change as a NodeValue."""
-
-    def __init__(self, names: dict[ua.NodeId, str], callback: Callable[[NodeValue], None]) -> None:
-        self._names = names
-        self._callback = callback
-
-    def datachange_notification(self, node: Node, val: Any, data: DataChangeNotif) -> None:
-        """Called by asyncua on the loop thread for every monitored-item notification."""
-        text = self._names.get(node.nodeid, node.nodeid.to_string())
-        try:
-            self._callback(node_value(text, data.monitored_item.Value))
-        except Exception:  # a broken callback must not kill asyncua's dispatch task
-            logger.exception("subscription callback failed for %s", text)
-
-    def status_change_notification(self, status: ua.StatusChangeNotification) -> None:
-        """The server reports the subscription's status changed (e.g. it timed out)."""
-        logger.debug("subscription status change: %s", status.Status)
-
-
-def _stop_publishing(client: Client) -> None:
-    """Cancel asyncua's publish loop, which would otherwise log a traceback per retry on a dead link."""
-    task = getattr(client.uaclient.session, "_publish_task", None)  # no public handle in asyncua 2.1
-    if isinstance(task, asyncio.Task) and not task.done():
-        task.cancel()
-
-
-class _LossObserver(Observer):
-    """asyncua's instrumentation hook, used to stop publishing the moment the transport drops."""
-
-    def __init__(self, client: Client) -> None:
-        self._client = client
-
-    def observe_request(self, request: Any) -> AbstractContextManager[None]:
-        """No per-request timing (the base class times every request)."""
-        return nullcontext()
-
-    def on_state_change(self, state: UaClientState) -> None:
-        """Called synchronously by asyncua on every client state change."""
-        if state in (UaClientState.DISCONNECTED, UaClientState.DISCONNECTING):
-            _stop_publishing(self._client)
-
-
-def _parse_node_id(text: str) -> ua.NodeId | None:
-    try:
-        return ua.NodeId.from_string(text)
-    except (UaError, ValueError, TypeError):
-        return None
-
-
-async def _apply_security(client: Client, security: Any) -> None:
-    """Configure a security policy (Basic256Sha256, ...) from a SecurityConfig-like object."""
-    from asyncua.crypto import security_policies
-
-    policy = str(getattr(security, "policy", None) or "None")
-    if policy == "None":
-        return
-    policy_class = getattr(security_policies, "SecurityPolicy" + policy.replace("_", ""), None)
-    if policy_class is None:
-        raise SessionError(Failure(FAULTY, f"unknown security policy {policy!r}"))
-    mode_name = str(getattr(security, "mode", None) or "SignAndEncrypt")
-    mode = getattr(ua.MessageSecurityMode, mode_name, None)
-    if mode is None:
-        raise SessionError(Failure(FAULTY, f"unknown security mode {mode_name!r}"))
-    cert, key = getattr(security, "cert", None), getattr(security, "key", None)
-    if not cert or not key:
-        raise SessionError(Failure(FAULTY, f"security policy {policy} needs cert and key"))
-    server_cert = getattr(security, "server_cert", None)
-    await client.set_security(
-        policy_class, str(cert), str(key), server_certificate=str(server_cert) if server_cert else None, mode=mode
-    )
-

@@ -5,10 +5,10 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-
-from fieldwatch.actors.icmp.prober import Prober
 from icmp_helpers import ResultSink
 from netns import VethNamespace, netns_available, veth_namespace
+
+from fieldwatch.actors.icmp.prober import Prober
 
 
 def pytest_report_header() -> str:

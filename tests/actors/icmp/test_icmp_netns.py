@@ -8,9 +8,10 @@ import sys
 import time
 from pathlib import Path
 
-from fieldwatch.actors.icmp.prober import Prober, ProbeResult
 from icmp_helpers import ResultSink
 from netns import VethNamespace
+
+from fieldwatch.actors.icmp.prober import Prober, ProbeResult
 
 _REPO = Path(__file__).resolve().parents[3]
 

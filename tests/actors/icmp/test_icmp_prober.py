@@ -8,9 +8,9 @@ import threading
 import time
 
 import pytest
+from icmp_helpers import ResultSink
 
 from fieldwatch.actors.icmp.prober import Prober, ProbeResult
-from icmp_helpers import ResultSink
 
 
 def _fds() -> int:

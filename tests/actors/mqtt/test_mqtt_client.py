@@ -80,6 +80,8 @@ def test_unacked_messages_are_redelivered_to_the_same_session(
     client2 = _started(clients, second.client(broker.port, **options))
     second.wait_for(lambda: len(second.messages) >= 6)
     assert second.connects[0][0] == 0 and client2.session_present
+    if sorted(m.payload for m in second.messages) != [str(i).encode() for i in range(4, 10)]:
+        Path("/tmp/fw-mqtt/fail.log").write_text(repr([(m.payload, m.mid) for m in first.messages]) + "\n" + broker.log_tail(20000))
     assert sorted(m.payload for m in second.messages) == [str(i).encode() for i in range(4, 10)]
     assert all(m.dup for m in second.messages)
     for message in second.messages:

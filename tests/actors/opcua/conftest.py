@@ -26,7 +26,7 @@ def sim_factory() -> Iterator[Callable[..., SimProcess]]:
         server.kill()
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def shared_sim() -> Iterator[SimProcess]:
     """One lenient server for tests that do not disturb it."""
     server = SimProcess()

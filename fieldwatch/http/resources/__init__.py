@@ -1,0 +1,36 @@
+"""The resources of the HTTP API (one small class per route family)."""
+
+from __future__ import annotations
+
+from fieldwatch.http.resources._common import BodyLimit
+from fieldwatch.http.resources.collections import (
+    AlertCollection,
+    EventCollection,
+    ReadingCollection,
+    TopicCollection,
+)
+from fieldwatch.http.resources.endpoints import EndpointCommand, EndpointItem
+from fieldwatch.http.resources.logs import LogResource
+from fieldwatch.http.resources.sites import SiteCollection, SiteCommand, SiteItem
+from fieldwatch.http.resources.system import Health, MetricsResource, OpenApiResource, Ready, TreeResource
+from fieldwatch.http.resources.topics import TopicCommand
+
+__all__ = [
+    "AlertCollection",
+    "BodyLimit",
+    "EndpointCommand",
+    "EndpointItem",
+    "EventCollection",
+    "Health",
+    "LogResource",
+    "MetricsResource",
+    "OpenApiResource",
+    "ReadingCollection",
+    "Ready",
+    "SiteCollection",
+    "SiteCommand",
+    "SiteItem",
+    "TopicCollection",
+    "TopicCommand",
+    "TreeResource",
+]
