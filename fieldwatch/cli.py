@@ -14,6 +14,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from fieldwatch import __version__
+from fieldwatch.client import CLIENT_COMMANDS
 from fieldwatch.errors import ConfigError
 
 __all__ = ["COMMANDS", "EXIT_CONFIG", "EXIT_OK", "EXIT_RUNTIME", "EXIT_SUPERVISOR", "main"]
@@ -86,6 +87,7 @@ COMMANDS: dict[str, tuple[Callable[[SubParsers], None], Handler]] = {
     "demo": (_add_demo, _lazy("fieldwatch.demo", "cmd_demo")),
 }
 """Subcommand name -> (declare its arguments, run it)."""
+COMMANDS.update(CLIENT_COMMANDS)  # status, enable, disable, logs, events: clients of the HTTP API
 
 
 def _parser() -> argparse.ArgumentParser:

@@ -23,7 +23,6 @@ from fieldwatch.controller import Controller
 from fieldwatch.logsetup import setup_logging
 from fieldwatch.policy import ChildPolicy, HealthCheck as HealthPolicy
 from fieldwatch.status import StatusBoard
-from fieldwatch.storage import queries
 from fieldwatch.storage.db import init_database
 from fieldwatch.storage.gateway import StorageGateway
 from fieldwatch.storage.migrations import migrate
@@ -77,6 +76,14 @@ class SupervisedPersistence(_SupervisedMixin, PersistenceActor):
     def __init__(self, ctx: ChildContext, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.supervision_ctx = ctx
+
+
+def _queries_module() -> Any:
+    try:
+        from fieldwatch.storage import queries
+    except ImportError:  # pragma: no cover - only while the read side is missing
+        return None
+    return queries
 
 
 class Daemon:
@@ -138,8 +145,9 @@ class Daemon:
             storage=self.storage,
             scheduler=self.scheduler,
             policy=policy,
-            queries=queries,
+            queries=_queries_module(),
         )
+        self._wait_storage(deadline=time.monotonic() + 15)
         self.controller.load(cfg.sites)
         self.storage.seed_generations()
         if self.with_http:
@@ -148,6 +156,20 @@ class Daemon:
             signal.signal(signal.SIGINT, self._on_signal)
             signal.signal(signal.SIGTERM, self._on_signal)
         logger.info("fieldwatch started; API at %s", self.url)
+
+    def _wait_storage(self, deadline: float) -> None:
+        """Wait for the writer actor (started asynchronously by the storage supervisor)."""
+        from fieldwatch.errors import StorageError
+        from fieldwatch.storage.commands import LoadSites
+
+        while True:
+            try:
+                self.storage.command(LoadSites(), 5.0)
+                return
+            except StorageError:
+                if time.monotonic() >= deadline:
+                    raise
+                time.sleep(0.02)  # bounded start-up poll
 
     def _storage_spec(self) -> ChildSpec:
         policy = self.config.supervision.storage
@@ -209,9 +231,9 @@ class Daemon:
 
     def _flush(self, deadline: float) -> None:
         """Wait (bounded) until every queued write is committed."""
-        while self.storage.queue_depth() > 0 and time.monotonic() < deadline:
+        while self.storage.queue_depth > 0 and time.monotonic() < deadline:
             time.sleep(0.02)  # bounded shutdown poll
-        left = self.storage.queue_depth()
+        left = self.storage.queue_depth
         if left:
             logger.error("stopping with %d writes not committed (storage failing: %s)", left, self.storage.stats().reason)
 

@@ -22,7 +22,6 @@ from fieldwatch.config.model import Config, HttpConfig, LoggingConfig, SiteConfi
 from fieldwatch.daemon import Daemon
 from fieldwatch.policy import DEFAULT_POLICY, SupervisionPolicy
 from fieldwatch.status import EndpointStatus, effective_state
-from fieldwatch.storage import queries
 
 
 def wait_for(predicate: Callable[[], Any], timeout: float, interval: float = 0.02, what: str = "condition") -> Any:
@@ -84,22 +83,28 @@ class Harness:
         """Wait until every queued write is committed."""
         assert self.daemon is not None
         storage = self.daemon.storage
-        wait_for(lambda: storage.queue_depth() == 0, timeout, what="storage queue to drain")
+        wait_for(lambda: storage.queue_depth == 0, timeout, what="storage queue to drain")
 
     def endpoint_id(self, site: str, endpoint: str) -> int:
         return self.status(site, endpoint).endpoint_id
 
+    @property
+    def queries(self) -> Any:
+        from fieldwatch.storage import queries
+
+        return queries
+
     def events(self, site: str | None = None, endpoint: str | None = None, limit: int = 1000) -> list[dict[str, Any]]:
         self.flush()
-        return list(queries.events(site=site, endpoint=endpoint, limit=limit)[0])
+        return list(self.queries.events(site=site, endpoint=endpoint, limit=limit)[0])
 
     def alerts(self, site: str | None = None, endpoint: str | None = None, active: bool | None = None) -> list[dict[str, Any]]:
         self.flush()
-        return list(queries.alerts(site=site, endpoint=endpoint, active=active)[0])
+        return list(self.queries.alerts(site=site, endpoint=endpoint, active=active)[0])
 
     def readings(self, site: str | None = None, endpoint: str | None = None, name: str | None = None, limit: int = 10000) -> list[dict[str, Any]]:
         self.flush()
-        return list(queries.readings(site=site, endpoint=endpoint, name=name, limit=limit)[0])
+        return list(self.queries.readings(site=site, endpoint=endpoint, name=name, limit=limit)[0])
 
     def stop(self) -> None:
         if self.daemon is not None:

@@ -194,6 +194,18 @@ class MosquittoBroker:
         """True while the process exists (frozen counts as running)."""
         return self.proc is not None and self.proc.poll() is None
 
+    def wait_for_log(self, text: str, timeout_s: float = 10.0, count: int = 1) -> None:
+        """Poll the broker log until text appears count times (needs connection_messages)."""
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            try:
+                if self.log_path.read_text(errors="replace").count(text) >= count:
+                    return
+            except OSError:
+                pass
+            time.sleep(0.02)
+        raise TimeoutError(f"{text!r} not in the broker log after {timeout_s} s: {self.log_tail()}")
+
     def log_tail(self, chars: int = 2000) -> str:
         """The end of the broker's log (for failure messages)."""
         try:

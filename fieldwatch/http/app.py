@@ -97,8 +97,8 @@ class AppDeps:
     log_file: str | None
     max_body_bytes: int = 1048576
     queries: Queries = field(default_factory=StorageQueries)
-    #: follow streams write a blank line this often, so a gone client is noticed
-    heartbeat_s: float = 5.0
+    #: follow streams write a blank line this often, so a gone client (or a server stop) ends them
+    heartbeat_s: float = 1.0
     #: concurrent follow streams (each holds a server thread); more get a 503
     max_streams: int = 4
     streams: StreamStats = field(default_factory=StreamStats)

@@ -148,7 +148,11 @@ class LogFollower:
         if self._file is None and not self._open():
             return []
         assert self._file is not None
-        out = self._take(self._file.read())
+        out: list[str] = []
+        if self._rewritten():  # truncated and written again past our offset since the last poll
+            self._file.seek(0)
+            self._pending = b""
+        out += self._take(self._file.read())
         try:
             st = os.stat(self._path)
         except FileNotFoundError:
@@ -166,6 +170,19 @@ class LogFollower:
             self._pending = b""
             out += self._take(self._file.read())
         return out
+
+    def _rewritten(self) -> bool:
+        """At a line boundary the byte before our offset is a newline, unless the file was rewritten."""
+        assert self._file is not None
+        offset = self._file.tell()
+        if offset == 0 or self._pending:
+            return False
+        self._file.seek(offset - 1)
+        before = self._file.read(1)
+        if before == b"\n":
+            return False
+        self._file.seek(offset)
+        return True
 
     def _take(self, data: bytes) -> list[str]:
         if not data:

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from typing import Any, Protocol
 
+from fieldwatch.errors import StorageError
+
 __all__ = ["Page", "Queries", "StorageQueries"]
 
 Page = tuple[list[dict[str, Any]], "str | None"]
@@ -74,8 +76,10 @@ class StorageQueries:
     """The real read side: `fieldwatch.storage.queries`, imported lazily."""
 
     def _module(self) -> Any:
-        from fieldwatch.storage import queries  # type: ignore[attr-defined,unused-ignore]
-
+        try:
+            from fieldwatch.storage import queries  # type: ignore[attr-defined,unused-ignore]
+        except ImportError as err:  # a build without the read side: the routes answer 503, not 500
+            raise StorageError(f"storage read queries are not available: {err}") from err
         return queries
 
     def events(self, **kwargs: Any) -> Page:

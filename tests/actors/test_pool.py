@@ -13,6 +13,7 @@ from typing import Any, TypeVar
 import pykka
 import pytest
 
+from fieldwatch.actors import pool_inbox
 from fieldwatch.actors.base import ChildContext, SupervisedActor
 from fieldwatch.actors.messages import ChildExited, Health, HealthCheck, HealthReport
 from fieldwatch.actors.pool import ActorPool, PooledActor
@@ -316,9 +317,34 @@ class Sink(PooledActor):
         return None
 
 
+class YieldingLock:
+    """A lock that hands the GIL to another thread after each release.
+
+    Under the GIL a check-then-act window between two critical sections is rarely
+    interrupted; yielding there makes a put() race the end of a turn constantly.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+
+    def __enter__(self) -> bool:
+        return self._lock.acquire()
+
+    def __exit__(self, *exc: object) -> None:
+        self._lock.release()
+        time.sleep(0)
+
+
 @pytest.fixture
-def tight_gil_switching() -> Iterator[None]:
-    """Switch threads every few microseconds so check-then-act races show up."""
+def racy_inboxes(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Inboxes with yielding locks, and thread switches every microsecond."""
+    original = pool_inbox.PooledInbox.__init__
+
+    def init(self: pool_inbox.PooledInbox) -> None:
+        original(self)
+        self._lock = YieldingLock()  # type: ignore[assignment]
+
+    monkeypatch.setattr(pool_inbox.PooledInbox, "__init__", init)
     old = sys.getswitchinterval()
     sys.setswitchinterval(1e-6)
     yield
@@ -345,7 +371,7 @@ def run_producers(producers: int, body: Callable[[int], None]) -> None:
     assert errors == [] and not any(t.is_alive() for t in threads)
 
 
-@pytest.mark.usefixtures("tight_gil_switching")
+@pytest.mark.usefixtures("racy_inboxes")
 @pytest.mark.parametrize("n_sinks", [1, 16])
 def test_stress_many_producers_every_message_once_in_order(make_pool: PoolFactory, n_sinks: int) -> None:
     pool = make_pool(4, turn_budget=2, stuck_after_s=5.0)
@@ -371,7 +397,7 @@ def test_stress_many_producers_every_message_once_in_order(make_pool: PoolFactor
     wait_until(lambda: pool.stats().queued == 0, what="run queue drained")
 
 
-@pytest.mark.usefixtures("tight_gil_switching")
+@pytest.mark.usefixtures("racy_inboxes")
 def test_stress_put_racing_the_end_of_a_turn_never_strands_a_message(make_pool: PoolFactory) -> None:
     # One asker per actor: its next put lands while the worker is ending the turn that
     # answered the previous one. A put left unscheduled has no later put to rescue it.

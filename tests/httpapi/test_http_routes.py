@@ -119,9 +119,7 @@ def test_config_error_is_400_with_every_message(client: TC, auth: dict[str, str]
     ],
 )
 def test_bad_bodies_are_400(client: TC, auth: dict[str, str], raw: bytes, fragment: str) -> None:
-    resp = client.simulate_post(
-        "/api/v1/sites", body=raw, headers={**auth, "Content-Type": "application/json"}
-    )
+    resp = client.simulate_post("/api/v1/sites", body=raw, headers={**auth, "Content-Type": "application/json"})
     assert resp.status_code == 400, resp.text
     assert fragment in resp.json["description"]
 

@@ -242,7 +242,7 @@ class MqttClient:
                 self._paho.tls_insecure_set(bool(self._tls.insecure))
             properties: Properties | None = None
             if self._protocol == PROTOCOL_V5:
-                properties = Properties(PacketTypes.CONNECT)
+                properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
                 if not self.clean_session:
                     properties.SessionExpiryInterval = 0xFFFFFFFF  # the session outlives the connection
                 if self._receive_maximum:
@@ -358,12 +358,12 @@ class MqttClient:
 
     def _on_message(self, client: paho.Client, userdata: Any, message: paho.MQTTMessage) -> None:
         if self._state == _CONNECTED and not self._closed:
-            self._cb_message(message.topic, message.payload, message.qos, message.mid, bool(message.dup))
+            self._cb_message(message.topic, bytes(message.payload), message.qos, message.mid, bool(message.dup))
 
     def _on_subscribe(self, client: paho.Client, userdata: Any, mid: int,
                       reason_codes: list[ReasonCode], properties: Properties | None) -> None:
         topics = self._pending_subs.pop(mid, [])
-        for topic, code in zip(topics, reason_codes):
+        for topic, code in zip(topics, reason_codes, strict=False):
             if code.is_failure:
                 logger.warning("mqtt %s:%s: subscription to %r refused: %s",
                                self.host, self.port, topic, code.getName())

@@ -14,7 +14,7 @@ import math
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
 from fieldwatch.actors.mqtt.jsonpath import JsonPath, JsonPathError, JsonPathNotFound, compile_path
@@ -155,7 +155,7 @@ class TopicPattern:
         if parts and parts[0].startswith("$") and (count == 0 or self.levels[0] is None):
             return None
         captured: dict[str, str] = {}
-        for part, level, name in zip(parts, self.levels, self.names):
+        for part, level, name in zip(parts, self.levels, self.names, strict=False):
             if level is None:
                 if name:
                     captured[name] = part
@@ -189,7 +189,7 @@ def _parse_rfc3339(text: str) -> float:
     fraction, offset = found.group(7), found.group(8)
     leap = second == 60  # RFC 3339 allows a leap second; count it as the next second
     try:
-        stamp = datetime(year, month, day, hour, minute, 59 if leap else second, tzinfo=timezone.utc)
+        stamp = datetime(year, month, day, hour, minute, 59 if leap else second, tzinfo=UTC)
     except ValueError as err:
         raise ValueError(f"timestamp {text[:100]!r}: {err}") from None
     if offset not in ("Z", "z"):

@@ -30,4 +30,4 @@ def broker_factory(tmp_path: Path) -> Iterator[Callable[..., MosquittoBroker]]:
 @pytest.fixture
 def broker(broker_factory: Callable[..., MosquittoBroker]) -> MosquittoBroker:
     """A fresh broker with unlimited queues and in-flight window, persistence on."""
-    return broker_factory(extra_config="log_type all")
+    return broker_factory()

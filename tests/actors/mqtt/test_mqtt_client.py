@@ -74,14 +74,15 @@ def test_unacked_messages_are_redelivered_to_the_same_session(
     for message in data[:4]:
         assert client.ack(message.mid, message.qos)
     client.stop()  # queued PUBACKs are flushed before the DISCONNECT
+    # A session taken over before the broker read the old socket loses the PUBACKs still in it
+    # (then redelivered: duplicates, never losses); wait so the test sees the exact set.
+    broker.wait_for_log(f"Client {options['client_id']} disconnected")
     assert not client.ack(data[5].mid, 1)  # acks to a closed connection are refused
 
     second = Recorder()
     client2 = _started(clients, second.client(broker.port, **options))
     second.wait_for(lambda: len(second.messages) >= 6)
     assert second.connects[0][0] == 0 and client2.session_present
-    if sorted(m.payload for m in second.messages) != [str(i).encode() for i in range(4, 10)]:
-        Path("/tmp/fw-mqtt/fail.log").write_text(repr([(m.payload, m.mid) for m in first.messages]) + "\n" + broker.log_tail(20000))
     assert sorted(m.payload for m in second.messages) == [str(i).encode() for i in range(4, 10)]
     assert all(m.dup for m in second.messages)
     for message in second.messages:
@@ -113,7 +114,7 @@ def test_frozen_broker_detected_within_one_and_a_half_keepalive(
     rec = Recorder()
     client = _started(clients, rec.client(broker.port, keepalive_s=keepalive_s))
     rec.wait_for(lambda: bool(rec.connects))
-    time.sleep(0.5)  # noqa: freeze at an arbitrary point of the keepalive cycle
+    time.sleep(0.5)  # freeze at an arbitrary point of the keepalive cycle
     broker.freeze()
     frozen = time.monotonic()
     try:
@@ -148,7 +149,7 @@ def test_wrong_password_is_a_refused_connect(
     bad = Recorder()
     _started(clients, bad.client(broker.port, username="site13", password="wrong", protocol=protocol))
     bad.wait_for(lambda: bool(bad.connects))
-    time.sleep(0.3)  # noqa: nothing more may follow a refused connect
+    time.sleep(0.3)  # nothing more may follow a refused connect
     assert len(bad.connects) == 1 and not bad.disconnects
     code, reason, _ = bad.connects[0]
     assert code in codes and is_auth_failure(code) and is_permanent_failure(code)

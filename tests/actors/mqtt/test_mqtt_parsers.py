@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import math
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 from hypothesis import given
@@ -68,10 +68,10 @@ _level = st.text(alphabet="abcxyz01_-", min_size=1, max_size=6)
 def test_topic_pattern_named_segments_capture_their_level(levels: list[str], data: st.DataObject) -> None:
     """Replacing any levels by +names matches the topic and captures exactly those levels."""
     mask = data.draw(st.lists(st.booleans(), min_size=len(levels), max_size=len(levels)))
-    parts = [f"+n{i}" if masked else lvl for i, (lvl, masked) in enumerate(zip(levels, mask))]
+    parts = [f"+n{i}" if masked else lvl for i, (lvl, masked) in enumerate(zip(levels, mask, strict=True))]
     pattern = TopicPattern("/".join(parts))
     topic = "/".join(levels)
-    assert pattern.match(topic) == {f"n{i}": lvl for i, (lvl, m) in enumerate(zip(levels, mask)) if m}
+    assert pattern.match(topic) == {f"n{i}": lvl for i, (lvl, m) in enumerate(zip(levels, mask, strict=True)) if m}
     assert TopicPattern("/".join(parts[:-1] + ["#"]) if len(parts) > 1 else "#").match(topic) is not None
     assert pattern.match(topic + "/extra") is None
 
@@ -112,7 +112,7 @@ def test_timestamps() -> None:
     assert parse_timestamp("2023-11-14T22:13:20.5+00:00") == 1_700_000_000.5
     assert parse_timestamp("2023-11-15T00:13:20+02:00") == 1_700_000_000.0
     assert parse_timestamp("2023-11-14t22:13:20.123456789z") == pytest.approx(1_700_000_000.123456789)
-    assert parse_timestamp("2016-12-31T23:59:60Z") == datetime(2017, 1, 1, tzinfo=timezone.utc).timestamp()
+    assert parse_timestamp("2016-12-31T23:59:60Z") == datetime(2017, 1, 1, tzinfo=UTC).timestamp()
     for bad in ("yesterday", "2023-11-14T22:13:20", "2023-13-01T00:00:00Z", True, None, [1], -5, math.nan):
         with pytest.raises(ValueError):
             parse_timestamp(bad)
@@ -151,7 +151,7 @@ def test_json_reading_named_by_metric_segment() -> None:
     ],
 )
 def test_json_value_types(value: str, num: float | None, text: str | None) -> None:
-    payload = ('{"value": %s}' % value).encode()
+    payload = f'{{"value": {value}}}'.encode()
     (reading,) = _set(ParserConfig(match="x/+metric", value="$.value")).parse("x/m", payload) or []
     assert (reading.value_num, reading.value_text) == (num, text)
 

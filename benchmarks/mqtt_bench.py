@@ -1,0 +1,258 @@
+"""MQTT receive-rate benchmark: raw paho-mqtt against a private local Mosquitto.
+
+Two ways of feeding the subscriber, N QoS 1 messages each
+(`sensors/dev<k>/m<j>`, JSON `{"seq": i, "value": x, "ts": t}`):
+
+* live: a publisher in another process sends N messages while the
+  subscriber is connected; the rate is bounded by the publisher too.
+* backlog: the subscriber's persistent session is offline while the
+  publisher queues N messages in the broker; then the subscriber connects and
+  drains the queue: the receiver's own limit.
+
+The rate is (received - 1) / (last arrival - first arrival).  Every case
+checks that each sequence number arrived.  Usage:
+
+    .venv/bin/python benchmarks/mqtt_bench.py --messages 50000 --record
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import paho.mqtt.client as paho
+from paho.mqtt.enums import CallbackAPIVersion
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests"))
+sys.path.insert(0, str(ROOT))
+
+from mosquitto import MosquittoBroker  # noqa: E402 - tests/ helper, path set above
+
+TOPIC_FILTER = "sensors/#"
+
+
+@dataclass(frozen=True)
+class Result:
+    """One measured case."""
+
+    case: str
+    mode: str
+    qos: int
+    messages: int
+    received: int
+    unique: int
+    seconds: float
+
+    @property
+    def rate(self) -> float:
+        """Messages per second between the first and the last arrival."""
+        return (self.received - 1) / self.seconds if self.seconds > 0 else 0.0
+
+
+# --- publisher (child process) -------------------------------------------------------------------
+
+
+def publish_main(port: int, messages: int, qos: int) -> None:
+    """Publish `messages` numbered messages as fast as the broker accepts them, then exit."""
+    client = paho.Client(CallbackAPIVersion.VERSION2, client_id="")
+    client.max_inflight_messages_set(1000)
+    client.max_queued_messages_set(0)
+    done = threading.Event()
+    acked = [0]
+
+    def on_publish(*_: object) -> None:
+        acked[0] += 1
+        if acked[0] >= messages:
+            done.set()
+
+    client.on_publish = on_publish
+    client.connect("127.0.0.1", port)
+    client.loop_start()
+    now = time.time()
+    for i in range(messages):
+        payload = json.dumps({"seq": i, "value": i * 0.5, "ts": now})
+        client.publish(f"sensors/dev{i % 10}/m{i % 3}", payload, qos=qos)
+    if qos == 0:
+        done.set()
+    done.wait(600)
+    client.disconnect()
+    client.loop_stop()
+
+
+def start_publisher(port: int, messages: int, qos: int) -> subprocess.Popen[bytes]:
+    """The publisher as a separate Python process."""
+    return subprocess.Popen([sys.executable, __file__, "--publish", "--port", str(port),
+                             "--messages", str(messages), "--qos", str(qos)])
+
+
+# --- raw paho subscriber -------------------------------------------------------------------------
+
+
+class RawCounter:
+    """Counts arrivals and distinct sequence numbers; `done` is set at the expected count."""
+
+    def __init__(self, expected: int) -> None:
+        self.expected = expected
+        self.first = 0.0
+        self.last = 0.0
+        self.count = 0
+        self.seqs: set[int] = set()
+        self.done = threading.Event()
+
+    def on_message(self, client: paho.Client, userdata: object, message: paho.MQTTMessage) -> None:
+        now = time.perf_counter()
+        if self.count == 0:
+            self.first = now
+        self.last = now
+        self.count += 1
+        self.seqs.add(json.loads(message.payload)["seq"])
+        if len(self.seqs) >= self.expected:
+            self.done.set()
+
+
+def raw_paho(port: int, messages: int, qos: int, mode: str, timeout_s: float) -> Result:
+    """paho-mqtt alone: parse the JSON to get the sequence number, auto-ack (paho's default)."""
+    counter = RawCounter(messages)
+    client_id = f"bench-raw-{mode}-{qos}"
+    subscribed = threading.Event()
+
+    def connect() -> paho.Client:
+        client = paho.Client(CallbackAPIVersion.VERSION2, client_id=client_id, clean_session=False)
+        client.on_message = counter.on_message
+        client.on_subscribe = lambda *_: subscribed.set()
+        client.connect("127.0.0.1", port, keepalive=60)
+        client.loop_start()
+        return client
+
+    client = connect()
+    client.subscribe(TOPIC_FILTER, qos=qos)
+    if not subscribed.wait(10):
+        raise RuntimeError("no SUBACK")
+    if mode == "backlog":
+        client.disconnect()
+        client.loop_stop()
+        run_publisher(port, messages, qos, timeout_s)
+        client = connect()
+        counter.done.wait(timeout_s)
+    else:
+        publisher = start_publisher(port, messages, qos)
+        counter.done.wait(timeout_s)
+        publisher.wait(timeout_s)
+    client.disconnect()
+    client.loop_stop()
+    return Result("raw paho-mqtt", mode, qos, messages, counter.count, len(counter.seqs),
+                  counter.last - counter.first)
+
+
+def run_publisher(port: int, messages: int, qos: int, timeout_s: float) -> None:
+    """Run the publisher process to completion."""
+    publisher = start_publisher(port, messages, qos)
+    if publisher.wait(timeout_s) != 0:
+        raise RuntimeError("publisher failed")
+
+
+# --- running and recording -----------------------------------------------------------------------
+
+Case = Callable[[int, int, int, str, float], Result]
+CASES: dict[str, Case] = {"raw": raw_paho}
+
+
+def run_case(name: str, messages: int, qos: int, mode: str, inflight: int, timeout_s: float) -> Result:
+    """One case on a fresh broker (unlimited queue, in-flight window `inflight`)."""
+    with tempfile.TemporaryDirectory(prefix="fw-mqtt-bench-") as tmp:
+        broker = MosquittoBroker(Path(tmp), max_queued_messages=0, max_inflight_messages=inflight,
+                                 persistence=False)
+        broker.start()
+        try:
+            return CASES[name](broker.port, messages, qos, mode, timeout_s)
+        finally:
+            broker.kill()
+
+
+def mosquitto_version() -> str:
+    """`mosquitto -h` first line, e.g. `mosquitto version 2.0.11`."""
+    from mosquitto import mosquitto_binary
+
+    binary = mosquitto_binary() or "mosquitto"
+    out = subprocess.run([binary, "-h"], capture_output=True, text=True, check=False).stdout
+    return out.splitlines()[0] if out else "mosquitto (unknown version)"
+
+
+def table(results: list[Result]) -> str:
+    """A Markdown table of results."""
+    lines = ["| case | feed | QoS | messages | received (unique) | seconds | msg/s |",
+             "|---|---|---:|---:|---:|---:|---:|"]
+    for r in results:
+        lines.append(f"| {r.case} | {r.mode} | {r.qos} | {r.messages:,} | {r.received:,} ({r.unique:,}) "
+                     f"| {r.seconds:.2f} | {r.rate:,.0f} |")
+    return "\n".join(lines)
+
+
+def record(section: str, path: Path = ROOT / "benchmarks" / "RESULTS.md") -> None:
+    """Replace (or append) the `## MQTT` section of RESULTS.md, leaving the others alone."""
+    text = path.read_text() if path.exists() else ""
+    start = text.find("\n## MQTT\n")
+    if start < 0 and text.startswith("## MQTT\n"):
+        start = 0
+    if start < 0:
+        text = text.rstrip("\n") + "\n\n" + section
+    else:
+        end = text.find("\n## ", start + 1)
+        text = text[:start].rstrip("\n") + "\n\n" + section + ("\n" + text[end:] if end >= 0 else "")
+    path.write_text(text.rstrip("\n") + "\n")
+
+
+def main() -> None:
+    """Parse arguments; run the publisher (child) or the benchmark cases."""
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--messages", type=int, default=50_000)
+    parser.add_argument("--qos", type=int, nargs="+", default=[1, 0])
+    parser.add_argument("--modes", nargs="+", default=["live", "backlog"], choices=["live", "backlog"])
+    parser.add_argument("--cases", nargs="+", default=list(CASES), choices=list(CASES))
+    parser.add_argument("--inflight", type=int, default=1000, help="broker max_inflight_messages")
+    parser.add_argument("--timeout", type=float, default=300.0)
+    parser.add_argument("--record", action="store_true", help="write the ## MQTT section of RESULTS.md")
+    parser.add_argument("--publish", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--port", type=int, default=0, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.publish:
+        publish_main(args.port, args.messages, args.qos[0])
+        return
+    results = []
+    for name in args.cases:
+        for qos in args.qos:
+            for mode in args.modes:
+                result = run_case(name, args.messages, qos, mode, args.inflight, args.timeout)
+                print(f"{result.case:>16} {mode:>8} qos{qos}: {result.rate:9,.0f} msg/s "
+                      f"({result.unique:,}/{result.messages:,} unique)", flush=True)
+                results.append(result)
+    body = table(results)
+    print(body)
+    if args.record:
+        command = "`.venv/bin/python benchmarks/mqtt_bench.py " + " ".join(sys.argv[1:]) + "`"
+        section = (
+            "## MQTT\n\n"
+            f"Recorded {datetime.now(UTC):%Y-%m-%d %H:%M} UTC on {os.cpu_count()} CPUs, "
+            f"{mosquitto_version()}, paho-mqtt {paho.__version__ if hasattr(paho, '__version__') else '2.x'}, "
+            f"Python {platform.python_version()}; broker `max_inflight_messages {args.inflight}`, "
+            "`max_queued_messages 0` (unlimited), publisher in its own process (QoS as listed, "
+            "1,000 in flight).\n\n"
+            f"Command: {command}\n\n{body}\n"
+        )
+        record(section)
+
+
+if __name__ == "__main__":
+    main()
