@@ -116,3 +116,34 @@ def test_check_config_and_run_exit_2_on_a_bad_config(tmp_path: Any) -> None:
     result = subprocess.run([sys.executable, "-m", "fieldwatch", "run", "--config", str(path)], capture_output=True, text=True, timeout=30)
     assert result.returncode == 2
     assert "bad.yaml:4" in result.stderr and "hots" in result.stderr
+
+
+def test_runtime_add_with_twenty_endpoints_up(tmp_path: Any) -> None:
+    endpoints = "\n".join(
+        f"      - {{name: h{i}, kind: icmp, host: 127.0.1.{i}, interval_s: 1, timeout_s: 0.5}}" for i in range(1, 21)
+    )
+    config = (
+        "storage: {url: 'sqlite:///@DIR@/fieldwatch.db'}\n"
+        "http: {listen: '127.0.0.1:@PORT@', token: '${FIELDWATCH_TOKEN}'}\n"
+        "logging: {file: '@DIR@/fieldwatch.log'}\n"
+        "sites:\n  - name: big\n    endpoints:\n" + endpoints + "\n"
+    )
+    daemon = DaemonProc(str(tmp_path), config).start()
+    try:
+        daemon.wait(
+            lambda: all(ep["state"] == "up" for ep in daemon.get("/api/v1/sites/big")["endpoints"]), 20, "20 endpoints up"
+        )
+        before = {ep["name"]: (ep["generation"], ep["reconnects"], ep["restarts"]) for ep in daemon.get("/api/v1/sites/big")["endpoints"]}
+        assert len(before) == 20
+        site = {"name": "new", "endpoints": [{"name": "n1", "kind": "icmp", "host": "127.0.2.1", "interval_s": 1, "timeout_s": 0.5}]}
+        status, _ = daemon.request("POST", "/api/v1/sites", site)
+        assert status == 201
+        daemon.wait_state("new", "n1", "up", 15)
+        status, _ = daemon.request("PUT", "/api/v1/sites/new", dict(site, endpoints=[dict(site["endpoints"][0], host="127.0.2.2")]))
+        assert status == 200
+        daemon.wait_state("new", "n1", "up", 15)
+        after = {ep["name"]: (ep["generation"], ep["reconnects"], ep["restarts"]) for ep in daemon.get("/api/v1/sites/big")["endpoints"]}
+        assert after == before
+        assert all(ep["state"] == "up" for ep in daemon.get("/api/v1/sites/big")["endpoints"])
+    finally:
+        daemon.kill()
