@@ -205,6 +205,18 @@ class Controller:
 
         spec = ChildSpec(id=self._site_child_id(name), start=_start, policy=self.policy.defaults, kind="supervisor")
         self.root.ask(AddChild(spec), timeout=_ASK_TIMEOUT_S)
+        site = self._sites[name]
+        for ep_name, endpoint_id in site.endpoint_ids.items():
+            if site.endpoint_enabled.get(ep_name):
+                self._mark_starting(endpoint_id)
+
+    def _mark_starting(self, endpoint_id: int) -> None:
+        """An actor was just spawned for the endpoint: readers see `connecting` at once."""
+        status = self.board.get(endpoint_id)
+        if status is not None and status.state == states.DISABLED:
+            self.board.update(
+                endpoint_id, status.generation, state=states.CONNECTING, since=time.time(), reason="start requested", enabled=True
+            )
 
     def _stop_site(self, name: str) -> None:
         try:
@@ -280,6 +292,7 @@ class Controller:
                 if sup is not None:
                     ep = next(e for e in site.config.endpoints if e.name == name)
                     sup.ask(AddChild(self._endpoint_child_spec(site, ep)), timeout=_ASK_TIMEOUT_S)
+                    self._mark_starting(endpoint_id)
             elif was and not enabled:
                 if sup is not None:
                     try:
