@@ -14,10 +14,10 @@ from __future__ import annotations
 import logging
 import random
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Callable, Sequence
+from typing import Any
 
-import peewee
 import pykka
 
 from fieldwatch.actors.scheduler import Scheduler, TimerHandle
@@ -29,6 +29,7 @@ from fieldwatch.storage.commands import Command
 from fieldwatch.storage.db import (
     DATABASE_ERRORS,
     ROW_ERRORS,
+    database_proxy,
     get_database,
     reset_connection,
     write_transaction,
@@ -92,10 +93,7 @@ class PersistenceActor(pykka.ThreadingActor):
         if self._retry_handle is not None:
             self._retry_handle.cancel()
         self._gateway.detach(self.actor_ref)
-        try:
-            reset_connection(get_database())
-        except RuntimeError:  # the database was already unbound
-            pass
+        self._reset()
         if self._own_scheduler is not None:
             self._own_scheduler.stop()
 
@@ -147,6 +145,13 @@ class PersistenceActor(pykka.ThreadingActor):
             self._gateway.wake()
         return True
 
+    @staticmethod
+    def _reset() -> None:
+        """Drop this thread's connection (reconnect on the next try), if a database is bound."""
+        db = database_proxy.obj
+        if db is not None:
+            reset_connection(db)
+
     def _probe(self) -> None:
         """Nothing is queued but storage was failing: check it takes a write transaction."""
         db = get_database()
@@ -186,7 +191,7 @@ class PersistenceActor(pykka.ThreadingActor):
         """Keep everything queued, mark not ready, schedule a retry with capped backoff."""
         message = f"{type(err).__name__}: {err}".strip()
         self._gateway.failed(message, f"storage write failing: {message}")
-        reset_connection(get_database())
+        self._reset()
         if self._failing_since is None:
             self._failing_since = time.monotonic()
             logger.error(

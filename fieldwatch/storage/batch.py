@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any
 
 import peewee
 
@@ -35,7 +36,7 @@ __all__ = ["EndpointIndex", "Screened", "apply_writes"]
 
 logger = logging.getLogger(__name__)
 
-_wrap_errors: Any = getattr(peewee, "__exception_wrapper__")
+_wrap_errors: Any = vars(peewee)["__exception_wrapper__"]
 
 _OLD_GEN_LOG_INTERVAL_S = 60.0
 
@@ -157,9 +158,7 @@ def _insert_rows(
 
 _READING_COLUMNS = "endpoint_id, name, device, value_num, value_text, quality, source_time, received_at, msg_key"
 _READING_TAIL = "ON CONFLICT (endpoint_id, msg_key) WHERE msg_key IS NOT NULL DO NOTHING"
-_EVENT_COLUMNS = (
-    "time, site_name, endpoint_name, endpoint_id, level, event, message, exc_type, attempt, generation"
-)
+_EVENT_COLUMNS = "time, site_name, endpoint_name, endpoint_id, level, event, message, exc_type, attempt, generation"
 _TOPIC_TAIL = (
     "ON CONFLICT (endpoint_id, topic) DO UPDATE SET "
     "first_seen = MIN(topic.first_seen, excluded.first_seen), "
@@ -219,12 +218,14 @@ def apply_writes(db: peewee.Database, writes: Sequence[Write], names: dict[int, 
                 state=w.state, since=w.since, reason=w.reason, down_since=w.down_since, last_data_at=w.last_data_at
             )
         elif kind is Touch:
-            endpoint_updates.setdefault(w.endpoint_id, {})["last_data_at"] = w.last_data_at  # type: ignore[union-attr]
+            assert isinstance(w, Touch)
+            endpoint_updates.setdefault(w.endpoint_id, {})["last_data_at"] = w.last_data_at
         elif kind is Counters:
             assert isinstance(w, Counters)
             endpoint_updates.setdefault(w.endpoint_id, {}).update(restarts=w.restarts, reconnects=w.reconnects)
         elif kind is GenerationStarted:
-            endpoint_updates.setdefault(w.endpoint_id, {})["generation"] = w.generation  # type: ignore[union-attr]
+            assert isinstance(w, GenerationStarted)
+            endpoint_updates.setdefault(w.endpoint_id, {})["generation"] = w.generation
         elif kind is AlertOpen or kind is AlertResolve:
             alerts.append(w)  # type: ignore[arg-type]
         elif kind is TopicSeen:
@@ -255,9 +256,7 @@ def apply_writes(db: peewee.Database, writes: Sequence[Write], names: dict[int, 
         db.execute_sql(f"UPDATE endpoint SET {columns} WHERE id = {db.param}", (*values.values(), endpoint_id))
     _insert_rows(db, "reading", _READING_COLUMNS, 9, readings, _READING_TAIL)
     _insert_rows(db, "event", _EVENT_COLUMNS, 10, events)
-    _insert_rows(
-        db, "parse_error", "endpoint_id, time, topic, parser, error, sample", 6, parse_errors
-    )
+    _insert_rows(db, "parse_error", "endpoint_id, time, topic, parser, error, sample", 6, parse_errors)
     if topics:
         rows = [(eid, topic, v[0], v[1], v[2], v[3]) for (eid, topic), v in topics.items()]
         _insert_rows(

@@ -6,8 +6,8 @@ committed before it runs. Unknown names raise NotFoundError, duplicates Conflict
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence, Union
 
 __all__ = [
     "EndpointSpec",
@@ -150,14 +150,14 @@ class LoadSites:
     """Every stored site, ordered by name."""
 
 
-Command = Union[
-    SyncConfig,
-    SetSiteEnabled,
-    SetEndpointEnabled,
-    CreateSite,
-    ReplaceSite,
-    DeleteSite,
-    DeleteEndpoint,
-    SetTopicActive,
-    LoadSites,
-]
+Command = (
+    SyncConfig
+    | SetSiteEnabled
+    | SetEndpointEnabled
+    | CreateSite
+    | ReplaceSite
+    | DeleteSite
+    | DeleteEndpoint
+    | SetTopicActive
+    | LoadSites
+)

@@ -9,7 +9,8 @@ have their own.
 from __future__ import annotations
 
 import logging
-from typing import Any, ContextManager
+from contextlib import AbstractContextManager
+from typing import Any, cast
 from urllib.parse import urlparse
 
 import peewee
@@ -132,7 +133,7 @@ def is_sqlite(db: peewee.Database) -> bool:
     return isinstance(db, peewee.SqliteDatabase)
 
 
-def write_transaction(db: peewee.Database) -> ContextManager[Any]:
+def write_transaction(db: peewee.Database) -> AbstractContextManager[Any]:
     """A transaction for writing: BEGIN IMMEDIATE on SQLite (takes the write lock
     up front, so the busy timeout applies), a plain transaction elsewhere."""
     if is_sqlite(db):
@@ -148,7 +149,7 @@ def reset_connection(db: peewee.Database) -> None:
     except Exception:  # a dead connection may fail to close: forget it instead
         logger.debug("closing a broken database connection failed; discarding it", exc_info=True)
         try:
-            conn = db._state.conn
+            conn = cast(Any, db)._state.conn
             db.dispose()
             if conn is not None:
                 conn.close()

@@ -13,8 +13,9 @@ import collections
 import itertools
 import logging
 import threading
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any, Iterable, Mapping
+from typing import Any
 
 import pykka
 
@@ -72,6 +73,7 @@ class StorageGateway:
         self._pending: collections.deque[Write] = collections.deque()
         self._lock = threading.Lock()
         self._capacity = threading.Condition(self._lock)
+        self._attached = threading.Condition(self._lock)
         self._actor: pykka.ActorRef[Any] | None = None
         self._wake_pending = False
         self._generations: dict[int, int] = {}
@@ -142,9 +144,11 @@ class StorageGateway:
         """Ask the writer to run a storage command; StorageError on timeout or failure.
 
         NotFoundError, ConflictError and ValueError (bad input) pass through unchanged.
-        A command that timed out may still run later.
+        A command that timed out may still run later. Waits (within `timeout_s`) for a
+        writer that is starting or restarting.
         """
-        with self._lock:
+        with self._attached:
+            self._attached.wait_for(lambda: self._actor is not None, timeout_s)
             actor = self._actor
         if actor is None:
             raise StorageError("storage writer is not running")
@@ -189,6 +193,7 @@ class StorageGateway:
         with self._lock:
             self._actor = actor_ref
             self._wake_pending = bool(self._pending)
+            self._attached.notify_all()
         if self._wake_pending:
             self._tell_wake(actor_ref)
 

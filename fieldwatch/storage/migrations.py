@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Callable
+from collections.abc import Callable
 
 import peewee
 
@@ -164,8 +164,9 @@ LATEST_VERSION = len(MIGRATIONS)
 def _ensure_version_table(db: peewee.Database) -> None:
     types = _SQLITE_TYPES if is_sqlite(db) else _PG_TYPES
     db.execute_sql(
-        "CREATE TABLE IF NOT EXISTS schema_version ("
-        "version INTEGER PRIMARY KEY, applied_at {float} NOT NULL)".format(**types)
+        "CREATE TABLE IF NOT EXISTS schema_version (version INTEGER PRIMARY KEY, applied_at {float} NOT NULL)".format(
+            **types
+        )
     )
 
 
@@ -201,8 +202,7 @@ def migrate(db: peewee.Database) -> int:
                 logger.info("migrating storage schema to version %d", version)
                 migration(db)
                 db.execute_sql(
-                    "INSERT INTO schema_version (version, applied_at) VALUES (%s, %s)"
-                    % (db.param, db.param),
+                    f"INSERT INTO schema_version (version, applied_at) VALUES ({db.param}, {db.param})",
                     (version, time.time()),
                 )
         return schema_version(db)

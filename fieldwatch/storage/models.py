@@ -48,6 +48,7 @@ class Endpoint(BaseModel):
 
     id = peewee.AutoField()
     site = peewee.ForeignKeyField(Site, backref="endpoints", on_delete="CASCADE")
+    site_id: int  # peewee's id accessor of `site`, declared for type checkers
     name = peewee.TextField()
     kind = peewee.TextField()
     enabled = peewee.BooleanField()

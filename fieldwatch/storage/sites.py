@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import json
 import logging
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 from fieldwatch import states
 from fieldwatch.errors import ConflictError, NotFoundError
@@ -181,9 +182,9 @@ def _sync_config(specs: Iterable[SiteSpec], now: float) -> tuple[StoredSite, ...
 def _replace_site(spec: SiteSpec, now: float) -> StoredSite:
     _check_unique_endpoints(spec)
     site = _get_site(spec.name)
-    Site.update(
-        enabled=spec.enabled, config=_check_json(spec.config_json, spec.name), updated_at=now
-    ).where(Site.id == site.id).execute()
+    Site.update(enabled=spec.enabled, config=_check_json(spec.config_json, spec.name), updated_at=now).where(
+        Site.id == site.id
+    ).execute()
     site = Site.get_by_id(site.id)
     existing = {row.name: row for row in Endpoint.select().where(Endpoint.site == site.id)}
     for endpoint in spec.endpoints:

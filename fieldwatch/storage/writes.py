@@ -9,8 +9,8 @@ never filtered.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable, Union
 
 __all__ = [
     "SAMPLE_MAX_CHARS",
@@ -174,16 +174,16 @@ class DeviceSeen:
     online: bool
 
 
-Write = Union[
-    GenerationStarted,
-    StateChange,
-    Touch,
-    Counters,
-    EventRecord,
-    ReadingRecord,
-    AlertOpen,
-    AlertResolve,
-    TopicSeen,
-    ParseErrorRecord,
-    DeviceSeen,
-]
+Write = (
+    GenerationStarted
+    | StateChange
+    | Touch
+    | Counters
+    | EventRecord
+    | ReadingRecord
+    | AlertOpen
+    | AlertResolve
+    | TopicSeen
+    | ParseErrorRecord
+    | DeviceSeen
+)
