@@ -115,7 +115,7 @@ class Controller:
                 if config is None:  # created through the API earlier: its config is stored
                     try:
                         config = parse_site_body(self._stored_body(row))
-                    except Exception as err:  # a stored config that no longer validates: keep the daemon up
+                    except Exception as err:  # noqa: BLE001 - a stored config that no longer validates: keep the daemon up
                         logger.error("site %s: stored config is invalid, not started: %s", row.name, err)
                         continue
                 self._register(config, row)
@@ -189,11 +189,25 @@ class Controller:
 
     def _site_specs(self, name: str) -> list[ChildSpec]:
         site = self._sites[name]
-        return [
-            self._endpoint_child_spec(site, ep)
-            for ep in site.config.endpoints
-            if site.endpoint_enabled.get(ep.name, False) and ep.name in site.endpoint_ids
-        ]
+        specs = []
+        for ep in site.config.endpoints:
+            if not (site.endpoint_enabled.get(ep.name, False) and ep.name in site.endpoint_ids):
+                continue
+            try:
+                specs.append(self._endpoint_child_spec(site, ep))
+            except Exception as err:  # noqa: BLE001 - a kind that cannot load must not take the site down
+                self._mark_faulty(site.endpoint_ids[ep.name], f"cannot load the {ep.kind} actor: {err}")
+        return specs
+
+    def _mark_faulty(self, endpoint_id: int, reason: str) -> None:
+        logger.error("endpoint %d: %s", endpoint_id, reason)
+        status = self.board.get(endpoint_id)
+        if status is not None:
+            now = time.time()
+            self.board.update(endpoint_id, status.generation, state=states.FAULTY, since=now, reason=reason)
+            self.storage.submit(
+                writes.StateChange(endpoint_id, status.generation, states.FAULTY, now, reason, None, status.last_data_at)
+            )
 
     def _start_site(self, name: str) -> None:
         options = SupervisorOptions(self.policy.sites.strategy, self.policy.sites.intensity, self.tree)
@@ -227,8 +241,8 @@ class Controller:
     def _site_supervisor(self, name: str) -> pykka.ActorRef[Any] | None:
         from fieldwatch.actors.supervisor import ChildRef
 
-        ref: pykka.ActorRef[Any] | None = self.root.ask(ChildRef(self._site_child_id(name)), timeout=_ASK_TIMEOUT_S)
-        return ref
+        ref: Any = self.root.ask(ChildRef(self._site_child_id(name)), timeout=_ASK_TIMEOUT_S)
+        return ref if isinstance(ref, pykka.ActorRef) else None
 
     def _mark_disabled(self, endpoint_id: int, reason: str) -> None:
         """An endpoint whose actor was stopped by a command: `disabled`, stored, alerts resolved."""
@@ -375,8 +389,8 @@ class Controller:
         sup = self._site_supervisor(site_name) if self._sites[site_name].enabled else None
         if sup is None:
             return
-        ref = sup.ask(ChildRef(endpoint), timeout=_ASK_TIMEOUT_S)
-        if ref is not None:
+        ref: Any = sup.ask(ChildRef(endpoint), timeout=_ASK_TIMEOUT_S)
+        if isinstance(ref, pykka.ActorRef):
             from fieldwatch.actors.topics import TopicSwitch
 
             ref.tell(TopicSwitch(topic, active))

@@ -21,7 +21,8 @@ from fieldwatch.actors.tree import TreeView
 from fieldwatch.config.model import Config
 from fieldwatch.controller import Controller
 from fieldwatch.logsetup import setup_logging
-from fieldwatch.policy import ChildPolicy, HealthCheck as HealthPolicy
+from fieldwatch.policy import ChildPolicy
+from fieldwatch.policy import HealthCheck as HealthPolicy
 from fieldwatch.status import StatusBoard
 from fieldwatch.storage.db import init_database
 from fieldwatch.storage.gateway import StorageGateway
@@ -202,6 +203,7 @@ class Daemon:
 
         def _start(ctx: ChildContext) -> pykka.ActorRef[Any]:
             return _SupervisedRetention.start(ctx, retention_days=days, scheduler=self.scheduler)
+
 
         return [ChildSpec("retention", _start, ChildPolicy(), kind="retention")]
 

@@ -119,7 +119,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     """Start the simulated field and the daemon; Ctrl-C stops everything."""
     from fieldwatch.runcmd import run_config
     from fieldwatch.sim.mqtt_broker import start_broker
-    from fieldwatch.sim.mqtt_publisher import start_publisher
+    from fieldwatch.sim.mqtt_publisher import SimulatedPublisher
     from fieldwatch.sim.opcua_server import SimOptions, SimServerThread
 
     workdir = args.dir or tempfile.mkdtemp(prefix="fieldwatch-demo-")
@@ -129,7 +129,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
     opcua_url = opcua.start()
     mqtt_port = free_port()
     broker = start_broker(mqtt_port, workdir)
-    publisher = start_publisher("127.0.0.1", mqtt_port, silent_after_s=args.silent_after)
+    publisher = SimulatedPublisher("127.0.0.1", mqtt_port, silent_after_s=args.silent_after)
+    publisher.start()
     config = demo_config(
         workdir,
         listen=args.listen,

@@ -6,8 +6,9 @@ this module only holds the frozen shapes so the supervisor does not depend on YA
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
-from typing import Any, Mapping
+from typing import Any
 
 __all__ = [
     "Backoff",

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 __all__ = ["now", "to_rfc3339", "parse_since", "from_unix"]
 
@@ -17,7 +17,7 @@ def from_unix(ts: float | None) -> datetime | None:
     """Unix seconds to an aware UTC datetime (None stays None)."""
     if ts is None:
         return None
-    return datetime.fromtimestamp(ts, tz=timezone.utc)
+    return datetime.fromtimestamp(ts, tz=UTC)
 
 
 def to_rfc3339(ts: float | datetime | None) -> str | None:
@@ -25,10 +25,10 @@ def to_rfc3339(ts: float | datetime | None) -> str | None:
     if ts is None:
         return None
     if isinstance(ts, datetime):
-        dt = ts if ts.tzinfo else ts.replace(tzinfo=timezone.utc)
+        dt = ts if ts.tzinfo else ts.replace(tzinfo=UTC)
     else:
-        dt = datetime.fromtimestamp(ts, tz=timezone.utc)
-    return dt.astimezone(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+        dt = datetime.fromtimestamp(ts, tz=UTC)
+    return dt.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def parse_since(text: str) -> float:

@@ -94,7 +94,7 @@ class SupervisedActor(pykka.ThreadingActor):
         if isinstance(message, HealthCheck):
             try:
                 health = self.check_health()
-            except Exception as err:  # a failing check is an unhealthy answer, not a crash
+            except Exception as err:  # noqa: BLE001 - a failing check is an unhealthy answer, not a crash
                 health = Health(False, f"{type(err).__name__}: {err}")
             try:
                 message.reply_to.tell(

@@ -15,8 +15,9 @@ import logging
 import random
 import time
 from collections import deque
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping
+from typing import Any
 
 import pykka
 
@@ -264,7 +265,7 @@ class Supervisor(SupervisedActor):
         child.started_wall = time.time()
         try:
             child.ref = child.spec.start(ctx)
-        except Exception as err:  # supervision boundary: a child that cannot start is a crash
+        except Exception as err:  # noqa: BLE001 - supervision boundary: a child that cannot start is a crash
             logger.error("%s: failed to start: %s: %s", ctx.path, type(err).__name__, err)
             child.ref = None
             self._publish(child, "failed")

@@ -75,7 +75,8 @@ def open_database(
     kwargs: dict[str, Any] = parse_url(url)
     database = kwargs.pop("database", "")
     if scheme == "sqlite":
-        if not database:
+        if not database or database == ":memory:":
+            # every thread has its own connection: an in-memory database would differ per thread
             raise ValueError(f"{url!r}: no database file (use sqlite:///path/to/file.db)")
         url_busy_ms = int(kwargs.pop("busy_timeout", DEFAULT_BUSY_TIMEOUT_MS))
         busy_ms = url_busy_ms if busy_timeout_ms is None else busy_timeout_ms

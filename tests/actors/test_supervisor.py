@@ -207,7 +207,7 @@ def test_transient_child_restarted_only_after_abnormal_exit(scheduler: Scheduler
 
 
 def test_permanent_child_restarted_after_normal_exit(scheduler: Scheduler, rec: Recorder) -> None:
-    sup = start_sup(scheduler, [spec("p", rec)])
+    start_sup(scheduler, [spec("p", rec)])
     assert rec.wait_for(lambda ev: len(ev) == 1)
     child_ref(rec, "p", 1).tell(ExitNormally())
     assert rec.wait_for(lambda ev: ("start", "p", 2) in ev)
@@ -326,7 +326,7 @@ def test_backoff_delay_is_capped_exponential_with_jitter() -> None:
 
 def test_restart_waits_the_backoff_delay(scheduler: Scheduler, rec: Recorder) -> None:
     slow = Backoff(initial_s=0.4, max_s=1, multiplier=2, jitter=0.0)
-    sup = start_sup(scheduler, [spec("a", rec, backoff=slow)])
+    start_sup(scheduler, [spec("a", rec, backoff=slow)])
     assert rec.wait_for(lambda ev: len(ev) == 1)
     crashed_at = time.monotonic()
     child_ref(rec, "a", 1).tell(Crash())

@@ -13,6 +13,7 @@ import asyncio
 import concurrent.futures
 import logging
 from collections.abc import Callable, Coroutine, Sequence
+from concurrent.futures import Future
 from typing import Any, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
@@ -50,6 +51,12 @@ class SessionError(FieldwatchError):
     def __init__(self, failure: Failure) -> None:
         super().__init__(failure.message)
         self.failure = failure
+
+
+def _failed(err: BaseException) -> Future[Any]:
+    future: Future[Any] = Future()
+    future.set_exception(err)
+    return future
 
 
 def _normalize_url(url: str) -> tuple[str, str]:
@@ -121,9 +128,7 @@ class OpcuaSession:
 
     def connect(self) -> list[str]:
         """Connect (dropping any previous connection); return the endpoint URLs the server offers."""
-        url, _path = _normalize_url(self._raw_url)
-        self._offered = self._run(self._connect(url), "connect", extra_s=_MARGIN_S)
-        return list(self._offered)
+        return self._wait(self.connect_nowait(), "connect", extra_s=_MARGIN_S)
 
     def path_offered(self) -> bool:
         """Whether the configured URL's path is among the paths of the offered endpoints."""
@@ -132,21 +137,15 @@ class OpcuaSession:
 
     def health(self) -> ServerHealth:
         """Read ServerStatus.State (i=2259) and CurrentTime (i=2258) in one Read request."""
-        return self.probe([])[0]
+        return self._wait(self.health_nowait(), "health read")
 
     def probe(self, node_ids: Sequence[str]) -> tuple[ServerHealth, list[NodeValue]]:
         """The server's health and the nodes' values, all in ONE Read request."""
-        parsed = [(text, parse_node_id(text)) for text in node_ids]
-        valid = [nid for _text, nid in parsed if nid is not None]
-        values = self._run(self._read_values([_STATE_NODE, _TIME_NODE, *valid]), "health read")
-        return health_from(values[0], values[1]), node_values(parsed, values[2:])
+        return self._wait(self.probe_nowait(node_ids), "health read")
 
     def read(self, node_ids: Sequence[str]) -> list[NodeValue]:
         """Read the nodes' values in one Read request; a bad status is a value with good=False."""
-        parsed = [(text, parse_node_id(text)) for text in node_ids]
-        valid = [nid for _text, nid in parsed if nid is not None]
-        values = self._run(self._read_values(valid), "read") if valid else []
-        return node_values(parsed, values)
+        return self._wait(self.read_nowait(node_ids), "read")
 
     def subscribe(
         self,
@@ -159,26 +158,62 @@ class OpcuaSession:
         Node ids the server rejects are reported once through `callback` with
         their status code (good=False) instead of raising.
         """
-        ids = list(node_ids)
-        self._run(self._subscribe(ids, publishing_interval_s, callback), "subscribe")
+        self._wait(self.subscribe_nowait(node_ids, publishing_interval_s, callback), "subscribe")
 
     def close(self) -> None:
         """Close the session (politely if the link is alive); never raises, bounded by timeout_s."""
         try:
-            self._run(self._drop_client(graceful=self._lost is None), "close")
+            self._wait(self.close_nowait(), "close")
         except SessionError as err:
             logger.debug("%r: close: %s", self, err.failure.message)
-        except RuntimeError as err:  # the loop is stopped: nothing is left to close
-            logger.debug("%r: close: %s", self, err)
+
+    # -- the same without blocking: the future resolves (on the loop thread) within timeout_s
+    #    with the blocking method's result or SessionError; an actor tells itself from a done-callback.
+
+    def connect_nowait(self) -> Future[list[str]]:
+        """`connect()` without waiting."""
+        try:
+            url, _path = _normalize_url(self._raw_url)
+        except SessionError as err:
+            return _failed(err)
+        return self._submit(self._connect(url), "connect")
+
+    def health_nowait(self) -> Future[ServerHealth]:
+        """`health()` without waiting."""
+        return self._submit(self._health(), "health read")
+
+    def probe_nowait(self, node_ids: Sequence[str]) -> Future[tuple[ServerHealth, list[NodeValue]]]:
+        """`probe()` without waiting."""
+        return self._submit(self._probe(list(node_ids)), "health read")
+
+    def read_nowait(self, node_ids: Sequence[str]) -> Future[list[NodeValue]]:
+        """`read()` without waiting."""
+        return self._submit(self._read(list(node_ids)), "read")
+
+    def subscribe_nowait(
+        self, node_ids: Sequence[str], publishing_interval_s: float, callback: Callable[[NodeValue], None]
+    ) -> Future[None]:
+        """`subscribe()` without waiting."""
+        return self._submit(self._subscribe(list(node_ids), publishing_interval_s, callback), "subscribe")
+
+    def close_nowait(self) -> Future[None]:
+        """`close()` without waiting (the future never fails with anything but SessionError)."""
+        return self._submit(self._drop_client(graceful=self._lost is None), "close")
 
     # ------------------------------------------------------------------ plumbing
 
-    def _run(self, coro: Coroutine[Any, Any, _T], what: str, extra_s: float = 0.0) -> _T:
-        """Run `coro` on the loop, bounded by timeout_s; translate every failure into SessionError."""
+    def _submit(self, coro: Coroutine[Any, Any, _T], what: str) -> Future[_T]:
+        """Schedule `coro` on the loop, bounded by timeout_s, failures translated into SessionError."""
         if self._loop.in_loop_thread():
             coro.close()
             raise RuntimeError("OpcuaSession methods must not be called on the OPC UA loop thread")
-        future = self._loop.submit(self._bounded(coro, what))
+        try:
+            return self._loop.submit(self._bounded(coro, what))
+        except RuntimeError as err:  # the loop was stopped (daemon shutting down)
+            return _failed(SessionError(Failure(DOWN, f"{what}: {err}")))
+
+    def _wait(self, future: Future[_T], what: str, extra_s: float = 0.0) -> _T:
+        """Block the calling (actor) thread for the result, at most timeout_s plus a margin."""
         try:
             return future.result(timeout=self._timeout_s + _MARGIN_S + extra_s)
         except concurrent.futures.TimeoutError as err:
@@ -234,6 +269,7 @@ class OpcuaSession:
     async def _connect(self, url: str) -> list[str]:
         await self._drop_client(graceful=False)
         self._lost = None
+        self._offered = []
         client = Client(url, timeout=self._timeout_s, watchdog_intervall=max(1.0, self._timeout_s))
         client.session_timeout = 60_000  # ms: an abandoned session is dropped by the server soon
         client.description = client.name = "fieldwatch"
@@ -255,7 +291,8 @@ class OpcuaSession:
                 offered = await self._discover(url)
                 raise SessionError(Failure(FAULTY, "BadTcpEndpointUrlInvalid", tuple(offered))) from err
             raise
-        return sorted({str(ep.EndpointUrl) for ep in endpoints})
+        self._offered = sorted({str(ep.EndpointUrl) for ep in endpoints})
+        return list(self._offered)
 
     async def _discover(self, url: str) -> list[str]:
         """GetEndpoints through the server's base URL (no path), for a refused endpoint path."""
@@ -315,6 +352,22 @@ class OpcuaSession:
         except (OSError, RuntimeError, TimeoutError) as err:  # already closed: nothing to do
             logger.debug("%r: close_session after abort: %r", self, err)
         client.disconnect_socket()
+
+    async def _health(self) -> ServerHealth:
+        values = await self._read_values([_STATE_NODE, _TIME_NODE])
+        return health_from(values[0], values[1])
+
+    async def _probe(self, node_ids: list[str]) -> tuple[ServerHealth, list[NodeValue]]:
+        parsed = [(text, parse_node_id(text)) for text in node_ids]
+        valid = [nid for _text, nid in parsed if nid is not None]
+        values = await self._read_values([_STATE_NODE, _TIME_NODE, *valid])
+        return health_from(values[0], values[1]), node_values(parsed, values[2:])
+
+    async def _read(self, node_ids: list[str]) -> list[NodeValue]:
+        parsed = [(text, parse_node_id(text)) for text in node_ids]
+        valid = [nid for _text, nid in parsed if nid is not None]
+        values = await self._read_values(valid) if valid else []
+        return node_values(parsed, values)
 
     async def _read_values(self, nids: list[ua.NodeId]) -> list[ua.DataValue]:
         client = self._require_client()
