@@ -156,6 +156,56 @@ def raw_paho(port: int, messages: int, qos: int, mode: str, timeout_s: float) ->
                   counter.last - counter.first)
 
 
+def wrapper_client(port: int, messages: int, qos: int, mode: str, timeout_s: float) -> Result:
+    """fieldwatch's MqttClient (manual ack, keepalive watchdog), acking in the callback: wrapper overhead."""
+    from fieldwatch.actors.mqtt.client import MqttClient
+
+    counter = RawCounter(messages)
+    connected = threading.Event()
+    holder: list[MqttClient] = []
+
+    def on_message(topic: str, payload: bytes, q: int, mid: int, dup: bool) -> None:
+        now = time.perf_counter()
+        if counter.count == 0:
+            counter.first = now
+        counter.last = now
+        counter.count += 1
+        counter.seqs.add(json.loads(payload)["seq"])
+        holder[0].ack(mid, q)
+        if len(counter.seqs) >= messages:
+            counter.done.set()
+
+    def connect() -> MqttClient:
+        connected.clear()
+        client = MqttClient(host="127.0.0.1", port=port, client_id=f"bench-wrapper-{mode}-{qos}",
+                            clean_session=False, username=None, password=None, tls=None, keepalive_s=60,
+                            on_connect=lambda code, reason: connected.set(),
+                            on_disconnect=lambda code, reason: None, on_message=on_message)
+        holder[:] = [client]
+        client.subscribe([TOPIC_FILTER], qos)
+        client.start()
+        if not connected.wait(10):
+            raise RuntimeError("no CONNACK")
+        return client
+
+    client = connect()
+    # a retained-free probe round trip proves the subscription is active
+    run_publisher(port, 0, qos, timeout_s)
+    time.sleep(0.5)  # SUBACK is not surfaced by the wrapper; the subscription is made right after CONNACK
+    if mode == "backlog":
+        client.stop()
+        run_publisher(port, messages, qos, timeout_s)
+        client = connect()
+        counter.done.wait(timeout_s)
+    else:
+        publisher = start_publisher(port, messages, qos)
+        counter.done.wait(timeout_s)
+        publisher.wait(timeout_s)
+    client.stop()
+    return Result("MqttClient wrapper", mode, qos, messages, counter.count, len(counter.seqs),
+                  counter.last - counter.first)
+
+
 def run_publisher(port: int, messages: int, qos: int, timeout_s: float) -> None:
     """Run the publisher process to completion."""
     publisher = start_publisher(port, messages, qos)
@@ -166,7 +216,7 @@ def run_publisher(port: int, messages: int, qos: int, timeout_s: float) -> None:
 # --- running and recording -----------------------------------------------------------------------
 
 Case = Callable[[int, int, int, str, float], Result]
-CASES: dict[str, Case] = {"raw": raw_paho}
+CASES: dict[str, Case] = {"raw": raw_paho, "wrapper": wrapper_client}
 
 
 def run_case(name: str, messages: int, qos: int, mode: str, inflight: int, timeout_s: float) -> Result:
@@ -234,6 +284,8 @@ def main() -> None:
     for name in args.cases:
         for qos in args.qos:
             for mode in args.modes:
+                if mode == "backlog" and qos == 0:
+                    continue  # Mosquitto does not queue QoS 0 for offline sessions
                 result = run_case(name, args.messages, qos, mode, args.inflight, args.timeout)
                 print(f"{result.case:>16} {mode:>8} qos{qos}: {result.rate:9,.0f} msg/s "
                       f"({result.unique:,}/{result.messages:,} unique)", flush=True)

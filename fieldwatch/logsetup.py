@@ -94,5 +94,8 @@ def setup_logging(
         root.addHandler(handler)
     root.setLevel(getattr(logging, level.upper(), logging.INFO))
     # Libraries are chatty at info: keep their warnings only.
-    for noisy in ("asyncua", "paho", "waitress", "peewee", "amqtt", "transitions", "pykka"):
+    for noisy in ("paho", "waitress", "peewee", "amqtt", "transitions", "pykka"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))
+    # asyncua logs errors on every failed connect and lost session; the OPC UA actor
+    # reports each failure once through its state, events and alerts instead.
+    logging.getLogger("asyncua").setLevel(logging.DEBUG if root.level <= logging.DEBUG else logging.CRITICAL + 1)

@@ -296,15 +296,20 @@ class ActorPool:
                 self._stuck += 1
                 logger.warning(
                     "%s: worker %s stuck for %.1f s in %s handling %s; adding a worker",
-                    self.name, worker.thread.name, now - since, worker.actor, type(worker.message).__name__,
+                    self.name,
+                    worker.thread.name,
+                    now - since,
+                    worker.actor,
+                    type(worker.message).__name__,
                 )
                 if len(self._workers) < self._target_locked():
                     self._spawn_locked()
                     self._compensations += 1
                 elif not self._max_logged:
                     self._max_logged = True
-                    logger.error("%s: %d workers stuck, at max_workers=%d: actors may starve",
-                                 self.name, self._stuck, self._max)
+                    logger.error(
+                        "%s: %d workers stuck, at max_workers=%d: actors may starve", self.name, self._stuck, self._max
+                    )
 
 
 class PooledActor(pykka.Actor):

@@ -251,6 +251,11 @@ class SimServerThread:
             raise RuntimeError(f"OPC UA simulation server did not start: {self._error!r}")
         return self.options.url
 
+    @property
+    def running(self) -> bool:
+        """Whether the server thread is alive."""
+        return self._thread.is_alive()
+
     def stop(self, timeout_s: float = 5.0) -> None:
         """Stop serving and join the thread."""
         if self._stop is not None and self._loop.is_running():

@@ -198,9 +198,18 @@ def apply_writes(db: peewee.Database, writes: Sequence[Write], names: dict[int, 
         if kind is ReadingRecord:
             assert isinstance(w, ReadingRecord)
             readings.append(
-                (w.endpoint_id, w.name, w.device, w.value_num, w.value_text, w.quality,
-                 w.source_time, w.received_at, w.msg_key)
-            )  # fmt: skip
+                (
+                    w.endpoint_id,
+                    w.name,
+                    w.device,
+                    w.value_num,
+                    w.value_text,
+                    w.quality,
+                    w.source_time,
+                    w.received_at,
+                    w.msg_key,
+                )
+            )
         elif kind is EventRecord:
             assert isinstance(w, EventRecord)
             site_name, endpoint_name = w.site_name, w.endpoint_name
@@ -209,9 +218,19 @@ def apply_writes(db: peewee.Database, writes: Sequence[Write], names: dict[int, 
                 site_name = site_name if site_name is not None else known[0]
                 endpoint_name = endpoint_name if endpoint_name is not None else known[1]
             events.append(
-                (w.time, site_name, endpoint_name, w.endpoint_id, w.level, w.event, w.message,
-                 w.exc_type, w.attempt, w.generation)
-            )  # fmt: skip
+                (
+                    w.time,
+                    site_name,
+                    endpoint_name,
+                    w.endpoint_id,
+                    w.level,
+                    w.event,
+                    w.message,
+                    w.exc_type,
+                    w.attempt,
+                    w.generation,
+                )
+            )
         elif kind is StateChange:
             assert isinstance(w, StateChange)
             endpoint_updates.setdefault(w.endpoint_id, {}).update(
@@ -260,9 +279,13 @@ def apply_writes(db: peewee.Database, writes: Sequence[Write], names: dict[int, 
     if topics:
         rows = [(eid, topic, v[0], v[1], v[2], v[3]) for (eid, topic), v in topics.items()]
         _insert_rows(
-            db, "topic", 'endpoint_id, topic, first_seen, last_seen, "count", is_processable', 6, rows,
+            db,
+            "topic",
+            'endpoint_id, topic, first_seen, last_seen, "count", is_processable',
+            6,
+            rows,
             _pg_minmax(db, _TOPIC_TAIL),
-        )  # fmt: skip
+        )
     if devices:
         # last_seen moves only with an online message; the flag is the last one sent
         cols = "endpoint_id, name, first_seen, last_seen, online"

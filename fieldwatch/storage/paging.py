@@ -1,4 +1,4 @@
-"""Keyset pagination and row formatting shared by the read queries.
+"""Keyset pagination and the row helpers shared by the read queries.
 
 A cursor is an opaque URL-safe string naming the last row of a page (its sort key and
 id) and the collection it belongs to; a cursor that does not decode is a ValueError,
@@ -9,13 +9,17 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import json
 import math
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import peewee
 
+from fieldwatch.errors import StorageError
+from fieldwatch.storage.db import DATABASE_ERRORS, database_proxy, reset_connection
+from fieldwatch.storage.models import Endpoint, Reading, Site
 from fieldwatch.timeutil import to_rfc3339
 
 __all__ = [
@@ -28,6 +32,13 @@ __all__ = [
     "reading_value",
     "public_config",
     "SECRET_KEYS",
+    "READING_FIELDS",
+    "read_errors",
+    "tuples",
+    "endpoint_ids",
+    "endpoint_names",
+    "reading_items",
+    "rfc",
 ]
 
 MAX_LIMIT = 10_000
@@ -126,3 +137,74 @@ def _strip(value: Any) -> Any:
 def rfc(ts: float | None) -> str | None:
     """Unix seconds to RFC 3339 (None stays None)."""
     return to_rfc3339(ts)
+
+
+@contextlib.contextmanager
+def read_errors() -> Iterator[None]:
+    """Turn a database failure into StorageError, dropping this thread's connection."""
+    try:
+        yield
+    except DATABASE_ERRORS as err:
+        db = database_proxy.obj
+        if db is not None:
+            reset_connection(db)
+        raise StorageError(f"storage read failed: {err}") from err
+
+
+def tuples(query: Any) -> list[tuple[Any, ...]]:
+    """Rows of a peewee query as plain tuples (no model instances: fast, and typed loosely)."""
+    return list(query.tuples())
+
+
+def endpoint_ids(site: str | None, endpoint: str | None) -> list[int] | None:
+    """Ids matching the site/endpoint filters (None: no filter)."""
+    if site is None and endpoint is None:
+        return None
+    query = Endpoint.select(Endpoint.id).join(Site)
+    if site is not None:
+        query = query.where(Site.name == site)
+    if endpoint is not None:
+        query = query.where(Endpoint.name == endpoint)
+    return [row[0] for row in tuples(query)]
+
+
+def endpoint_names(ids: set[int]) -> dict[int, tuple[str, str]]:
+    """endpoint id -> (site name, endpoint name) for the ids given."""
+    if not ids:
+        return {}
+    query = Endpoint.select(Endpoint.id, Site.name, Endpoint.name).join(Site).where(Endpoint.id.in_(list(ids)))
+    return {eid: (site_name, name) for eid, site_name, name in tuples(query)}
+
+
+def reading_items(rows: list[Any], names: dict[int, tuple[str, str]]) -> list[dict[str, Any]]:
+    """Rows selected with READING_FIELDS as SPEC §6 reading dicts."""
+    items = []
+    for received_at, rid, eid, name, device, value_num, value_text, quality, source_time in rows:
+        site_name, endpoint_name = names.get(eid, (None, None))
+        items.append(
+            {
+                "id": rid,
+                "site": site_name,
+                "endpoint": endpoint_name,
+                "name": name,
+                "device": device,
+                "value": reading_value(value_num, value_text),
+                "quality": quality,
+                "source_time": rfc(source_time),
+                "received_at": rfc(received_at),
+            }
+        )
+    return items
+
+
+READING_FIELDS = (
+    Reading.received_at,
+    Reading.id,
+    Reading.endpoint,
+    Reading.name,
+    Reading.device,
+    Reading.value_num,
+    Reading.value_text,
+    Reading.quality,
+    Reading.source_time,
+)

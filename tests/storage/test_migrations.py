@@ -39,8 +39,6 @@ def test_migrate_is_idempotent_and_keeps_data(db: peewee.Database) -> None:
 
 
 def test_a_newer_schema_is_refused(db: peewee.Database) -> None:
-    db.execute_sql(
-        f"INSERT INTO schema_version (version, applied_at) VALUES ({db.param}, 0)", (LATEST_VERSION + 1,)
-    )
+    db.execute_sql(f"INSERT INTO schema_version (version, applied_at) VALUES ({db.param}, 0)", (LATEST_VERSION + 1,))
     with pytest.raises(StorageError, match="newer"):
         migrate(db)

@@ -1,7 +1,10 @@
 """The OPC UA endpoint actor: connect, verify, poll/subscribe, health-check, stale and thresholds.
 
 One actor per `kind: opcua` endpoint. Its session runs on the shared
-`OpcuaLoop`; every blocking call is bounded by the endpoint's `timeout_s`.
+`OpcuaLoop` and the actor never blocks on the network: it submits each
+request (`*_nowait`), and the request's done-callback tells the actor a
+`_Done` message, so health checks are answered at once even while a frozen
+server makes a request wait for its `timeout_s`.
 A connection is `up` only once verified: the server answered one Read with
 ServerStatus.State = Running plus the configured nodes. Library callbacks
 (subscription data, connection loss) only `tell` this actor typed messages
@@ -14,6 +17,7 @@ from __future__ import annotations
 import json
 import time
 from collections import defaultdict
+from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -23,7 +27,7 @@ from fieldwatch import states
 from fieldwatch.actors.base import ChildContext
 from fieldwatch.actors.connection import ConnectionActor, EndpointContext
 from fieldwatch.actors.opcua.classify import Failure
-from fieldwatch.actors.opcua.session import NodeValue, OpcuaSession, SessionError
+from fieldwatch.actors.opcua.session import NodeValue, OpcuaSession, ServerHealth, SessionError
 from fieldwatch.actors.opcua.thresholds import ThresholdTracker, numeric
 from fieldwatch.actors.scheduler import TimerHandle
 from fieldwatch.config.model import NodeConfig, OpcuaOptions, ThresholdConfig
@@ -73,10 +77,13 @@ class ConnectionLost:
 
 
 @dataclass(frozen=True, slots=True)
-class _Verify:
-    """Self-message after the session connected: verify the link, first read, subscribe."""
+class _Done:
+    """Loop thread -> actor: the request `op` of connection `conn` finished (result or SessionError)."""
 
     conn: int
+    op: str
+    future: Future[Any]
+    nodes: tuple[NodeConfig, ...] = ()
 
 
 def _tell(ref: pykka.ActorRef[Any], message: Any) -> None:
@@ -119,17 +126,19 @@ class OpcuaActor(ConnectionActor):
         self._conn_timers: list[TimerHandle] = []
         self._bad: dict[str, str] = {}  # reading name -> the bad quality already reported
         self._path_warned = False
+        self._inflight: dict[str, float] = {}  # request op -> when it was sent (monotonic)
+        self._verify_fresh = False
         self._trackers = self._make_trackers(opts.thresholds)
 
     # -- ConnectionActor hooks ------------------------------------------------------
 
     def connect(self) -> None:
-        """Open a new session; on success verify it in a follow-up message."""
+        """Start a new session's connect; `_Done("connect")` continues."""
         self._drop_session()
         self._conn += 1
         conn, ref = self._conn, self.actor_ref
         opts: OpcuaOptions = self.options
-        session = OpcuaSession(
+        self._session = OpcuaSession(
             opts.url,
             timeout_s=self._timeout_s,
             security=opts.security,
@@ -137,80 +146,128 @@ class OpcuaActor(ConnectionActor):
             password=opts.password,
             on_connection_lost=lambda reason: _tell(ref, ConnectionLost(conn, reason)),
         )
-        self._session = session
-        try:
-            offered = session.connect()
-        except SessionError as err:
-            self._fail(err.failure)
-            return
-        if not session.path_offered() and not self._path_warned:
-            self._path_warned = True
-            message = (
-                f"the server accepted {opts.url} but does not offer that endpoint path; "
-                f"it offers: {', '.join(offered) or 'nothing'}"
-            )
-            self.log.warning("%s", message)
-            self.event("warning", "endpoint_path_not_offered", message)
-        _tell(ref, _Verify(conn))  # let health checks in between the two blocking steps
+        self._await("connect", self._session.connect_nowait())
 
     def disconnect(self) -> None:
-        """Close the session (bounded by timeout_s) and stop this connection's timers."""
+        """Close the session in the background and stop this connection's timers."""
         self._drop_session()
 
     def on_message(self, message: Any) -> Any:
-        """Timer ticks and messages told by the OPC UA loop thread."""
+        """Request results, timer ticks and messages told by the OPC UA loop thread."""
         if getattr(message, "conn", None) != self._conn or self._session is None:
             return None  # from an older connection
-        if isinstance(message, NodeData):
+        if isinstance(message, _Done):
+            self._inflight.pop(message.op, None)
+            self._done(message)
+        elif isinstance(message, NodeData):
             self._node_data(message.value)
         elif isinstance(message, PollTick):
-            self._read(self._polled.get(message.poll_s, []))
+            self._read(f"poll:{message.poll_s:g}", self._polled.get(message.poll_s, []))
+        elif isinstance(message, FreshnessRead):
+            self._read("fresh", self._subscribed)
         elif isinstance(message, HealthTick):
             self._health_tick()
-        elif isinstance(message, FreshnessRead):
-            self._read(self._subscribed)
         elif isinstance(message, ConnectionLost):
             self._fail(Failure(states.DOWN, message.reason))
-        elif isinstance(message, _Verify):
-            self._verify()
         else:
             return super().on_message(message)
         return None
 
-    # -- connection steps ---------------------------------------------------------------
+    # -- requests -------------------------------------------------------------------------
 
-    def _verify(self) -> None:
-        session, conn, ref = self._session, self._conn, self.actor_ref
-        assert session is not None
-        nodes = [node for group in self._polled.values() for node in group] + self._subscribed
+    def _await(self, op: str, future: Future[Any], nodes: tuple[NodeConfig, ...] = ()) -> None:
+        """Have the loop tell us `_Done(op)` when `future` resolves (it does within timeout_s)."""
+        conn, ref = self._conn, self.actor_ref
+        self._inflight[op] = time.monotonic()
+        future.add_done_callback(lambda done: _tell(ref, _Done(conn, op, done, nodes)))
+
+    def _done(self, message: _Done) -> None:
         try:
-            health, values = session.probe([node.id for node in nodes])
+            result = message.future.result()
         except SessionError as err:
-            self._count_error(len(nodes))
+            self._count_error(len(message.nodes))
             self._fail(err.failure)
             return
+        except Exception as err:  # supervision boundary for a bug below the session: a DOWN, not a crash
+            self.log.exception("OPC UA request %s failed unexpectedly", message.op)
+            self._count_error(len(message.nodes))
+            self._fail(Failure(states.DOWN, f"{type(err).__name__}: {err}"))
+            return
+        if message.op == "connect":
+            self._connected_session(result)
+        elif message.op == "verify":
+            self._verified(message.nodes, *result)
+        elif message.op == "subscribe":
+            self._up(self._verify_fresh)
+        elif message.op == "health":
+            self._health_result(result)
+        else:  # "poll:<s>" and "fresh"
+            self._handle_values(list(message.nodes), result)
+            self._check_stale()
+
+    def _read(self, op: str, nodes: list[NodeConfig]) -> None:
+        if not nodes or self._session is None or op in self._inflight:
+            return  # a read of this group is still under way: do not pile up requests
+        self._await(op, self._session.read_nowait([node.id for node in nodes]), tuple(nodes))
+
+    def _health_tick(self) -> None:
+        assert self._session is not None
+        overdue = [op for op, since in self._inflight.items() if time.monotonic() - since > self._timeout_s + 2]
+        if overdue:  # the session bounds every request; this guards against a stalled loop
+            self._fail(Failure(states.DOWN, f"{overdue[0]}: no answer within {self._timeout_s:g} s"))
+            return
+        if "health" not in self._inflight:
+            self._await("health", self._session.health_nowait())
+        self._check_stale()
+
+    # -- connection steps ---------------------------------------------------------------
+
+    def _connected_session(self, offered: list[str]) -> None:
+        session = self._session
+        assert session is not None
+        if not session.path_offered() and not self._path_warned:
+            self._path_warned = True
+            message = (
+                f"the server accepted {session.url} but does not offer that endpoint path; "
+                f"it offers: {', '.join(offered) or 'nothing'}"
+            )
+            self.log.warning("%s", message)
+            self.event("warning", "endpoint_path_not_offered", message)
+        nodes = tuple(node for group in self._polled.values() for node in group) + tuple(self._subscribed)
+        self._await("verify", session.probe_nowait([node.id for node in nodes]), nodes)
+
+    def _verified(self, nodes: tuple[NodeConfig, ...], health: ServerHealth, values: list[NodeValue]) -> None:
         if not health.running:
             self._fail(Failure(states.DOWN, f"server state is {health.state_name}, not Running"))
             return
-        fresh = self._handle_values(nodes, values)
-        if self._subscribed:
-            interval = min(node.poll_s for node in self._subscribed)
-            try:
-                session.subscribe(
-                    [node.id for node in self._subscribed], interval, lambda v: _tell(ref, NodeData(conn, v))
-                )
-            except SessionError as err:
-                self._fail(err.failure)
-                return
+        self._verify_fresh = self._handle_values(list(nodes), values) or not nodes
+        if not self._subscribed:
+            self._up(self._verify_fresh)
+            return
+        assert self._session is not None
+        conn, ref = self._conn, self.actor_ref
+        interval = min(node.poll_s for node in self._subscribed)
+        future = self._session.subscribe_nowait(
+            [node.id for node in self._subscribed], interval, lambda v: _tell(ref, NodeData(conn, v))
+        )
+        self._await("subscribe", future)
+
+    def _up(self, fresh: bool) -> None:
         self._start_timers()
         stale_after = self.stale_after_s()
         last = self.last_data_at
-        if nodes and not fresh and stale_after and last is not None and time.time() - last > stale_after:
+        if not fresh and stale_after and last is not None and time.time() - last > stale_after:
             # CONNECTING -> STALE: the link works but the data is still old (e.g. after a replacement).
             self.transition(states.STALE, self._stale_reason(stale_after))
             return
-        # CONNECTING/DOWN/FAULTY -> UP
-        self.connected(f"connected to {health.state_name} server")
+        # CONNECTING/DOWN/FAULTY -> UP: the server answered a Read as Running
+        self.connected("connected; server Running")
+
+    def _health_result(self, health: ServerHealth) -> None:
+        if not health.running:
+            self._fail(Failure(states.DOWN, f"server state is {health.state_name}, not Running"))
+            return
+        self._check_stale()
 
     def _start_timers(self) -> None:
         conn = self._conn
@@ -231,35 +288,12 @@ class OpcuaActor(ConnectionActor):
         for timer in self._conn_timers:
             timer.cancel()
         self._conn_timers.clear()
+        self._inflight.clear()
         session, self._session = self._session, None
         if session is not None:
-            session.close()
+            session.close_nowait()  # bounded on the loop; nothing to wait for here
 
     # -- data -------------------------------------------------------------------------------
-
-    def _read(self, nodes: list[NodeConfig]) -> None:
-        if not nodes or self._session is None:
-            return
-        try:
-            values = self._session.read([node.id for node in nodes])
-        except SessionError as err:
-            self._count_error(len(nodes))
-            self._fail(err.failure)
-            return
-        self._handle_values(nodes, values)
-        self._check_stale()
-
-    def _health_tick(self) -> None:
-        assert self._session is not None
-        try:
-            health = self._session.health()
-        except SessionError as err:
-            self._fail(err.failure)
-            return
-        if not health.running:
-            self._fail(Failure(states.DOWN, f"server state is {health.state_name}, not Running"))
-            return
-        self._check_stale()
 
     def _node_data(self, value: NodeValue) -> None:
         nodes = [node for node in self._subscribed if node.id == value.node_id]

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
+from harness import Harness
 from icmp_helpers import ResultSink
 from netns import VethNamespace, netns_available, veth_namespace
 
@@ -39,3 +41,11 @@ def veth_ns() -> Iterator[VethNamespace]:
         pytest.skip(f"network namespaces unavailable: {reason}")
     with veth_namespace() as ns:
         yield ns
+
+
+@pytest.fixture
+def harness(tmp_path: Path) -> Iterator[Harness]:
+    """A real daemon (no HTTP), stopped after the test."""
+    h = Harness(tmp_path)
+    yield h
+    h.stop()

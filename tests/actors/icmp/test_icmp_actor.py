@@ -5,12 +5,14 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from harness import Harness, fast_policy, wait_for
 from netns import VethNamespace
 
 from fieldwatch.actors.icmp.prober import resolve, stop_shared_prober
+from fieldwatch.config.loader import parse_config_text
 from fieldwatch.config.model import EndpointConfig, IcmpOptions, SiteConfig
 
 
@@ -88,3 +90,11 @@ def test_unresolvable_host_is_faulty_once_and_re_resolved_at_max_backoff(
     assert len(failures) == 1 and failures[0]["event"] == "connecting->faulty"
     assert [a["condition"] for a in harness.alerts("s1", "r", active=True)] == ["faulty"]
     assert harness.state("s1", "r") == "faulty"
+
+
+def test_sample_config_validates() -> None:
+    sample = Path(__file__).resolve().parents[3] / "fieldwatch" / "actors" / "icmp" / "sample.yaml"
+    config = parse_config_text(sample.read_text(), str(sample))
+    router, camera = config.sites[0].endpoints
+    assert router.options == IcmpOptions("10.0.0.1")  # the sample shows the defaults
+    assert isinstance(camera.options, IcmpOptions) and camera.options.count == 3

@@ -11,7 +11,7 @@ import pytest
 from opcua_sim import SimProcess, free_port, wait_until
 
 from fieldwatch.actors.opcua.session import NodeValue, OpcuaSession, SessionError
-from fieldwatch.sim.opcua_server import NODES
+from fieldwatch.sim.opcua_server import NODES, SimOptions, SimServerThread
 
 TIMEOUT_S = 1.0
 
@@ -226,3 +226,15 @@ def test_frozen_endpoint_does_not_slow_another(
     assert errors and all(err.failure.state == "down" for err in errors)
     assert reads > 50
     assert slowest < 0.25
+
+
+def test_sim_server_runs_in_process_for_the_demo(sessions: Callable[..., OpcuaSession]) -> None:
+    server = SimServerThread(SimOptions(port=free_port()))
+    url = server.start()
+    try:
+        session = sessions(url)
+        assert session.connect() == [url]
+        assert session.read([NODES["counter"]])[0].good
+    finally:
+        server.stop()
+    assert not server.running

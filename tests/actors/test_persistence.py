@@ -1,0 +1,354 @@
+"""The persistence actor on SQLite and PostgreSQL: commands, order, generations, deletions."""
+
+from __future__ import annotations
+
+import functools
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import peewee
+import pykka
+import pytest
+
+from fieldwatch.actors.persistence import PersistenceActor
+from fieldwatch.actors.scheduler import Scheduler
+from fieldwatch.errors import ConflictError, NotFoundError, StorageError
+from fieldwatch.policy import Retry, StoragePolicy
+from fieldwatch.storage import commands as c
+from fieldwatch.storage import writes as w
+from fieldwatch.storage.gateway import StorageGateway
+from fieldwatch.storage.testing import PG_ENV, pg_url, temporary_database
+
+BACKENDS = [
+    pytest.param("sqlite"),
+    pytest.param("postgresql", marks=pytest.mark.skipif(pg_url() is None, reason=f"{PG_ENV} is not set")),
+]
+POLICY = StoragePolicy(retry=Retry(initial_s=0.05, max_s=0.5))
+
+
+@pytest.fixture(params=BACKENDS)
+def db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[peewee.Database]:
+    with temporary_database(str(request.param), tmp_path) as database:
+        yield database
+        pykka.ActorRegistry.stop_all(block=True, timeout=5)
+
+
+@pytest.fixture
+def scheduler() -> Iterator[Scheduler]:
+    sched = Scheduler("test-storage")
+    sched.start()
+    yield sched
+    sched.stop()
+
+
+@pytest.fixture
+def gateway(db: peewee.Database) -> StorageGateway:
+    return StorageGateway(max_queue=10_000)
+
+
+@pytest.fixture
+def writer(gateway: StorageGateway, scheduler: Scheduler) -> Iterator[pykka.ActorRef[PersistenceActor]]:
+    ref = PersistenceActor.start(gateway, policy=POLICY, scheduler=scheduler)
+    yield ref
+    pykka.ActorRegistry.stop_all(block=True, timeout=5)
+
+
+def wait_for(condition: Callable[[], bool], what: str, timeout_s: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
+        time.sleep(0.005)
+
+
+def drained(gateway: StorageGateway) -> None:
+    wait_for(lambda: gateway.queue_depth == 0, "the queue to drain")
+
+
+def spec(name: str, *endpoints: str, enabled: bool = True) -> c.SiteSpec:
+    return c.SiteSpec(name, enabled, "{}", tuple(c.EndpointSpec(e, "icmp", True, '{"host": "h"}') for e in endpoints))
+
+
+def ids(site: c.StoredSite) -> dict[str, int]:
+    return {e.name: e.id for e in site.endpoints}
+
+
+def scalar(db: peewee.Database, sql: str, *params: object) -> object:
+    return db.execute_sql(sql.replace("?", db.param), params).fetchone()[0]
+
+
+@pytest.mark.usefixtures("writer")
+def test_sync_config_creates_updates_and_stored_enabled_wins(gateway: StorageGateway) -> None:
+    first = gateway.command(c.SyncConfig([spec("a", "plc", "router"), spec("gone", "x")]))
+    assert [s.name for s in first] == ["a", "gone"]
+    assert all(s.origin == "config" for s in first)
+    api = gateway.command(c.CreateSite(spec("api-site", "e1")))
+    assert api.origin == "api"
+    # an endpoint added through the API to a config site
+    gateway.command(c.ReplaceSite(spec("a", "plc", "router", "extra")))
+    gateway.command(c.SetSiteEnabled("a", False))
+    gateway.command(c.SetEndpointEnabled("a", "plc", False))
+    plc_id = ids(first[0])["plc"]
+
+    again = {s.name: s for s in gateway.command(c.SyncConfig([spec("a", "plc")]))}
+    assert set(again) == {"a", "api-site"}  # config site no longer declared: deleted; API site kept
+    site = again["a"]
+    assert site.enabled is False  # the stored flag wins over the YAML's initial value
+    endpoints = {e.name: e for e in site.endpoints}
+    assert set(endpoints) == {"plc", "extra"}  # config endpoint dropped, API endpoint kept
+    assert endpoints["plc"].enabled is False and endpoints["plc"].id == plc_id
+    assert endpoints["extra"].origin == "api"
+    assert gateway.command(c.LoadSites()) == tuple(again[n] for n in sorted(again))
+
+
+@pytest.mark.usefixtures("writer")
+def test_commands_raise_not_found_and_conflict(gateway: StorageGateway) -> None:
+    site = gateway.command(c.CreateSite(spec("s", "e")))
+    with pytest.raises(ConflictError):
+        gateway.command(c.CreateSite(spec("s")))
+    with pytest.raises(ConflictError):
+        gateway.command(c.CreateSite(spec("t", "dup", "dup")))
+    for cmd in (
+        c.SetSiteEnabled("nope", True),
+        c.SetEndpointEnabled("s", "nope", True),
+        c.SetEndpointEnabled("nope", "e", True),
+        c.ReplaceSite(spec("nope")),
+        c.DeleteSite("nope"),
+        c.DeleteEndpoint(999_999),
+        c.SetTopicActive(site.endpoints[0].id, "no/topic", True),
+    ):
+        with pytest.raises(NotFoundError):
+            gateway.command(cmd)
+    with pytest.raises(ValueError):
+        gateway.command(c.CreateSite(c.SiteSpec("bad", True, "{not json")))
+    assert [s.name for s in gateway.command(c.LoadSites())] == ["s"]
+
+
+@pytest.mark.usefixtures("writer")
+def test_replace_site_keeps_ids_and_deletes_missing(gateway: StorageGateway, db: peewee.Database) -> None:
+    before = ids(gateway.command(c.CreateSite(spec("s", "keep", "drop"))))
+    after = gateway.command(c.ReplaceSite(spec("s", "keep", "new", enabled=False)))
+    assert after.enabled is False
+    assert ids(after)["keep"] == before["keep"]
+    assert set(ids(after)) == {"keep", "new"}
+    assert scalar(db, "SELECT COUNT(*) FROM endpoint WHERE id = ?", before["drop"]) == 0
+
+
+def test_command_without_writer_is_a_storage_error(gateway: StorageGateway) -> None:
+    with pytest.raises(StorageError, match="not running"):
+        gateway.command(c.LoadSites(), timeout_s=0.05)
+
+
+@pytest.mark.usefixtures("writer")
+def test_state_changes_keep_their_order_under_concurrent_writers(gateway: StorageGateway, db: peewee.Database) -> None:
+    names = [f"e{i}" for i in range(6)]
+    endpoint_ids = ids(gateway.command(c.CreateSite(spec("s", *names))))
+    sequence = ["connecting", "up", "stale", "up", "down", "connecting", "up", "faulty"]
+    per_endpoint = 120
+    start = threading.Barrier(len(names))
+
+    def actor(endpoint_id: int) -> None:
+        generation = gateway.next_generation(endpoint_id)
+        start.wait(timeout=5)
+        for i in range(per_endpoint):
+            state = sequence[i % len(sequence)]
+            now = time.time()
+            gateway.submit(w.StateChange(endpoint_id, generation, state, now, f"step {i}", None, now))
+            gateway.submit(w.EventRecord(endpoint_id, generation, now, "info", "state", f"{i}"))
+            gateway.submit(w.ReadingRecord(endpoint_id, generation, "x", float(i), None, "good", None, now))
+
+    threads = [threading.Thread(target=actor, args=(endpoint_ids[n],)) for n in names]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=10)
+    drained(gateway)
+    last = per_endpoint - 1
+    for endpoint_id in endpoint_ids.values():
+        state, reason = db.execute_sql(
+            f"SELECT state, reason FROM endpoint WHERE id = {db.param}", (endpoint_id,)
+        ).fetchone()
+        assert (state, reason) == (sequence[last % len(sequence)], f"step {last}")
+        messages = db.execute_sql(
+            f"SELECT message FROM event WHERE endpoint_id = {db.param} ORDER BY id", (endpoint_id,)
+        ).fetchall()
+        assert [int(m[0]) for m in messages] == list(range(per_endpoint))
+    assert gateway.stats().writes_total == len(names) * (per_endpoint * 3 + 1)
+
+
+@pytest.mark.usefixtures("writer")
+def test_writes_of_an_older_generation_are_discarded(
+    gateway: StorageGateway, db: peewee.Database, caplog: pytest.LogCaptureFixture
+) -> None:
+    endpoint_id = ids(gateway.command(c.CreateSite(spec("s", "plc"))))["plc"]
+    old = gateway.next_generation(endpoint_id)
+    gateway.submit(w.StateChange(endpoint_id, old, "up", 1.0, "ok", None, 1.0))
+    new = gateway.next_generation(endpoint_id)
+    assert new == old + 1 == gateway.current_generation(endpoint_id)
+    acks: list[int] = []
+    with caplog.at_level(logging.WARNING, logger="fieldwatch.storage.batch"):
+        gateway.submit(w.StateChange(endpoint_id, new, "connecting", 2.0, "restarted", None, 1.0))
+        gateway.submit(w.StateChange(endpoint_id, old, "up", 3.0, "hung actor", None, 3.0))  # must not win
+        gateway.submit(
+            w.ReadingRecord(endpoint_id, old, "x", 1.0, None, "good", None, 3.0, on_commit=lambda: acks.append(1))
+        )
+        drained(gateway)
+    row = db.execute_sql(f"SELECT state, reason, generation FROM endpoint WHERE id = {db.param}", (endpoint_id,))
+    assert row.fetchone() == ("connecting", "restarted", new)
+    assert scalar(db, "SELECT COUNT(*) FROM reading") == 0
+    assert acks == []  # a discarded reading is never acknowledged
+    assert gateway.stats().discarded_total == 2
+    warnings = [r for r in caplog.records if "generation" in r.getMessage()]
+    assert len(warnings) == 1 and warnings[0].levelno == logging.WARNING
+
+
+@pytest.mark.usefixtures("writer")
+def test_writes_for_a_deleted_endpoint_are_discarded_and_logged_once(
+    gateway: StorageGateway, db: peewee.Database, caplog: pytest.LogCaptureFixture
+) -> None:
+    endpoint_ids = ids(gateway.command(c.CreateSite(spec("s", "gone", "stays"))))
+    gone = endpoint_ids["gone"]
+    generation = gateway.next_generation(gone)
+    gateway.submit(w.EventRecord(gone, generation, 1.0, "info", "connected", "before deletion"))
+    gateway.command(c.DeleteEndpoint(gone))
+    acks: list[int] = []
+    with caplog.at_level(logging.DEBUG):
+        for _round in range(3):  # several batches: still one log line
+            for i in range(20):
+                gateway.submit(w.StateChange(gone, generation, "up", float(i), None, None, None))
+                gateway.submit(
+                    w.ReadingRecord(
+                        gone, generation, "x", 1.0, None, "good", None, 1.0, on_commit=lambda: acks.append(1)
+                    )
+                )
+            drained(gateway)
+    lines = [r for r in caplog.records if "does not exist" in r.getMessage()]
+    assert len(lines) == 1 and lines[0].levelno == logging.WARNING
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert acks == []
+    assert gateway.stats().discarded_total == 120
+    row = db.execute_sql("SELECT site_name, endpoint_name, endpoint_id, message FROM event").fetchone()
+    assert row == ("s", "gone", None, "before deletion")  # the log keeps its names
+    assert gateway.stats().ready
+
+
+@pytest.mark.usefixtures("writer")
+def test_duplicate_msg_key_is_stored_once_and_still_acknowledged(gateway: StorageGateway, db: peewee.Database) -> None:
+    endpoint_id = ids(gateway.command(c.CreateSite(spec("s", "broker"))))["broker"]
+    generation = gateway.next_generation(endpoint_id)
+    acks: list[str] = []
+
+    def reading(key: str, value: float) -> w.ReadingRecord:
+        return w.ReadingRecord(
+            endpoint_id, generation, "t", value, None, "good", None, time.time(), "dev", key, lambda: acks.append(key)
+        )
+
+    gateway.submit_many([reading("m1", 1.0), reading("m1", 2.0), reading("m2", 3.0)])  # same batch
+    drained(gateway)
+    gateway.submit(reading("m1", 4.0))  # a redelivery in a later batch
+    drained(gateway)
+    assert sorted(acks) == ["m1", "m1", "m1", "m2"]
+    rows = db.execute_sql("SELECT msg_key, value_num FROM reading ORDER BY msg_key").fetchall()
+    assert rows == [("m1", 1.0), ("m2", 3.0)]
+
+
+@pytest.mark.usefixtures("writer")
+def test_alerts_are_idempotent_per_condition_and_subject(gateway: StorageGateway, db: peewee.Database) -> None:
+    endpoint_id = ids(gateway.command(c.CreateSite(spec("s", "plc"))))["plc"]
+    g = gateway.next_generation(endpoint_id)
+    gateway.submit(w.AlertOpen(endpoint_id, g, "down", "critical", "down", 1.0))
+    gateway.submit(w.AlertOpen(endpoint_id, g, "down", "critical", "still down", 2.0))
+    drained(gateway)
+    gateway.submit(w.AlertOpen(endpoint_id, g, "down", "critical", "and again", 3.0))
+    gateway.submit(w.AlertOpen(endpoint_id, g, "threshold", "warning", "level high", 3.0, subject="level"))
+    gateway.submit(w.AlertOpen(endpoint_id, g, "threshold", "warning", "temp high", 3.0, subject="temp"))
+    drained(gateway)
+    assert scalar(db, "SELECT COUNT(*) FROM alert WHERE resolved_at IS NULL") == 3
+    assert scalar(db, "SELECT message FROM alert WHERE condition = 'down'") == "down"
+    gateway.submit(w.AlertResolve(endpoint_id, g, "down", 4.0))
+    gateway.submit(w.AlertResolve(endpoint_id, g, "down", 5.0))  # nothing active: no-op
+    gateway.submit(w.AlertOpen(endpoint_id, g, "down", "critical", "down again", 6.0))
+    drained(gateway)
+    rows = db.execute_sql("SELECT message, resolved_at FROM alert WHERE condition = 'down' ORDER BY id").fetchall()
+    assert rows == [("down", 4.0), ("down again", None)]
+
+
+@pytest.mark.usefixtures("writer")
+def test_a_row_the_database_refuses_does_not_block_the_queue(
+    gateway: StorageGateway, db: peewee.Database, caplog: pytest.LogCaptureFixture
+) -> None:
+    endpoint_ids = ids(gateway.command(c.CreateSite(spec("s", "a", "b"))))
+    g = {n: gateway.next_generation(i) for n, i in endpoint_ids.items()}
+    drained(gateway)
+    # deleted behind the writer's back (another instance): the writer still believes in it
+    db.execute_sql(f"DELETE FROM endpoint WHERE id = {db.param}", (endpoint_ids["a"],))
+    acks: list[str] = []
+    with caplog.at_level(logging.WARNING):
+        for name in ("a", "b", "a", "b"):
+            ack = functools.partial(acks.append, name)
+            reading = w.ReadingRecord(endpoint_ids[name], g[name], "x", 1.0, None, "good", None, 1.0, on_commit=ack)
+            gateway.submit(reading)
+        drained(gateway)
+    assert scalar(db, "SELECT COUNT(*) FROM reading") == 2
+    assert acks == ["b", "b"]
+    assert gateway.stats().discarded_total == 2 and gateway.stats().ready
+    assert any("refused" in r.getMessage() for r in caplog.records)
+
+
+def test_a_restarted_writer_takes_over_the_queue(
+    gateway: StorageGateway, scheduler: Scheduler, db: peewee.Database
+) -> None:
+    ref = PersistenceActor.start(gateway, policy=POLICY, scheduler=scheduler)
+    endpoint_id = ids(gateway.command(c.CreateSite(spec("s", "e"))))["e"]
+    generation = gateway.next_generation(endpoint_id)
+    ref.stop()
+    assert not gateway.stats().ready
+    for i in range(500):  # nobody writes now: everything waits in the gateway
+        gateway.submit(w.ReadingRecord(endpoint_id, generation, "x", float(i), None, "good", None, 1.0))
+    assert gateway.queue_depth == 500
+    PersistenceActor.start(gateway, policy=POLICY, scheduler=scheduler)
+    drained(gateway)
+    assert scalar(db, "SELECT COUNT(*) FROM reading") == 500
+    assert gateway.stats().ready
+
+
+def test_back_pressure_releases_when_the_writer_catches_up(scheduler: Scheduler, db: peewee.Database) -> None:
+    gateway = StorageGateway(max_queue=100)
+    for i in range(150):  # events are never refused, even past max_queue
+        gateway.submit(w.EventRecord(None, 0, float(i), "info", "x", ""))
+    assert gateway.wait_capacity(0.01) is False
+    PersistenceActor.start(gateway, policy=POLICY, scheduler=scheduler)
+    assert gateway.wait_capacity(10) is True
+    drained(gateway)
+    assert scalar(db, "SELECT COUNT(*) FROM event") == 150
+
+
+@pytest.mark.usefixtures("writer")
+def test_a_state_change_is_visible_to_readers_quickly(gateway: StorageGateway, db: peewee.Database) -> None:
+    endpoint_id = ids(gateway.command(c.CreateSite(spec("s", "e"))))["e"]
+    generation = gateway.next_generation(endpoint_id)
+    drained(gateway)
+    start = time.monotonic()
+    gateway.submit(w.StateChange(endpoint_id, generation, "down", time.time(), "refused", time.time(), None))
+    wait_for(
+        lambda: scalar(db, "SELECT state FROM endpoint WHERE id = ?", endpoint_id) == "down",
+        "the state change to be readable",
+        timeout_s=2,
+    )
+    # max_delay_ms (50) plus commit time, with slack for a loaded CI machine
+    assert time.monotonic() - start < 0.5
+
+
+@pytest.mark.usefixtures("writer")
+def test_topics_can_be_switched_off_and_on(gateway: StorageGateway, db: peewee.Database) -> None:
+    endpoint_id = ids(gateway.command(c.CreateSite(spec("s", "broker"))))["broker"]
+    g = gateway.next_generation(endpoint_id)
+    gateway.submit(w.TopicSeen(endpoint_id, g, "a/b", 1.0, 3, True))
+    # no drain: the command commits the writes queued before it
+    assert gateway.command(c.SetTopicActive(endpoint_id, "a/b", False)) is True
+    assert gateway.command(c.SetTopicActive(endpoint_id, "a/b", False)) is False
+    assert scalar(db, "SELECT is_active FROM topic") in (False, 0)
+    assert gateway.command(c.SetTopicActive(endpoint_id, "a/b", True)) is True

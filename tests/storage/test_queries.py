@@ -1,0 +1,194 @@
+"""The read side: SPEC §6 shapes, freshness, filters and keyset pagination."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import peewee
+import pytest
+from storage_helpers import create_site, write
+
+from fieldwatch.errors import NotFoundError, StorageError
+from fieldwatch.storage import queries
+from fieldwatch.storage import writes as w
+from fieldwatch.timeutil import to_rfc3339
+
+OPCUA = json.dumps({"url": "opc.tcp://x", "stale_after_s": 30, "password": "hunter2", "security": {"token": "t"}})
+
+
+@pytest.fixture
+def ids(db: peewee.Database) -> dict[str, int]:
+    a = create_site(db, "a", ("plc", "opcua", OPCUA), ("router", "icmp", '{"interval_s": 10}'))
+    b = create_site(db, "b", ("broker", "mqtt", "{}"))
+    return {**a, **b}
+
+
+def test_sites_and_endpoints_shapes_without_secrets(db: peewee.Database, ids: dict[str, int]) -> None:
+    now = time.time()
+    write(db, [w.StateChange(ids["plc"], 0, "up", now - 5, "connected", None, now - 1)])
+    sites = queries.list_sites()
+    assert [s["name"] for s in sites] == ["a", "b"]
+    plc = sites[0]["endpoints"][0]
+    assert plc["name"] == "plc" and plc["site"] == "a" and plc["kind"] == "opcua" and plc["state"] == "up"
+    assert plc["since"] == to_rfc3339(now - 5) and plc["down_since"] is None
+    assert plc["config"] == {"url": "opc.tcp://x", "stale_after_s": 30, "security": {}}
+    assert "hunter2" not in json.dumps(sites)
+    for key in ("enabled", "reason", "last_data_at", "generation", "restarts", "reconnects"):
+        assert key in plc
+    assert queries.get_site("b")["endpoints"][0]["name"] == "broker"
+    with pytest.raises(NotFoundError):
+        queries.get_site("nope")
+    with pytest.raises(NotFoundError):
+        queries.get_endpoint("a", "nope")
+
+
+def test_up_with_old_data_is_reported_stale(db: peewee.Database, ids: dict[str, int]) -> None:
+    now = time.time()
+    write(
+        db,
+        [
+            w.StateChange(ids["plc"], 0, "up", now - 100, "connected", None, now - 31),
+            w.StateChange(ids["router"], 0, "up", now - 100, "answers", None, now - 100),
+            w.StateChange(ids["broker"], 0, "up", now - 100, "connected", None, None),
+        ],
+    )
+    states = {e["name"]: e["state"] for s in queries.list_sites() for e in s["endpoints"]}
+    # a hung actor cannot hold an `up` that is false; mqtt without stale_after_s trusts its state
+    assert states == {"plc": "stale", "router": "stale", "broker": "up"}
+
+
+def test_endpoint_has_its_latest_readings(db: peewee.Database, ids: dict[str, int]) -> None:
+    e = ids["plc"]
+    write(
+        db,
+        [
+            w.ReadingRecord(e, 0, name, float(i), None, "good", 1.0, float(i))
+            for i in range(5)
+            for name in ("level", "pump", "temp")
+        ],
+    )
+    write(
+        db,
+        [
+            w.ReadingRecord(e, 0, "mode", None, '{"auto": true}', "good", None, 9.0),
+            w.ReadingRecord(e, 0, "label", None, "plain text", "good", None, 9.0),
+        ],
+    )
+    endpoint = queries.get_endpoint("a", "plc")
+    latest = {r["name"]: r["value"] for r in endpoint["readings"]}
+    assert latest == {"label": "plain text", "level": 4.0, "mode": {"auto": True}, "pump": 4.0, "temp": 4.0}
+    assert len(queries.latest_readings(e, per_name=2)) == 8
+    assert queries.latest_readings(ids["broker"]) == []
+
+
+def test_events_pages_follow_and_filters(db: peewee.Database, ids: dict[str, int]) -> None:
+    levels = ["debug", "info", "warning", "error"]
+    write(
+        db,
+        [
+            w.EventRecord(ids["plc"] if i % 2 else ids["broker"], 1, float(i // 3), levels[i % 4], "e", str(i))
+            for i in range(250)
+        ],
+    )
+    seen: list[str] = []
+    cursor = None
+    pages = 0
+    while True:
+        items, cursor = queries.events(limit=100, cursor=cursor)
+        seen.extend(item["message"] for item in items)
+        pages += 1
+        if cursor is None:
+            break
+    assert pages == 3 and len(seen) == len(set(seen)) == 250
+    times = [int(m) // 3 for m in seen]
+    assert times == sorted(times, reverse=True)  # newest first, ties on the same second kept apart
+    first = queries.events(limit=1)[0][0]
+    assert set(first) >= {"time", "site", "endpoint", "level", "event", "message", "generation", "id"}
+    newer, nxt = queries.events(after_id=first["id"] - 3, limit=10)
+    assert [e["id"] for e in newer] == [first["id"] - 2, first["id"] - 1, first["id"]] and nxt is None
+    plc_errors = queries.events(site="a", endpoint="plc", level="warning", limit=1000)[0]
+    assert plc_errors and all(e["endpoint"] == "plc" and e["level"] in ("warning", "error") for e in plc_errors)
+    assert len(queries.events(since=80.0, limit=1000)[0]) == 10  # i // 3 >= 80: i in 240..249
+
+
+@pytest.mark.parametrize("bad", [{"cursor": "garbage"}, {"limit": 0}, {"limit": 10_001}, {"level": "loud"}])
+def test_bad_parameters_are_value_errors(db: peewee.Database, bad: dict[str, object]) -> None:
+    with pytest.raises(ValueError):
+        queries.events(**bad)  # type: ignore[arg-type]
+
+
+def test_a_cursor_of_another_collection_is_refused(db: peewee.Database, ids: dict[str, int]) -> None:
+    write(db, [w.ReadingRecord(ids["plc"], 0, "x", float(i), None, "good", None, float(i)) for i in range(3)])
+    _, cursor = queries.readings(limit=1)
+    assert cursor is not None
+    with pytest.raises(ValueError):
+        queries.events(cursor=cursor)
+
+
+def test_readings_page_by_received_at(db: peewee.Database, ids: dict[str, int]) -> None:
+    write(
+        db,
+        [
+            w.ReadingRecord(ids["plc"], 0, "level", float(i), None, "good", 100.0 + i, float(i), device=None)
+            for i in range(30)
+        ]
+        + [w.ReadingRecord(ids["broker"], 0, "t", 1.5, None, "good", None, 50.0, "dev1")],
+    )
+    items, cursor = queries.readings(site="a", endpoint="plc", name="level", limit=20)
+    assert [r["value"] for r in items] == [float(i) for i in range(29, 9, -1)]
+    rest, last = queries.readings(site="a", endpoint="plc", name="level", limit=20, cursor=cursor)
+    assert [r["value"] for r in rest] == [float(i) for i in range(9, -1, -1)] and last is None
+    reading = items[0]
+    assert reading == {
+        "id": reading["id"],
+        "site": "a",
+        "endpoint": "plc",
+        "name": "level",
+        "device": None,
+        "value": 29.0,
+        "quality": "good",
+        "source_time": to_rfc3339(129.0),
+        "received_at": to_rfc3339(29.0),
+    }
+    assert queries.readings(endpoint="broker")[0][0]["device"] == "dev1"
+    assert queries.readings(since=25.0, limit=100)[0][-1]["value"] == 25.0
+    assert queries.readings(site="nope") == ([], None)
+
+
+def test_alerts_topics_devices_parse_errors(db: peewee.Database, ids: dict[str, int]) -> None:
+    e = ids["broker"]
+    write(
+        db,
+        [
+            w.AlertOpen(e, 0, "down", "critical", "broker down", 1.0),
+            w.AlertOpen(e, 0, "offline", "warning", "dev1 offline", 2.0, subject="dev1"),
+            w.TopicSeen(e, 0, "s/dev1/t", 3.0, 4, True),
+            w.DeviceSeen(e, 0, "dev1", 3.0, True),
+            w.ParseErrorRecord(e, 0, 4.0, "s/dev1/t", "json", "bad json", "{{"),
+        ],
+    )
+    write(db, [w.AlertResolve(e, 0, "down", 5.0)])
+    all_alerts = queries.alerts()[0]
+    assert [a["condition"] for a in all_alerts] == ["offline", "down"]
+    active = queries.alerts(active=True)[0]
+    assert len(active) == 1 and active[0]["active"] is True and active[0]["site"] == "b"
+    assert queries.alerts(active=False)[0][0]["resolved_at"] == to_rfc3339(5.0)
+    assert queries.active_alert_counts() == {("b", "broker", "offline"): 1}
+    topic = queries.topics(site="b")[0][0]
+    assert (topic["topic"], topic["count"], topic["is_processable"], topic["is_active"]) == ("s/dev1/t", 4, True, True)
+    assert queries.devices(e) == [
+        {"name": "dev1", "first_seen": to_rfc3339(3.0), "last_seen": to_rfc3339(3.0), "online": True}
+    ]
+    error = queries.parse_errors(endpoint="broker")[0][0]
+    assert (error["parser"], error["error"], error["sample"], error["site"]) == ("json", "bad json", "{{", "b")
+
+
+def test_a_failing_database_is_a_storage_error(db: peewee.Database, ids: dict[str, int]) -> None:
+    db.execute_sql("ALTER TABLE reading RENAME TO reading_gone")
+    try:
+        with pytest.raises(StorageError):
+            queries.readings()
+    finally:
+        db.execute_sql("ALTER TABLE reading_gone RENAME TO reading")
+    assert queries.readings() == ([], None)  # the next call works again
