@@ -98,4 +98,4 @@ def setup_logging(
         logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))
     # asyncua logs errors on every failed connect and lost session; the OPC UA actor
     # reports each failure once through its state, events and alerts instead.
-    logging.getLogger("asyncua").setLevel(logging.DEBUG if root.level <= logging.DEBUG else logging.CRITICAL + 1)
+    logging.getLogger("asyncua").setLevel(logging.WARNING if root.level <= logging.DEBUG else logging.CRITICAL + 1)
