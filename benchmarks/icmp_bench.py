@@ -221,7 +221,7 @@ def _record(results_md: Path, command: str, table: str, fping_cmd: str, notes: l
         text = text.rstrip("\n") + "\n\n" + "\n".join(body)
     else:
         nxt = text.find("\n## ", start + len(_SECTION))
-        text = text[:start] + "\n".join(body) + (text[nxt + 1:] if nxt >= 0 else "")
+        text = text[:start] + "\n".join(body) + ("\n" + text[nxt + 1:] if nxt >= 0 else "")
     results_md.write_text(text)
 
 

@@ -3,7 +3,9 @@
 Woken by `Wake`, it takes up to `batch.max_rows` writes from the front of the gateway's
 deque, applies them in one transaction, removes them only after the commit, runs the
 readings' on_commit callbacks and wakes itself again if more remain (so asked commands
-interleave with batches). A failing database (locked, gone, revoked) keeps every write
+interleave with batches). Nothing waits on purpose: a batch starts as soon as the actor
+is free, so under light load a write is committed well within `batch.max_delay_ms`, and
+under heavy load batches grow towards `max_rows` by themselves. A failing database (locked, gone, revoked) keeps every write
 queued, marks storage not ready and retries with capped exponential backoff through the
 scheduler; a write that is itself invalid (IntegrityError, DataError) is isolated by
 retrying the batch row by row and discarded with a log line.
@@ -40,6 +42,8 @@ from fieldwatch.storage.writes import ReadingRecord, Write
 __all__ = ["PersistenceActor"]
 
 logger = logging.getLogger(__name__)
+
+_PATH = "[storage/writer]"
 
 #: Called after each commit with (seconds, rows) — benchmarks use it.
 CommitListener = Callable[[float, int], None]
@@ -84,7 +88,7 @@ class PersistenceActor(pykka.ThreadingActor):
         self._gateway.attach(self.actor_ref)
         try:
             self._load_index()
-            self._gateway.set_ready(True)
+            self._gateway.set_ready(True, writer=self.actor_ref)
         except DATABASE_ERRORS as err:
             self._on_failure(err)
 
@@ -100,12 +104,16 @@ class PersistenceActor(pykka.ThreadingActor):
     def on_receive(self, message: Any) -> Any:
         """Wake and _Retry drain one batch; anything else is a Command (asked)."""
         if isinstance(message, Wake):
+            if self._retry_handle is not None:
+                # backing off: only the timer retries; the wake flag stays set so that
+                # submits do not flood the mailbox with Wakes meanwhile
+                return None
             self._gateway.woken()
-            if self._retry_handle is None:  # while backing off only the timer retries
-                self._drain_batch()
+            self._drain_batch()
             return None
         if isinstance(message, _Retry):
             self._retry_handle = None
+            self._gateway.woken()
             self._drain_batch()
             return None
         return self._command(message)
@@ -119,12 +127,13 @@ class PersistenceActor(pykka.ThreadingActor):
         self._gateway.seed_generations(self._index.generations)
         self._index_loaded = True
 
-    def _drain_batch(self, limit: int | None = None) -> bool:
-        """Commit one batch from the front of the queue; False if the database failed."""
+    def _drain_batch(self, limit: int | None = None) -> int | None:
+        """Commit one batch from the front of the queue: writes removed, None if the database failed."""
         max_rows = self._policy.batch.max_rows if limit is None else min(limit, self._policy.batch.max_rows)
         batch = self._gateway.peek(max_rows)
         if not batch and self._failing_since is None:
-            return True
+            return 0
+        removed = 0
         try:
             if not self._index_loaded:
                 self._load_index()
@@ -132,18 +141,20 @@ class PersistenceActor(pykka.ThreadingActor):
                 self._probe()
             else:
                 try:
-                    self._commit(batch)
+                    removed = self._commit(batch)
                 except ROW_ERRORS as err:
-                    logger.warning("a batch of %d writes was refused (%s): retrying row by row", len(batch), err)
+                    logger.warning(
+                        "%s a batch of %d writes was refused (%s): retrying row by row", _PATH, len(batch), err
+                    )
                     for write in batch:
-                        self._commit_single(write)
+                        removed += self._commit_single(write)
         except DATABASE_ERRORS as err:
             self._on_failure(err)
-            return False
+            return None
         self._on_success()
         if self._gateway.queue_depth and limit is None:
             self._gateway.wake()
-        return True
+        return removed
 
     @staticmethod
     def _reset() -> None:
@@ -158,8 +169,11 @@ class PersistenceActor(pykka.ThreadingActor):
         with write_transaction(db):
             db.execute_sql("SELECT 1")
 
-    def _commit(self, batch: Sequence[Write]) -> None:
-        """Screen, apply and commit `batch`, then remove it from the queue and run callbacks."""
+    def _commit(self, batch: Sequence[Write]) -> int:
+        """Screen, apply and commit `batch`, remove it from the queue, run the callbacks.
+
+        Returns how many writes left the queue (0 if this writer was replaced meanwhile).
+        """
         db = get_database()
         screened = self._index.screen(db, batch)
         start = time.perf_counter()
@@ -169,38 +183,43 @@ class PersistenceActor(pykka.ThreadingActor):
         elapsed = time.perf_counter() - start
         self._index.committed(screened)
         discarded = len(screened.stale) + len(screened.orphans)
-        self._gateway.committed(len(batch), len(screened.accepted), discarded, elapsed if screened.accepted else None)
+        seconds = elapsed if screened.accepted else None
+        if not self._gateway.committed(len(batch), len(screened.accepted), discarded, seconds, writer=self.actor_ref):
+            logger.warning("%s replaced while writing: the batch stays queued for the new writer", _PATH)
+            return 0
         if self._commit_listener is not None and screened.accepted:
             self._commit_listener(elapsed, len(screened.accepted))
         for write in screened.accepted:
             if type(write) is ReadingRecord and write.on_commit is not None:  # type: ignore[union-attr]
                 try:
                     write.on_commit()  # type: ignore[union-attr]
-                except Exception:  # a producer's callback must not stop the writer
-                    logger.exception("on_commit callback of a reading failed")
+                except Exception:  # supervision boundary: a producer's callback must not stop the writer
+                    logger.exception("%s on_commit callback of a reading failed", _PATH)
+        return len(batch)
 
-    def _commit_single(self, write: Write) -> None:
+    def _commit_single(self, write: Write) -> int:
         """Commit one write on its own; discard it (logged) if the row itself is refused."""
         try:
-            self._commit([write])
+            return self._commit([write])
         except ROW_ERRORS as err:
-            logger.error("discarding %r: the database refused it: %s", write, err)
-            self._gateway.committed(1, 0, 1, None)
+            logger.error("%s discarding %r: the database refused it: %s", _PATH, write, err)
+            return 1 if self._gateway.committed(1, 0, 1, None, writer=self.actor_ref) else 0
 
     def _on_failure(self, err: Exception) -> None:
         """Keep everything queued, mark not ready, schedule a retry with capped backoff."""
         message = f"{type(err).__name__}: {err}".strip()
-        self._gateway.failed(message, f"storage write failing: {message}")
+        self._gateway.failed(message, f"storage write failing: {message}", writer=self.actor_ref)
         self._reset()
         if self._failing_since is None:
             self._failing_since = time.monotonic()
             logger.error(
-                "storage write failed (%s); %d writes kept queued, retrying with backoff",
+                "%s storage write failed (%s); %d writes kept queued, retrying with backoff",
+                _PATH,
                 message,
                 self._gateway.queue_depth,
             )
         else:
-            logger.debug("storage write retry %d failed: %s", self._attempt, message)
+            logger.debug("%s storage write retry %d failed: %s", _PATH, self._attempt, message)
         retry = self._policy.retry
         delay = min(retry.max_s, retry.initial_s * (2**self._attempt)) * random.uniform(0.9, 1.1)
         self._attempt += 1
@@ -212,7 +231,8 @@ class PersistenceActor(pykka.ThreadingActor):
     def _on_success(self) -> None:
         if self._failing_since is not None:
             logger.info(
-                "storage writes recovered after %.1f s (%d attempts); %d writes queued",
+                "%s storage writes recovered after %.1f s (%d attempts); %d writes queued",
+                _PATH,
                 time.monotonic() - self._failing_since,
                 self._attempt,
                 self._gateway.queue_depth,
@@ -222,7 +242,8 @@ class PersistenceActor(pykka.ThreadingActor):
             if self._retry_handle is not None:
                 self._retry_handle.cancel()
                 self._retry_handle = None
-        self._gateway.set_ready(True)
+            self._gateway.woken()  # Wakes were held back while failing: let them flow again
+        self._gateway.set_ready(True, writer=self.actor_ref)
 
     # -- commands --------------------------------------------------------------
 
@@ -230,10 +251,12 @@ class PersistenceActor(pykka.ThreadingActor):
         """Commit the writes queued before `cmd`, then run it in its own transaction."""
         remaining = self._gateway.queue_depth
         while remaining > 0:
-            before = self._gateway.queue_depth
-            if not self._drain_batch(limit=remaining):
+            removed = self._drain_batch(limit=remaining)
+            if removed is None:
                 raise StorageError(f"storage unavailable: {self._gateway.stats().last_error}")
-            remaining -= before - self._gateway.queue_depth
+            if removed == 0:  # replaced by another writer: it owns the queue now
+                break
+            remaining -= removed
         db = get_database()
         try:
             with write_transaction(db):

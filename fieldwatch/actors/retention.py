@@ -24,6 +24,7 @@ __all__ = ["RetentionActor", "RunRetention"]
 logger = logging.getLogger(__name__)
 
 _DAY_S = 86_400.0
+_PATH = "[storage/retention]"
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,7 +74,7 @@ class RetentionActor(pykka.ThreadingActor):
     def on_start(self) -> None:
         """Start the periodic timer (nothing to do when retention is off)."""
         if self._days <= 0:
-            logger.info("retention off: keeping every reading and event")
+            logger.info("%s retention off: keeping every reading and event", _PATH)
             return
         if self._scheduler is None:
             self._own_scheduler = Scheduler("fieldwatch-retention")
@@ -126,12 +127,12 @@ class RetentionActor(pykka.ThreadingActor):
         except DATABASE_ERRORS as err:
             reset_connection(get_database())
             if not self._failing:
-                logger.warning("retention pass abandoned (%s); the next one retries", err)
+                logger.warning("%s retention pass abandoned (%s); the next one retries", _PATH, err)
             self._failing = True
             self._cutoff = None
             return
         if self._failing:
-            logger.info("retention works again")
+            logger.info("%s retention works again", _PATH)
             self._failing = False
         self._deleted[table] = self._deleted.get(table, 0) + n
         if n < self._chunk_rows:
@@ -146,7 +147,8 @@ class RetentionActor(pykka.ThreadingActor):
     def _log_pass(self, deleted: dict[str, int]) -> None:
         if any(deleted.values()):
             logger.info(
-                "retention (%g days): deleted %s",
+                "%s retention (%g days): deleted %s",
+                _PATH,
                 self._days,
                 ", ".join(f"{n} {table} rows" for table, n in deleted.items() if n),
             )

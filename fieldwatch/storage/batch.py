@@ -18,6 +18,7 @@ import peewee
 
 from fieldwatch.storage.db import is_sqlite
 from fieldwatch.storage.writes import (
+    SAMPLE_MAX_CHARS,
     AlertOpen,
     AlertResolve,
     Counters,
@@ -115,7 +116,7 @@ class EndpointIndex:
             if endpoint_id not in self._orphans_logged:
                 self._orphans_logged.add(endpoint_id)
                 logger.warning(
-                    "endpoint %d does not exist (deleted): discarding its writes (logged once)",
+                    "[storage/writer] endpoint %d does not exist (deleted): discarding its writes (logged once)",
                     endpoint_id,
                 )
         now = time.monotonic()
@@ -126,7 +127,7 @@ class EndpointIndex:
             if now - last >= _OLD_GEN_LOG_INTERVAL_S:
                 site, name = self.names.get(endpoint_id, ("?", str(endpoint_id)))
                 logger.warning(
-                    "sites/%s/%s: discarding %s from generation %d (current %d; %d more suppressed)",
+                    "[sites/%s/%s] discarding %s from generation %d (current %d; %d more suppressed)",
                     site,
                     name,
                     type(write).__name__,
@@ -265,7 +266,7 @@ def apply_writes(db: peewee.Database, writes: Sequence[Write], names: dict[int, 
             dev[2] = w.online
         elif kind is ParseErrorRecord:
             assert isinstance(w, ParseErrorRecord)
-            parse_errors.append((w.endpoint_id, w.time, w.topic, w.parser, w.error, w.sample[:5000]))
+            parse_errors.append((w.endpoint_id, w.time, w.topic, w.parser, w.error, w.sample[:SAMPLE_MAX_CHARS]))
         else:
             raise TypeError(f"not a storage write: {w!r}")
 

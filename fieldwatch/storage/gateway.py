@@ -237,9 +237,33 @@ class StorageGateway:
         with self._lock:
             return list(itertools.islice(self._pending, n))
 
-    def committed(self, n: int, applied: int, discarded: int, seconds: float | None) -> None:
-        """Remove the first `n` writes (they committed or were discarded) and count them."""
+    def _is_writer(self, writer: pykka.ActorRef[Any] | None) -> bool:
+        """Whether `writer` is the attached writer (None: unchecked). Caller holds the lock.
+
+        A writer that was replaced while hung may wake up and finish its transaction:
+        it must not remove writes from the queue its successor now owns (they would be
+        lost); its batch stays queued and is written again (at least once, never lost).
+        """
+        if writer is None:
+            return True
+        return self._actor is not None and self._actor.actor_urn == writer.actor_urn
+
+    def committed(
+        self,
+        n: int,
+        applied: int,
+        discarded: int,
+        seconds: float | None,
+        *,
+        writer: pykka.ActorRef[Any] | None = None,
+    ) -> bool:
+        """Remove the first `n` writes (they committed or were discarded) and count them.
+
+        False (nothing removed) if `writer` is no longer the attached writer.
+        """
         with self._lock:
+            if not self._is_writer(writer):
+                return False
             for _ in range(n):
                 self._pending.popleft()
             self._writes_total += applied
@@ -250,20 +274,23 @@ class StorageGateway:
                 self._commit_count += 1
             if len(self._pending) < self.max_queue:
                 self._capacity.notify_all()
+            return True
 
-    def failed(self, error: str, reason: str) -> None:
+    def failed(self, error: str, reason: str, *, writer: pykka.ActorRef[Any] | None = None) -> None:
         """Count a failed write attempt and mark storage not ready with `reason`."""
         with self._lock:
             self._errors_total += 1
             self._last_error = error
-            self._ready = False
-            self._reason = reason
+            if self._is_writer(writer):
+                self._ready = False
+                self._reason = reason
 
-    def set_ready(self, ready: bool, reason: str | None = None) -> None:
+    def set_ready(self, ready: bool, reason: str | None = None, *, writer: pykka.ActorRef[Any] | None = None) -> None:
         """Readiness as the writer sees it (reason when not ready)."""
         with self._lock:
-            self._ready = ready
-            self._reason = None if ready else reason
+            if self._is_writer(writer):
+                self._ready = ready
+                self._reason = None if ready else reason
 
     def forget_generations(self, endpoint_ids: Iterable[int]) -> None:
         """Drop generation counters of deleted endpoints."""

@@ -161,7 +161,7 @@ def _sync_site(spec: SiteSpec, now: float) -> None:
             ).where(Endpoint.id == row.id).execute()
     for name, row in existing.items():
         if name not in declared and row.origin == "config":
-            logger.warning("sites/%s/%s: no longer in the configuration: deleting it", spec.name, name)
+            logger.warning("[sites/%s/%s] no longer in the configuration: deleting it", spec.name, name)
             Endpoint.delete().where(Endpoint.id == row.id).execute()
 
 
@@ -174,7 +174,7 @@ def _sync_config(specs: Iterable[SiteSpec], now: float) -> tuple[StoredSite, ...
         _sync_site(spec, now)
     gone = Site.select().where((Site.origin == "config") & (Site.name.not_in(names)))
     for site in gone:
-        logger.warning("sites/%s: no longer in the configuration: deleting it", site.name)
+        logger.warning("[sites/%s] no longer in the configuration: deleting it", site.name)
         Site.delete().where(Site.id == site.id).execute()
     return load_sites()
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from types import SimpleNamespace
 
 import pytest
 
@@ -69,3 +70,21 @@ def test_stats_histogram_is_cumulative_and_readiness_tracks_failures() -> None:
 def test_command_without_a_writer_fails_fast() -> None:
     with pytest.raises(StorageError):
         StorageGateway().command(object(), timeout_s=0.01)
+
+
+def test_a_replaced_writer_cannot_remove_its_successors_writes() -> None:
+    gateway = StorageGateway()
+    old, new = (
+        SimpleNamespace(actor_urn="old", tell=lambda m: None),
+        SimpleNamespace(actor_urn="new", tell=lambda m: None),
+    )
+    gateway.attach(old)  # type: ignore[arg-type]
+    gateway.submit_many([w.Touch(1, 1, float(i)) for i in range(3)])
+    gateway.attach(new)  # type: ignore[arg-type]  # the supervisor replaced a hung writer
+    assert gateway.committed(2, 2, 0, 0.01, writer=old) is False  # type: ignore[arg-type]
+    assert gateway.queue_depth == 3  # kept: written again by the new writer (at least once)
+    gateway.set_ready(True, writer=new)  # type: ignore[arg-type]
+    gateway.set_ready(False, "stale news", writer=old)  # type: ignore[arg-type]
+    assert gateway.stats().ready
+    assert gateway.committed(3, 3, 0, 0.01, writer=new) is True  # type: ignore[arg-type]
+    assert gateway.queue_depth == 0
