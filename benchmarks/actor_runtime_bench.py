@@ -8,7 +8,8 @@ spawn, sequential ask throughput (round-robin over the actors, one ask at a time
 tell throughput (every actor told 5 messages, time until all handled), and a
 timer-like fan-out: every `--tick-s` one sender thread tells every actor a tick,
 `--ticks` times; lateness = handling time minus the tick's due time.
-A case whose spawn exceeds `--spawn-budget-s` is cut short and reported as such.
+A case running past `--case-budget-s` (90 s) is cut short: the phases not
+finished are reported as "-".
 Prints a markdown table for benchmarks/RESULTS.md.
 """
 
@@ -94,9 +95,20 @@ class PooledBench(_Behaviour, PooledActor):
         self.shared = shared
 
 
-def run_case(runtime: str, n: int, args: argparse.Namespace) -> dict[str, Any]:
-    """One case in this process; returns its measurements."""
-    out: dict[str, Any] = {"runtime": runtime, "n": n}
+class OverBudget(Exception):
+    """The case ran past --case-budget-s: the rest is skipped."""
+
+
+def run_case(runtime: str, n: int, args: argparse.Namespace, out: dict[str, Any]) -> None:
+    """One case in this process; fills `out` phase by phase (raises OverBudget to cut it short)."""
+    deadline: float = time.monotonic() + args.case_budget_s
+
+    def left() -> float:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise OverBudget
+        return remaining
+
     if runtime == "pooled":
         ActorPool.default(workers=args.workers)
     cls: Any = PooledBench if runtime == "pooled" else ThreadedBench
@@ -106,22 +118,17 @@ def run_case(runtime: str, n: int, args: argparse.Namespace) -> dict[str, Any]:
     refs: list[pykka.ActorRef[Any]] = []
     for _ in range(n):
         refs.append(cls.start(shared))
-        if time.perf_counter() - t0 > args.spawn_budget_s:
-            out["aborted"] = f"spawn of {len(refs)} actors took over {args.spawn_budget_s:.0f} s"
-            break
+        if len(refs) % 500 == 0:
+            left()
+    for ref in refs:  # everything is started once each answers (on_start done, thread running)
+        ref.ask("ready", timeout=left())
     out["spawn_s"] = time.perf_counter() - t0
-    # Everything is started once each answers an ask (on_start done, thread running).
-    for ref in refs:
-        ref.ask("ready", timeout=60)
     out["rss_mb"] = (proc_status("VmRSS") - rss0) / 1024
     out["threads"] = proc_status("Threads") - threads0
-    if "aborted" in out:
-        pykka.ActorRegistry.stop_all(timeout=30)
-        return out
 
     asks, t0 = 0, time.perf_counter()
     while asks < args.asks and time.perf_counter() - t0 < 5.0:
-        refs[asks % n].ask(asks, timeout=10)
+        refs[asks % n].ask(asks, timeout=left())
         asks += 1
     out["asks_per_s"] = asks / (time.perf_counter() - t0)
 
@@ -130,19 +137,22 @@ def run_case(runtime: str, n: int, args: argparse.Namespace) -> dict[str, Any]:
     for _ in range(TELLS_PER_ACTOR):
         for ref in refs:
             ref.tell("tell")
-    shared.reached.wait(120)
+    if not shared.reached.wait(left()):
+        raise OverBudget
     out["tells_per_s"] = n * TELLS_PER_ACTOR / (time.perf_counter() - t0)
 
     shared.expect(n * args.ticks)
-    cpu0 = time.process_time()
+    cpu0, wall0 = time.process_time(), time.monotonic()
     first = time.monotonic() + 0.5
     for k in range(args.ticks):
         due = first + k * args.tick_s
         time.sleep(max(0.0, due - time.monotonic()))
         for ref in refs:
             ref.tell(due)
-    shared.reached.wait(120)
-    out["tick_cpu_pct"] = 100 * (time.process_time() - cpu0) / (args.ticks * args.tick_s)
+        left()
+    if not shared.reached.wait(left()):
+        raise OverBudget
+    out["tick_cpu_pct"] = 100 * (time.process_time() - cpu0) / (time.monotonic() - wall0)
     late = sorted(shared.lateness)
     out["late_p50_ms"] = 1000 * statistics.median(late)
     out["late_p99_ms"] = 1000 * late[int(0.99 * (len(late) - 1))]
@@ -151,7 +161,6 @@ def run_case(runtime: str, n: int, args: argparse.Namespace) -> dict[str, Any]:
     t0 = time.perf_counter()
     pykka.ActorRegistry.stop_all(timeout=30)
     out["stop_s"] = time.perf_counter() - t0
-    return out
 
 
 def fmt(case: dict[str, Any]) -> str:
@@ -161,7 +170,7 @@ def fmt(case: dict[str, Any]) -> str:
         return format(case[key], spec) if key in case else "-"
 
     label = "ThreadingActor" if case["runtime"] == "threading" else "PooledActor"
-    note = case.get("aborted", case.get("error", ""))
+    note = case.get("note", "")
     return (
         f"| {label} | {case['n']:,} | {num('spawn_s', '.2f')} | {num('rss_mb', '.0f')} | {num('threads', 'd')} "
         f"| {num('asks_per_s', ',.0f')} | {num('tells_per_s', ',.0f')} | {num('late_p50_ms', '.1f')} "
@@ -172,7 +181,7 @@ def fmt(case: dict[str, Any]) -> str:
 
 HEADER = (
     "| runtime | actors | spawn s | RSS +MB | OS threads + | asks/s | tells/s | tick late p50 ms "
-    "| p99 ms | max ms | CPU % (1 core) during ticks | stop_all s | note |\n"
+    "| p99 ms | max ms | CPU % during ticks | stop_all s | note |\n"
     "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"
 )
 
@@ -185,14 +194,19 @@ def main() -> None:
     ap.add_argument("--asks", type=int, default=5000, help="sequential asks (capped at 5 s)")
     ap.add_argument("--ticks", type=int, default=10)
     ap.add_argument("--tick-s", type=float, default=1.0)
-    ap.add_argument("--spawn-budget-s", type=float, default=90.0)
+    ap.add_argument("--case-budget-s", type=float, default=90.0, help="cut a case short after this")
     ap.add_argument("--case", help=argparse.SUPPRESS)  # "runtime:n", run in a child process
     args = ap.parse_args()
     logging.basicConfig(level=logging.WARNING)
     if args.case:
         runtime, n = args.case.split(":")
-        print(json.dumps(run_case(runtime, int(n), args)), flush=True)
-        os._exit(0)  # abandoned (timed-out) actors must not keep the child alive
+        out: dict[str, Any] = {"runtime": runtime, "n": int(n)}
+        try:
+            run_case(runtime, int(n), args, out)
+        except (OverBudget, pykka.Timeout):
+            out["note"] = f"cut after {args.case_budget_s:.0f} s budget"
+        print(json.dumps(out), flush=True)
+        os._exit(0)  # a cut case's actors (non-daemon threads) must not keep the child alive
 
     print(f"Python {sys.version.split()[0]}, {os.cpu_count()} CPUs, pool workers {args.workers}", flush=True)
     print(HEADER, flush=True)
@@ -203,7 +217,7 @@ def main() -> None:
                 proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
                 case = json.loads(proc.stdout.strip().splitlines()[-1])
             except (subprocess.TimeoutExpired, IndexError, json.JSONDecodeError) as err:
-                case = {"runtime": runtime, "n": n, "error": type(err).__name__}
+                case = {"runtime": runtime, "n": n, "note": type(err).__name__}
             print(fmt(case), flush=True)
 
 

@@ -80,6 +80,8 @@ def publish_main(port: int, messages: int, qos: int) -> None:
     client.on_publish = on_publish
     client.connect("127.0.0.1", port)
     client.loop_start()
+    if messages <= 0:
+        done.set()
     now = time.time()
     for i in range(messages):
         payload = json.dumps({"seq": i, "value": i * 0.5, "ts": now})
@@ -162,6 +164,7 @@ def wrapper_client(port: int, messages: int, qos: int, mode: str, timeout_s: flo
 
     counter = RawCounter(messages)
     connected = threading.Event()
+    subscribed = threading.Event()
     holder: list[MqttClient] = []
 
     def on_message(topic: str, payload: bytes, q: int, mid: int, dup: bool) -> None:
@@ -180,18 +183,16 @@ def wrapper_client(port: int, messages: int, qos: int, mode: str, timeout_s: flo
         client = MqttClient(host="127.0.0.1", port=port, client_id=f"bench-wrapper-{mode}-{qos}",
                             clean_session=False, username=None, password=None, tls=None, keepalive_s=60,
                             on_connect=lambda code, reason: connected.set(),
-                            on_disconnect=lambda code, reason: None, on_message=on_message)
+                            on_disconnect=lambda code, reason: None, on_message=on_message,
+                            on_subscribed=lambda topics: subscribed.set())
         holder[:] = [client]
         client.subscribe([TOPIC_FILTER], qos)
         client.start()
-        if not connected.wait(10):
-            raise RuntimeError("no CONNACK")
+        if not connected.wait(10) or not subscribed.wait(10):
+            raise RuntimeError("no CONNACK or SUBACK")
         return client
 
     client = connect()
-    # a retained-free probe round trip proves the subscription is active
-    run_publisher(port, 0, qos, timeout_s)
-    time.sleep(0.5)  # SUBACK is not surfaced by the wrapper; the subscription is made right after CONNACK
     if mode == "backlog":
         client.stop()
         run_publisher(port, messages, qos, timeout_s)

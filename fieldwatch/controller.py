@@ -235,8 +235,8 @@ class Controller:
     def _stop_site(self, name: str) -> None:
         try:
             self.root.ask(RemoveChild(self._site_child_id(name)), timeout=_ASK_TIMEOUT_S)
-        except NotFoundError:
-            pass
+        except (NotFoundError, pykka.ActorDeadError):
+            pass  # not running (or the root already gave up and stopped everything)
 
     def _site_supervisor(self, name: str) -> pykka.ActorRef[Any] | None:
         from fieldwatch.actors.supervisor import ChildRef

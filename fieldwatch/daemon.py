@@ -72,11 +72,20 @@ class _SupervisedMixin:
 
 
 class SupervisedPersistence(_SupervisedMixin, PersistenceActor):
-    """The writer under the storage supervisor."""
+    """The writer under the storage supervisor; on stop it commits what is queued (bounded)."""
+
+    drain_on_stop_s = 3.0
 
     def __init__(self, ctx: ChildContext, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.supervision_ctx = ctx
+
+    def on_stop(self) -> None:
+        deadline = time.monotonic() + self.drain_on_stop_s
+        while self._gateway.queue_depth and time.monotonic() < deadline:
+            if self._drain_batch(limit=10_000) is None:
+                break  # the database is failing: what is left stays queued (and is logged at exit)
+        super().on_stop()
 
 
 def _queries_module() -> Any:
@@ -266,7 +275,10 @@ class Daemon:
             self.http.stop()
             self.http = None
         if self.controller is not None:
-            self.controller.stop_sites()
+            try:
+                self.controller.stop_sites()
+            except Exception:  # noqa: BLE001 - shutdown boundary: keep stopping the rest
+                logger.exception("stopping the sites failed")
         self._flush(deadline=started + timeout_s / 2)
         if self.root is not None and self.root.is_alive():
             try:

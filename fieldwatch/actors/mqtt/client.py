@@ -127,6 +127,7 @@ class MqttClient:
         receive_maximum: int | None = DEFAULT_RECEIVE_MAXIMUM,
         connect_timeout_s: float = 10.0,
         on_subscribe_error: Callable[[str, str], None] | None = None,
+        on_subscribed: Callable[[list[str]], None] | None = None,
     ) -> None:
         if protocol not in (PROTOCOL_V311, PROTOCOL_V5):
             raise ValueError(f"unsupported MQTT protocol {protocol}")
@@ -139,6 +140,7 @@ class MqttClient:
         self._connect_timeout_s = connect_timeout_s
         self._cb_connect, self._cb_disconnect, self._cb_message = on_connect, on_disconnect, on_message
         self._cb_subscribe_error = on_subscribe_error
+        self._cb_subscribed = on_subscribed
         self._lock = threading.Lock()
         self._wake = threading.Event()
         self._state = _NEW
@@ -146,6 +148,7 @@ class MqttClient:
         self._topics: list[str] = []
         self._qos = 1
         self._pending_subs: dict[int, list[str]] = {}
+        self._sub_lock = threading.Lock()
         self._last_inbound = time.monotonic()
         self._thread: threading.Thread | None = None
         self.session_present = False
@@ -362,19 +365,26 @@ class MqttClient:
 
     def _on_subscribe(self, client: paho.Client, userdata: Any, mid: int,
                       reason_codes: list[ReasonCode], properties: Properties | None) -> None:
-        topics = self._pending_subs.pop(mid, [])
+        with self._sub_lock:
+            topics = self._pending_subs.pop(mid, [])
+        granted: list[str] = []
         for topic, code in zip(topics, reason_codes, strict=False):
             if code.is_failure:
                 logger.warning("mqtt %s:%s: subscription to %r refused: %s",
                                self.host, self.port, topic, code.getName())
                 if self._cb_subscribe_error is not None and not self._closed:
                     self._cb_subscribe_error(topic, code.getName())
+            else:
+                granted.append(topic)
+        if granted and self._cb_subscribed is not None and not self._closed:
+            self._cb_subscribed(granted)
 
     def _send_subscribe(self) -> None:
         with self._lock:
             topics, qos = list(self._topics), self._qos
         if not topics:
             return
-        result, mid = self._paho.subscribe([(topic, qos) for topic in topics])
-        if result == paho.MQTT_ERR_SUCCESS and mid is not None:
-            self._pending_subs[mid] = topics
+        with self._sub_lock:  # held so the SUBACK handler cannot look the mid up before it is stored
+            result, mid = self._paho.subscribe([(topic, qos) for topic in topics])
+            if result == paho.MQTT_ERR_SUCCESS and mid is not None:
+                self._pending_subs[mid] = topics

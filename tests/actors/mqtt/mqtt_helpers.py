@@ -33,6 +33,7 @@ class Recorder:
     connects: list[tuple[int, str, float]] = field(default_factory=list)
     disconnects: list[tuple[int, str, float]] = field(default_factory=list)
     messages: list[Received] = field(default_factory=list)
+    subscribed: list[str] = field(default_factory=list)
     cond: threading.Condition = field(default_factory=threading.Condition)
 
     def on_connect(self, code: int, reason: str) -> None:
@@ -48,6 +49,11 @@ class Recorder:
     def on_message(self, topic: str, payload: bytes, qos: int, mid: int, dup: bool) -> None:
         with self.cond:
             self.messages.append(Received(topic, payload, qos, mid, dup, time.monotonic()))
+            self.cond.notify_all()
+
+    def on_subscribed(self, topics: list[str]) -> None:
+        with self.cond:
+            self.subscribed.extend(topics)
             self.cond.notify_all()
 
     def wait_for(self, predicate: Callable[[], bool], timeout_s: float = 10.0) -> None:
@@ -73,6 +79,7 @@ class Recorder:
             on_connect=self.on_connect,
             on_disconnect=self.on_disconnect,
             on_message=self.on_message,
+            on_subscribed=self.on_subscribed,
             **settings,
         )
 
@@ -92,15 +99,3 @@ def publish(port: int, messages: Iterable[tuple[str, bytes]], qos: int = 1, time
         client.disconnect()
         client.loop_stop()
 
-
-def prime(rec: Recorder, port: int, topic: str, timeout_s: float = 5.0) -> None:
-    """Publish to topic until rec receives it: the subscription is then active."""
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        publish(port, [(topic, b"probe")])
-        try:
-            rec.wait_for(lambda: any(m.topic == topic for m in rec.messages), timeout_s=0.3)
-            return
-        except AssertionError:
-            continue
-    raise AssertionError(f"no message on {topic} within {timeout_s} s")

@@ -1,0 +1,62 @@
+"""Helpers of the examples/ tests: paths, metric-name extraction, the names fieldwatch exports."""
+
+from __future__ import annotations
+
+import re
+import time
+from pathlib import Path
+
+import prometheus_client
+from prometheus_client.parser import text_string_to_metric_families
+
+from fieldwatch import states
+from fieldwatch.actors.tree import TreeView
+from fieldwatch.http.metrics import FieldwatchCollector
+from fieldwatch.status import EndpointStatus, StatusBoard
+from fieldwatch.storage.gateway import StorageGateway
+
+REPO = Path(__file__).resolve().parents[2]
+EXAMPLES = REPO / "examples"
+METRIC_NAME = re.compile(r"fieldwatch_[a-z_]+")
+
+
+def metric_names(text: str) -> set[str]:
+    """Every `fieldwatch_...` name in a PromQL expression (or any text)."""
+    return set(METRIC_NAME.findall(text))
+
+
+def _board() -> StatusBoard:
+    """One endpoint of each kind with every per-endpoint value filled in."""
+    board = StatusBoard()
+    now = time.time()
+    board.register(EndpointStatus(1, "site-a", "plc", "opcua", state=states.UP, last_data_at=now,
+                                  fresh_within_s=30, restarts=1, reconnects=2))  # fmt: skip
+    board.register(EndpointStatus(2, "site-a", "router", "icmp", state=states.DOWN, last_data_at=now - 60,
+                                  down_since=now - 30))  # fmt: skip
+    board.register(EndpointStatus(3, "site-b", "broker", "mqtt", state=states.UP, last_data_at=now,
+                                  fresh_within_s=300))  # fmt: skip
+    for result in ("ok", "bad_status", "error"):
+        board.incr(1, "opcua_reads", result, 3)
+    for result in ("stored", "parse_error", "ignored"):
+        board.incr(3, "mqtt_messages", result, 5)
+    board.observe_rtt(2, [0.0007, 0.004], 0.5)
+    board.set_alert(1, "threshold", "level", True)
+    board.set_alert(2, "down", "", True)
+    board.set_alert(3, "offline", "dev1", True)
+    return board
+
+
+def exported_names() -> tuple[frozenset[str], frozenset[str]]:
+    """(sample names, family names) of a real collector over a filled StatusBoard, as /metrics renders them."""
+    tree = TreeView()
+    tree.count_restart("root/sites/site-a")
+    collector = FieldwatchCollector(_board(), tree, StorageGateway())
+    registry = prometheus_client.CollectorRegistry()
+    registry.register(collector)
+    families = list(text_string_to_metric_families(collector.render(registry).decode()))
+    samples = {s.name for family in families for s in family.samples}
+    standard = {s.name for family in registry.collect() for s in family.samples}
+    assert samples == standard, "render() and collect() disagree on the metric names"
+    names = {family.name for family in families}
+    names |= {f"{family.name}_total" for family in families if family.type == "counter"}
+    return frozenset(samples), frozenset(names)
