@@ -208,6 +208,10 @@ class Controller:
             self.storage.submit(
                 writes.StateChange(endpoint_id, status.generation, states.FAULTY, now, reason, None, status.last_data_at)
             )
+            self.board.set_alert(endpoint_id, states.FAULTY, "", True)
+            self.storage.submit(
+                writes.AlertOpen(endpoint_id, status.generation, states.FAULTY, "critical", reason, now, "")
+            )
 
     def _start_site(self, name: str) -> None:
         options = SupervisorOptions(self.policy.sites.strategy, self.policy.sites.intensity, self.tree)
@@ -394,6 +398,13 @@ class Controller:
             from fieldwatch.actors.topics import TopicSwitch
 
             ref.tell(TopicSwitch(topic, active))
+
+    def reset(self, root: pykka.ActorRef[Any]) -> None:
+        """Forget the running tree (it was stopped) before `load()` on a new root."""
+        with self._lock:
+            self.root = root
+            self._started = False
+            self._sites.clear()
 
     def stop_sites(self) -> None:
         """Stop every site's actors (shutdown: before storage is flushed and stopped)."""

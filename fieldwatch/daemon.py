@@ -116,6 +116,7 @@ class Daemon:
         self.http: Any = None
         self.exit_code = EXIT_OK
         self._stop = threading.Event()
+        self._restart_tree = threading.Event()
 
     # -- start -------------------------------------------------------------------
 
@@ -249,9 +250,28 @@ class Daemon:
             logger.error("stopping with %d writes not committed (storage failing: %s)", left, self.storage.stats().reason)
 
     def _exhausted(self, reason: str) -> None:
+        if self.config.supervision.root.on_exhausted == "restart":
+            logger.critical("root supervisor gave up: %s; restarting the whole tree", reason)
+            self._restart_tree.set()
+            return
         logger.critical("root supervisor gave up: %s; exiting with code %d", reason, EXIT_EXHAUSTED)
         self.exit_code = EXIT_EXHAUSTED
         self._stop.set()
+
+    def _rebuild_tree(self) -> None:
+        """on_exhausted: restart — a fresh root, storage and sites, in this process."""
+        assert self.controller is not None
+        self._restart_tree.clear()
+        if self.root is not None and self.root.is_alive():
+            self.root.stop(block=True, timeout=10)
+        policy = self.config.supervision
+        root_ctx = ChildContext("root", "root", 1, 0, None, self.scheduler)
+        root_options = SupervisorOptions(policy.root.strategy, policy.root.intensity, self.tree, self._exhausted)
+        self.root = Supervisor.start(root_ctx, root_options, [self._storage_spec()])
+        self.tree.count_restart("daemon")
+        self._wait_storage(deadline=time.monotonic() + 15)
+        self.controller.reset(self.root)
+        self.controller.load(self.config.sites)
 
     def _on_signal(self, signum: int, frame: FrameType | None) -> None:
         logger.info("signal %s: stopping", signal.Signals(signum).name)
@@ -264,7 +284,13 @@ class Daemon:
     def run(self) -> int:
         """Block until a signal or the root gives up; then stop everything; the exit code."""
         while not self._stop.wait(0.5):
-            pass
+            if self._restart_tree.is_set():
+                try:
+                    self._rebuild_tree()
+                except Exception:  # noqa: BLE001 - a tree that cannot come back: exit like `exit`
+                    logger.critical("restarting the tree failed; exiting with code %d", EXIT_EXHAUSTED, exc_info=True)
+                    self.exit_code = EXIT_EXHAUSTED
+                    break
         self.stop()
         return self.exit_code
 
