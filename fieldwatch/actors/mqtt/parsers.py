@@ -79,6 +79,8 @@ class Parsed:
     JSON text of objects/arrays/null, "true"/"false" for booleans, or the raw
     text of a `text` payload.  identity is a hex digest that is the same for a
     redelivered copy of the message and differs between readings of one message.
+    by_content is True when identity rests on the topic and payload alone (no
+    source timestamp, no id field): identical payloads then share it.
     """
 
     name: str
@@ -87,6 +89,7 @@ class Parsed:
     value_text: str | None
     source_time: float | None
     identity: str
+    by_content: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -313,7 +316,8 @@ class ParserSet:
             identity = hashlib.sha1(
                 f"{topic}\x00{name}\x00{key}".encode("utf-8", "surrogatepass"), usedforsecurity=False
             ).hexdigest()
-            readings.append(Parsed(name, device, value_num, value_text, source_time, identity))
+            by_content = id_value is None and source_time is None
+            readings.append(Parsed(name, device, value_num, value_text, source_time, identity, by_content))
         return readings
 
 
