@@ -241,6 +241,22 @@ class Daemon:
 
     # -- run and stop ------------------------------------------------------------
 
+    @staticmethod
+    def _stop_shared_resources() -> None:
+        """The shared ICMP prober and OPC UA loop outlive actors; stop them after the tree."""
+        import sys
+
+        if "fieldwatch.actors.icmp.prober" in sys.modules:
+            from fieldwatch.actors.icmp.prober import stop_shared_prober
+
+            stop_shared_prober()
+        if "fieldwatch.actors.opcua.loop" in sys.modules:
+            from fieldwatch.actors.opcua.loop import OpcuaLoop
+
+            loop = OpcuaLoop._shared  # only stop one that exists; shared() would start one
+            if loop is not None:
+                loop.stop()
+
     def _flush(self, deadline: float) -> None:
         """Wait (bounded) until every queued write is committed."""
         while self.storage.queue_depth > 0 and time.monotonic() < deadline:
@@ -312,5 +328,6 @@ class Daemon:
             except pykka.Timeout:
                 logger.warning("the tree did not stop within %.0fs", timeout_s)
         self.root = None
+        self._stop_shared_resources()
         self.scheduler.stop()
         logger.info("fieldwatch stopped in %.1fs (exit code %d)", time.monotonic() - started, self.exit_code)

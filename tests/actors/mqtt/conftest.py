@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from harness import Harness
 from mosquitto import MosquittoBroker, mosquitto_binary
 
 
@@ -31,3 +32,11 @@ def broker_factory(tmp_path: Path) -> Iterator[Callable[..., MosquittoBroker]]:
 def broker(broker_factory: Callable[..., MosquittoBroker]) -> MosquittoBroker:
     """A fresh broker with unlimited queues and in-flight window, persistence on."""
     return broker_factory()
+
+
+@pytest.fixture
+def harness(tmp_path: Path) -> Iterator[Harness]:
+    """A real daemon (no HTTP), stopped after the test."""
+    h = Harness(tmp_path)
+    yield h
+    h.stop()

@@ -211,7 +211,7 @@ def test_frozen_endpoint_does_not_delay_another(
     # ~4 s of 0.2 s polls while the other endpoint times out, fails and retries
     times = wait_for(lambda: (lambda t: t if len(t) >= 18 else None)(received()), 8, what="healthy readings")
     gaps = [b - a for a, b in zip(times, times[1:], strict=False)]
-    assert max(gaps) < 0.6, gaps
+    assert max(gaps) < 1.5, gaps  # a shared, blocked loop would show gaps of the 2 s timeout
     assert fw.state("plant", "healthy") == "up"
 
 

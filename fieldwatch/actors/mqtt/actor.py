@@ -1,0 +1,344 @@
+"""The MQTT endpoint actor: one broker connection, parse, store, acknowledge after commit.
+
+`connect()` starts a new `MqttClient` (a connection attempt; paho never
+reconnects on its own) and returns at once; its callbacks, on paho's thread,
+only tell this actor `_Connected` / `_Lost` / `_Message`.  A refused or lost
+connection goes through `retry_later` (backoff; `faulty` for credentials,
+DNS, TLS).  Each message is counted for its topic, parsed, and its readings
+are queued for storage with an `on_commit` that acknowledges the message to
+the broker from the writer's thread: with QoS 1 and a persistent session,
+nothing is acknowledged before it is stored, so a crash loses nothing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import pykka
+
+from fieldwatch import states
+from fieldwatch.actors.base import ChildContext
+from fieldwatch.actors.connection import ConnectionActor, EndpointContext
+from fieldwatch.actors.mqtt.client import MqttClient, is_permanent_failure
+from fieldwatch.actors.mqtt.devices import DeviceTimeout, DeviceTracker
+from fieldwatch.actors.mqtt.parsers import Parsed, ParseFailure, ParserSet
+from fieldwatch.actors.topics import TopicSwitch
+from fieldwatch.config.model import MqttOptions
+from fieldwatch.storage import writes
+
+__all__ = ["MqttActor"]
+
+_connections = itertools.count(1)
+_TICK_S = 1.0  # topic counts flush, staleness check
+_TOUCH_INTERVAL_S = 1.0  # last_data_at is written at most this often
+_CONTENT_KEY_WINDOW_S = 600.0  # see _msg_key
+
+
+@dataclass(frozen=True, slots=True)
+class _Connected:
+    """paho -> actor: the outcome of connection `conn` (code 0 = connected)."""
+
+    conn: int
+    code: int
+    reason: str
+    session_present: bool
+
+
+@dataclass(frozen=True, slots=True)
+class _Lost:
+    """paho -> actor: connection `conn` ended."""
+
+    conn: int
+    code: int
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class _Message:
+    """paho -> actor: a message on connection `conn`, to be acknowledged once stored."""
+
+    conn: int
+    topic: str
+    payload: bytes
+    qos: int
+    mid: int
+    dup: bool
+
+
+@dataclass(frozen=True, slots=True)
+class _Tick:
+    """Self-message every second: flush topic counts, check staleness."""
+
+
+class MqttActor(ConnectionActor):
+    """One MQTT endpoint: connection state machine, parsing, storage, topic and device tracking."""
+
+    kind: ClassVar[str] = "mqtt"
+    options: MqttOptions
+
+    def __init__(self, child: ChildContext, endpoint: EndpointContext) -> None:
+        super().__init__(child, endpoint)
+        self.parsers = ParserSet(self.options.parsers)
+        self.devices = DeviceTracker(self, self.options.offline_after_s)
+        self._client: MqttClient | None = None
+        self._conn = 0
+        self._up = False  # the current connection is established
+        self._processable: dict[str, bool] = {}
+        self._inactive: set[str] = set()
+        self._topic_counts: dict[str, int] = {}
+        self._last_message_at: float | None = None
+        self._last_touch = 0.0
+        self._restored = False
+        self._ticking = False
+
+    # -- ConnectionActor hooks ---------------------------------------------------
+
+    def connect(self) -> None:
+        """Start a connection attempt; its outcome arrives as _Connected."""
+        self._close_client()
+        if not self._restored:
+            self._restore()
+        if not self._ticking:
+            self._ticking = True
+            self.every(_TICK_S, _Tick())
+        opts = self.options
+        conn = self._conn = next(_connections)
+        ref = self.actor_ref
+        holder: list[MqttClient] = []
+
+        def tell(message: object) -> None:  # paho's thread: never touch actor state
+            try:
+                ref.tell(message)
+            except pykka.ActorDeadError:
+                pass
+
+        def on_connect(code: int, reason: str) -> None:
+            tell(_Connected(conn, code, reason, bool(holder and holder[0].session_present)))
+
+        client = MqttClient(
+            host=opts.host,
+            port=opts.port,
+            client_id=opts.client_id,
+            clean_session=self._clean_session(),
+            username=opts.username,
+            password=opts.password,
+            tls=opts.tls,
+            keepalive_s=opts.keepalive_s,
+            on_connect=on_connect,
+            on_disconnect=lambda code, reason: tell(_Lost(conn, code, reason)),
+            on_message=lambda topic, payload, qos, mid, dup: tell(_Message(conn, topic, payload, qos, mid, dup)),
+            on_subscribe_error=lambda topic, reason: self.log.warning("subscription to %r refused: %s",
+                                                                      topic, reason),
+        )
+        holder.append(client)
+        client.subscribe(list(opts.topics) or self.parsers.subscriptions, opts.qos)
+        self._client = client
+        client.start()
+
+    def disconnect(self) -> None:
+        """Close the connection, cancel device timers, write pending topic counts."""
+        self._close_client()
+        self.devices.flush()
+        self.devices.cancel()
+        self._flush_topics()
+
+    def on_message(self, message: Any) -> Any:
+        """Connection callbacks, messages, timers and topic switches."""
+        if isinstance(message, _Message):
+            if message.conn == self._conn:
+                self._on_mqtt_message(message)
+        elif isinstance(message, _Connected):
+            if message.conn == self._conn:
+                self._on_connected(message)
+        elif isinstance(message, _Lost):
+            if message.conn == self._conn:
+                self._on_lost(message)
+        elif isinstance(message, _Tick):
+            self._on_tick()
+        elif isinstance(message, DeviceTimeout):
+            self.devices.timeout(message, connected=self._up)
+        elif isinstance(message, TopicSwitch):
+            self._switch_topic(message)
+        else:
+            return super().on_message(message)
+        return None
+
+    # -- connection --------------------------------------------------------------
+
+    def _clean_session(self) -> bool:
+        opts = self.options
+        if opts.clean_session is not None:
+            return bool(opts.clean_session)
+        return not (opts.client_id and opts.qos >= 1)  # a stable id with QoS >= 1: persistent session
+
+    def _target(self) -> str:
+        return f"{self.options.host}:{self.options.port}"
+
+    def _on_connected(self, message: _Connected) -> None:
+        if message.code == 0:
+            self._up = True
+            session = ", session present" if message.session_present else ""
+            self.connected(f"connected to {self._target()} (code 0{session})")  # -> UP
+            return
+        self._close_client()
+        state = states.FAULTY if is_permanent_failure(message.code) else states.DOWN
+        # CONNECTING/DOWN/FAULTY -> DOWN or FAULTY (credentials, DNS, TLS: faulty), with the broker's code
+        self.retry_later(state, f"{self._target()}: {message.reason} (code {message.code})")
+
+    def _on_lost(self, message: _Lost) -> None:
+        self._up = False
+        self._close_client()
+        # UP/STALE -> DOWN at once; reconnect after the backoff
+        self.retry_later(states.DOWN, f"{self._target()}: {message.reason} (code {message.code})")
+
+    def _close_client(self) -> None:
+        self._up = False
+        client, self._client = self._client, None
+        if client is not None:
+            client.stop(timeout_s=2.0)
+
+    # -- messages ----------------------------------------------------------------
+
+    def _on_mqtt_message(self, message: _Message) -> None:
+        now = time.time()
+        topic = message.topic
+        processable = self._processable.get(topic)
+        if processable is None:  # first sight: recorded at once, so the API can switch it off
+            processable = self._processable[topic] = self.parsers.processable(topic)
+            self.ep.storage.submit(writes.TopicSeen(self.ep.endpoint_id, self.generation, topic, now, 1,
+                                                    processable))
+        else:
+            self._topic_counts[topic] = self._topic_counts.get(topic, 0) + 1
+        self._last_message_at = now
+        if now - self._last_touch >= _TOUCH_INTERVAL_S or self.state == states.STALE:
+            self._last_touch = now
+            self.data_received(now)  # STALE -> UP
+        client = self._client
+        if not processable or topic in self._inactive:
+            self.count("mqtt_messages", "ignored")
+            if client is not None:
+                client.ack(message.mid, message.qos)
+            return
+        try:
+            readings = self.parsers.parse(topic, message.payload)
+        except ParseFailure as failure:
+            self.count("mqtt_messages", "parse_error")
+            self.log.debug("parse error on %s (%s): %s", topic, failure.parser, failure.error)
+            self.ep.storage.submit(writes.ParseErrorRecord(
+                self.ep.endpoint_id, self.generation, now, topic, failure.parser, failure.error, failure.sample))
+            if client is not None:
+                client.ack(message.mid, message.qos)  # a poison message must not block the session
+            return
+        if not readings:
+            return
+        for reading in readings:
+            if reading.device:
+                self.devices.seen(reading.device, now)
+        on_commit = _ack_when_stored(client, message.mid, message.qos, len(readings), self.ep.board,
+                                     self.ep.endpoint_id)
+        self.ep.storage.submit_many(
+            writes.ReadingRecord(self.ep.endpoint_id, self.generation, r.name, r.value_num, r.value_text, "Good",
+                                 r.source_time, now, r.device, _msg_key(r, message.mid, now), on_commit)
+            for r in readings
+        )
+
+    def _on_tick(self) -> None:
+        self._flush_topics()
+        stale = self.stale_after_s()
+        if stale and self.state == states.UP and self._up:
+            last = self._last_message_at or self.state_since
+            if time.time() - last >= stale:
+                # UP -> STALE: connected, but no message on any topic for stale_after_s
+                self.transition(states.STALE, f"no message for {time.time() - last:.0f} s")
+
+    def _flush_topics(self) -> None:
+        if not self._topic_counts:
+            return
+        now = time.time()
+        self.ep.storage.submit_many(
+            writes.TopicSeen(self.ep.endpoint_id, self.generation, topic, now, count,
+                             self._processable.get(topic, False))
+            for topic, count in self._topic_counts.items()
+        )
+        self._topic_counts = {}
+
+    def _switch_topic(self, message: TopicSwitch) -> None:
+        if message.active:
+            self._inactive.discard(message.topic)
+        else:
+            self._inactive.add(message.topic)
+        self.log.info("topic %s: processing %s", message.topic, "on" if message.active else "off")
+
+    def _restore(self) -> None:
+        """Load stored topic switches and devices (the read side, this thread's connection)."""
+        self._restored = True
+        try:
+            from fieldwatch.storage.models import Device, Topic
+
+            eid = self.ep.endpoint_id
+            self._inactive = {
+                row.topic for row in Topic.select(Topic.topic).where(
+                    (Topic.endpoint == eid) & (Topic.is_active == False))  # noqa: E712 - peewee expression
+            }
+            self.devices.restore(
+                (row.name, row.last_seen, bool(row.online))
+                for row in Device.select(Device.name, Device.last_seen, Device.online).where(Device.endpoint == eid)
+            )
+        except Exception as err:  # noqa: BLE001 - a read failure must not stop the endpoint; flags default on
+            self.log.warning("could not load stored topic switches and devices: %s", err)
+
+    # -- DeviceHost --------------------------------------------------------------
+
+    def device_seen(self, device: str, at: float, online: bool) -> None:
+        """Record a device's last message (online) or its going offline."""
+        self.ep.storage.submit(writes.DeviceSeen(self.ep.endpoint_id, self.generation, device, at, online))
+
+    def device_offline(self, device: str, silent_s: float) -> None:
+        """A device went silent: event and `offline` alert (subject = device)."""
+        message = f"device {device} offline: no message for {silent_s:.0f} s"
+        self.log.warning("%s", message)
+        self.event("warning", "device-offline", message)
+        self.open_alert("offline", "warning", message, subject=device)
+
+    def device_online(self, device: str, offline_s: float) -> None:
+        """An offline device sent again: event, alert resolved."""
+        message = f"device {device} online again after {offline_s:.0f} s"
+        self.log.info("%s", message)
+        self.event("info", "device-online", message)
+        self.resolve_alert("offline", subject=device)
+
+
+def _ack_when_stored(client: MqttClient | None, mid: int, qos: int, readings: int, board: Any,
+                     endpoint_id: int) -> Callable[[], None]:
+    """An on_commit for the readings of one message: the last commit acks it (writer's thread)."""
+    left = [readings]
+
+    def on_commit() -> None:
+        left[0] -= 1
+        if left[0] == 0:
+            board.incr(endpoint_id, "mqtt_messages", "stored")
+            if client is not None:
+                client.ack(mid, qos)
+
+    return on_commit
+
+
+def _msg_key(reading: Parsed, mid: int, now: float) -> str:
+    """The duplicate-suppression key stored with a reading.
+
+    With a source timestamp or an id field, the reading's identity.  Without,
+    identical payloads on a topic are normal (a value that does not change),
+    so the key also holds the MQTT packet id (which a redelivery keeps) and a
+    10-minute window: a redelivery within the window is suppressed, and a
+    repeat is only taken for a duplicate if it also reuses the packet id in
+    the same window.
+    """
+    if not reading.by_content:
+        return reading.identity
+    window = int(now // _CONTENT_KEY_WINDOW_S)
+    return hashlib.sha1(f"{reading.identity}|{mid}|{window}".encode(), usedforsecurity=False).hexdigest()

@@ -1,0 +1,1 @@
+"""The chaos soak: the daemon as a process under random, seeded faults (see test_soak.py)."""
