@@ -21,6 +21,7 @@ import argparse
 import json
 import os
 import platform
+import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -208,6 +209,94 @@ def wrapper_client(port: int, messages: int, qos: int, mode: str, timeout_s: flo
                   counter.last - counter.first)
 
 
+def fieldwatch_ingest(port: int, messages: int, qos: int, mode: str, timeout_s: float) -> Result:
+    """A whole in-process fieldwatch daemon (MqttActor, SQLite via the persistence actor).
+
+    The rate counts messages whose readings are committed (the `stored` counter, which
+    moves in the commit callback that also acks the message), polled every 5 ms.
+    """
+    from fieldwatch.config.model import (
+        Config,
+        EndpointConfig,
+        HttpConfig,
+        LoggingConfig,
+        MqttOptions,
+        ParserConfig,
+        SiteConfig,
+        StorageConfig,
+    )
+    from fieldwatch.daemon import Daemon
+    from fieldwatch.policy import DEFAULT_POLICY
+
+    tmp = Path(tempfile.mkdtemp(prefix="fw-mqtt-ingest-"))
+    options = MqttOptions(host="127.0.0.1", port=port, client_id=f"bench-fw-{mode}-{qos}", keepalive_s=60, qos=qos,
+                          topics=(TOPIC_FILTER,),
+                          parsers=(ParserConfig(match="sensors/+device/+metric", value="$.value",
+                                                timestamp="$.ts"),),
+                          offline_after_s=300.0)
+    config = Config(instance="bench", storage=StorageConfig(url=f"sqlite:///{tmp / 'fw.db'}"),
+                    http=HttpConfig(listen="127.0.0.1:0"),
+                    logging=LoggingConfig(file=str(tmp / "fw.log"), level="warning"),
+                    supervision=DEFAULT_POLICY,
+                    sites=(SiteConfig("bench", endpoints=(EndpointConfig("mq", "mqtt", options),)),))
+
+    def start() -> Daemon:
+        daemon = Daemon(config, console_log=False, install_signals=False, http=False)
+        daemon.start()
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            status = daemon.board.find("bench", "mq")
+            if status is not None and status.state == "up":
+                return daemon
+            time.sleep(0.01)
+        raise RuntimeError("fieldwatch endpoint not up")
+
+    def stored(daemon: Daemon) -> float:
+        status = daemon.board.find("bench", "mq")
+        return status.counters.get(("mqtt_messages", "stored"), 0.0) if status else 0.0
+
+    daemon = start()
+    # the subscription is active once a probe message is stored
+    probe = paho.Client(CallbackAPIVersion.VERSION2)
+    probe.connect("127.0.0.1", port)
+    deadline = time.monotonic() + 10
+    while stored(daemon) < 1:
+        if time.monotonic() > deadline:
+            raise RuntimeError("no probe stored")
+        probe.publish("sensors/probe/x", json.dumps({"value": 0, "ts": time.time()}), qos=1)
+        probe.loop(0.1)
+    probe.disconnect()
+    time.sleep(0.3)  # late probes
+    publisher: subprocess.Popen[bytes] | None = None
+    if mode == "backlog":
+        daemon.stop()
+        run_publisher(port, messages, qos, timeout_s)
+        daemon = start()
+        base = 0.0
+    else:
+        base = stored(daemon)
+        publisher = start_publisher(port, messages, qos)
+    first = last = 0.0
+    deadline = time.monotonic() + timeout_s
+    count = 0.0
+    while time.monotonic() < deadline:
+        count = stored(daemon) - base
+        now = time.perf_counter()
+        if count >= 1 and not first:
+            first = now
+        if count >= messages:
+            last = now
+            break
+        time.sleep(0.02)
+    if publisher is not None:
+        publisher.wait(timeout_s)
+    daemon.stop()
+    with sqlite3.connect(str(tmp / "fw.db")) as conn:
+        rows, unique = conn.execute("SELECT count(*), count(DISTINCT value_num) FROM reading "
+                                    "WHERE name LIKE 'm%'").fetchone()
+    return Result("fieldwatch ingest", mode, qos, messages, int(rows), int(unique), (last or first) - first)
+
+
 def run_publisher(port: int, messages: int, qos: int, timeout_s: float) -> None:
     """Run the publisher process to completion."""
     publisher = start_publisher(port, messages, qos)
@@ -218,7 +307,7 @@ def run_publisher(port: int, messages: int, qos: int, timeout_s: float) -> None:
 # --- running and recording -----------------------------------------------------------------------
 
 Case = Callable[[int, int, int, str, float], Result]
-CASES: dict[str, Case] = {"raw": raw_paho, "wrapper": wrapper_client}
+CASES: dict[str, Case] = {"raw": raw_paho, "wrapper": wrapper_client, "fieldwatch": fieldwatch_ingest}
 
 
 def run_case(name: str, messages: int, qos: int, mode: str, inflight: int, timeout_s: float) -> Result:

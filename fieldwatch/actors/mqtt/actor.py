@@ -2,7 +2,8 @@
 
 `connect()` starts a new `MqttClient` (a connection attempt; paho never
 reconnects on its own) and returns at once; its callbacks, on paho's thread,
-only tell this actor `_Connected` / `_Lost` / `_Message`.  A refused or lost
+only tell this actor `_Connected` / `_Lost`, or queue messages in the
+connection's `_Inbox` (one `_Drain` tell per burst, not per message).  A refused or lost
 connection goes through `retry_later` (backoff; `faulty` for credentials,
 DNS, TLS).  Each message is counted for its topic, parsed, and its readings
 are queued for storage with an `on_commit` that acknowledges the message to
@@ -15,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import itertools
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -37,6 +39,7 @@ _connections = itertools.count(1)
 _TICK_S = 1.0  # topic counts flush, staleness check
 _TOUCH_INTERVAL_S = 1.0  # last_data_at is written at most this often
 _CONTENT_KEY_WINDOW_S = 600.0  # see _msg_key
+_DRAIN_MAX = 2000  # messages handled per _Drain before other mailbox messages get a turn
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,14 +63,34 @@ class _Lost:
 
 @dataclass(frozen=True, slots=True)
 class _Message:
-    """paho -> actor: a message on connection `conn`, to be acknowledged once stored."""
+    """A message received on a connection, to be acknowledged once stored."""
 
-    conn: int
     topic: str
     payload: bytes
     qos: int
     mid: int
     dup: bool
+
+
+@dataclass(frozen=True, slots=True)
+class _Drain:
+    """paho -> actor: messages wait in the inbox of connection `conn`."""
+
+    conn: int
+
+
+class _Inbox:
+    """Messages from paho's thread for one connection, handed over in bursts.
+
+    paho appends and tells `_Drain` only when none is pending; the actor clears
+    the flag before draining, so a message appended later always gets a tell.
+    """
+
+    __slots__ = ("items", "scheduled")
+
+    def __init__(self) -> None:
+        self.items: deque[_Message] = deque()
+        self.scheduled = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,6 +109,7 @@ class MqttActor(ConnectionActor):
         self.parsers = ParserSet(self.options.parsers)
         self.devices = DeviceTracker(self, self.options.offline_after_s)
         self._client: MqttClient | None = None
+        self._inbox = _Inbox()
         self._conn = 0
         self._up = False  # the current connection is established
         self._processable: dict[str, bool] = {}
@@ -108,6 +132,7 @@ class MqttActor(ConnectionActor):
             self.every(_TICK_S, _Tick())
         opts = self.options
         conn = self._conn = next(_connections)
+        inbox = self._inbox = _Inbox()
         ref = self.actor_ref
         holder: list[MqttClient] = []
 
@@ -120,6 +145,12 @@ class MqttActor(ConnectionActor):
         def on_connect(code: int, reason: str) -> None:
             tell(_Connected(conn, code, reason, bool(holder and holder[0].session_present)))
 
+        def on_message(topic: str, payload: bytes, qos: int, mid: int, dup: bool) -> None:
+            inbox.items.append(_Message(topic, payload, qos, mid, dup))
+            if not inbox.scheduled:
+                inbox.scheduled = True
+                tell(_Drain(conn))
+
         client = MqttClient(
             host=opts.host,
             port=opts.port,
@@ -131,7 +162,7 @@ class MqttActor(ConnectionActor):
             keepalive_s=opts.keepalive_s,
             on_connect=on_connect,
             on_disconnect=lambda code, reason: tell(_Lost(conn, code, reason)),
-            on_message=lambda topic, payload, qos, mid, dup: tell(_Message(conn, topic, payload, qos, mid, dup)),
+            on_message=on_message,
             on_subscribe_error=lambda topic, reason: self.log.warning("subscription to %r refused: %s",
                                                                       topic, reason),
         )
@@ -149,9 +180,9 @@ class MqttActor(ConnectionActor):
 
     def on_message(self, message: Any) -> Any:
         """Connection callbacks, messages, timers and topic switches."""
-        if isinstance(message, _Message):
+        if isinstance(message, _Drain):
             if message.conn == self._conn:
-                self._on_mqtt_message(message)
+                self._drain()
         elif isinstance(message, _Connected):
             if message.conn == self._conn:
                 self._on_connected(message)
@@ -204,20 +235,34 @@ class MqttActor(ConnectionActor):
 
     # -- messages ----------------------------------------------------------------
 
-    def _on_mqtt_message(self, message: _Message) -> None:
+    def _drain(self) -> None:
+        """Handle the messages waiting in the current connection's inbox (a bounded slice)."""
+        inbox = self._inbox
+        inbox.scheduled = False
+        records: list[writes.Write] = []
         now = time.time()
-        topic = message.topic
-        processable = self._processable.get(topic)
-        if processable is None:  # first sight: recorded at once, so the API can switch it off
-            processable = self._processable[topic] = self.parsers.processable(topic)
-            self.ep.storage.submit(writes.TopicSeen(self.ep.endpoint_id, self.generation, topic, now, 1,
-                                                    processable))
-        else:
-            self._topic_counts[topic] = self._topic_counts.get(topic, 0) + 1
+        items = inbox.items
+        acks = _AckGroup(self._client, self.ep.board, self.ep.endpoint_id)
+        for _ in range(min(len(items), _DRAIN_MAX)):
+            self._handle(items.popleft(), now, records, acks)
+        if records:
+            self.ep.storage.submit_many(records)
         self._last_message_at = now
         if now - self._last_touch >= _TOUCH_INTERVAL_S or self.state == states.STALE:
             self._last_touch = now
             self.data_received(now)  # STALE -> UP
+        if items and not inbox.scheduled:  # more left: let other mailbox messages in first
+            inbox.scheduled = True
+            self.actor_ref.tell(_Drain(self._conn))
+
+    def _handle(self, message: _Message, now: float, records: list[writes.Write], acks: _AckGroup) -> None:
+        topic = message.topic
+        processable = self._processable.get(topic)
+        if processable is None:  # first sight: recorded at once, so the API can switch it off
+            processable = self._processable[topic] = self.parsers.processable(topic)
+            records.append(writes.TopicSeen(self.ep.endpoint_id, self.generation, topic, now, 1, processable))
+        else:
+            self._topic_counts[topic] = self._topic_counts.get(topic, 0) + 1
         client = self._client
         if not processable or topic in self._inactive:
             self.count("mqtt_messages", "ignored")
@@ -229,7 +274,7 @@ class MqttActor(ConnectionActor):
         except ParseFailure as failure:
             self.count("mqtt_messages", "parse_error")
             self.log.debug("parse error on %s (%s): %s", topic, failure.parser, failure.error)
-            self.ep.storage.submit(writes.ParseErrorRecord(
+            records.append(writes.ParseErrorRecord(
                 self.ep.endpoint_id, self.generation, now, topic, failure.parser, failure.error, failure.sample))
             if client is not None:
                 client.ack(message.mid, message.qos)  # a poison message must not block the session
@@ -239,13 +284,11 @@ class MqttActor(ConnectionActor):
         for reading in readings:
             if reading.device:
                 self.devices.seen(reading.device, now)
-        on_commit = _ack_when_stored(client, message.mid, message.qos, len(readings), self.ep.board,
-                                     self.ep.endpoint_id)
-        self.ep.storage.submit_many(
-            writes.ReadingRecord(self.ep.endpoint_id, self.generation, r.name, r.value_num, r.value_text, "Good",
-                                 r.source_time, now, r.device, _msg_key(r, message.mid, now), on_commit)
-            for r in readings
-        )
+        on_commit = acks.add(message.mid, message.qos, len(readings))
+        for r in readings:
+            records.append(writes.ReadingRecord(
+                self.ep.endpoint_id, self.generation, r.name, r.value_num, r.value_text, "Good", r.source_time,
+                now, r.device, _msg_key(r, message.mid, now), on_commit))
 
     def _on_tick(self) -> None:
         self._flush_topics()
@@ -313,19 +356,35 @@ class MqttActor(ConnectionActor):
         self.resolve_alert("offline", subject=device)
 
 
-def _ack_when_stored(client: MqttClient | None, mid: int, qos: int, readings: int, board: Any,
-                     endpoint_id: int) -> Callable[[], None]:
-    """An on_commit for the readings of one message: the last commit acks it (writer's thread)."""
-    left = [readings]
+class _AckGroup:
+    """The acks of the messages of one drain, sent together once all their readings are committed.
 
-    def on_commit() -> None:
-        left[0] -= 1
-        if left[0] == 0:
-            board.incr(endpoint_id, "mqtt_messages", "stored")
-            if client is not None:
-                client.ack(mid, qos)
+    Each reading's `on_commit` (the writer's thread, one thread at a time) counts
+    down; the last one acknowledges every message of the group, so the paho
+    thread is woken once per group rather than once per message.  Readings that
+    are never committed (a replaced generation) leave the group unacknowledged:
+    the broker redelivers, the duplicates are suppressed by msg_key.
+    """
 
-    return on_commit
+    __slots__ = ("client", "board", "endpoint_id", "left", "mids")
+
+    def __init__(self, client: MqttClient | None, board: Any, endpoint_id: int) -> None:
+        self.client, self.board, self.endpoint_id = client, board, endpoint_id
+        self.left = 0
+        self.mids: list[tuple[int, int]] = []
+
+    def add(self, mid: int, qos: int, readings: int) -> Callable[[], None]:
+        """Register one message with `readings` readings; the on_commit to give each of them."""
+        self.left += readings
+        self.mids.append((mid, qos))
+        return self._committed
+
+    def _committed(self) -> None:
+        self.left -= 1
+        if self.left == 0:
+            self.board.incr(self.endpoint_id, "mqtt_messages", "stored", len(self.mids))
+            if self.client is not None:
+                self.client.ack_many(self.mids)
 
 
 def _msg_key(reading: Parsed, mid: int, now: float) -> str:

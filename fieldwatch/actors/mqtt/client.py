@@ -194,6 +194,13 @@ class MqttClient:
             return False
         return self._paho.ack(mid, qos) == paho.MQTT_ERR_SUCCESS
 
+    def ack_many(self, acks: Sequence[tuple[int, int]]) -> bool:
+        """ack() for several (mid, qos) pairs in one go; False when this connection is gone."""
+        if self._state != _CONNECTED:
+            return False
+        ack = self._paho.ack
+        return all([ack(mid, qos) == paho.MQTT_ERR_SUCCESS for mid, qos in acks if qos])
+
     def stop(self, timeout_s: float = 2.0) -> None:
         """Disconnect and join the threads; returns within about timeout_s even if they hang."""
         with self._lock:
