@@ -276,9 +276,12 @@ class Supervisor(SupervisedActor):
         self._publish(child, "running")
         hc = child.spec.policy.health_check
         generation = child.generation
+        # Spread first checks over the interval: thousands of children started together
+        # must not all be checked in the same instant.
         child.hc_timer = self.ctx.scheduler.every(
             hc.interval_s,
             lambda: self._tell_self(_HealthDue(child.spec.id, generation)),
+            first_delay_s=hc.interval_s * random.uniform(0.5, 1.0),
         )
 
     def _tell_self(self, message: Any) -> None:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import ipaddress
 import os
 import re
-import shutil
 import signal
 import subprocess
 import threading
@@ -40,16 +39,16 @@ OPCUA_TIMEOUT_S = 2.0
 OPCUA_STALE_S = 5.0
 HEALTH = {"interval_s": 1.0, "timeout_s": 2.0, "failures": 2}
 MQTT_KEEPALIVE_S = 4
-LINK_NET = ipaddress.ip_network("169.254.77.0/24")
+LINK_NET = ipaddress.IPv4Network("169.254.77.0/24")
 
-SUPERVISION_YAML = """\
+SUPERVISION_YAML = f"""\
 defaults:
-  backoff: {initial_s: 0.5, max_s: 2, multiplier: 2, jitter: 0.1, reset_after_s: 30}
-  health_check: {interval_s: %(hi)g, timeout_s: %(ht)g, failures: %(hf)d}
+  backoff: {{initial_s: 0.5, max_s: 2, multiplier: 2, jitter: 0.1, reset_after_s: 30}}
+  health_check: {{interval_s: {HEALTH["interval_s"]:g}, timeout_s: {HEALTH["timeout_s"]:g}, failures: {HEALTH["failures"]:g}}}
 kinds:
-  icmp: {health_check: {interval_s: 2}}
-  opcua: {backoff: {max_s: 2}}
-""" % {"hi": HEALTH["interval_s"], "ht": HEALTH["timeout_s"], "hf": HEALTH["failures"]}
+  icmp: {{health_check: {{interval_s: 2}}}}
+  opcua: {{backoff: {{max_s: 2}}}}
+"""
 
 
 def mqtt_available() -> bool:
@@ -168,7 +167,7 @@ class SoakEnv:
         used = [net for net in used if net.prefixlen > 16]  # a default, /8 or /16 route is no claim on the block
         blocks = list(LINK_NET.subnets(new_prefix=30))
         start = (os.getpid() * 7) % len(blocks)
-        free = []
+        free: list[ipaddress.IPv4Network] = []
         for i in range(len(blocks)):
             block = blocks[(start + i) % len(blocks)]
             if not any(block.overlaps(net) for net in used):
@@ -206,7 +205,7 @@ class SoakEnv:
             lines += [
                 f"  - name: {site}",
                 "    endpoints:",
-                f"      - name: plc",
+                "      - name: plc",
                 "        kind: opcua",
                 f"        url: '{sim.url}'",
                 f"        timeout_s: {OPCUA_TIMEOUT_S:g}",
@@ -321,12 +320,3 @@ class SoakEnv:
                         cur.execute(f"DROP DATABASE IF EXISTS {self.pg_database}")
             except psycopg2.Error as err:
                 self.log(f"soak: could not drop {self.pg_database}: {err}")
-
-    def keep_artifacts(self, dest: Path) -> None:
-        """Copy the daemon log and output beside the report (for a failed run)."""
-        dest.mkdir(parents=True, exist_ok=True)
-        for name in ("fieldwatch.log", "stdout.txt", "fieldwatch.yaml"):
-            src = self.workdir / name
-            if src.exists():
-                shutil.copy(src, dest / name)
-

@@ -22,11 +22,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import psycopg2
-from daemon_proc import TOKEN
+
 from .env import PG_DSN, SoakEnv
+from .httpbad import HttpCheck, bad_requests, request
 from .publisher import SeqPublisher, publish_raw
 
-__all__ = ["FaultLog", "FaultRecord", "HttpCheck", "Injectors", "SiteWindow", "request"]
+__all__ = ["FaultLog", "FaultRecord", "Injectors", "SiteWindow"]
 
 _LOCKER = """
 import sqlite3, sys, time
@@ -59,24 +60,10 @@ class SiteWindow:
     """A site disabled by a command: from the disable request until the enable answered."""
 
     site: str
-    disabled_at: float
-    enabled_at: float | None = None
-
-
-@dataclass(frozen=True)
-class HttpCheck:
-    """One bad request and what came back (status 0: no answer, see `error`)."""
-
-    method: str
-    path: str
-    what: str
-    status: int
-    error: str = ""
-
-    @property
-    def ok(self) -> bool:
-        """A 4xx, as the SPEC requires for bad input."""
-        return 400 <= self.status < 500
+    disabled_at: float  # the disable request was sent
+    disabled_ack: float | None = None  # ... and answered (202: actors stopped)
+    enable_sent: float | None = None  # the enable request was sent
+    enabled_at: float | None = None  # ... and answered (actors started)
 
 
 @dataclass
@@ -97,27 +84,17 @@ class FaultLog:
         return record
 
 
-def request(port: int, method: str, path: str, body: bytes | None = None, token: str | None = TOKEN,
-            headers: dict[str, str] | None = None, timeout_s: float = 20.0) -> tuple[int, bytes]:
-    """One HTTP request on a fresh connection; (status, body). Raises when there is no answer."""
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout_s)
-    hdrs = {"Content-Type": "application/json", **(headers or {})}
-    if token:
-        hdrs["Authorization"] = f"Bearer {token}"
-    try:
-        conn.request(method, path, body=body, headers=hdrs)
-        resp = conn.getresponse()
-        return resp.status, resp.read()
-    finally:
-        conn.close()
-
-
 class Injectors:
     """The faults; each method blocks for the fault's duration and returns its record."""
 
     def __init__(self, env: SoakEnv, publisher: SeqPublisher | None, log: FaultLog, say: Callable[[str], None]) -> None:
         self.env, self.publisher, self.log, self.say = env, publisher, log, say
         self._added = 0
+        self.deadline = float("inf")  # the end of the fault phase: holds are cut short there
+
+    def _hold(self, seconds: float) -> float:
+        """A fault's hold time, cut to end with the fault phase (at least 1 s)."""
+        return max(1.0, min(seconds, self.deadline - time.time()))
 
     @property
     def port(self) -> int:
@@ -131,7 +108,7 @@ class Injectors:
         """SIGKILL Mosquitto (after the publisher quiesced), keep it down, restart it on its persistence."""
         broker = self.env.broker
         assert broker is not None
-        hold = hold_s if hold_s is not None else rng.uniform(1.0, 6.0)
+        hold = hold_s if hold_s is not None else self._hold(rng.uniform(1.0, 6.0))
         rec = FaultRecord("broker_kill", "broker", lane, 0.0, peer="broker", gone=True, detail={"hold_s": round(hold, 1)})
         if self.publisher is not None and not self.publisher.quiesce(broker.workdir):
             rec.problems.append("publisher did not quiesce (PUBACKs or the broker's save did not come in 15 s)")
@@ -149,7 +126,7 @@ class Injectors:
         """SIGSTOP Mosquitto for 2-12 s (longer than the MQTT bound about half the time)."""
         broker = self.env.broker
         assert broker is not None
-        hold = rng.uniform(2.0, 12.0)
+        hold = self._hold(rng.uniform(2.0, 12.0))
         broker.freeze()
         rec = self.log.add(FaultRecord("broker_freeze", "broker", lane, time.time(), peer="broker",
                                        detail={"hold_s": round(hold, 1)}))
@@ -161,7 +138,7 @@ class Injectors:
     def opcua_freeze(self, rng: random.Random, name: str, lane: str = "main") -> FaultRecord:
         """SIGSTOP one OPC UA sim server for 2-8 s."""
         sim = self.env.sims[name]
-        hold = rng.uniform(2.0, 8.0)
+        hold = self._hold(rng.uniform(2.0, 8.0))
         sim.freeze()
         rec = self.log.add(FaultRecord("opcua_freeze", name, lane, time.time(), peer=name,
                                        detail={"hold_s": round(hold, 1)}))
@@ -173,7 +150,7 @@ class Injectors:
     def opcua_kill(self, rng: random.Random, name: str, lane: str = "main", hold_s: float | None = None) -> FaultRecord:
         """SIGKILL one OPC UA sim server, keep it down, start it again on the same port."""
         sim = self.env.sims[name]
-        hold = hold_s if hold_s is not None else rng.uniform(1.0, 6.0)
+        hold = hold_s if hold_s is not None else self._hold(rng.uniform(1.0, 6.0))
         sim.kill()
         rec = self.log.add(FaultRecord("opcua_kill", name, lane, time.time(), peer=name, gone=True,
                                        detail={"hold_s": round(hold, 1)}))
@@ -185,7 +162,7 @@ class Injectors:
     def link_flap(self, rng: random.Random, name: str, lane: str = "main", hold_s: float | None = None) -> FaultRecord:
         """Set a namespace's far veth end down for 2-8 s (the host there stops answering), then up."""
         ns = self.env.namespaces[name]
-        hold = hold_s if hold_s is not None else rng.uniform(2.0, 8.0)
+        hold = hold_s if hold_s is not None else self._hold(rng.uniform(2.0, 8.0))
         ns.set_link(False)
         rec = self.log.add(FaultRecord("link_flap" if hold_s is None else "link_down_long", name, lane, time.time(),
                                        peer=name, detail={"hold_s": round(hold, 1)}))
@@ -194,11 +171,59 @@ class Injectors:
         ns.set_link(True)
         return rec
 
+    def outage_across_restart(self, rng: random.Random, peer: str) -> FaultRecord:
+        """Cut a peer off until the daemon shows it down, SIGKILL the daemon, bring the peer back while
+        the daemon is down, start the daemon: the alert of the outage must still get resolved."""
+        rec = FaultRecord("outage_across_restart", peer, "main", 0.0, peer=peer)
+        target = next(t for t in self.env.targets.values() if t.peer == peer)
+        if peer == "broker":
+            assert self.env.broker is not None
+            if self.publisher is not None and not self.publisher.quiesce(self.env.broker.workdir):
+                rec.problems.append("publisher did not quiesce")
+            self.env.broker.kill()
+            rec.gone = True
+        elif peer.startswith("opcua"):
+            self.env.sims[peer].kill()
+            rec.gone = True
+        else:
+            self.env.namespaces[peer].set_link(False)
+        rec.start = time.time()
+        self.log.add(rec)
+        deadline = time.monotonic() + target.bound_s + 5.0
+        while time.monotonic() < deadline and not self._shows_down(target.site, target.endpoint):
+            time.sleep(0.1)  # poll interval
+        rec.detail["shown_down_after_s"] = round(time.time() - rec.start, 1)
+        time.sleep(rng.uniform(0.5, 1.5))  # the fault: stay down a little longer, so the alert is committed
+        code = self.env.kill_daemon()
+        kill = self.log.add(FaultRecord("daemon_kill", "daemon", "main", time.time(), detail={"during": peer}))
+        if code != -signal.SIGKILL:
+            kill.problems.append(f"the killed daemon exited with {code}, not -9")
+        rec.end = time.time()
+        if peer == "broker":
+            assert self.env.broker is not None
+            self.env.broker.restart()
+            if self.publisher is not None:
+                self.publisher.resume()
+        elif peer.startswith("opcua"):
+            self.env.sims[peer].start()
+        else:
+            self.env.namespaces[peer].set_link(True)
+        inc = self.env.start_daemon()
+        kill.end = inc.ready_at
+        return rec
+
+    def _shows_down(self, site: str, endpoint: str) -> bool:
+        try:
+            status, raw = request(self.port, "GET", f"/api/v1/endpoints/{site}/{endpoint}", token=None, timeout_s=5)
+        except (OSError, http.client.HTTPException):
+            return False
+        return status == 200 and json.loads(raw)["state"] in ("down", "stale", "faulty")
+
     # -- storage -----------------------------------------------------------------------
 
     def db_lock(self, rng: random.Random) -> FaultRecord:
         """Hold an exclusive lock on the SQLite file from another process for 2-5 s."""
-        hold = rng.uniform(2.0, 5.0)
+        hold = self._hold(rng.uniform(2.0, 5.0))
         path = self.env.db_url.removeprefix("sqlite:///")
         locker = subprocess.Popen([sys.executable, "-c", _LOCKER, path, str(hold)], stdout=subprocess.PIPE, text=True)
         rec = FaultRecord("db_lock", "sqlite", "main", time.time(), detail={"hold_s": round(hold, 1)})
@@ -247,12 +272,13 @@ class Injectors:
 
     def site_toggle(self, rng: random.Random, site: str) -> FaultRecord:
         """Disable a site through the API, keep it disabled 1-4 s, enable it again."""
-        hold = rng.uniform(1.0, 4.0)
+        hold = self._hold(rng.uniform(1.0, 4.0))
         window = SiteWindow(site, time.time())
         with self.log.lock:
             self.log.site_windows.append(window)
         rec = self.log.add(FaultRecord("site_toggle", site, "main", window.disabled_at, detail={"hold_s": round(hold, 1)}))
         status, body = request(self.port, "POST", f"/api/v1/sites/{site}/disable")
+        window.disabled_ack = time.time()
         if status != 202:
             rec.problems.append(f"disable answered {status}: {body[:300]!r}")
         else:
@@ -260,6 +286,7 @@ class Injectors:
             if states != {"disabled"}:
                 rec.problems.append(f"disable answered 202 but the endpoints are {sorted(states)}")
         time.sleep(hold)  # the fault: the site is off this long
+        window.enable_sent = time.time()
         status, body = request(self.port, "POST", f"/api/v1/sites/{site}/enable")
         window.enabled_at = rec.end = time.time()
         if status != 202:
@@ -331,7 +358,7 @@ class Injectors:
 
     def http_bad(self, rng: random.Random) -> FaultRecord:
         """Send 6-12 bad requests; each must get a 4xx (never a 5xx, never a dropped connection)."""
-        cases = _bad_requests(rng)
+        cases = bad_requests(rng)
         chosen = rng.sample(cases, rng.randint(6, 12))
         rec = self.log.add(FaultRecord("http_bad", "api", "main", time.time(), detail={"requests": len(chosen)}))
         for method, path, body, token, what in chosen:
@@ -346,38 +373,3 @@ class Injectors:
                 rec.problems.append(f"{what}: {method} {path[:80]} -> {check.status} {check.error}")
         rec.end = time.time()
         return rec
-
-
-def _bad_requests(rng: random.Random) -> list[tuple[str, str, bytes | None, str | None, str]]:
-    """(method, path, body, token, what) of bad requests, some with random parts."""
-    junk = "".join(rng.choice("abcxyz0189-_.~%") for _ in range(rng.randint(1, 40)))
-    huge = json.dumps({"name": "huge", "endpoints": [], "pad": "x" * (2 << 20)}).encode()
-    return [
-        ("POST", "/api/v1/sites", b"{not json", TOKEN, "invalid JSON"),
-        ("POST", "/api/v1/sites", b'{"name": "x", "bogus": 1}', TOKEN, "unknown field"),
-        ("POST", "/api/v1/sites", b"[1, 2]", TOKEN, "JSON array body"),
-        ("POST", "/api/v1/sites", huge, TOKEN, "2 MB body"),
-        ("POST", "/api/v1/sites", json.dumps({"name": "bad", "endpoints": [
-            {"name": "e", "kind": "icmp", "host": "127.0.0.1", "interval_s": -1}]}).encode(), TOKEN, "invalid endpoint"),
-        ("POST", "/api/v1/sites", json.dumps({"name": "bad2", "endpoints": [
-            {"name": "e", "kind": "warp-drive"}]}).encode(), TOKEN, "unknown kind"),
-        ("PUT", "/api/v1/sites/net", b'{"name": "other"}', TOKEN, "name differs from path"),
-        ("GET", "/api/v1/events?limit=abc", None, None, "limit not a number"),
-        ("GET", "/api/v1/events?limit=100001", None, None, "limit too large"),
-        ("GET", "/api/v1/readings?since=yesterday-ish", None, None, "bad since"),
-        ("GET", "/api/v1/alerts?active=maybe", None, None, "bad boolean"),
-        ("GET", f"/api/v1/sites?{junk}=1", None, None, "unknown parameter"),
-        ("GET", "/api/v1/readings?cursor=" + junk, None, None, "bad cursor"),
-        ("GET", "/api/v1/logs?lines=-5", None, None, "negative lines"),
-        ("GET", "/api/v1/events?level=loud", None, None, "bad level"),
-        ("POST", "/api/v1/sites/net/disable", None, "wrong-token", "wrong token"),
-        ("POST", "/api/v1/sites/net/disable", None, None, "no token"),
-        ("DELETE", "/api/v1/sites/plant1", None, "wrong-token", "wrong token on delete"),
-        ("GET", f"/api/v1/{junk}", None, None, "random path"),
-        ("GET", f"/{junk}/{junk}", None, None, "random path"),
-        ("GET", "/api/v1/sites/%ff%fe", None, None, "non-UTF-8 path"),
-        ("DELETE", f"/api/v1/sites/nope-{junk}", None, TOKEN, "delete unknown site"),
-        ("POST", f"/api/v1/endpoints/net/nope-{junk}/restart", None, TOKEN, "restart unknown endpoint"),
-        ("POST", "/api/v1/topics/enable", b"{}", TOKEN, "topic switch without fields"),
-        ("PATCH", "/api/v1/sites", b"{}", TOKEN, "method not allowed"),
-    ]

@@ -14,6 +14,7 @@ import json
 import random
 import threading
 import time
+import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -83,15 +84,27 @@ class SoakRun:
     final_exit: int | None = None
     tree: list[dict[str, Any]] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    error: str | None = None  # the traceback when the run itself broke
 
 
 def run_soak(cfg: SoakConfig, workdir: Path, say: Callable[[str], None] = print) -> SoakRun:
     """Run the whole soak; the caller checks invariants and writes the report (also on failure)."""
     env = SoakEnv(workdir, backend=cfg.backend, with_mqtt=mqtt_available(), log=say)
-    log = FaultLog()
-    run = SoakRun(cfg, env, log, Sampler(env), Phases(started=time.time()))
+    run = SoakRun(cfg, env, FaultLog(), Sampler(env), Phases(started=time.time()))
     if not env.with_mqtt:
         run.notes.append("MQTT skipped: fieldwatch/actors/mqtt/actor.py does not exist in this tree")
+    try:
+        _run(run, say)
+    except Exception:  # noqa: BLE001 - the run broke (a deadline, a peer that did not start): report what there is
+        run.error = traceback.format_exc()
+        say(f"soak: the run failed:\n{run.error}")
+    finally:
+        _finish(run)
+    return run
+
+
+def _run(run: SoakRun, say: Callable[[str], None]) -> None:
+    env = run.env
     try:
         env.start()
         if env.netns_reason:
@@ -108,16 +121,20 @@ def run_soak(cfg: SoakConfig, workdir: Path, say: Callable[[str], None] = print)
         _drain(run)
     finally:
         run.sampler.stop()
+
+
+def _finish(run: SoakRun) -> None:
+    """Stop the daemon cleanly, read the database, tear the world down (always)."""
+    env = run.env
+    try:
         if run.publisher is not None and not run.phases.drained:
-            run.publisher.stop(timeout_s=2)
-        try:
-            run.final_exit = env.stop_daemon()
-            if env.db_url:
-                run.facts = StoreReader(env.db_url).facts()
-        finally:
-            env.keep_artifacts(cfg.report_path.parent / f"artifacts-{cfg.mode}")
-            env.close()
-    return run
+            run.unacked_at_end = run.publisher.stop(timeout_s=2)
+        run.final_exit = env.stop_daemon()
+        if env.db_url:
+            run.facts = StoreReader(env.db_url).facts()
+        run.phases.drained = run.phases.drained or time.time()
+    finally:
+        env.close()
 
 
 def _states(env: SoakEnv) -> dict[tuple[str, str], str]:
@@ -189,18 +206,19 @@ def _inject(run: SoakRun) -> None:
     inj = Injectors(env, run.publisher, run.log, print)
     busy = _Busy()
     run.phases.faults_start = t0 = time.time()
-    deadline = t0 + cfg.fault_seconds
+    deadline = inj.deadline = t0 + cfg.fault_seconds
     plan = _long_plan(cfg, long_rng, env)
     long_thread = threading.Thread(target=_long_lane, args=(run, inj, busy, plan, long_rng, t0), daemon=True)
     long_thread.start()
-    kinds = ["opcua_freeze", "opcua_kill", "site_toggle", "site_add_delete", "http_bad", "daemon_kill"]
+    kinds = ["opcua_freeze", "opcua_kill", "site_toggle", "site_add_delete", "http_bad", "daemon_kill",
+             "outage_across_restart"]
     if env.broker is not None:
         kinds += ["broker_kill", "broker_freeze", "mqtt_malformed"]
     if env.namespaces:
         kinds.append("link_flap")
     kinds.append("db_lock" if cfg.backend == "sqlite" else "pg_terminate")
     rounds: list[str] = []
-    while time.time() < deadline:
+    while time.time() < deadline - 1.0:
         if not rounds:
             rounds = list(kinds)
             main_rng.shuffle(rounds)
@@ -219,10 +237,12 @@ def _step(run: SoakRun, inj: Injectors, busy: _Busy, kind: str, rng: random.Rand
         "opcua_freeze": ["opcua1", "opcua2"], "opcua_kill": ["opcua1", "opcua2"], "link_flap": ["ns1", "ns2"],
         "broker_kill": ["broker"], "broker_freeze": ["broker"], "mqtt_malformed": ["broker"],
         "site_toggle": sites,
+        "outage_across_restart": ["opcua1", "opcua2"] + [n for n in ("ns1", "ns2") if n in env.namespaces]
+        + (["broker"] if env.broker else []),
     }.get(kind, [kind])
     first = rng.choice(options)
     order = [first] + [o for o in options if o != first]
-    if kind == "daemon_kill" and time.time() > deadline - run.cfg.no_daemon_kill_last_s:
+    if kind in ("daemon_kill", "outage_across_restart") and time.time() > deadline - run.cfg.no_daemon_kill_last_s:
         run.skipped.append(f"{time.time() - run.phases.faults_start:.0f}s daemon_kill: too close to the end")
         return
     target = next((o for o in order if busy.take(o)), None)
@@ -241,6 +261,7 @@ def _step(run: SoakRun, inj: Injectors, busy: _Busy, kind: str, rng: random.Rand
             "site_add_delete": lambda: inj.site_add_delete(rng),
             "http_bad": lambda: inj.http_bad(rng),
             "daemon_kill": lambda: inj.daemon_kill(rng),
+            "outage_across_restart": lambda: inj.outage_across_restart(rng, target),
             "db_lock": lambda: inj.db_lock(rng),
             "pg_terminate": lambda: inj.pg_terminate(rng),
         }

@@ -126,7 +126,8 @@ class Sampler:
     def stop(self) -> None:
         """Stop sampling and wait for the thread."""
         self._stop.set()
-        self._thread.join(15)
+        if self._thread.ident is not None:
+            self._thread.join(15)
 
     def _run(self) -> None:
         due = time.monotonic()

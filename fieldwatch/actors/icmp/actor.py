@@ -25,6 +25,7 @@ from fieldwatch.actors.connection import ConnectionActor, EndpointContext
 from fieldwatch.actors.icmp.capability import HostNotResolved, IcmpUnavailable
 from fieldwatch.actors.icmp.prober import Prober, ProbeResult, resolve, shared_prober
 from fieldwatch.actors.messages import Health
+from fieldwatch.actors.pool import PooledActor
 from fieldwatch.actors.scheduler import TimerHandle
 from fieldwatch.config.model import IcmpOptions
 
@@ -41,7 +42,7 @@ class ProbeDone:
     result: ProbeResult
 
 
-class IcmpActor(ConnectionActor):
+class IcmpActor(PooledActor, ConnectionActor):
     """One ICMP endpoint: its state machine; the sockets belong to the shared Prober."""
 
     kind: ClassVar[str] = "icmp"
@@ -124,7 +125,7 @@ class IcmpActor(ConnectionActor):
 
         box: list[TimerHandle] = []  # the handle, once every() returned (the first tick may be earlier)
 
-        def _tick() -> None:  # the scheduler thread: touches no actor state
+        def _tick(first: bool = False) -> None:  # the scheduler thread: touches no actor state
             handle = box[0] if box else None
             if not ref.is_alive() or board.current_generation(endpoint_id) != generation:
                 if handle is not None:
@@ -132,12 +133,17 @@ class IcmpActor(ConnectionActor):
                 return
             try:  # due: this tick's nominal time, so lateness never accumulates
                 prober.submit(address, count=opts.count, timeout_s=opts.timeout_s,
-                              callback=_done, due=handle.due if handle else None)
+                              callback=_done, due=handle.due if handle and not first else None)
             except RuntimeError:  # the prober was stopped (shutdown)
                 if handle is not None:
                     handle.cancel()
 
-        box.append(self.ep.scheduler.every(opts.interval_s, _tick, first_delay_s=0.0))
+        # The first probe goes out at once; later ones keep a per-endpoint phase spread
+        # evenly over the interval (golden-ratio sequence on the endpoint id), so
+        # thousands of endpoints never all tick at the same instant.
+        phase = (self.ep.endpoint_id * 0.6180339887498949) % 1.0 * opts.interval_s
+        self.ep.scheduler.call_later(0.0, lambda: _tick(first=True))
+        box.append(self.ep.scheduler.every(opts.interval_s, _tick, first_delay_s=phase or opts.interval_s))
         return box[0]
 
     def _stop_probing(self) -> None:

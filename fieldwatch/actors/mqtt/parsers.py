@@ -282,7 +282,6 @@ class ParserSet:
         parts = topic.split("/")
         readings: list[Parsed] | None = None
         doc: Any = _UNSET
-        digest: str | None = None
         for parser in self._parsers:
             captured = parser.pattern.match_levels(parts)
             if captured is None:
@@ -310,12 +309,14 @@ class ParserSet:
                 value_num, value_text = _number(parser.label, payload, topic), None
             else:
                 value_num, value_text = None, _text(parser.label, payload, topic)
-            if id_value is None and digest is None:
-                digest = hashlib.sha1(payload, usedforsecurity=False).hexdigest()
-            key = f"id={id_value}" if id_value is not None else f"sha1={digest}|t={source_time!r}"
-            identity = hashlib.sha1(
-                f"{topic}\x00{name}\x00{key}".encode("utf-8", "surrogatepass"), usedforsecurity=False
-            ).hexdigest()
+            hasher = hashlib.sha1(f"{topic}\x00{name}\x00".encode("utf-8", "surrogatepass"),
+                                  usedforsecurity=False)
+            if id_value is not None:
+                hasher.update(b"id=" + id_value.encode("utf-8", "surrogatepass"))
+            else:
+                hasher.update(payload)
+                hasher.update(f"\x00t={source_time!r}".encode())
+            identity = hasher.hexdigest()
             by_content = id_value is None and source_time is None
             readings.append(Parsed(name, device, value_num, value_text, source_time, identity, by_content))
         return readings

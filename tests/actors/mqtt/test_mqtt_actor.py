@@ -81,11 +81,13 @@ def test_topic_switched_off_is_not_processed(broker: MosquittoBroker, harness: H
     _start(harness, _options(broker.port))
     _prime(harness, broker.port)
     assert harness.daemon is not None
-    harness.daemon.controller.set_topic_active("s1", "mq", "sensors/probe/ping", False)
+    controller = harness.daemon.controller
+    assert controller is not None
+    controller.set_topic_active("s1", "mq", "sensors/probe/ping", False)
     ignored = _counter(harness, "ignored")
     publish(broker.port, [("sensors/probe/ping", _payload(2))])
     wait_for(lambda: _counter(harness, "ignored") == ignored + 1, 5, what="the switched-off topic ignored")
-    harness.daemon.controller.set_topic_active("s1", "mq", "sensors/probe/ping", True)
+    controller.set_topic_active("s1", "mq", "sensors/probe/ping", True)
     stored = _counter(harness, "stored")
     publish(broker.port, [("sensors/probe/ping", _payload(3))])
     wait_for(lambda: _counter(harness, "stored") == stored + 1, 5, what="the topic processed again")
