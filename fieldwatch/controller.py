@@ -34,7 +34,7 @@ from fieldwatch.config.model import EndpointConfig, SiteConfig
 from fieldwatch.config.redact import endpoint_public_dict
 from fieldwatch.config.sites import parse_site_body
 from fieldwatch.errors import NotFoundError
-from fieldwatch.policy import SupervisionPolicy
+from fieldwatch.policy import Backoff, ChildPolicy, HealthCheck, SupervisionPolicy
 from fieldwatch.status import EndpointStatus, StatusBoard, effective_state
 from fieldwatch.storage import commands as cmd
 from fieldwatch.storage import writes
@@ -45,6 +45,14 @@ __all__ = ["Controller", "site_spec_of"]
 logger = logging.getLogger(__name__)
 
 _ASK_TIMEOUT_S = 10.0
+
+#: A site supervisor with thousands of children can be slow to answer under load
+#: without being hung: replacing it would restart every one of its endpoints.
+_SUPERVISOR_POLICY = ChildPolicy(
+    backoff=Backoff(initial_s=0.5, max_s=30.0, multiplier=2.0, jitter=0.1, reset_after_s=120.0),
+    health_check=HealthCheck(interval_s=5.0, timeout_s=30.0, failures=3),
+    shutdown_timeout_s=30.0,
+)
 
 
 def _endpoint_spec_of(ep: EndpointConfig, full: bool) -> cmd.EndpointSpec:
@@ -221,7 +229,7 @@ class Controller:
             # A restarted site supervisor starts the endpoints enabled at that moment.
             return Supervisor.start(ctx, options, self._site_specs(name) if self._started else specs_now)
 
-        spec = ChildSpec(id=self._site_child_id(name), start=_start, policy=self.policy.defaults, kind="supervisor")
+        spec = ChildSpec(id=self._site_child_id(name), start=_start, policy=_SUPERVISOR_POLICY, kind="supervisor")
         self.root.ask(AddChild(spec), timeout=_ASK_TIMEOUT_S)
         site = self._sites[name]
         for ep_name, endpoint_id in site.endpoint_ids.items():

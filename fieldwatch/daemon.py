@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 import signal
 import threading
@@ -166,6 +167,10 @@ class Daemon:
         if self.install_signals:
             signal.signal(signal.SIGINT, self._on_signal)
             signal.signal(signal.SIGTERM, self._on_signal)
+        # Everything built so far lives as long as the daemon: keep it out of the cyclic
+        # collector's full passes, which otherwise stall every thread on big trees.
+        gc.collect()
+        gc.freeze()
         logger.info("fieldwatch started; API at %s", self.url)
 
     def _wait_storage(self, deadline: float) -> None:
@@ -196,7 +201,8 @@ class Daemon:
         def _start(ctx: ChildContext) -> pykka.ActorRef[Any]:
             return Supervisor.start(ctx, storage_options, list(children))
 
-        return ChildSpec("storage", _start, ChildPolicy(), kind="supervisor")
+        supervisor_policy = ChildPolicy(health_check=HealthPolicy(interval_s=5, timeout_s=30, failures=3))
+        return ChildSpec("storage", _start, supervisor_policy, kind="supervisor")
 
     def _retention_specs(self) -> list[ChildSpec]:
         try:

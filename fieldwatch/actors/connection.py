@@ -75,6 +75,7 @@ class ConnectionActor(SupervisedActor):
         self._timers: list[TimerHandle] = []
         self._attempt = 0
         self._connected_at: float | None = None
+        self._touch_stored_at = 0.0
         status = endpoint.board.get(endpoint.endpoint_id)
         self.state = status.state if status else states.DISABLED
         self.state_since = status.since if status else time.time()
@@ -215,7 +216,11 @@ class ConnectionActor(SupervisedActor):
         """Fresh data arrived: remember when, and leave `stale` for `up`."""
         self.last_data_at = at or time.time()
         self.ep.board.update(self.ep.endpoint_id, self.generation, last_data_at=self.last_data_at)
-        self.ep.storage.submit(writes.Touch(self.ep.endpoint_id, self.generation, self.last_data_at))
+        # The board is the live truth for readers; the stored last_data_at (for history and
+        # restarts) is refreshed at most once a second per endpoint, and with every state change.
+        if self.last_data_at - self._touch_stored_at >= 1.0:
+            self._touch_stored_at = self.last_data_at
+            self.ep.storage.submit(writes.Touch(self.ep.endpoint_id, self.generation, self.last_data_at))
         if self.state == states.STALE:
             self.transition(states.UP, "data flowing again")
 

@@ -10,6 +10,7 @@ abandoned and replaced by a new generation whose predecessor is ignored.
 
 from __future__ import annotations
 
+import heapq
 import itertools
 import logging
 import random
@@ -72,16 +73,13 @@ class SupervisorOptions:
 
 
 @dataclass(frozen=True, slots=True)
-class _HealthDue:
-    child_id: str
-    generation: int
+class _Sweep:
+    """Self-message: send due health checks, act on passed deadlines."""
 
 
-@dataclass(frozen=True, slots=True)
-class _HealthTimeout:
-    child_id: str
-    generation: int
-    seq: int
+#: How often a supervisor looks at its health-check schedule (the granularity of
+#: health-check intervals and timeouts).
+_SWEEP_S = 0.05
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,8 +142,6 @@ class _Child:
         self.health_failures = 0
         self.hc_seq = 0
         self.hc_pending: int | None = None
-        self.hc_timer: Any = None
-        self.hc_deadline: Any = None
         self.restarting = False
         self.abandoned = 0
         self.last_failure: tuple[str, str] | None = None
@@ -158,6 +154,14 @@ class Supervisor(SupervisedActor):
         super().__init__(ctx)
         self.options = options
         self._children: list[_Child] = [_Child(s) for s in specs]
+        self._index: dict[str, _Child] = {c.spec.id: c for c in self._children}
+        # Health checks: one sweep timer per supervisor, heaps of due checks and deadlines
+        # (no timer per child: a site with 10,000 endpoints costs one periodic tick).
+        self._hc_due: list[tuple[float, int, str, int]] = []
+        self._hc_deadlines: list[tuple[float, int, str, int, int]] = []
+        self._hc_seq = itertools.count()
+        self._sweep_timer: Any = None
+        self._sweep_pending = False
         self._restart_times: deque[float] = deque()
         self._tokens = itertools.count(1)
         self._pending_restart: dict[str, int] = {}
@@ -167,11 +171,14 @@ class Supervisor(SupervisedActor):
     # -- lifecycle -------------------------------------------------------------
 
     def started(self) -> None:
+        self._sweep_timer = self.ctx.scheduler.every(_SWEEP_S, self._request_sweep, first_delay_s=_SWEEP_S)
         self._publish_self("running")
         for child in list(self._children):
             self._start_child(child)
 
     def stopping(self) -> None:
+        if self._sweep_timer is not None:
+            self._sweep_timer.cancel()
         self._stop_children(list(self._children))
         if self.options.tree is not None:
             self.options.tree.remove(self.ctx.path + "/")
@@ -187,10 +194,8 @@ class Supervisor(SupervisedActor):
             return self._on_exit(message)
         if isinstance(message, HealthReport):
             return self._on_health_report(message)
-        if isinstance(message, _HealthDue):
-            return self._on_health_due(message)
-        if isinstance(message, _HealthTimeout):
-            return self._on_health_timeout(message)
+        if isinstance(message, _Sweep):
+            return self._on_sweep()
         if isinstance(message, _RestartDue):
             return self._on_restart_due(message)
         if isinstance(message, AddChild):
@@ -207,16 +212,14 @@ class Supervisor(SupervisedActor):
         return super().handle(message)
 
     def _find(self, child_id: str) -> _Child | None:
-        for child in self._children:
-            if child.spec.id == child_id:
-                return child
-        return None
+        return self._index.get(child_id)
 
     def _add(self, spec: ChildSpec) -> int:
         if self._find(spec.id) is not None:
             raise ConflictError(f"{self.ctx.path}: child {spec.id!r} already exists")
         child = _Child(spec)
         self._children.append(child)
+        self._index[spec.id] = child
         self._start_child(child)
         return child.generation
 
@@ -275,14 +278,10 @@ class Supervisor(SupervisedActor):
             child.spec.on_started(ctx)
         self._publish(child, "running")
         hc = child.spec.policy.health_check
-        generation = child.generation
         # Spread first checks over the interval: thousands of children started together
         # must not all be checked in the same instant.
-        child.hc_timer = self.ctx.scheduler.every(
-            hc.interval_s,
-            lambda: self._tell_self(_HealthDue(child.spec.id, generation)),
-            first_delay_s=hc.interval_s * random.uniform(0.5, 1.0),
-        )
+        first = time.monotonic() + hc.interval_s * random.uniform(0.5, 1.0)
+        heapq.heappush(self._hc_due, (first, next(self._hc_seq), child.spec.id, child.generation))
 
     def _tell_self(self, message: Any) -> None:
         try:
@@ -291,10 +290,7 @@ class Supervisor(SupervisedActor):
             pass
 
     def _cancel_timers(self, child: _Child) -> None:
-        for timer in (child.hc_timer, child.hc_deadline):
-            if timer is not None:
-                timer.cancel()
-        child.hc_timer = child.hc_deadline = None
+        # Heap entries of this instance are skipped later (generation/ref checks).
         child.hc_pending = None
 
     def _stop_child(self, child: _Child, *, hung: bool = False) -> None:
@@ -326,7 +322,8 @@ class Supervisor(SupervisedActor):
 
     def _drop(self, child: _Child) -> None:
         self._cancel_timers(child)
-        if child in self._children:
+        if self._index.get(child.spec.id) is child:
+            del self._index[child.spec.id]
             self._children.remove(child)
         self._pending_restart.pop(child.spec.id, None)
         if self.options.tree is not None:
@@ -423,23 +420,44 @@ class Supervisor(SupervisedActor):
 
     # -- health checks ---------------------------------------------------------
 
-    def _on_health_due(self, msg: _HealthDue) -> None:
-        child = self._find(msg.child_id)
-        if child is None or child.ref is None or child.generation != msg.generation:
-            return
+    def _request_sweep(self) -> None:
+        """Scheduler thread: at most one _Sweep in the mailbox at a time."""
+        if not self._sweep_pending:
+            self._sweep_pending = True
+            self._tell_self(_Sweep())
+
+    def _on_sweep(self) -> None:
+        """Send the health checks that are due and act on the deadlines that passed."""
+        self._sweep_pending = False
+        now = time.monotonic()
+        while self._hc_deadlines and self._hc_deadlines[0][0] <= now:
+            _, _, child_id, generation, seq = heapq.heappop(self._hc_deadlines)
+            self._on_health_timeout(child_id, generation, seq)
+        while self._hc_due and self._hc_due[0][0] <= now:
+            due, _, child_id, generation = heapq.heappop(self._hc_due)
+            child = self._find(child_id)
+            if child is None or child.ref is None or child.generation != generation:
+                continue  # stopped or replaced: its schedule ends here
+            interval = child.spec.policy.health_check.interval_s
+            nxt = due + interval if due + interval > now else now + interval  # keep the phase
+            heapq.heappush(self._hc_due, (nxt, next(self._hc_seq), child_id, generation))
+            self._send_health_check(child, now)
+
+    def _send_health_check(self, child: _Child, now: float) -> None:
         if child.hc_pending is not None:
             return  # the previous check is still within its timeout
         child.hc_seq += 1
         child.hc_pending = child.hc_seq
         try:
+            assert child.ref is not None
             child.ref.tell(HealthCheck(child.hc_seq, self.actor_ref))
         except pykka.ActorDeadError:
             # Died without telling us (e.g. on_start failed before reporting): a crash.
             self._on_exit(ChildExited(child.spec.id, child.generation, False, "ActorDeadError", "actor is dead"))
             return
         timeout = child.spec.policy.health_check.timeout_s
-        child.hc_deadline = self.ctx.scheduler.tell_later(
-            timeout, self.actor_ref, _HealthTimeout(child.spec.id, child.generation, child.hc_seq)
+        heapq.heappush(
+            self._hc_deadlines, (now + timeout, next(self._hc_seq), child.spec.id, child.generation, child.hc_seq)
         )
 
     def _on_health_report(self, msg: HealthReport) -> None:
@@ -447,9 +465,6 @@ class Supervisor(SupervisedActor):
         if child is None or child.generation != msg.generation or child.hc_pending != msg.seq:
             return
         child.hc_pending = None
-        if child.hc_deadline is not None:
-            child.hc_deadline.cancel()
-            child.hc_deadline = None
         if msg.health.ok:
             child.health_failures = 0
             return
@@ -457,9 +472,9 @@ class Supervisor(SupervisedActor):
         if child.health_failures >= child.spec.policy.health_check.failures:
             self._replace(child, "HealthCheckFailed", msg.health.detail or "unhealthy")
 
-    def _on_health_timeout(self, msg: _HealthTimeout) -> None:
-        child = self._find(msg.child_id)
-        if child is None or child.generation != msg.generation or child.hc_pending != msg.seq:
+    def _on_health_timeout(self, child_id: str, generation: int, seq: int) -> None:
+        child = self._find(child_id)
+        if child is None or child.generation != generation or child.hc_pending != seq:
             return
         timeout = child.spec.policy.health_check.timeout_s
         self._replace(child, "HealthCheckTimeout", f"no answer to a health check within {timeout:g}s")

@@ -28,7 +28,7 @@ from mosquitto import MosquittoBroker, mosquitto_binary
 from netns import VethNamespace, netns_available, veth_namespace
 from opcua_sim import SimProcess
 
-__all__ = ["Incarnation", "SoakEnv", "Target", "mqtt_available", "PG_DSN"]
+__all__ = ["Incarnation", "PG_DSN", "SoakEnv", "Target", "mqtt_available", "pg_admin"]
 
 #: The PostgreSQL server of this machine (trust auth); the soak creates its own database on it.
 PG_DSN = "postgresql://postgres@127.0.0.1:5432/test"
@@ -180,10 +180,7 @@ class SoakEnv:
         if self.backend == "sqlite":
             return f"sqlite:///{self.workdir / 'fieldwatch.db'}"
         self.pg_database = f"soak_{os.getpid()}_{int(time.time())}"
-        with psycopg2.connect(PG_DSN) as conn:
-            conn.autocommit = True
-            with conn.cursor() as cur:
-                cur.execute(f"CREATE DATABASE {self.pg_database}")
+        pg_admin(f"CREATE DATABASE {self.pg_database}")
         return PG_DSN.rsplit("/", 1)[0] + "/" + self.pg_database
 
     def _config_yaml(self) -> str:
@@ -312,11 +309,20 @@ class SoakEnv:
         self._stack.close()
         if self.pg_database:
             try:
-                with psycopg2.connect(PG_DSN) as conn:
-                    conn.autocommit = True
-                    with conn.cursor() as cur:
-                        cur.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s",
-                                    (self.pg_database,))
-                        cur.execute(f"DROP DATABASE IF EXISTS {self.pg_database}")
+                pg_admin("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s",
+                          (self.pg_database,))
+                pg_admin(f"DROP DATABASE IF EXISTS {self.pg_database}")
             except psycopg2.Error as err:
                 self.log(f"soak: could not drop {self.pg_database}: {err}")
+
+
+def pg_admin(sql: str, params: tuple[object, ...] = ()) -> list[tuple[object, ...]]:
+    """One autocommit statement on the soak's PostgreSQL server (CREATE/DROP DATABASE need autocommit)."""
+    conn = psycopg2.connect(PG_DSN, connect_timeout=5)
+    try:
+        conn.autocommit = True
+        with conn.cursor() as cur:
+            cur.execute(sql, params)
+            return cur.fetchall() if cur.description else []
+    finally:
+        conn.close()

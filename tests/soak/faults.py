@@ -21,9 +21,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-import psycopg2
 
-from .env import PG_DSN, SoakEnv
+from .env import SoakEnv, pg_admin
 from .httpbad import HttpCheck, bad_requests, request
 from .publisher import SeqPublisher, publish_raw
 
@@ -243,12 +242,9 @@ class Injectors:
         rec = self.log.add(FaultRecord("pg_terminate", "postgresql", "main", time.time(), detail={"rounds": times}))
         killed = 0
         for i in range(times):
-            with psycopg2.connect(PG_DSN) as conn, conn.cursor() as cur:
-                cur.execute("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+            rows = pg_admin("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
                             "WHERE datname = %s AND pid <> pg_backend_pid()", (self.env.pg_database,))
-                row = cur.fetchone()
-                killed += int(row[0]) if row else 0
-            conn.close()
+            killed += int(str(rows[0][0])) if rows else 0
             if i + 1 < times:
                 time.sleep(0.5)  # the fault's rhythm
         rec.detail["backends"] = killed

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import bisect
 import statistics
-from collections import defaultdict
+from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -228,6 +228,9 @@ def check_resources(tl: Timeline, run: SoakRun) -> tuple[Invariant, dict[str, ob
     if not base or len(end) < 3:
         inv.check(False, f"no baseline or end window for incarnation {inc.index}")
         return inv, info
+    base_kinds, end_kinds = Counter(base[1].fd_kinds), Counter(end[-1].fd_kinds)
+    info["fd_diff"] = {k: end_kinds[k] - base_kinds[k] for k in base_kinds | end_kinds
+                       if end_kinds[k] != base_kinds[k]}
     for attr, label in (("threads", "threads"), ("fds", "open fds"), ("rss_kb", "RSS kB")):
         b, e = _median(base, attr), _median(end, attr)
         info[label] = (b, e)

@@ -112,7 +112,8 @@ def _resources(run: SoakRun, info: dict[str, Any]) -> list[str]:
     rows.append(f"Last incarnation, baseline (median of the first 3 samples in a row >= {run.cfg.warmup_s:g} s after "
                 f"ready with every endpoint up; taken at fault phase +{info.get('baseline_at_s')} s, "
                 f"{info.get('faults_after_baseline')} faults after it) -> end of the quiet period "
-                f"(median of its last 3 samples): " + ("; ".join(parts) or "n/a") + ".")
+                f"(median of its last 3 samples): " + ("; ".join(parts) or "n/a") + ". Open fds that differ "
+                f"(end - baseline, by kind): {info.get('fd_diff') or 'none'}.")
     return rows
 
 

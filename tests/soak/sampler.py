@@ -17,7 +17,7 @@ from typing import Any
 
 from prometheus_client.parser import text_string_to_metric_families
 
-__all__ = ["EndpointView", "Sample", "Sampler", "http_get", "proc_stats"]
+__all__ = ["EndpointView", "Sample", "Sampler", "fd_kinds", "http_get", "proc_stats"]
 
 Key = tuple[str, str]
 
@@ -51,6 +51,7 @@ class Sample:
     threads: int | None = None
     fds: int | None = None
     rss_kb: int | None = None
+    fd_kinds: tuple[str, ...] = ()  # what the fds are (socket, pipe, eventpoll, file paths), sorted
 
     def shown_up(self, key: Key) -> bool:
         """Whether the API or the metrics report `key` as up in this sample."""
@@ -83,6 +84,22 @@ def proc_stats(pid: int) -> tuple[int | None, int | None, int | None]:
     except (OSError, ValueError):
         pass
     return threads, fds, rss
+
+
+def fd_kinds(pid: int) -> tuple[str, ...]:
+    """The open fds of a process by kind: 'socket', 'pipe', 'eventpoll'..., or the file's path."""
+    kinds = []
+    try:
+        for name in os.listdir(f"/proc/{pid}/fd"):
+            try:
+                target = os.readlink(f"/proc/{pid}/fd/{name}")
+            except OSError:
+                continue
+            kind = target.split(":", 1)[0] if target.startswith(("socket:", "pipe:")) else target
+            kinds.append(kind.removeprefix("anon_inode:").strip("[]"))
+    except OSError:
+        return ()
+    return tuple(sorted(kinds))
 
 
 def _parse_sites(body: bytes) -> dict[Key, EndpointView]:
@@ -159,4 +176,5 @@ class Sampler:
         sample.t1 = time.time()
         if sample.pid:
             sample.threads, sample.fds, sample.rss_kb = proc_stats(sample.pid)
+            sample.fd_kinds = fd_kinds(sample.pid)
         return sample

@@ -40,11 +40,14 @@ class StoreReader:
                 return conn.execute(sql, params).fetchall()
             finally:
                 conn.close()
-        with psycopg2.connect(self.url, connect_timeout=5) as pg, pg.cursor() as cur:
-            cur.execute(sql.replace("?", "%s"), params)
-            rows = cur.fetchall()
-        pg.close()
-        return rows
+        pg = psycopg2.connect(self.url, connect_timeout=5)
+        try:
+            pg.autocommit = True
+            with pg.cursor() as cur:
+                cur.execute(sql.replace("?", "%s"), params)
+                return cur.fetchall()
+        finally:
+            pg.close()
 
     def endpoint_states(self) -> dict[tuple[str, str], str]:
         """(site, endpoint) -> the state as last persisted."""
