@@ -490,6 +490,8 @@ class Controller:
             view = self.endpoint_view(status, config)
             view["enabled"] = site.endpoint_enabled.get(name, False)
         view["readings"] = self.queries.latest_readings(status.endpoint_id) if self.queries is not None else []
+        if status.kind == "mqtt" and self.queries is not None:
+            view["devices"] = self.queries.devices(status.endpoint_id)
         return view
 
     def endpoint_ids(self) -> dict[tuple[str, str], int]:

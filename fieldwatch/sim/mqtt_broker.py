@@ -28,7 +28,6 @@ __all__ = ["BrokerHandle", "BrokerStartError", "find_mosquitto", "mosquitto_conf
 
 logger = logging.getLogger(__name__)
 
-_SBIN_DIRS = ("/usr/sbin", "/usr/local/sbin")
 
 
 class BrokerStartError(FieldwatchError):
@@ -54,15 +53,8 @@ class BrokerHandle:
 
 
 def find_mosquitto() -> str | None:
-    """The mosquitto executable: on PATH, else Debian's /usr/sbin (not on a user's PATH)."""
-    found = shutil.which("mosquitto")
-    if found:
-        return found
-    for directory in _SBIN_DIRS:
-        candidate = os.path.join(directory, "mosquitto")
-        if os.access(candidate, os.X_OK):
-            return candidate
-    return None
+    """The mosquitto executable on PATH (scripts/demo.sh adds Debian's /usr/sbin), or None."""
+    return shutil.which("mosquitto")
 
 
 def mosquitto_config(port: int, workdir: Path, host: str = "127.0.0.1") -> str:

@@ -21,7 +21,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-
 from .env import SoakEnv, pg_admin
 from .httpbad import HttpCheck, bad_requests, request
 from .publisher import SeqPublisher, publish_raw

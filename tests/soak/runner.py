@@ -134,6 +134,8 @@ def _finish(run: SoakRun) -> None:
         if env.db_url:
             run.facts = StoreReader(env.db_url).facts()
         run.phases.drained = run.phases.drained or time.time()
+    except Exception:  # noqa: BLE001 - reading the results failed: report it, still tear down
+        run.error = (run.error or "") + traceback.format_exc()
     finally:
         env.close()
 

@@ -44,7 +44,7 @@ class StoreReader:
         try:
             pg.autocommit = True
             with pg.cursor() as cur:
-                cur.execute(sql.replace("?", "%s"), params)
+                cur.execute(sql.replace("?", "%s"), params or None)  # no params: '%' stays literal
                 return cur.fetchall()
         finally:
             pg.close()
