@@ -43,6 +43,12 @@ __all__ = ["PersistenceActor"]
 
 logger = logging.getLogger(__name__)
 
+#: Errors caused by a write itself: the batch is retried row by row and only the
+#: refused rows are discarded (logged). ValueError/TypeError come from the driver
+#: refusing a value before the database sees it; as crashes they would restart the
+#: writer forever on the same poison write.
+_POISON_ERRORS: tuple[type[Exception], ...] = (*ROW_ERRORS, ValueError, TypeError)
+
 _PATH = "[storage/writer]"
 
 #: Called after each commit with (seconds, rows) — benchmarks use it.
@@ -142,7 +148,7 @@ class PersistenceActor(pykka.ThreadingActor):
             else:
                 try:
                     removed = self._commit(batch)
-                except ROW_ERRORS as err:
+                except _POISON_ERRORS as err:
                     logger.warning(
                         "%s a batch of %d writes was refused (%s): retrying row by row", _PATH, len(batch), err
                     )
@@ -201,7 +207,7 @@ class PersistenceActor(pykka.ThreadingActor):
         """Commit one write on its own; discard it (logged) if the row itself is refused."""
         try:
             return self._commit([write])
-        except ROW_ERRORS as err:
+        except _POISON_ERRORS as err:
             logger.error("%s discarding %r: the database refused it: %s", _PATH, write, err)
             return 1 if self._gateway.committed(1, 0, 1, None, writer=self.actor_ref) else 0
 

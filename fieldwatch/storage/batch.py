@@ -140,12 +140,20 @@ class EndpointIndex:
                 self._stale_log[endpoint_id] = (last, suppressed + 1)
 
 
+def _clean(row: tuple[Any, ...]) -> tuple[Any, ...]:
+    """PostgreSQL text cannot hold NUL: replace it (payload samples, values, messages)."""
+    if any(isinstance(v, str) and "\x00" in v for v in row):
+        return tuple(v.replace("\x00", "\ufffd") if isinstance(v, str) else v for v in row)
+    return row
+
+
 def _insert_rows(
     db: peewee.Database, table: str, columns: str, width: int, rows: list[tuple[Any, ...]], tail: str = ""
 ) -> None:
     """Insert many rows with one prepared statement (executemany / execute_values)."""
     if not rows:
         return
+    rows = [_clean(row) for row in rows]
     with _wrap_errors:
         cursor = db.cursor()
         if is_sqlite(db):
@@ -302,7 +310,7 @@ def apply_writes(db: peewee.Database, writes: Sequence[Write], names: dict[int, 
                 "INSERT INTO alert (endpoint_id, condition, subject, severity, message, triggered_at) "
                 f"VALUES ({p}, {p}, {p}, {p}, {p}, {p}) "
                 "ON CONFLICT (endpoint_id, condition, subject) WHERE resolved_at IS NULL DO NOTHING",
-                (alert.endpoint_id, alert.condition, alert.subject, alert.severity, alert.message, alert.time),
+                _clean((alert.endpoint_id, alert.condition, alert.subject, alert.severity, alert.message, alert.time)),
             )
         else:
             db.execute_sql(

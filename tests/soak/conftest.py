@@ -32,11 +32,11 @@ def postgres_available() -> bool:
 
 
 @pytest.fixture
-def soak_backend(request: pytest.FixtureRequest) -> str:
-    """FIELDWATCH_SOAK_BACKEND (sqlite | postgresql); default SQLite, PostgreSQL for the long soak when it answers."""
-    wanted = os.environ.get("FIELDWATCH_SOAK_BACKEND")
-    if wanted is None:
-        wanted = "postgresql" if request.node.get_closest_marker("soak") and postgres_available() else "sqlite"
+def soak_backend() -> str:
+    """FIELDWATCH_SOAK_BACKEND: sqlite (default) or postgresql (a fresh database on 127.0.0.1:5432)."""
+    wanted = os.environ.get("FIELDWATCH_SOAK_BACKEND", "sqlite")
+    if wanted not in ("sqlite", "postgresql"):
+        pytest.fail(f"FIELDWATCH_SOAK_BACKEND={wanted!r}: expected sqlite or postgresql")
     if wanted == "postgresql" and not postgres_available():
         pytest.skip(f"FIELDWATCH_SOAK_BACKEND=postgresql but nothing answers at {PG_DSN}")
     return wanted

@@ -62,6 +62,7 @@ class SiteWindow:
     disabled_ack: float | None = None  # ... and answered (202: actors stopped)
     enable_sent: float | None = None  # the enable request was sent
     enabled_at: float | None = None  # ... and answered (actors started)
+    disable_status: int = 0  # the disable's HTTP status: only a 202 disabled the site
 
 
 @dataclass
@@ -273,7 +274,7 @@ class Injectors:
             self.log.site_windows.append(window)
         rec = self.log.add(FaultRecord("site_toggle", site, "main", window.disabled_at, detail={"hold_s": round(hold, 1)}))
         status, body = request(self.port, "POST", f"/api/v1/sites/{site}/disable")
-        window.disabled_ack = time.time()
+        window.disabled_ack, window.disable_status = time.time(), status
         if status != 202:
             rec.problems.append(f"disable answered {status}: {body[:300]!r}")
         else:
@@ -283,9 +284,13 @@ class Injectors:
         time.sleep(hold)  # the fault: the site is off this long
         window.enable_sent = time.time()
         status, body = request(self.port, "POST", f"/api/v1/sites/{site}/enable")
-        window.enabled_at = rec.end = time.time()
         if status != 202:
             rec.problems.append(f"enable answered {status}: {body[:300]!r}")
+            deadline = time.monotonic() + 60  # the harness must leave the site enabled: retry until it takes
+            while status != 202 and time.monotonic() < deadline:
+                time.sleep(1.0)  # retry interval
+                status, body = request(self.port, "POST", f"/api/v1/sites/{site}/enable")
+        window.enabled_at = rec.end = time.time()
         return rec
 
     def site_add_delete(self, rng: random.Random) -> FaultRecord:
@@ -339,6 +344,7 @@ class Injectors:
             ("json value null", b'{"value": }'),
             ("empty", b""),
             ("json array", b"[1, 2, 3]"),
+            ("NUL bytes", b'{"value": 1}\x00\x00 trailing NULs'),
         ]
         items = rng.sample(choices, rng.randint(2, len(choices)))
         rec = self.log.add(FaultRecord("mqtt_malformed", "broker", "main", time.time(),

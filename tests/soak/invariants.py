@@ -309,7 +309,7 @@ def check_inputs_and_commands(tl: Timeline, run: SoakRun, lines: list[LogLine]) 
     disabled = Invariant("disabled_means_disabled", "every sample between a disable's 202 and the enable request "
                                                     "shows each endpoint of that site `disabled`")
     for w in run.log.site_windows:
-        if w.disabled_ack is None or w.enable_sent is None:
+        if w.disabled_ack is None or w.enable_sent is None or w.disable_status != 202:
             continue
         for s in tl.valid_between(w.disabled_ack, w.enable_sent):
             if s.t1 > w.enable_sent:

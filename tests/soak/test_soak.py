@@ -54,7 +54,7 @@ def test_soak_short(tmp_path: Path, soak_seed: int, soak_backend: str) -> None:
 @pytest.mark.soak
 @pytest.mark.timeout(LONG_SECONDS + 900)
 def test_soak_long(tmp_path: Path, soak_seed: int, soak_backend: str) -> None:
-    """FIELDWATCH_SOAK_SECONDS (default 1800) of faults, PostgreSQL when it answers (report: REPORT.md)."""
+    """FIELDWATCH_SOAK_SECONDS (default 1800) of faults (report: REPORT.md)."""
     cfg = SoakConfig(
         seed=soak_seed,
         fault_seconds=LONG_SECONDS,

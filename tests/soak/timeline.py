@@ -59,13 +59,13 @@ class Timeline:
 
     def site_disabled(self, site: str, t0: float, t1: float) -> bool:
         """Whether the site was (being) disabled at any moment of [t0, t1]."""
-        return any(w.site == site and w.disabled_at <= t1 and (w.enabled_at is None or w.enabled_at >= t0)
-                   for w in self.run.log.site_windows)
+        return any(w.site == site and w.disable_status == 202 and w.disabled_at <= t1
+                   and (w.enabled_at is None or w.enabled_at >= t0) for w in self.run.log.site_windows)
 
     def enabled_since(self, site: str, t: float) -> float:
         """When the site was last (re-)enabled before t (0 if never toggled)."""
         times = [w.enabled_at for w in self.run.log.site_windows
-                 if w.site == site and w.enabled_at is not None and w.enabled_at <= t]
+                 if w.site == site and w.disable_status == 202 and w.enabled_at is not None and w.enabled_at <= t]
         return max(times, default=0.0)
 
     def live_incarnation(self, start: float, end: float) -> Incarnation | None:

@@ -97,3 +97,21 @@ def test_screen_splits_by_generation_and_existence(db: peewee.Database) -> None:
     assert again.accepted == screened.accepted
     index.committed(screened)
     assert index.generations[e] == 2
+
+
+def test_nul_characters_are_stored_replaced_on_every_backend(db: peewee.Database) -> None:
+    # A malformed MQTT payload sample, a text reading and an event message with NUL
+    # (PostgreSQL text cannot hold it: found by the chaos soak as a writer crash loop).
+    e = create_site(db, "s", ("broker", "mqtt", "{}"))["broker"]
+    write(
+        db,
+        [
+            w.ParseErrorRecord(e, 0, 1.0, "t/x", "json", "bad \x00 json", "ab\x00cd"),
+            w.ReadingRecord(e, 0, "r", None, "x\x00y", "Good", None, 1.0),
+            w.EventRecord(e, 0, 1.0, "warning", "parse_error", "payload \x00"),
+        ],
+    )
+    cursor = db.execute_sql("SELECT sample, error FROM parse_error")
+    assert cursor.fetchall() == [("ab\ufffdcd", "bad \ufffd json")]
+    assert db.execute_sql("SELECT value_text FROM reading").fetchall() == [("x\ufffdy",)]
+    assert db.execute_sql("SELECT message FROM event").fetchall() == [("payload \ufffd",)]
