@@ -18,7 +18,7 @@ import pykka
 
 from fieldwatch import states
 from fieldwatch.actors.base import ChildContext
-from fieldwatch.actors.connection import EndpointContext
+from fieldwatch.actors.connection import START_REQUESTED, EndpointContext
 from fieldwatch.actors.kinds import actor_class
 from fieldwatch.actors.scheduler import Scheduler
 from fieldwatch.actors.supervisor import (
@@ -241,7 +241,7 @@ class Controller:
         status = self.board.get(endpoint_id)
         if status is not None and status.state == states.DISABLED:
             self.board.update(
-                endpoint_id, status.generation, state=states.CONNECTING, since=time.time(), reason="start requested", enabled=True
+                endpoint_id, status.generation, state=states.CONNECTING, since=time.time(), reason=START_REQUESTED, enabled=True
             )
 
     def _stop_site(self, name: str) -> None:

@@ -27,6 +27,9 @@ __all__ = ["ConnectionActor", "EndpointContext", "Reconnect", "PathLogger"]
 
 logger = logging.getLogger(__name__)
 
+#: The reason the controller shows while an actor it just spawned has not started yet.
+START_REQUESTED = "start requested"
+
 _SEVERITY = {states.DOWN: "critical", states.FAULTY: "critical", states.STALE: "warning"}
 
 
@@ -82,6 +85,10 @@ class ConnectionActor(SupervisedActor):
         self.down_since = status.down_since if status else None
         self.last_data_at = status.last_data_at if status else None
         self.reason: str | None = status.reason if status else None
+        if self.state == states.CONNECTING and self.reason == START_REQUESTED:
+            # The controller showed `connecting` for a start it requested; for the stored
+            # history this instance starts from `disabled` (so "disabled->connecting" is logged).
+            self.state = states.DISABLED
 
     # -- hooks for protocol actors -----------------------------------------------
 
@@ -157,8 +164,10 @@ class ConnectionActor(SupervisedActor):
         level = "error" if state in (states.DOWN, states.FAULTY) else "warning" if state == states.STALE else "info"
         self._publish_state(now, event_level=level, exc_type=exc_type, previous=previous)
         # Alerts: one per (endpoint, condition); leaving a failure state resolves it.
+        # Reaching `up` resolves every failure condition, also ones opened by an earlier
+        # incarnation of the daemon (resolving is idempotent in storage).
         for condition in (states.DOWN, states.STALE, states.FAULTY):
-            if condition == previous and condition != state:
+            if condition != state and (condition == previous or state == states.UP):
                 self.resolve_alert(condition)
         if state in states.ALERTING and previous != state:
             self.open_alert(state, _SEVERITY[state], reason or state)
