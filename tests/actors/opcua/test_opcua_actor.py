@@ -150,7 +150,8 @@ def test_bad_values_with_session_up_go_stale_alert_and_replacement(
     wait_for(
         lambda: fw.status("plant", "plc").generation > first_generation, 8, what="the supervisor replacing it"
     )
-    assert fw.status("plant", "plc").restarts >= 1
+    # The new generation is published as it is spawned, its restart count right after.
+    wait_for(lambda: fw.status("plant", "plc").restarts >= 1, 5, what="the restart to be counted")
     assert any(e["event"] == "node_bad_status" for e in fw.events("plant", "plc"))
 
 
