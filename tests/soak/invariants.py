@@ -218,7 +218,8 @@ def check_resources(tl: Timeline, run: SoakRun) -> tuple[Invariant, dict[str, ob
     """Threads, fds and RSS of the last incarnation at the end within 10 % of its post-warm-up baseline."""
     inv = Invariant("resources_return", "threads, open fds and RSS of the last incarnation at the end of the quiet "
                                         "period are within 10 % of that incarnation's post-warm-up baseline "
-                                        "(first 3 samples in a row with every endpoint up, >= warm-up after ready)")
+                                        "(first 3 samples in a row with every endpoint up, >= warm-up after ready; every "
+                                        "incarnation's warm-up starts with 48 reads from 16 concurrent API clients)")
     info: dict[str, object] = {}
     inc = tl.incs[-1]
     at, base = _baseline(tl, run, inc)

@@ -114,7 +114,6 @@ def _run(run: SoakRun, say: Callable[[str], None]) -> None:
             run.publisher.start()
         run.sampler.start()
         _wait_all_up(run, 60.0, "warm-up")
-        _exercise_api(env)
         run.phases.warm = time.time()
         _wait_quiet_baseline(run)
         _inject(run)
@@ -158,21 +157,6 @@ def _wait_all_up(run: SoakRun, timeout_s: float, what: str) -> float:
     )
     assert states
     return time.monotonic() - started
-
-
-def _exercise_api(env: SoakEnv) -> None:
-    """Warm-up: read-side routes from 16 concurrent clients, so every HTTP thread opens its database
-    connection before the resource baseline (per-thread connections are not a leak)."""
-    assert env.daemon is not None
-    port = env.daemon.port
-    paths = ["/api/v1/events?limit=5", "/api/v1/readings?limit=5", "/api/v1/alerts", "/api/v1/endpoints/net/loopback",
-             "/api/v1/topics", "/api/v1/tree", "/readyz", "/api/v1/sites/net"]
-    for _ in range(3):
-        threads = [threading.Thread(target=http_get, args=(port, paths[i % len(paths)])) for i in range(16)]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join(15)
 
 
 def _wait_quiet_baseline(run: SoakRun) -> None:
