@@ -80,6 +80,11 @@ class SimulatedPublisher:
         started = time.monotonic()
         tick = 0
         while not self._stop.is_set():
+            if not self._client.is_connected():
+                # Nothing is sent before the CONNACK (the embedded amqtt broker rejects a
+                # PUBLISH that arrives pipelined behind the CONNECT); paho reconnects itself.
+                self._stop.wait(0.05)
+                continue
             now = time.time()
             silent = (
                 self.silent_device is not None
