@@ -303,6 +303,16 @@ class MqttClient:
         except Exception:  # noqa: BLE001 - best effort on a dead socket; nothing else may escape
             logger.debug("mqtt %s:%s: disconnect failed", self.host, self.port, exc_info=True)
         self._paho.loop_stop()
+        # paho closes its wake-up socket pair only when the client is garbage-collected,
+        # and it sits in a reference cycle: close the pair now so reconnects hold no fds.
+        for name in ("_sockpairR", "_sockpairW"):
+            sock = getattr(self._paho, name, None)
+            if sock is not None:
+                try:
+                    sock.close()
+                except OSError:
+                    pass
+                setattr(self._paho, name, None)
 
     # --- outcome reporting (exactly once) --------------------------------------------------------
 
