@@ -18,9 +18,8 @@ if [ ${#need_apt[@]} -gt 0 ]; then
         echo "note: missing Debian packages (${need_apt[*]}); tests needing them will be skipped" >&2
     fi
 fi
-# Debian's prometheus package starts a server on :9090 we do not need.
+# Debian's prometheus package may start its service; the tests start their own on free ports.
 if command -v systemctl >/dev/null 2>&1; then systemctl stop prometheus >/dev/null 2>&1 || true; fi
-pkill -x prometheus >/dev/null 2>&1 || true
 
 PY=${PYTHON:-python3}
 if [ ! -x .venv/bin/python ]; then
@@ -36,7 +35,7 @@ if [ -z "${FIELDWATCH_TEST_PG:-}" ] && command -v pg_isready >/dev/null 2>&1 \
 fi
 
 set +e
-.venv/bin/python -m pytest -q -p no:cacheprovider "$@"
+.venv/bin/python -m pytest -q -rs -p no:cacheprovider "$@"
 rc=$?
 set -e
 if [ "$rc" = 5 ]; then echo "no tests collected" >&2; exit 1; fi
