@@ -334,6 +334,13 @@ class MqttActor(ConnectionActor):
             )
         except Exception as err:  # noqa: BLE001 - a read failure must not stop the endpoint; flags default on
             self.log.warning("could not load stored topic switches and devices: %s", err)
+        finally:
+            # One read at start: do not keep this thread's connection open for the actor's life
+            # (an actor restarted by each reconnect or toggle would otherwise leave one per thread).
+            from fieldwatch.storage.db import database_proxy, reset_connection
+
+            if database_proxy.obj is not None:
+                reset_connection(database_proxy.obj)
 
     # -- DeviceHost --------------------------------------------------------------
 
