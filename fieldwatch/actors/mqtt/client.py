@@ -14,8 +14,16 @@ Silent brokers: paho sends PINGREQ after `keepalive` seconds of silence but
 only gives up one more keepalive later, i.e. up to 2 x keepalive after the
 last packet.  A watchdog in our thread ends the connection with
 `RC_KEEPALIVE_TIMEOUT` when nothing (a PUBLISH, PINGRESP, SUBACK...) was
-received for max(1.5 x keepalive, keepalive + 1.5 s).  Inbound packets are
-noticed through paho's `on_log` ("Received ...").
+received for max(1.5 x keepalive, keepalive + 1.5 s).  Inbound bytes are
+noticed by `_BufferedSocket`.
+
+Throughput: paho reads a packet with three or more `recv` calls and wakes its
+loop with one `send` per queued packet; each is a system call that lets go of
+the GIL, and in a daemon whose other threads are busy (parsing, the SQLite
+writer) every such release can cost a wait for the GIL to come back.
+`_BufferedClient` reads the socket in 64 KiB chunks, handles every packet
+already buffered before it selects again, and wakes its loop once per burst of
+acks instead of once per ack.
 """
 
 from __future__ import annotations
@@ -74,6 +82,7 @@ _V311_CONNACK = {
     "Not authorized": 5,
 }
 _TICK_S = 0.1  # watchdog period
+_READ_CHUNK = 65536
 _NEW, _CONNECTING, _CONNECTED, _ENDED = range(4)
 
 
@@ -215,9 +224,9 @@ class MqttClient:
 
     # --- our thread ---------------------------------------------------------------------------
 
-    def _make_paho(self) -> paho.Client:
+    def _make_paho(self) -> _BufferedClient:
         v5 = self._protocol == PROTOCOL_V5
-        client = paho.Client(
+        client = _BufferedClient(
             CallbackAPIVersion.VERSION2,
             client_id=self.client_id,
             clean_session=None if v5 else self.clean_session,
@@ -232,7 +241,6 @@ class MqttClient:
         client.on_disconnect = self._on_disconnect
         client.on_message = self._on_message
         client.on_subscribe = self._on_subscribe
-        client.on_log = self._on_log
         return client
 
     def _run(self) -> None:
@@ -285,7 +293,7 @@ class MqttClient:
             state = self._state
             if state == _ENDED:
                 return
-            silence = time.monotonic() - self._last_inbound
+            silence = time.monotonic() - max(self._last_inbound, self._paho.last_received)
             if state == _CONNECTING and silence > connack_limit:
                 self._end_connect(RC_CONNECT_FAILED, f"no CONNACK from {self.host}:{self.port} "
                                                      f"within {connack_limit:.1f} s")
@@ -337,10 +345,6 @@ class MqttClient:
             self._cb_disconnect(code, reason)
 
     # --- paho callbacks (paho's thread) ---------------------------------------------------------
-
-    def _on_log(self, client: paho.Client, userdata: Any, level: int, buf: str) -> None:
-        if buf.startswith("Received "):
-            self._last_inbound = time.monotonic()
 
     def _on_connect(self, client: paho.Client, userdata: Any, flags: Any,
                     reason: ReasonCode, properties: Properties | None) -> None:
@@ -405,3 +409,118 @@ class MqttClient:
             result, mid = self._paho.subscribe([(topic, qos) for topic in topics])
             if result == paho.MQTT_ERR_SUCCESS and mid is not None:
                 self._pending_subs[mid] = topics
+
+
+class _BufferedSocket:
+    """A paho socket (TCP or TLS) read in large chunks; `recv(n)` serves from the buffer.
+
+    paho checks `pending()` before it selects (meant for TLS): buffered bytes
+    make it read again at once.  `last_received` is the monotonic time of the
+    last bytes from the peer (the keepalive watchdog's input).
+    """
+
+    __slots__ = ("_sock", "_buf", "last_received")
+
+    def __init__(self, sock: Any) -> None:
+        self._sock = sock
+        self._buf = bytearray()
+        self.last_received = 0.0
+
+    def recv(self, size: int) -> bytes:
+        buf = self._buf
+        if not buf:
+            data = self._sock.recv(max(size, _READ_CHUNK))  # BlockingIOError / SSLWantRead propagate
+            if not data:
+                return b""
+            self.last_received = time.monotonic()
+            if len(data) <= size:
+                return data  # type: ignore[no-any-return]
+            buf += data
+        out = bytes(buf[:size])
+        del buf[:size]
+        return out
+
+    def pending(self) -> int:
+        inner = self._sock.pending() if hasattr(self._sock, "pending") else 0
+        return len(self._buf) + inner
+
+    @property
+    def buffered(self) -> int:
+        """Bytes read from the socket that paho has not taken yet."""
+        return len(self._buf)
+
+    def send(self, data: bytes | bytearray) -> int:
+        return self._sock.send(data)  # type: ignore[no-any-return]
+
+    def fileno(self) -> int:
+        return self._sock.fileno()  # type: ignore[no-any-return]
+
+    def close(self) -> None:
+        self._sock.close()
+
+    def setblocking(self, flag: bool) -> None:
+        self._sock.setblocking(flag)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._sock, name)
+
+
+class _BufferedClient(paho.Client):
+    """paho's client with a chunked reader, packets handled in bursts, and one wake-up per ack burst.
+
+    Overrides three private paho 2.x methods (`_create_socket`, `loop_read`'s
+    packet count, `_packet_queue`'s wake-up byte); setup.cfg pins paho-mqtt
+    below 3 and the MQTT client tests cover the behaviour.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._buffered: _BufferedSocket | None = None
+        self._wake_armed = False
+
+    @property
+    def last_received(self) -> float:
+        """Monotonic time of the last bytes from the broker (0 before any)."""
+        sock = self._buffered
+        return sock.last_received if sock is not None else 0.0
+
+    def _create_socket(self) -> Any:
+        sock = self._buffered = _BufferedSocket(super()._create_socket())
+        return sock
+
+    def loop_read(self, max_packets: int = 1) -> paho.MQTTErrorCode:
+        rc = super().loop_read(max_packets)
+        sock = self._buffered
+        if sock is None:
+            return rc
+        # every complete packet already read: no select() and no recv() per packet
+        while rc == paho.MQTT_ERR_SUCCESS and sock.buffered > 0:
+            if self._sock is None:  # disconnected meanwhile
+                break
+            rc = super().loop_read(max_packets)
+        return rc
+
+    def loop_write(self) -> paho.MQTTErrorCode:
+        self._wake_armed = False  # before the queue is drained: a packet queued later wakes the loop again
+        return super().loop_write()
+
+    def _packet_queue(self, command: int, packet: bytes | bytearray, mid: int, qos: int,
+                      info: Any = None) -> paho.MQTTErrorCode:
+        # paho 2.2's _packet_queue, but the wake-up byte is sent once per burst: not from paho's own
+        # thread (it writes after its callbacks) and not while an earlier byte has not been served.
+        self._out_packet.append({"command": command, "mid": mid, "qos": qos, "pos": 0,
+                                 "to_process": len(packet), "packet": packet, "info": info})
+        thread = self._thread
+        if thread is None or (thread is not threading.current_thread() and not self._wake_armed):
+            self._wake_armed = thread is not None
+            sockpair = self._sockpairW
+            if sockpair is not None:
+                try:
+                    sockpair.send(b"0")
+                except (BlockingIOError, OSError):
+                    pass
+        if thread is None and self._on_socket_register_write is None and self._in_callback_mutex.acquire(False):
+            self._in_callback_mutex.release()
+            return self.loop_write()
+        self._call_socket_register_write()
+        return paho.MQTT_ERR_SUCCESS

@@ -266,6 +266,7 @@ class ParserSet:
                 )
             )
         self._parsers = tuple(compiled)
+        self._cache: dict[str, tuple[_Match, ...]] = {}
 
     @property
     def subscriptions(self) -> list[str]:
@@ -274,24 +275,43 @@ class ParserSet:
 
     def processable(self, topic: str) -> bool:
         """True when some parser's pattern matches topic."""
-        parts = topic.split("/")
-        return any(p.pattern.match_levels(parts) is not None for p in self._parsers)
+        return bool(self._matches(topic))
 
-    def parse(self, topic: str, payload: bytes) -> list[Parsed] | None:
-        """Readings of one message; None when no parser matches; ParseFailure on bad payload."""
+    def _matches(self, topic: str) -> tuple[_Match, ...]:
+        """The parsers matching topic, with what each captured (cached per topic, bounded)."""
+        found = self._cache.get(topic)
+        if found is not None:
+            return found
         parts = topic.split("/")
-        readings: list[Parsed] | None = None
-        doc: Any = _UNSET
+        matches: list[_Match] = []
         for parser in self._parsers:
             captured = parser.pattern.match_levels(parts)
             if captured is None:
                 continue
-            if readings is None:
-                readings = []
             name = captured.get("metric") or parser.name
-            if not name:
+            prefix = None
+            if name:
+                prefix = hashlib.sha1(f"{topic}\x00{name}\x00".encode("utf-8", "surrogatepass"),
+                                      usedforsecurity=False)
+            matches.append(_Match(parser, name or "", captured.get("device") or None, prefix))
+        found = tuple(matches)
+        if len(self._cache) >= _TOPIC_CACHE_MAX:  # many distinct topics: start over rather than grow
+            self._cache.clear()
+        self._cache[topic] = found
+        return found
+
+    def parse(self, topic: str, payload: bytes) -> list[Parsed] | None:
+        """Readings of one message; None when no parser matches; ParseFailure on bad payload."""
+        matches = self._matches(topic)
+        if not matches:
+            return None
+        readings: list[Parsed] = []
+        doc: Any = _UNSET
+        for match in matches:
+            parser = match.parser
+            name = match.name
+            if match.prefix is None:
                 raise ParseFailure(parser.label, "empty +metric segment in the topic", payload, topic)
-            device = captured.get("device") or None
             id_value: str | None = None
             source_time: float | None = None
             if parser.format == "json":
@@ -309,8 +329,7 @@ class ParserSet:
                 value_num, value_text = _number(parser.label, payload, topic), None
             else:
                 value_num, value_text = None, _text(parser.label, payload, topic)
-            hasher = hashlib.sha1(f"{topic}\x00{name}\x00".encode("utf-8", "surrogatepass"),
-                                  usedforsecurity=False)
+            hasher = match.prefix.copy()  # sha1(topic NUL name NUL), computed once per topic
             if id_value is not None:
                 hasher.update(b"id=" + id_value.encode("utf-8", "surrogatepass"))
             else:
@@ -318,8 +337,21 @@ class ParserSet:
                 hasher.update(f"\x00t={source_time!r}".encode())
             identity = hasher.hexdigest()
             by_content = id_value is None and source_time is None
-            readings.append(Parsed(name, device, value_num, value_text, source_time, identity, by_content))
+            readings.append(Parsed(name, match.device, value_num, value_text, source_time, identity, by_content))
         return readings
+
+
+@dataclass(frozen=True, slots=True)
+class _Match:
+    """One parser matching one topic: the reading's name and device, and the identity hash prefix."""
+
+    parser: _Parser
+    name: str
+    device: str | None
+    prefix: Any  # hashlib sha1 object fed with topic and name; None for an empty +metric segment
+
+
+_TOPIC_CACHE_MAX = 10_000
 
 
 _UNSET: Any = object()
@@ -335,9 +367,14 @@ def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not a number JSON allows")
 
 
+#: One decoder for every message (json.loads with a keyword argument builds a new one per call).
+_DECODER = json.JSONDecoder(parse_constant=_reject_constant)
+
+
 def _load_json(label: str, payload: bytes, topic: str) -> Any:
     try:
-        return json.loads(payload, parse_constant=_reject_constant)
+        # what json.loads does with bytes: UTF-8/16/32 by the first bytes, lone surrogates kept
+        return _DECODER.decode(payload.decode(json.detect_encoding(payload), "surrogatepass"))
     except (ValueError, UnicodeDecodeError, RecursionError) as err:
         raise ParseFailure(label, f"invalid JSON: {err}", payload, topic) from None
 

@@ -186,3 +186,72 @@ def test_frozen_broker_at_connect_time_and_stop_never_hangs(
         assert not stuck.connects and not stuck.disconnects
     finally:
         broker.thaw()
+
+
+def test_acks_from_another_thread_in_bursts_all_reach_the_broker(
+    broker: MosquittoBroker, clients: list[MqttClient]
+) -> None:
+    """Acks sent from a writer-like thread while messages stream in: the loop is woken once per
+    burst (not per ack), and still every PUBACK goes out, so the session redelivers nothing."""
+    import threading
+
+    first = Recorder()
+    options = {"client_id": "fw-ack-bursts", "clean_session": False}
+    client = _started(clients, first.client(broker.port, **options), ["b/#"])
+    first.wait_for(lambda: first.subscribed == ["b/#"])
+    total = 3000
+    done = threading.Event()
+
+    def acker() -> None:  # acks whatever arrived so far, in bursts, until every message is acked
+        acked = 0
+        while acked < total:
+            first.wait_for(lambda n=acked: len(first.messages) > n)
+            batch = first.messages[acked:]
+            assert client.ack_many([(m.mid, m.qos) for m in batch])
+            acked += len(batch)
+        done.set()
+
+    thread = threading.Thread(target=acker, daemon=True)
+    thread.start()
+    publish(broker.port, [(f"b/{i % 7}", str(i).encode()) for i in range(total)])
+    assert done.wait(30)
+    assert sorted(int(m.payload) for m in first.messages) == list(range(total))
+    client.stop()
+    broker.wait_for_log(f"Client {options['client_id']} disconnected")
+
+    second = Recorder()
+    _started(clients, second.client(broker.port, **options))
+    second.wait_for(lambda: bool(second.connects))
+    assert second.connects[0][0] == 0
+    publish(broker.port, [("b/marker", b"marker")])  # queued behind any redelivery
+    second.wait_for(lambda: any(m.payload == b"marker" for m in second.messages))
+    assert [m.payload for m in second.messages] == [b"marker"]
+
+
+def test_buffered_socket_serves_packets_from_one_read() -> None:
+    """The chunked reader hands paho exactly the bytes asked for, says what is pending, and
+    passes end-of-stream and would-block through."""
+    import socket
+
+    from fieldwatch.actors.mqtt.client import _BufferedSocket
+
+    a, b = socket.socketpair()
+    try:
+        a.setblocking(False)
+        sock = _BufferedSocket(a)
+        with pytest.raises(BlockingIOError):
+            sock.recv(1)
+        assert sock.last_received == 0.0
+        b.sendall(b"\x30\x05hello\x30\x03abc")
+        assert sock.recv(1) == b"\x30"
+        assert sock.last_received > 0.0
+        assert sock.pending() == 11 and sock.buffered == 11
+        assert sock.recv(1) == b"\x05"
+        assert sock.recv(5) == b"hello"
+        assert sock.recv(1) == b"\x30"
+        assert sock.recv(100) == b"\x03abc"  # what is buffered, no new read
+        assert sock.pending() == 0
+        b.close()
+        assert sock.recv(1) == b""  # end of stream
+    finally:
+        a.close()
