@@ -144,7 +144,8 @@ class Daemon:
         db = init_database(cfg.storage.url)
         version = migrate(db)
         logger.info("storage ready: schema version %d", version)
-        self.storage.seed_generations()
+        # generation counters: the writer seeds them from the endpoint table in its on_start,
+        # before the first command (_wait_storage) returns
         self.scheduler.start()
         policy = cfg.supervision
         root_ctx = ChildContext("root", "root", 1, 0, None, self.scheduler)
@@ -161,7 +162,6 @@ class Daemon:
         )
         self._wait_storage(deadline=time.monotonic() + 15)
         self.controller.load(cfg.sites)
-        self.storage.seed_generations()
         if self.with_http:
             self._start_http()
         if self.install_signals:

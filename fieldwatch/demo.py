@@ -129,7 +129,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
     opcua_url = opcua.start()
     mqtt_port = free_port()
     broker = start_broker(mqtt_port, workdir)
-    publisher = SimulatedPublisher("127.0.0.1", mqtt_port, silent_after_s=args.silent_after)
+    # one payload in ten seconds is not JSON: GET /api/v1/parse-errors has something to show
+    publisher = SimulatedPublisher("127.0.0.1", mqtt_port, silent_after_s=args.silent_after, malformed_every=10)
     publisher.start()
     config = demo_config(
         workdir,

@@ -81,7 +81,9 @@ class ParserConfig:
     `match` is an MQTT filter whose `+name` segments are captured; the reading
     name is the `+metric` segment, else `name`. `value` and `timestamp` are
     JSON paths ("$.value") and `id_field` the payload field (or JSON path)
-    holding the device id; all three only for `format: json`.
+    holding the message's identity (a sequence number, a message id), which
+    then replaces the payload hash in the dedup key; all three only for
+    `format: json`.
     """
 
     match: str

@@ -136,6 +136,7 @@ def create_app(deps: AppDeps) -> falcon.App[falcon.Request, falcon.Response]:
     app.add_route(f"{api}/alerts", r.AlertCollection(deps))
     app.add_route(f"{api}/readings", r.ReadingCollection(deps))
     app.add_route(f"{api}/topics", r.TopicCollection(deps))
+    app.add_route(f"{api}/parse-errors", r.ParseErrorCollection(deps))
     for action in ("enable", "disable"):
         app.add_route(f"{api}/topics/{action}", topics, suffix=action)
     app.add_route(f"{api}/tree", r.TreeResource(deps))

@@ -174,6 +174,19 @@ def _schemas() -> dict[str, Any]:
                 "generation": {"type": "integer"},
             },
         },
+        "ParseError": {
+            "type": "object",
+            "properties": {
+                "id": {"type": "integer"},
+                "time": _TS,
+                "site": {"type": "string", "nullable": True},
+                "endpoint": {"type": "string", "nullable": True},
+                "topic": {"type": "string", "nullable": True},
+                "parser": {"type": "string"},
+                "error": {"type": "string"},
+                "sample": {"type": "string", "description": "the payload, at most 5,000 characters"},
+            },
+        },
         "Alert": {
             "type": "object",
             "properties": {
@@ -315,6 +328,17 @@ def openapi_document() -> dict[str, Any]:
         f"{_API}/topics": {
             "get": _get(
                 "discovered MQTT topics", _json(_page("Topic"), "topics"), "site", "endpoint", "limit", "cursor"
+            )
+        },
+        f"{_API}/parse-errors": {
+            "get": _get(
+                "MQTT payloads a parser rejected, newest first (each also acknowledged to the broker)",
+                _json(_page("ParseError"), "parse errors"),
+                "site",
+                "endpoint",
+                "since",
+                "limit",
+                "cursor",
             )
         },
         f"{_API}/tree": {"get": _get("the live supervision tree", _json(_page("TreeNode"), "actors by path"))},

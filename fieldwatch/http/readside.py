@@ -71,6 +71,18 @@ class Queries(Protocol):
         """Discovered MQTT topics, most recently seen first."""
         ...
 
+    def parse_errors(
+        self,
+        *,
+        site: str | None = None,
+        endpoint: str | None = None,
+        since: float | None = None,
+        limit: int = 100,
+        cursor: str | None = None,
+    ) -> Page:
+        """Payloads MQTT parsers rejected, newest first, with truncated samples."""
+        ...
+
 
 class StorageQueries:
     """The real read side: `fieldwatch.storage.queries`, imported lazily."""
@@ -97,6 +109,10 @@ class StorageQueries:
     def topics(self, **kwargs: Any) -> Page:
         """See `Queries.topics`."""
         return _page(self._module().topics(**kwargs))
+
+    def parse_errors(self, **kwargs: Any) -> Page:
+        """See `Queries.parse_errors`."""
+        return _page(self._module().parse_errors(**kwargs))
 
 
 def _page(result: Any) -> Page:

@@ -42,16 +42,20 @@ def _run_demo(tmp_path: Any, env: dict[str, str]) -> dict[str, Any]:
                 loopback = _get(f"{base}/api/v1/endpoints/demo-network/loopback")
                 silent = _get(f"{base}/api/v1/endpoints/demo-network/silent")
                 alerts = _get(f"{base}/api/v1/alerts?active=true")["items"]
+                parse_errors = _get(f"{base}/api/v1/parse-errors?site=demo-plant&limit=5")["items"]
             except (OSError, urllib.error.URLError, ValueError):
                 time.sleep(0.5)
                 continue
-            seen = {"plc": plc, "sensors": sensors, "loopback": loopback, "silent": silent, "alerts": alerts}
+            seen = {"plc": plc, "sensors": sensors, "loopback": loopback, "silent": silent, "alerts": alerts,
+                    "parse_errors": parse_errors}
             if (
                 plc["state"] == "up" and plc["readings"]
                 and sensors["state"] == "up" and sensors.get("devices")
                 and loopback["state"] == "up"
                 and silent["state"] == "down"
                 and any(a["endpoint"] == "silent" and a["condition"] == "down" for a in alerts)
+                and any(e["endpoint"] == "sensors" and "invalid JSON" in e["error"] and e["sample"]
+                        for e in parse_errors)
             ):
                 break
             time.sleep(0.5)

@@ -165,7 +165,7 @@ class FakeQueries:
 
     def __init__(self) -> None:
         self.lock = threading.Lock()
-        self.rows: dict[str, list[dict[str, Any]]] = {"events": [], "alerts": [], "readings": [], "topics": []}
+        self.rows: dict[str, list[dict[str, Any]]] = {"events": [], "alerts": [], "readings": [], "topics": [], "parse_errors": []}
         self.calls: list[tuple[str, dict[str, Any]]] = []
         self.next_id = 1
         self.fail = False
@@ -218,6 +218,11 @@ class FakeQueries:
                cursor: str | None = None) -> Page:  # fmt: skip
         self.calls.append(("topics", {}))
         return self._page("topics", limit, cursor, site=site, endpoint=endpoint)
+
+    def parse_errors(self, *, site: str | None = None, endpoint: str | None = None, since: float | None = None,
+                     limit: int = 100, cursor: str | None = None) -> Page:  # fmt: skip
+        self.calls.append(("parse_errors", {"since": since}))
+        return self._page("parse_errors", limit, cursor, site=site, endpoint=endpoint)
 
 
 class FakeStorage:

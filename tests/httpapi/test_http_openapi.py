@@ -35,6 +35,7 @@ def test_query_parameters_match_the_resources() -> None:
         ("/api/v1/alerts", resources.AlertCollection),
         ("/api/v1/readings", resources.ReadingCollection),
         ("/api/v1/topics", resources.TopicCollection),
+        ("/api/v1/parse-errors", resources.ParseErrorCollection),
         ("/api/v1/logs", resources.LogResource),
     ):
         names = {p["name"] for p in doc[path]["get"]["parameters"] if p["in"] == "query"}

@@ -6,6 +6,7 @@ from fieldwatch.http.resources._common import BodyLimit
 from fieldwatch.http.resources.collections import (
     AlertCollection,
     EventCollection,
+    ParseErrorCollection,
     ReadingCollection,
     TopicCollection,
 )
@@ -25,6 +26,7 @@ __all__ = [
     "LogResource",
     "MetricsResource",
     "OpenApiResource",
+    "ParseErrorCollection",
     "ReadingCollection",
     "Ready",
     "SiteCollection",

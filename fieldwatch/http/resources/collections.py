@@ -134,6 +134,25 @@ class ReadingCollection(Resource):
         resp.media = page(items, nxt)
 
 
+class ParseErrorCollection(Resource):
+    """`GET /api/v1/parse-errors?site=&endpoint=&since=&limit=&cursor=`: rejected MQTT payloads, newest first."""
+
+    PARAMS = ("site", "endpoint", "since", "limit", "cursor")
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        """A page of parse errors: topic, parser, error and a payload sample of at most 5,000 characters."""
+        params.check_known(req, self.PARAMS)
+        items, nxt = _query(
+            self.deps.queries.parse_errors,
+            site=params.text(req, "site"),
+            endpoint=params.text(req, "endpoint"),
+            since=params.since(req),
+            limit=params.limit(req),
+            cursor=params.cursor(req),
+        )
+        resp.media = page(items, nxt)
+
+
 class TopicCollection(Resource):
     """`GET /api/v1/topics?site=&endpoint=&limit=&cursor=`: discovered MQTT topics."""
 
