@@ -45,7 +45,7 @@ from mosquitto import MosquittoBroker  # noqa: E402 - tests/ helper, path set ab
 
 TOPIC_FILTER = "sensors/#"
 _BACKLOG_NOTE = (
-    "In *backlog* mode (the receiver alone) ingest reaches about half of raw paho: raw paho only decodes each payload, while ingest also parses, hashes the identity, inserts into SQLite (unique index on msg_key) and acks after the commit; a py-spy profile shows the writer's SQLite insert and commit as the largest share, then paho's socket reads, then parsing. The broker's in-flight window does not matter on loopback (same rate with 20, 100, 1000 and unlimited), the commit round trip being 1-2 ms."
+    "In *backlog* mode (the receiver alone) ingest beats raw paho although it also parses, hashes the identity, inserts into SQLite (unique index on msg_key) and acks after the commit: fieldwatch's client reads the socket in 64 KiB chunks, handles every buffered packet before it selects again, and wakes paho's loop once per burst of acks (`_BufferedClient` in fieldwatch/actors/mqtt/client.py), where plain paho makes three or more `recv` calls per packet and one wake-up `send` per ack. Each of those system calls lets go of the GIL, and with the actor and writer threads busy, getting it back is what cost the earlier version half its rate (48 % of raw on 2026-11-23 12:27, 55 % in a same-machine rerun before the change). The wrapper row shows the reader alone at about twice raw paho; ingest runs at about 60 % of the wrapper. The broker's in-flight window does not matter on loopback (same rate with 20, 100, 1000 and unlimited), the commit round trip being 1-2 ms."
 )
 
 
@@ -412,7 +412,7 @@ def main() -> None:
             f"Load average at the end: {os.getloadavg()[0]:.1f} (the machine is shared: single runs vary "
             "by +-30 %, hence the repeats). *live* is bounded by the Python publisher; *backlog* (the persistent session's "
             "queue drained on connect) is the receiver's own limit. The wrapper acks each message from "
-            "its callback (manual ack) and notices every inbound packet through `on_log` for the "
+            "its callback (manual ack) and notes inbound bytes in its chunked reader for the "
             "keepalive watchdog. *fieldwatch ingest* is a whole daemon in-process (MqttActor, parsers "
             "json with value and timestamp paths, SQLite through the persistence actor, ack after "
             "commit); its received/unique columns are the rows in the database afterwards.\n\n"
