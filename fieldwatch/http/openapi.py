@@ -11,6 +11,13 @@ __all__ = ["openapi_document"]
 
 _API = "/api/v1"
 _TS = {"type": "string", "format": "date-time", "nullable": True}
+#: A logged record (event, parse error): its id and time, and its endpoint (null once deleted).
+_LOGGED = {
+    "id": {"type": "integer"},
+    "time": _TS,
+    "site": {"type": "string", "nullable": True},
+    "endpoint": {"type": "string", "nullable": True},
+}
 _OBJ = {"type": "object", "additionalProperties": True}
 
 
@@ -164,10 +171,7 @@ def _schemas() -> dict[str, Any]:
         "Event": {
             "type": "object",
             "properties": {
-                "id": {"type": "integer"},
-                "time": _TS,
-                "site": {"type": "string", "nullable": True},
-                "endpoint": {"type": "string", "nullable": True},
+                **_LOGGED,
                 "level": {"type": "string"},
                 "event": {"type": "string"},
                 "message": {"type": "string"},
@@ -177,10 +181,7 @@ def _schemas() -> dict[str, Any]:
         "ParseError": {
             "type": "object",
             "properties": {
-                "id": {"type": "integer"},
-                "time": _TS,
-                "site": {"type": "string", "nullable": True},
-                "endpoint": {"type": "string", "nullable": True},
+                **_LOGGED,
                 "topic": {"type": "string", "nullable": True},
                 "parser": {"type": "string"},
                 "error": {"type": "string"},

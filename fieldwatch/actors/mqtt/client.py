@@ -455,13 +455,7 @@ class _BufferedSocket:
     def fileno(self) -> int:
         return self._sock.fileno()  # type: ignore[no-any-return]
 
-    def close(self) -> None:
-        self._sock.close()
-
-    def setblocking(self, flag: bool) -> None:
-        self._sock.setblocking(flag)
-
-    def __getattr__(self, name: str) -> Any:
+    def __getattr__(self, name: str) -> Any:  # close, setblocking, settimeout...: the socket's own
         return getattr(self._sock, name)
 
 

@@ -310,7 +310,7 @@ class ParserSet:
         for match in matches:
             parser = match.parser
             name = match.name
-            if match.prefix is None:
+            if not name:
                 raise ParseFailure(parser.label, "empty +metric segment in the topic", payload, topic)
             id_value: str | None = None
             source_time: float | None = None
@@ -348,7 +348,7 @@ class _Match:
     parser: _Parser
     name: str
     device: str | None
-    prefix: Any  # hashlib sha1 object fed with topic and name; None for an empty +metric segment
+    prefix: Any  # hashlib sha1 object fed with topic and name; None when name is empty
 
 
 _TOPIC_CACHE_MAX = 10_000
