@@ -2,7 +2,7 @@
 
 Woken by `Wake`, it takes up to `batch.max_rows` writes from the front of the gateway's
 deque, applies them in one transaction, removes them only after the commit, runs the
-readings' on_commit callbacks and wakes itself again if more remain (so asked commands
+readings' on_commit callbacks (inserted, or suppressed by msg_key) and wakes itself again if more remain (so asked commands
 interleave with batches). Nothing waits on purpose: a batch starts as soon as the actor
 is free, so under light load a write is committed well within `batch.max_delay_ms`, and
 under heavy load batches grow towards `max_rows` by themselves. A failing database (locked, gone, revoked) keeps every write
@@ -183,9 +183,10 @@ class PersistenceActor(pykka.ThreadingActor):
         db = get_database()
         screened = self._index.screen(db, batch)
         start = time.perf_counter()
+        suppressed: set[int] = set()
         if screened.accepted:
             with write_transaction(db):
-                apply_writes(db, screened.accepted, self._index.names, time.time())
+                suppressed = apply_writes(db, screened.accepted, self._index.names, time.time())
         elapsed = time.perf_counter() - start
         self._index.committed(screened)
         discarded = len(screened.stale) + len(screened.orphans)
@@ -198,7 +199,7 @@ class PersistenceActor(pykka.ThreadingActor):
         for write in screened.accepted:
             if type(write) is ReadingRecord and write.on_commit is not None:  # type: ignore[union-attr]
                 try:
-                    write.on_commit()  # type: ignore[union-attr]
+                    write.on_commit(id(write) not in suppressed)  # type: ignore[union-attr]
                 except Exception:  # supervision boundary: a producer's callback must not stop the writer
                     logger.exception("%s on_commit callback of a reading failed", _PATH)
         return len(batch)

@@ -3,7 +3,8 @@
 `EndpointIndex` is the writer's view of which endpoints exist and their newest
 generation; `EndpointIndex.screen` splits a batch into accepted and discarded writes
 without changing the index (a failed transaction is retried with the same verdict);
-`apply_writes` turns accepted writes into a handful of bulk statements.
+`apply_writes` turns accepted writes into a handful of bulk statements and returns the
+readings the `msg_key` unique index suppressed (their on_commit gets inserted=False).
 """
 
 from __future__ import annotations
@@ -181,6 +182,58 @@ _DEVICE_ONLINE_TAIL = (
 _DEVICE_OFFLINE_TAIL = "ON CONFLICT (endpoint_id, name) DO UPDATE SET online = excluded.online"
 
 
+def _insert_readings(db: peewee.Database, rows: list[tuple[Any, ...]]) -> list[bool]:
+    """Insert readings (msg_key last); per row, True when inserted, False when its msg_key already existed.
+
+    Rows without a msg_key are always inserted (bulk); a row with one is told apart per
+    row: SQLite runs it as its own statement and reads `rowcount`, PostgreSQL gets the
+    keys back from `RETURNING` (a key twice in one batch: the first row wins, as in SQL).
+    """
+    if not rows:
+        return []
+    if not is_sqlite(db):
+        from psycopg2.extras import execute_values
+
+        with _wrap_errors:
+            returned = execute_values(
+                db.cursor(),
+                f"INSERT INTO reading ({_READING_COLUMNS}) VALUES %s {_READING_TAIL} RETURNING endpoint_id, msg_key",
+                [_clean(row) for row in rows],
+                page_size=1000,
+                fetch=True,
+            )
+        left: dict[tuple[int, str], int] = {}
+        for endpoint_id, key in returned:
+            if key is not None:
+                left[(endpoint_id, key)] = left.get((endpoint_id, key), 0) + 1
+        inserted: list[bool] = []
+        for row in rows:
+            if row[-1] is None:
+                inserted.append(True)
+                continue
+            pair = (row[0], row[-1])
+            inserted.append(left.get(pair, 0) > 0)
+            left[pair] = left.get(pair, 0) - 1
+        return inserted
+    single = f"INSERT INTO reading ({_READING_COLUMNS}) VALUES ({', '.join('?' * 9)}) {_READING_TAIL}"
+    flags: list[bool] = []
+    start = 0
+    with _wrap_errors:
+        cursor = db.cursor()
+        for i, row in enumerate(rows):
+            if row[-1] is None:
+                continue
+            if start < i:  # the keyless rows before this one, in one go and in order
+                _insert_rows(db, "reading", _READING_COLUMNS, 9, rows[start:i])
+                flags.extend([True] * (i - start))
+            cursor.execute(single, _clean(row))
+            flags.append(cursor.rowcount == 1)
+            start = i + 1
+    _insert_rows(db, "reading", _READING_COLUMNS, 9, rows[start:])
+    flags.extend([True] * (len(rows) - start))
+    return flags
+
+
 def _pg_minmax(db: peewee.Database, sql: str) -> str:
     """PostgreSQL spells scalar MIN/MAX as LEAST/GREATEST."""
     if is_sqlite(db):
@@ -188,15 +241,19 @@ def _pg_minmax(db: peewee.Database, sql: str) -> str:
     return sql.replace("MIN(", "LEAST(").replace("MAX(", "GREATEST(")
 
 
-def apply_writes(db: peewee.Database, writes: Sequence[Write], names: dict[int, tuple[str, str]], now: float) -> None:
-    """Apply accepted writes inside the caller's transaction.
+def apply_writes(
+    db: peewee.Database, writes: Sequence[Write], names: dict[int, tuple[str, str]], now: float
+) -> set[int]:
+    """Apply accepted writes inside the caller's transaction; return the `id()`s of suppressed readings.
 
     Endpoint columns are folded in submission order (so per-endpoint order holds and
     Touch is coalesced), readings/events/parse errors are bulk inserted in order,
     topics and devices are coalesced per key and upserted, alerts go one by one in order.
+    A reading whose msg_key is already stored is not inserted; its id() is returned.
     """
     endpoint_updates: dict[int, dict[str, Any]] = {}
     readings: list[tuple[Any, ...]] = []
+    reading_writes: list[ReadingRecord] = []
     events: list[tuple[Any, ...]] = []
     parse_errors: list[tuple[Any, ...]] = []
     topics: dict[tuple[int, str], list[Any]] = {}
@@ -206,6 +263,7 @@ def apply_writes(db: peewee.Database, writes: Sequence[Write], names: dict[int, 
         kind = type(w)
         if kind is ReadingRecord:
             assert isinstance(w, ReadingRecord)
+            reading_writes.append(w)
             readings.append(
                 (
                     w.endpoint_id,
@@ -282,7 +340,8 @@ def apply_writes(db: peewee.Database, writes: Sequence[Write], names: dict[int, 
         values["updated_at"] = now
         columns = ", ".join(f"{column} = {db.param}" for column in values)
         db.execute_sql(f"UPDATE endpoint SET {columns} WHERE id = {db.param}", (*values.values(), endpoint_id))
-    _insert_rows(db, "reading", _READING_COLUMNS, 9, readings, _READING_TAIL)
+    inserted = _insert_readings(db, readings)
+    suppressed = {id(w) for w, ok in zip(reading_writes, inserted, strict=True) if not ok}
     _insert_rows(db, "event", _EVENT_COLUMNS, 10, events)
     _insert_rows(db, "parse_error", "endpoint_id, time, topic, parser, error, sample", 6, parse_errors)
     if topics:
@@ -318,3 +377,4 @@ def apply_writes(db: peewee.Database, writes: Sequence[Write], names: dict[int, 
                 f"AND subject = {p} AND resolved_at IS NULL",
                 (alert.time, alert.endpoint_id, alert.condition, alert.subject),
             )
+    return suppressed

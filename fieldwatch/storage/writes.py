@@ -92,9 +92,11 @@ class EventRecord:
 class ReadingRecord:
     """A value to store; `msg_key` suppresses duplicates per endpoint.
 
-    `on_commit` is called (on the writer's thread; keep it quick) once the transaction
-    holding this reading committed, also when it was a duplicate ignored by msg_key,
-    and never when the write is discarded (old generation, deleted endpoint).
+    `on_commit(inserted)` is called (on the writer's thread; keep it quick) once the
+    transaction holding this reading committed: inserted is True when the row was
+    inserted, False when the msg_key unique index suppressed it (a reading with that key
+    was already stored). Never called when the write is discarded (old generation,
+    deleted endpoint).
     """
 
     endpoint_id: int
@@ -107,7 +109,7 @@ class ReadingRecord:
     received_at: float
     device: str | None = None
     msg_key: str | None = None
-    on_commit: Callable[[], None] | None = None
+    on_commit: Callable[[bool], None] | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -193,7 +193,7 @@ def test_writes_of_an_older_generation_are_discarded(
         gateway.submit(w.StateChange(endpoint_id, new, "connecting", 2.0, "restarted", None, 1.0))
         gateway.submit(w.StateChange(endpoint_id, old, "up", 3.0, "hung actor", None, 3.0))  # must not win
         gateway.submit(
-            w.ReadingRecord(endpoint_id, old, "x", 1.0, None, "good", None, 3.0, on_commit=lambda: acks.append(1))
+            w.ReadingRecord(endpoint_id, old, "x", 1.0, None, "good", None, 3.0, on_commit=lambda _inserted: acks.append(1))
         )
         drained(gateway)
     row = db.execute_sql(f"SELECT state, reason, generation FROM endpoint WHERE id = {db.param}", (endpoint_id,))
@@ -221,7 +221,7 @@ def test_writes_for_a_deleted_endpoint_are_discarded_and_logged_once(
                 gateway.submit(w.StateChange(gone, generation, "up", float(i), None, None, None))
                 gateway.submit(
                     w.ReadingRecord(
-                        gone, generation, "x", 1.0, None, "good", None, 1.0, on_commit=lambda: acks.append(1)
+                        gone, generation, "x", 1.0, None, "good", None, 1.0, on_commit=lambda _inserted: acks.append(1)
                     )
                 )
             drained(gateway)
@@ -239,18 +239,19 @@ def test_writes_for_a_deleted_endpoint_are_discarded_and_logged_once(
 def test_duplicate_msg_key_is_stored_once_and_still_acknowledged(gateway: StorageGateway, db: peewee.Database) -> None:
     endpoint_id = ids(gateway.command(c.CreateSite(spec("s", "broker"))))["broker"]
     generation = gateway.next_generation(endpoint_id)
-    acks: list[str] = []
+    acks: list[tuple[str, bool]] = []
 
     def reading(key: str, value: float) -> w.ReadingRecord:
         return w.ReadingRecord(
-            endpoint_id, generation, "t", value, None, "good", None, time.time(), "dev", key, lambda: acks.append(key)
+            endpoint_id, generation, "t", value, None, "good", None, time.time(), "dev", key,
+            lambda inserted: acks.append((key, inserted)),
         )
 
     gateway.submit_many([reading("m1", 1.0), reading("m1", 2.0), reading("m2", 3.0)])  # same batch
     drained(gateway)
     gateway.submit(reading("m1", 4.0))  # a redelivery in a later batch
     drained(gateway)
-    assert sorted(acks) == ["m1", "m1", "m1", "m2"]
+    assert acks == [("m1", True), ("m1", False), ("m2", True), ("m1", False)]
     rows = db.execute_sql("SELECT msg_key, value_num FROM reading ORDER BY msg_key").fetchall()
     assert rows == [("m1", 1.0), ("m2", 3.0)]
 
@@ -288,7 +289,7 @@ def test_a_row_the_database_refuses_does_not_block_the_queue(
     acks: list[str] = []
     with caplog.at_level(logging.WARNING):
         for name in ("a", "b", "a", "b"):
-            ack = functools.partial(acks.append, name)
+            ack = functools.partial(lambda who, _inserted: acks.append(who), name)
             reading = w.ReadingRecord(endpoint_ids[name], g[name], "x", 1.0, None, "good", None, 1.0, on_commit=ack)
             gateway.submit(reading)
         drained(gateway)
@@ -352,3 +353,30 @@ def test_topics_can_be_switched_off_and_on(gateway: StorageGateway, db: peewee.D
     assert gateway.command(c.SetTopicActive(endpoint_id, "a/b", False)) is False
     assert scalar(db, "SELECT is_active FROM topic") in (False, 0)
     assert gateway.command(c.SetTopicActive(endpoint_id, "a/b", True)) is True
+
+
+@pytest.mark.usefixtures("writer")
+def test_on_commit_tells_each_reading_whether_it_was_inserted(gateway: StorageGateway, db: peewee.Database) -> None:
+    """msg_key suppresses a reading per row (same batch or a later one, per endpoint); no key: always inserted."""
+    endpoint_ids = ids(gateway.command(c.CreateSite(spec("s", "a", "b"))))
+    a, b = endpoint_ids["a"], endpoint_ids["b"]
+    ga, gb = gateway.next_generation(a), gateway.next_generation(b)
+    seen: list[tuple[str, bool]] = []
+
+    def reading(endpoint_id: int, generation: int, label: str, key: str | None) -> w.ReadingRecord:
+        def on_commit(inserted: bool) -> None:
+            seen.append((label, inserted))
+
+        return w.ReadingRecord(endpoint_id, generation, "x", 1.0, None, "good", None, 1.0, msg_key=key,
+                               on_commit=on_commit)
+
+    gateway.submit_many([
+        reading(a, ga, "a-k1", "k1"), reading(a, ga, "a-none-1", None), reading(a, ga, "a-k1-again", "k1"),
+        reading(b, gb, "b-k1", "k1"), reading(a, ga, "a-none-2", None), reading(a, ga, "a-k2", "k2"),
+    ])
+    drained(gateway)
+    gateway.submit_many([reading(a, ga, "a-k2-later", "k2"), reading(a, ga, "a-k3", "k3")])
+    drained(gateway)
+    assert seen == [("a-k1", True), ("a-none-1", True), ("a-k1-again", False), ("b-k1", True),
+                    ("a-none-2", True), ("a-k2", True), ("a-k2-later", False), ("a-k3", True)]
+    assert scalar(db, "SELECT COUNT(*) FROM reading") == 6

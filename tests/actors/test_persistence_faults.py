@@ -78,7 +78,7 @@ class Load:
         self._lock = threading.Lock()
         self.last_state: dict[int, str] = {}
 
-    def _ack(self) -> None:
+    def _ack(self, inserted: bool) -> None:
         with self._lock:
             self.acked += 1
 
