@@ -36,7 +36,7 @@ __all__ = ["ALERT_CONDITIONS", "COUNTER_RESULTS", "CONTENT_TYPE", "FieldwatchCol
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 #: Per kind: (metric, ConnectionActor.count family, results always exported).
 COUNTER_RESULTS: dict[str, tuple[str, str, tuple[str, ...]]] = {
-    "mqtt": ("fieldwatch_mqtt_messages_total", "mqtt_messages", ("stored", "parse_error", "ignored")),
+    "mqtt": ("fieldwatch_mqtt_messages_total", "mqtt_messages", ("stored", "duplicate", "parse_error", "ignored")),
     "opcua": ("fieldwatch_opcua_reads_total", "opcua_reads", ("ok", "bad_status", "error")),
 }
 #: Alert conditions exported per kind (always present, 0 when no alert is active).

@@ -9,15 +9,14 @@ DNS, TLS).  Each message is counted for its topic, parsed, and its readings
 are queued for storage with an `on_commit` that acknowledges the message to
 the broker from the writer's thread: with QoS 1 and a persistent session,
 nothing is acknowledged before it is stored, so a crash loses nothing.
+Duplicates (SPEC §3) are told apart in `delivery.py`.
 """
 
 from __future__ import annotations
 
-import hashlib
 import itertools
 import time
 from collections import deque
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -27,8 +26,9 @@ from fieldwatch import states
 from fieldwatch.actors.base import ChildContext
 from fieldwatch.actors.connection import ConnectionActor, EndpointContext
 from fieldwatch.actors.mqtt.client import MqttClient, is_permanent_failure
+from fieldwatch.actors.mqtt.delivery import AckGroup, DuplicateSummary, Message, Redeliveries, log_duplicates
 from fieldwatch.actors.mqtt.devices import DeviceTimeout, DeviceTracker
-from fieldwatch.actors.mqtt.parsers import Parsed, ParseFailure, ParserSet
+from fieldwatch.actors.mqtt.parsers import ParseFailure, ParserSet
 from fieldwatch.actors.topics import TopicSwitch
 from fieldwatch.config.model import MqttOptions
 from fieldwatch.storage import writes
@@ -38,7 +38,6 @@ __all__ = ["MqttActor"]
 _connections = itertools.count(1)
 _TICK_S = 1.0  # topic counts flush, staleness check
 _TOUCH_INTERVAL_S = 1.0  # last_data_at is written at most this often
-_CONTENT_KEY_WINDOW_S = 600.0  # see _msg_key
 _DRAIN_MAX = 2000  # messages handled per _Drain before other mailbox messages get a turn
 
 
@@ -62,17 +61,6 @@ class _Lost:
 
 
 @dataclass(frozen=True, slots=True)
-class _Message:
-    """A message received on a connection, to be acknowledged once stored."""
-
-    topic: str
-    payload: bytes
-    qos: int
-    mid: int
-    dup: bool
-
-
-@dataclass(frozen=True, slots=True)
 class _Drain:
     """paho -> actor: messages wait in the inbox of connection `conn`."""
 
@@ -89,7 +77,7 @@ class _Inbox:
     __slots__ = ("items", "scheduled")
 
     def __init__(self) -> None:
-        self.items: deque[_Message] = deque()
+        self.items: deque[Message] = deque()
         self.scheduled = False
 
 
@@ -119,6 +107,8 @@ class MqttActor(ConnectionActor):
         self._last_touch = 0.0
         self._restored = False
         self._ticking = False
+        self._redeliveries = Redeliveries()
+        self._duplicates = DuplicateSummary()
 
     # -- ConnectionActor hooks ---------------------------------------------------
 
@@ -146,7 +136,7 @@ class MqttActor(ConnectionActor):
             tell(_Connected(conn, code, reason, bool(holder and holder[0].session_present)))
 
         def on_message(topic: str, payload: bytes, qos: int, mid: int, dup: bool) -> None:
-            inbox.items.append(_Message(topic, payload, qos, mid, dup))
+            inbox.items.append(Message(topic, payload, qos, mid, dup))
             if not inbox.scheduled:
                 inbox.scheduled = True
                 tell(_Drain(conn))
@@ -213,6 +203,8 @@ class MqttActor(ConnectionActor):
     def _on_connected(self, message: _Connected) -> None:
         if message.code == 0:
             self._up = True
+            if not message.session_present:  # no session on the broker: nothing of ours will be redelivered
+                self._redeliveries.clear()
             session = ", session present" if message.session_present else ""
             self.connected(f"connected to {self._target()} (code 0{session})")  # -> UP
             return
@@ -242,7 +234,7 @@ class MqttActor(ConnectionActor):
         records: list[writes.Write] = []
         now = time.time()
         items = inbox.items
-        acks = _AckGroup(self._client, self.ep.board, self.ep.endpoint_id)
+        acks = AckGroup(self._client, self, self._conn)
         for _ in range(min(len(items), _DRAIN_MAX)):
             self._handle(items.popleft(), now, records, acks)
         if records:
@@ -255,15 +247,23 @@ class MqttActor(ConnectionActor):
             inbox.scheduled = True
             self.actor_ref.tell(_Drain(self._conn))
 
-    def _handle(self, message: _Message, now: float, records: list[writes.Write], acks: _AckGroup) -> None:
+    def _handle(self, message: Message, now: float, records: list[writes.Write], acks: AckGroup) -> None:
         topic = message.topic
+        client = self._client
+        if message.qos and self._redeliveries.arrived(message, self._conn):
+            # the broker's redelivery of a message committed after its connection was gone: ack only
+            self.count("mqtt_messages", "duplicate")
+            self._duplicates.add(redelivered=1)
+            log_duplicates(self.log, (message,), "broker redelivery of a message already committed")
+            if client is not None:
+                client.ack(message.mid, message.qos)
+            return
         processable = self._processable.get(topic)
         if processable is None:  # first sight: recorded at once, so the API can switch it off
             processable = self._processable[topic] = self.parsers.processable(topic)
             records.append(writes.TopicSeen(self.ep.endpoint_id, self.generation, topic, now, 1, processable))
         else:
             self._topic_counts[topic] = self._topic_counts.get(topic, 0) + 1
-        client = self._client
         if not processable or topic in self._inactive:
             self.count("mqtt_messages", "ignored")
             if client is not None:
@@ -284,14 +284,17 @@ class MqttActor(ConnectionActor):
         for reading in readings:
             if reading.device:
                 self.devices.seen(reading.device, now)
-        on_commit = acks.add(message.mid, message.qos, len(readings))
+        on_commit = acks.add(message, len(readings))
         for r in readings:
             records.append(writes.ReadingRecord(
                 self.ep.endpoint_id, self.generation, r.name, r.value_num, r.value_text, "Good", r.source_time,
-                now, r.device, _msg_key(r, message.mid, now), on_commit))
+                now, r.device, None if r.by_content else r.identity, on_commit))  # msg_key: parser identity only
 
     def _on_tick(self) -> None:
         self._flush_topics()
+        summary = self._duplicates.due(time.time())
+        if summary is not None:
+            self.event("info", "duplicates", summary)
         stale = self.stale_after_s()
         if stale and self.state == states.UP and self._up:
             last = self._last_message_at or self.state_since
@@ -363,48 +366,18 @@ class MqttActor(ConnectionActor):
         self.resolve_alert("offline", subject=device)
 
 
-class _AckGroup:
-    """The acks of the messages of one drain, sent together once all their readings are committed.
+    # -- LedgerHost (the writer's thread: no actor state but thread-safe objects) ---
 
-    Each reading's `on_commit` (the writer's thread, one thread at a time) counts
-    down; the last one acknowledges every message of the group, so the paho
-    thread is woken once per group rather than once per message.  Readings that
-    are never committed (a replaced generation) leave the group unacknowledged:
-    the broker redelivers, the duplicates are suppressed by msg_key.
-    """
-
-    __slots__ = ("client", "board", "endpoint_id", "left", "mids")
-
-    def __init__(self, client: MqttClient | None, board: Any, endpoint_id: int) -> None:
-        self.client, self.board, self.endpoint_id = client, board, endpoint_id
-        self.left = 0
-        self.mids: list[tuple[int, int]] = []
-
-    def add(self, mid: int, qos: int, readings: int) -> Callable[[], None]:
-        """Register one message with `readings` readings; the on_commit to give each of them."""
-        self.left += readings
-        self.mids.append((mid, qos))
-        return self._committed
-
-    def _committed(self) -> None:
-        self.left -= 1
-        if self.left == 0:
-            self.board.incr(self.endpoint_id, "mqtt_messages", "stored", len(self.mids))
-            if self.client is not None:
-                self.client.ack_many(self.mids)
-
-
-def _msg_key(reading: Parsed, mid: int, now: float) -> str:
-    """The duplicate-suppression key stored with a reading.
-
-    With a source timestamp or an id field, the reading's identity.  Without,
-    identical payloads on a topic are normal (a value that does not change),
-    so the key also holds the MQTT packet id (which a redelivery keeps) and a
-    10-minute window: a redelivery within the window is suppressed, and a
-    repeat is only taken for a duplicate if it also reuses the packet id in
-    the same window.
-    """
-    if not reading.by_content:
-        return reading.identity
-    window = int(now // _CONTENT_KEY_WINDOW_S)
-    return hashlib.sha1(f"{reading.identity}|{mid}|{window}".encode(), usedforsecurity=False).hexdigest()
+    def settled(self, messages: list[Message], inserted: list[bool], acked: bool, conn: int) -> None:
+        """The readings of `messages` are committed: count them, remember what could not be acked."""
+        stored = sum(inserted)
+        board, endpoint_id = self.ep.board, self.ep.endpoint_id
+        if stored:
+            board.incr(endpoint_id, "mqtt_messages", "stored", stored)
+        if stored < len(messages):
+            suppressed = [m for m, ok in zip(messages, inserted, strict=True) if not ok]
+            board.incr(endpoint_id, "mqtt_messages", "duplicate", len(suppressed))
+            self._duplicates.add(identity=len(suppressed))
+            log_duplicates(self.log, suppressed, "every reading's parser identity is already stored")
+        if not acked:  # the connection is gone: the broker will redeliver these with DUP
+            self._redeliveries.committed_unacked(messages, conn)

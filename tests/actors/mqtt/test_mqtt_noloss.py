@@ -1,4 +1,9 @@
-"""Issue 7 acceptance: SIGKILL fieldwatch twice while 20,000 QoS 1 messages arrive; each is stored once."""
+"""Issue 7 acceptance: SIGKILL fieldwatch twice while 20,000 QoS 1 messages arrive; each is stored once.
+
+The messages carry an identity (`id_field: seq`), so a message committed just before a kill and
+redelivered after it is stored once (SPEC §3); without one it may be stored twice, never lost
+(tests/peers/mqtt covers that case on every broker).
+"""
 
 from __future__ import annotations
 
@@ -46,6 +51,7 @@ sites:
           - match: "load/+device/+metric"
             format: json
             value: "$.seq"
+            id_field: seq                 # an identity: a redelivery after the kill is stored once
         offline_after_s: 300
 """
 
