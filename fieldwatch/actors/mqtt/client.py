@@ -34,13 +34,22 @@ import ssl
 import threading
 import time
 from collections.abc import Callable, Sequence
-from typing import Any, Protocol
+from typing import Any
 
 import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
+
+from fieldwatch.actors.mqtt.tls import (
+    TLS_CLIENT_CERT_HINT,
+    TlsLike,
+    alert_text,
+    certificate_alert,
+    probe_tls_session,
+    speaks_tls,
+)
 
 __all__ = [
     "AUTH_FAILURES",
@@ -49,6 +58,7 @@ __all__ = [
     "PROTOCOL_V5",
     "RC_CONNECT_FAILED",
     "RC_KEEPALIVE_TIMEOUT",
+    "RC_TLS_EXPECTED",
     "RC_TLS_FAILED",
     "RC_UNRESOLVED",
     "MqttClient",
@@ -67,13 +77,14 @@ DEFAULT_RECEIVE_MAXIMUM = 1000
 # Client-side outcomes (negative: never sent by a broker).
 RC_CONNECT_FAILED = -1  # TCP connect refused / timed out, or no CONNACK in time
 RC_UNRESOLVED = -2  # the host name does not resolve
-RC_TLS_FAILED = -3  # TLS files unreadable, handshake or certificate verification failed
+RC_TLS_FAILED = -3  # TLS files unreadable, handshake or certificate verification failed, client cert refused
+RC_TLS_EXPECTED = -4  # plain TCP to a port that answers a TLS handshake
 #: MQTT v5 "Keep alive timeout"; also what the watchdog reports for a silent broker.
 RC_KEEPALIVE_TIMEOUT = 141
 
 #: CONNACK codes for rejected credentials: v3.1.1 (4, 5) and v5 (134, 135).
 AUTH_FAILURES: frozenset[int] = frozenset({4, 5, 134, 135})
-_PERMANENT: frozenset[int] = AUTH_FAILURES | {1, 2, 132, 133, 138, RC_UNRESOLVED, RC_TLS_FAILED}
+_PERMANENT: frozenset[int] = AUTH_FAILURES | {1, 2, 132, 133, 138, RC_UNRESOLVED, RC_TLS_FAILED, RC_TLS_EXPECTED}
 _V311_CONNACK = {
     "Unsupported protocol version": 1,
     "Client identifier not valid": 2,
@@ -94,19 +105,6 @@ def is_auth_failure(code: int) -> bool:
 def is_permanent_failure(code: int) -> bool:
     """True for failures retrying will not fix (credentials, client id, protocol, DNS, TLS): `faulty`."""
     return code in _PERMANENT
-
-
-class TlsLike(Protocol):
-    """TLS settings (fieldwatch.config.model.TlsConfig fits)."""
-
-    @property
-    def ca(self) -> str | None: ...
-    @property
-    def cert(self) -> str | None: ...
-    @property
-    def key(self) -> str | None: ...
-    @property
-    def insecure(self) -> bool: ...
 
 
 class MqttClient:
@@ -273,7 +271,8 @@ class MqttClient:
             self._end_connect(RC_UNRESOLVED, f"host {self.host!r} does not resolve: {err}")
             return False
         except (ssl.SSLError, ssl.CertificateError) as err:
-            self._end_connect(RC_TLS_FAILED, f"TLS with {target} failed: {err}")
+            hint = f"{TLS_CLIENT_CERT_HINT} " if certificate_alert(err) else ""
+            self._end_connect(RC_TLS_FAILED, f"{hint}TLS with {target} failed: {err}")
             return False
         except FileNotFoundError as err:
             self._end_connect(RC_TLS_FAILED, f"TLS file missing: {err}")
@@ -375,10 +374,33 @@ class MqttClient:
         if self._state == _CONNECTING:
             if reason.value == RC_KEEPALIVE_TIMEOUT:
                 text = f"no CONNACK within {self.keepalive_s} s"
-            self._end_connect(RC_CONNECT_FAILED, f"connection closed before CONNACK: {text}")
+            self._end_connect(*self._closed_before_connack(f"connection closed before CONNACK: {text}"))
         else:
             self._end_disconnect(reason.value, text)
         self._wake.set()
+
+    def _closed_before_connack(self, text: str) -> tuple[int, str]:
+        """Classify a link the broker ended before its CONNACK by what it said (STYLE rule 12).
+
+        With TLS: a broker that ends the session right after the handshake, when we
+        offered no client certificate or it sent a TLS alert, is refusing our
+        certificate (with TLS 1.3 the client side of the handshake completes before the
+        server checks it). Without TLS: a port that answers a TLS handshake wants TLS.
+        """
+        sock = self._paho.buffered_socket
+        probe_s = min(self._connect_timeout_s, 2.0)
+        if self._tls is not None:
+            alert = alert_text(sock.error if sock is not None else None)
+            if not alert:  # paho's CONNECT made the broker reset the link, alert and all: ask again
+                probed = probe_tls_session(self.host, self.port, self._tls, probe_s)
+                if probed is None:  # it waits for a CONNECT (or is gone): not a refusal of our TLS identity
+                    return RC_CONNECT_FAILED, f"{text} (after the TLS handshake)"
+                alert = probed
+            return RC_TLS_FAILED, f"{TLS_CLIENT_CERT_HINT}{f' TLS alert: {alert}' if alert else ''} ({text})"
+        if (sock is None or not sock.received) and speaks_tls(self.host, self.port, probe_s):
+            return RC_TLS_EXPECTED, (f"the port answers a TLS handshake: the broker expects TLS, configure tls: "
+                                     f"for this endpoint ({text})")
+        return RC_CONNECT_FAILED, text
 
     def _on_message(self, client: paho.Client, userdata: Any, message: paho.MQTTMessage) -> None:
         if self._state == _CONNECTED and not self._closed:
@@ -419,19 +441,28 @@ class _BufferedSocket:
     last bytes from the peer (the keepalive watchdog's input).
     """
 
-    __slots__ = ("_sock", "_buf", "last_received")
+    __slots__ = ("_sock", "_buf", "last_received", "received", "error")
 
     def __init__(self, sock: Any) -> None:
         self._sock = sock
         self._buf = bytearray()
         self.last_received = 0.0
+        self.received = 0  # bytes from the peer so far
+        self.error: OSError | None = None  # what ended the link (a TLS alert, a reset), for the reason
 
     def recv(self, size: int) -> bytes:
         buf = self._buf
         if not buf:
-            data = self._sock.recv(max(size, _READ_CHUNK))  # BlockingIOError / SSLWantRead propagate
+            try:
+                data = self._sock.recv(max(size, _READ_CHUNK))
+            except (BlockingIOError, ssl.SSLWantReadError, ssl.SSLWantWriteError):
+                raise  # no data yet: paho selects again
+            except OSError as err:
+                self.error = err
+                raise
             if not data:
                 return b""
+            self.received += len(data)
             self.last_received = time.monotonic()
             if len(data) <= size:
                 return data  # type: ignore[no-any-return]
@@ -471,6 +502,11 @@ class _BufferedClient(paho.Client):
         super().__init__(*args, **kwargs)
         self._buffered: _BufferedSocket | None = None
         self._wake_armed = False
+
+    @property
+    def buffered_socket(self) -> _BufferedSocket | None:
+        """The current connection's socket wrapper (None before the first connect)."""
+        return self._buffered
 
     @property
     def last_received(self) -> float:
