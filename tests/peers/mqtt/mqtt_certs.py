@@ -32,6 +32,8 @@ class Pki:
     foreign_ca: Path
     foreign_cert: Path
     foreign_key: Path
+    wrong_host_cert: Path
+    wrong_host_key: Path
 
 
 def _name(common: str) -> x509.Name:
@@ -78,7 +80,8 @@ def _ca(common: str) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
 
 
 def make_pki(directory: Path) -> Pki:
-    """Write a CA, a server pair for 127.0.0.1/localhost, a client pair, and a foreign CA with its client pair."""
+    """Write a CA, a server pair for 127.0.0.1/localhost, a client pair, a foreign CA with its client pair,
+    and a server pair (same CA) for another host name."""
     directory.mkdir(parents=True, exist_ok=True)
     ca, ca_key = _ca("fieldwatch test CA")
     server_key = ec.generate_private_key(ec.SECP256R1())
@@ -89,6 +92,9 @@ def make_pki(directory: Path) -> Pki:
     foreign, foreign_ca_key = _ca("somebody else's CA")
     foreign_key = ec.generate_private_key(ec.SECP256R1())
     foreign_client = _issue("fieldwatch", foreign_key, foreign.subject, foreign_ca_key)
+    other_key = ec.generate_private_key(ec.SECP256R1())
+    other = _issue("broker.other.invalid", other_key, ca.subject, ca_key,
+                   san=[x509.DNSName("broker.other.invalid")])
     return Pki(
         ca=_write_cert(ca, directory / "ca.pem"),
         server_cert=_write_cert(server, directory / "server.pem"),
@@ -98,4 +104,6 @@ def make_pki(directory: Path) -> Pki:
         foreign_ca=_write_cert(foreign, directory / "foreign-ca.pem"),
         foreign_cert=_write_cert(foreign_client, directory / "foreign-client.pem"),
         foreign_key=_write_key(foreign_key, directory / "foreign-client.key"),
+        wrong_host_cert=_write_cert(other, directory / "other-host.pem"),
+        wrong_host_key=_write_key(other_key, directory / "other-host.key"),
     )
