@@ -71,6 +71,7 @@ def test_endpoint_metrics(registry: prometheus_client.CollectorRegistry) -> None
     assert v("fieldwatch_opcua_reads_total", {**plc, "result": "error"}) == 0.0
     assert v("fieldwatch_mqtt_messages_total", {**broker, "result": "stored"}) == 5.0
     assert v("fieldwatch_mqtt_messages_total", {**broker, "result": "ignored"}) == 0.0
+    assert v("fieldwatch_mqtt_messages_total", {**broker, "result": "duplicate"}) == 0.0  # always exported
     assert v("fieldwatch_mqtt_messages_total", {**plc, "result": "stored"}) is None
     assert v("fieldwatch_icmp_rtt_seconds_bucket", {**router, "le": "0.0005"}) == 1.0
     assert v("fieldwatch_icmp_rtt_seconds_bucket", {**router, "le": "0.005"}) == 3.0
