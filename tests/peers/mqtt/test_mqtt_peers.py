@@ -54,11 +54,16 @@ def _prime(d: DaemonProc, broker: PeerBroker) -> None:
     """Publish probes until one is stored: the session's subscription is in place from then on."""
     d.wait_state(SITE, "mq", "up", 30)
 
+    sent = 0
+
     def stored() -> bool:
+        nonlocal sent
         publish(broker, [(f"peer{broker.tag}/probe/probe", b'{"value": 1}')])
+        sent += 1
         return counter(d, "stored") > 0
 
     d.wait(stored, 30, "a first stored message")
+    d.wait(lambda: counter(d, "stored") == sent, 30, "every probe stored")  # none left to land later
 
 
 @pytest.mark.parametrize("peer_name", peers("200 equal QoS 1 payloads: 200 readings, stored counter = rows"))
