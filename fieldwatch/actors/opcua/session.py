@@ -22,9 +22,10 @@ from asyncua.client.client import Client
 from asyncua.common.node import Node
 from asyncua.common.subscription import Subscription
 from asyncua.ua.attribute_ids import AttributeIds
-from asyncua.ua.uaerrors import UaStatusCodeError
 
-from fieldwatch.actors.opcua._asyncua import DataChangeHandler, LossObserver, apply_security, stop_publishing
+from fieldwatch.actors.opcua._asyncua import DataChangeHandler, LossObserver, stop_publishing
+from fieldwatch.actors.opcua._security import apply_security, pin_mismatch
+from fieldwatch.actors.opcua._trace import PeerTrace
 from fieldwatch.actors.opcua._values import NodeValue, ServerHealth, health_from, node_values, parse_node_id
 from fieldwatch.actors.opcua.classify import Failure, classify, status_name
 from fieldwatch.actors.opcua.loop import OpcuaLoop
@@ -42,8 +43,6 @@ DEFAULT_PORT = 4840
 _MARGIN_S = 0.5
 _STATE_NODE = ua.NodeId.from_string("i=2259")  # Server.ServerStatus.State
 _TIME_NODE = ua.NodeId.from_string("i=2258")  # Server.ServerStatus.CurrentTime
-
-
 
 class SessionError(FieldwatchError):
     """An OPC UA operation failed; `failure` says whether the endpoint is faulty or down and why."""
@@ -101,6 +100,7 @@ class OpcuaSession:
         self._loop = loop if loop is not None else OpcuaLoop.shared()
         self._on_connection_lost = on_connection_lost
         self._client: Client | None = None
+        self._trace: PeerTrace | None = None
         self._lost: Failure | None = None
         self._offered: list[str] = []
         self._subscriptions: list[Subscription] = []
@@ -231,11 +231,12 @@ class OpcuaSession:
         except SessionError:
             raise
         except TimeoutError as err:
-            failure = Failure(DOWN, f"{what}: no answer within {self._timeout_s:g} s")
+            during = f" (during {self._trace.step})" if what == "connect" and self._trace is not None else ""
+            failure = Failure(DOWN, f"{what}: no answer within {self._timeout_s:g} s{during}")
             self._mark_lost(failure)
             raise SessionError(failure) from err
         except Exception as err:  # classify every library/OS error into faulty or down
-            failure = classify(err)
+            failure = classify(err) if self._trace is None else self._trace.explain(err, what)
             if failure.state == DOWN:
                 if self._lost is not None:
                     failure = self._lost  # the cause the watchdog saw, not the follow-up error
@@ -276,6 +277,7 @@ class OpcuaSession:
         client.connection_lost_callback = self._make_lost_callback(client)
         client.uaclient.observer = LossObserver(client)
         self._client = client
+        trace = self._trace = PeerTrace(client)
         try:
             if self._security is not None:
                 await apply_security(client, self._security)
@@ -285,27 +287,34 @@ class OpcuaSession:
                 client.set_password(self._password)
             await client.connect(auto_reconnect=False)
             endpoints = await client.get_endpoints()
-        except BaseException as err:
+        except Exception as err:  # every handshake failure, explained by what the server said
             await self._drop_client(graceful=False)
-            if isinstance(err, UaStatusCodeError) and classify(err).reason == "BadTcpEndpointUrlInvalid":
-                offered = await self._discover(url)
-                raise SessionError(Failure(FAULTY, "BadTcpEndpointUrlInvalid", tuple(offered))) from err
+            failure = trace.explain(err)
+            if failure.code == "BadTcpEndpointUrlInvalid":
+                offered = sorted({str(ep.EndpointUrl) for ep in await self._discover(url, base=True)})
+                failure = Failure(FAULTY, "BadTcpEndpointUrlInvalid", tuple(offered), failure.code)
+            elif trace.step == "open secure channel" and getattr(self._security, "server_cert", None):
+                failure = pin_mismatch(self._security, await self._discover(url)) or failure
+            raise SessionError(failure) from err
+        except BaseException:  # cancelled (the timeout): drop the half-open client, then propagate
+            await self._drop_client(graceful=False)
             raise
         self._offered = sorted({str(ep.EndpointUrl) for ep in endpoints})
         return list(self._offered)
 
-    async def _discover(self, url: str) -> list[str]:
-        """GetEndpoints through the server's base URL (no path), for a refused endpoint path."""
-        parts = urlsplit(url)
-        base = urlunsplit((parts.scheme, parts.netloc, "", "", ""))
-        probe = Client(base, timeout=self._timeout_s)
+    async def _discover(self, url: str, *, base: bool = False) -> list[ua.EndpointDescription]:
+        """GetEndpoints over a None channel (through the base URL, without path, for a refused path)."""
+        if base:
+            parts = urlsplit(url)
+            url = urlunsplit((parts.scheme, parts.netloc, "", "", ""))
+        probe = Client(url, timeout=self._timeout_s)
         try:
             endpoints = await asyncio.wait_for(probe.connect_and_get_server_endpoints(), self._timeout_s / 2)
         except (OSError, RuntimeError, TimeoutError) as err:  # best effort: the reason stays the status code
-            logger.debug("%r: GetEndpoints on %s failed: %r", self, base, err)
+            logger.debug("%r: GetEndpoints on %s failed: %r", self, url, err)
             probe.disconnect_socket()
             return []
-        return sorted({str(ep.EndpointUrl) for ep in endpoints})
+        return list(endpoints)
 
     def _make_lost_callback(self, client: Client) -> Callable[[Exception], Coroutine[Any, Any, None]]:
         async def on_lost(exc: Exception) -> None:
