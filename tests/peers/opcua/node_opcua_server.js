@@ -5,7 +5,7 @@
 //   PKI         the PKI folder (node-opcua layout: own/, trusted/certs, rejected/, issuers/)
 //   SECURITY    comma-separated list of None, Sign, SignAndEncrypt (Basic256Sha256 for the last two)
 //   ACCEPT      "1": automaticallyAcceptUnknownCertificate (the default), "0": refuse unknown certificates
-//   USER, PASSWORD   when set, the only accepted user (and anonymous access is refused)
+//   USER_NAME, USER_PASSWORD   when set, the only accepted user (and anonymous access is refused)
 // Prints "READY <endpoint url> <node-opcua version>" once serving. Variables in namespace 1:
 //   ns=1;s=Tank1.Level (Double, changes every read), ns=1;s=Counter (UInt32, +1 a second),
 //   ns=1;s=Steady (Double, constant 7.0: never changes).
@@ -30,11 +30,13 @@ async function main() {
     });
     await certificateManager.initialize();
     const securityModes = modes.map((m) => opcua.MessageSecurityMode[m]);
-    const securityPolicies = [];
-    if (modes.includes("None")) securityPolicies.push(opcua.SecurityPolicy.None);
-    if (modes.some((m) => m !== "None")) securityPolicies.push(opcua.SecurityPolicy.Basic256Sha256);
+    // Basic256Sha256 always: on a None endpoint it encrypts the user's password (without it
+    // node-opcua offers no user name login there at all).
+    const securityPolicies = [opcua.SecurityPolicy.Basic256Sha256];
+    if (modes.includes("None")) securityPolicies.unshift(opcua.SecurityPolicy.None);
     const options = {
         port,
+        host: "127.0.0.1",
         hostname: "127.0.0.1",
         resourcePath: "/UA/fieldwatch-peer",
         securityModes,
@@ -53,13 +55,13 @@ async function main() {
     const plant = ns.addObject({ organizedBy: addressSpace.rootFolder.objects, browseName: "Plant" });
     let level = 5.0;
     ns.addVariable({
-        componentOf: plant, nodeId: "s=Tank1.Level", browseName: "Level", dataType: "Double",
+        componentOf: plant, nodeId: "s=Tank1.Level", browseName: "Level", dataType: "Double", minimumSamplingInterval: 100,
         value: { get: () => { level = 5.0 + Math.sin(Date.now() / 1000); return new opcua.Variant({ dataType: opcua.DataType.Double, value: level }); } },
     });
     let counter = 0;
     setInterval(() => { counter += 1; }, 1000).unref();
     ns.addVariable({
-        componentOf: plant, nodeId: "s=Counter", browseName: "Counter", dataType: "UInt32",
+        componentOf: plant, nodeId: "s=Counter", browseName: "Counter", dataType: "UInt32", minimumSamplingInterval: 100,
         value: { get: () => new opcua.Variant({ dataType: opcua.DataType.UInt32, value: counter }) },
     });
     const steady = ns.addVariable({
