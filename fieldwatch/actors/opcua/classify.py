@@ -15,9 +15,10 @@ from asyncua import ua
 from asyncua.ua import status_codes
 from asyncua.ua.uaerrors import UaError, UaStatusCodeError
 
+from fieldwatch.errors import FieldwatchError
 from fieldwatch.states import DOWN, FAULTY
 
-__all__ = ["Failure", "classify", "hint", "status_failure", "status_name"]
+__all__ = ["Failure", "SessionError", "classify", "hint", "status_failure", "status_name"]
 
 #: Status codes a server answers when the request can never succeed as configured.
 _FAULTY_CODES: frozenset[str] = frozenset(
@@ -94,6 +95,14 @@ class Failure:
         if not self.offered:
             return self.reason
         return f"{self.reason}; the server offers: {', '.join(self.offered)}"
+
+
+class SessionError(FieldwatchError):
+    """An OPC UA operation failed; `failure` says whether the endpoint is faulty or down and why."""
+
+    def __init__(self, failure: Failure) -> None:
+        super().__init__(failure.message)
+        self.failure = failure
 
 
 def status_name(code: int | ua.StatusCode | None) -> str:

@@ -26,10 +26,10 @@ from asyncua.ua.attribute_ids import AttributeIds
 from fieldwatch.actors.opcua._asyncua import DataChangeHandler, LossObserver, stop_publishing
 from fieldwatch.actors.opcua._security import apply_security, pin_mismatch
 from fieldwatch.actors.opcua._trace import PeerTrace
+from fieldwatch.actors.opcua._url import DEFAULT_PORT, normalize_url, path_key
 from fieldwatch.actors.opcua._values import NodeValue, ServerHealth, health_from, node_values, parse_node_id
-from fieldwatch.actors.opcua.classify import Failure, classify, status_name
+from fieldwatch.actors.opcua.classify import Failure, SessionError, classify, status_name
 from fieldwatch.actors.opcua.loop import OpcuaLoop
-from fieldwatch.errors import FieldwatchError
 from fieldwatch.states import DOWN, FAULTY
 
 __all__ = ["DEFAULT_PORT", "NodeValue", "OpcuaSession", "ServerHealth", "SessionError"]
@@ -38,44 +38,15 @@ logger = logging.getLogger(__name__)
 
 _T = TypeVar("_T")
 
-DEFAULT_PORT = 4840
 #: Extra time the calling thread waits beyond ``timeout_s`` before giving up on the loop.
 _MARGIN_S = 0.5
 _STATE_NODE = ua.NodeId.from_string("i=2259")  # Server.ServerStatus.State
 _TIME_NODE = ua.NodeId.from_string("i=2258")  # Server.ServerStatus.CurrentTime
 
-class SessionError(FieldwatchError):
-    """An OPC UA operation failed; `failure` says whether the endpoint is faulty or down and why."""
-
-    def __init__(self, failure: Failure) -> None:
-        super().__init__(failure.message)
-        self.failure = failure
-
-
 def _failed(err: BaseException) -> Future[Any]:
     future: Future[Any] = Future()
     future.set_exception(err)
     return future
-
-
-def _normalize_url(url: str) -> tuple[str, str]:
-    """Validate an ``opc.tcp://host[:port][/path]`` URL; return it with a port, and its path."""
-    parts = urlsplit(url.strip())
-    if parts.scheme != "opc.tcp":
-        raise SessionError(Failure(FAULTY, f"invalid URL {url!r}: the scheme must be opc.tcp"))
-    try:
-        port = parts.port
-    except ValueError as err:
-        raise SessionError(Failure(FAULTY, f"invalid URL {url!r}: {err}")) from err
-    if not parts.hostname:
-        raise SessionError(Failure(FAULTY, f"invalid URL {url!r}: no host"))
-    netloc = parts.netloc if port is not None else f"{parts.netloc}:{DEFAULT_PORT}"
-    return urlunsplit(("opc.tcp", netloc, parts.path, parts.query, "")), _path_key(parts.path)
-
-
-def _path_key(path: str) -> str:
-    """Endpoint paths compare without a trailing slash ("" and "/" are the same)."""
-    return path.rstrip("/")
 
 
 class OpcuaSession:
@@ -132,8 +103,8 @@ class OpcuaSession:
 
     def path_offered(self) -> bool:
         """Whether the configured URL's path is among the paths of the offered endpoints."""
-        _url, path = _normalize_url(self._raw_url)
-        return any(_path_key(urlsplit(offered).path) == path for offered in self._offered)
+        _url, path = normalize_url(self._raw_url)
+        return any(path_key(urlsplit(offered).path) == path for offered in self._offered)
 
     def health(self) -> ServerHealth:
         """Read ServerStatus.State (i=2259) and CurrentTime (i=2258) in one Read request."""
@@ -173,7 +144,7 @@ class OpcuaSession:
     def connect_nowait(self) -> Future[list[str]]:
         """`connect()` without waiting."""
         try:
-            url, _path = _normalize_url(self._raw_url)
+            url, _path = normalize_url(self._raw_url)
         except SessionError as err:
             return _failed(err)
         return self._submit(self._connect(url), "connect")
@@ -325,7 +296,7 @@ class OpcuaSession:
             elif str(exc) == "transport lost":
                 reason = "the connection was closed"
             else:
-                reason = classify(exc).reason
+                reason = self._trace.explain(exc, "keep-alive").reason if self._trace else classify(exc).reason
             failure = Failure(DOWN, f"connection lost: {reason}")
             logger.debug("%r: connection lost: %s", self, failure.reason)
             self._mark_lost(failure, client)
