@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -45,6 +46,10 @@ def node_server(tmp_path: Path) -> Iterator[Callable[..., PeerProcess]]:
 @pytest.fixture
 def python_server(tmp_path: Path) -> Iterator[Callable[..., PeerProcess]]:
     """Start python-opcua servers (optionally on a given port); all are killed after the test."""
+    if importlib.util.find_spec("opcua") is None:
+        reason = "python-opcua (the `opcua` package, a test extra) is not installed"
+        print(f"SKIP: {reason}")
+        pytest.skip(reason)
     started: list[PeerProcess] = []
 
     def make(port: int | None = None) -> PeerProcess:

@@ -142,8 +142,12 @@ def test_refused_certificate_is_faulty_once_then_trusted_comes_up(
     refused = status.reason
     # faulty retries at the maximum backoff (1 s here): let it fail again at least twice
     wait_for(lambda: len(_log_lines(fw, "sites/peer/plc", "failed again")) >= 2, 10, what="two more attempts")
-    failures = [e for e in fw.events("peer", "plc") if e["level"] == "error"]
+    events = fw.events("peer", "plc")
+    failures = [e for e in events if e["level"] == "error"]
     assert len(failures) == 1, failures
+    # one transition, and no quiet "state" event either: the reason is the same at every retry
+    changes = [e["event"] for e in events if e["event"] == "state" or "->" in str(e["event"])]
+    assert changes == ["connecting->faulty", "disabled->connecting"], changes  # newest first
     assert SECURITY_CODE.search(str(failures[0]["message"]))
     errors = _log_lines(fw, "sites/peer/plc", "ERROR")
     assert len(errors) == 1, errors  # the error once on entering failure, debug lines per retry
@@ -158,7 +162,7 @@ def test_refused_certificate_is_faulty_once_then_trusted_comes_up(
     assert not fw.alerts("peer", "plc", active=True)
 
 
-@pytest.mark.peer(protocol="opcua", peer="node-opcua", case="application_uri not the certificate's: faulty with the server's code")
+@pytest.mark.peer(protocol="opcua", peer="node-opcua", case="application_uri not the certificate's, or no SAN URI: faulty with the server's code")
 def test_application_uri_mismatch_is_faulty_with_the_servers_code(
     fw: Harness, node_server: Callable[..., PeerProcess], peer_version: Callable[..., None], tmp_path: Path
 ) -> None:
@@ -166,10 +170,18 @@ def test_application_uri_mismatch_is_faulty_with_the_servers_code(
     peer_version(server.version)
     cert, key = make_client_cert(tmp_path, uri="urn:fieldwatch:in-the-certificate")
     security = _security(cert, key, "SignAndEncrypt", application_uri="urn:fieldwatch:something-else")
-    fw.start([_site(("plc", _options(server.url, security=security)))], policy=fast_policy())
+    # a certificate without any subjectAltName URI, loaded only because application_uri is given
+    bare, bare_key = make_client_cert(tmp_path, uri=None, cert_name="bare.crt", key_name="bare.key")
+    bare_security = _security(bare, bare_key, "SignAndEncrypt", application_uri="urn:fieldwatch:bare")
+    fw.start(
+        [_site(("plc", _options(server.url, security=security)), ("bare", _options(server.url, security=bare_security)))],
+        policy=fast_policy(),
+    )
     status = fw.wait_state("peer", "plc", "faulty", timeout=15)
     assert status.reason is not None and SECURITY_CODE.search(status.reason), status.reason
-    peer_version(server.version, f"faulty {status.reason!r}")
+    bare_status = fw.wait_state("peer", "bare", "faulty", timeout=15)
+    assert bare_status.reason is not None and SECURITY_CODE.search(bare_status.reason), bare_status.reason
+    peer_version(server.version, f"faulty {status.reason!r}; without SAN URI: faulty {bare_status.reason!r}")
 
 
 @pytest.mark.peer(protocol="opcua", peer="node-opcua", case="server_cert pinned: the server's own up, another faulty")
