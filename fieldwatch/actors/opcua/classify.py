@@ -59,7 +59,7 @@ _HINTS: dict[str, str] = {
     "BadCertificateTimeInvalid": "our certificate has expired or is not valid yet (check clocks)",
     "BadCertificateHostNameInvalid": "the certificate's host name does not match",
     "BadCertificateRevoked": "our certificate was revoked",
-    "BadCertificateInvalid": "the server cannot use our certificate (or we cannot use its)",
+    "BadCertificateInvalid": "a certificate could not be used (malformed, or it does not match its key)",
     "BadCertificateIssuerRevocationUnknown": "the server cannot check the revocation list of our certificate's issuer",
     "BadCertificateRevocationUnknown": "the server cannot check the revocation list for our certificate",
     "BadCertificateChainIncomplete": "the server lacks an issuer certificate of our certificate",

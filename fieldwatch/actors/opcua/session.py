@@ -43,6 +43,7 @@ _MARGIN_S = 0.5
 _STATE_NODE = ua.NodeId.from_string("i=2259")  # Server.ServerStatus.State
 _TIME_NODE = ua.NodeId.from_string("i=2258")  # Server.ServerStatus.CurrentTime
 
+
 def _failed(err: BaseException) -> Future[Any]:
     future: Future[Any] = Future()
     future.set_exception(err)
@@ -281,7 +282,7 @@ class OpcuaSession:
         probe = Client(url, timeout=self._timeout_s)
         try:
             endpoints = await asyncio.wait_for(probe.connect_and_get_server_endpoints(), self._timeout_s / 2)
-        except (OSError, RuntimeError, TimeoutError) as err:  # best effort: the reason stays the status code
+        except Exception as err:  # noqa: BLE001 - best effort: the reason stays the handshake's failure
             logger.debug("%r: GetEndpoints on %s failed: %r", self, url, err)
             probe.disconnect_socket()
             return []

@@ -18,6 +18,7 @@ import pytest
 from asyncua import ua
 from asyncua.ua.ua_binary import uatcp_to_binary
 
+from fieldwatch.actors.opcua.classify import status_failure
 from fieldwatch.actors.opcua.session import OpcuaSession, SessionError
 
 
@@ -110,3 +111,22 @@ def test_security_status_in_error_message_is_faulty_with_hint(raw_server: list[R
     assert failure.reason == (
         "BadCertificateUntrusted: the server does not trust our certificate; trust it on the server (during Hello)"
     )
+
+
+@pytest.mark.parametrize(
+    "code",
+    [
+        "BadCertificateUntrusted", "BadCertificateUriInvalid", "BadCertificateUseNotAllowed",
+        "BadCertificateTimeInvalid", "BadCertificateRevoked", "BadSecurityChecksFailed",
+        "BadSecurityPolicyRejected", "BadIdentityTokenRejected", "BadIdentityTokenInvalid", "BadUserAccessDenied",
+    ],
+)
+def test_security_and_identity_codes_are_faulty_verbatim(code: str) -> None:
+    failure = status_failure(code, "activate session")
+    assert failure.state == "faulty" and failure.code == code
+    assert failure.reason.startswith(f"{code}: ") and failure.reason.endswith(" (during activate session)")
+
+
+def test_other_codes_are_down_verbatim() -> None:
+    failure = status_failure("BadServerHalted")
+    assert (failure.state, failure.reason, failure.code) == ("down", "BadServerHalted", "BadServerHalted")
