@@ -8,6 +8,7 @@ the fast test policy (backoff 0.2 s .. 1 s: a `faulty` endpoint retries every se
 from __future__ import annotations
 
 import re
+import signal
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -233,3 +234,24 @@ def test_subscribed_steady_value_is_stored_once(
     assert steady[0]["value"] == 7.0
     assert len(fw.readings("peer", "plc", "level")) >= 3  # a changing value is stored as it changes
     assert fw.state("peer", "plc") == "up"
+
+
+@pytest.mark.peer(protocol="opcua", peer="node-opcua", case="SIGSTOP then SIGKILL: down within bound each time")
+def test_frozen_then_killed_server_detected(
+    fw: Harness, node_server: Callable[..., PeerProcess], peer_version: Callable[..., None]
+) -> None:
+    bound = 0.5 + 1.0 + 1.5  # health interval + timeout_s + slack for a loaded machine (SPEC §9)
+    server = node_server(security="None")
+    fw.start([_site(("plc", _options(server.url, timeout_s=1.0)))], policy=fast_policy())
+    fw.wait_state("peer", "plc", "up", timeout=15)
+    server.signal(signal.SIGSTOP)
+    started = time.monotonic()
+    fw.wait_state("peer", "plc", "down", timeout=bound)
+    frozen = time.monotonic() - started
+    server.signal(signal.SIGCONT)
+    fw.wait_state("peer", "plc", "up", timeout=8)
+    server.signal(signal.SIGKILL)
+    started = time.monotonic()
+    fw.wait_state("peer", "plc", "down", timeout=bound)
+    killed = time.monotonic() - started
+    peer_version(server.version, f"SIGSTOP: down after {frozen:.1f} s; SIGKILL: {killed:.1f} s (bound {bound:g} s)")
