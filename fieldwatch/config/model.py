@@ -62,6 +62,7 @@ class SecurityConfig:
     cert: str | None = None
     key: str | None = None
     server_cert: str | None = None
+    application_uri: str | None = None  # default: the URI in the certificate's subjectAltName
 
 
 @dataclass(frozen=True, slots=True)

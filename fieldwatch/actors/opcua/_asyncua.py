@@ -1,4 +1,4 @@
-"""asyncua plumbing for OpcuaSession: subscription handler, loss observer, security setup."""
+"""asyncua plumbing for OpcuaSession: subscription handler and loss observer."""
 
 from __future__ import annotations
 
@@ -13,24 +13,13 @@ from asyncua.client.client import Client
 from asyncua.client.ua_client import UaClientState
 from asyncua.common.node import Node
 from asyncua.common.subscription import DataChangeNotif
-from asyncua.crypto import security_policies
 from asyncua.observer import Observer
 
 from fieldwatch.actors.opcua._values import NodeValue, node_value
-from fieldwatch.actors.opcua.classify import Failure
-from fieldwatch.states import FAULTY
 
-__all__ = ["DataChangeHandler", "LossObserver", "SecurityRejected", "apply_security", "stop_publishing"]
+__all__ = ["DataChangeHandler", "LossObserver", "stop_publishing"]
 
 logger = logging.getLogger(__name__)
-
-
-class SecurityRejected(Exception):
-    """The security settings cannot be applied (unknown policy/mode, missing files): a faulty config."""
-
-    def __init__(self, failure: Failure) -> None:
-        super().__init__(failure.reason)
-        self.failure = failure
 
 
 class DataChangeHandler:
@@ -74,24 +63,3 @@ class LossObserver(Observer):
         """Called synchronously by asyncua on every client state change."""
         if state in (UaClientState.DISCONNECTED, UaClientState.DISCONNECTING):
             stop_publishing(self._client)
-
-
-async def apply_security(client: Client, security: Any) -> None:
-    """Configure a security policy (Basic256Sha256, ...) from a SecurityConfig-like object."""
-    policy = str(getattr(security, "policy", None) or "None")
-    if policy == "None":
-        return
-    policy_class = getattr(security_policies, "SecurityPolicy" + policy.replace("_", ""), None)
-    if policy_class is None:
-        raise SecurityRejected(Failure(FAULTY, f"unknown security policy {policy!r}"))
-    mode_name = str(getattr(security, "mode", None) or "SignAndEncrypt")
-    mode = getattr(ua.MessageSecurityMode, mode_name, None)
-    if mode is None:
-        raise SecurityRejected(Failure(FAULTY, f"unknown security mode {mode_name!r}"))
-    cert, key = getattr(security, "cert", None), getattr(security, "key", None)
-    if not cert or not key:
-        raise SecurityRejected(Failure(FAULTY, f"security policy {policy} needs cert and key"))
-    server_cert = getattr(security, "server_cert", None)
-    await client.set_security(
-        policy_class, str(cert), str(key), server_certificate=str(server_cert) if server_cert else None, mode=mode
-    )

@@ -125,6 +125,9 @@ class OpcuaActor(ConnectionActor):
         self._conn = 0
         self._conn_timers: list[TimerHandle] = []
         self._bad: dict[str, str] = {}  # reading name -> the bad quality already reported
+        # subscribed reading name -> (value, source time) last stored: a keep-alive read stores nothing new
+        self._stored: dict[str, tuple[Any, float | None]] = {}
+        self._subscribed_names = {node.name for node in self._subscribed}
         self._path_warned = False
         self._inflight: dict[str, float] = {}  # request op -> when it was sent (monotonic)
         self._verify_fresh = False
@@ -307,6 +310,8 @@ class OpcuaActor(ConnectionActor):
             if value.good:
                 fresh = True
                 self.count("opcua_reads", "ok")
+                if not self._changed(node.name, value):
+                    continue  # the freshness read (or a re-sent notification) of a value already stored
                 number, text = _split_value(value.value)
                 self.store_reading(node.name, number, text, quality=value.quality, source_time=value.source_time)
                 if self._bad.pop(node.name, None) is not None:
@@ -314,6 +319,7 @@ class OpcuaActor(ConnectionActor):
                 self._thresholds(node.name, value.value)
                 continue
             self.count("opcua_reads", "bad_status")
+            self._stored.pop(node.name, None)  # a Good value after this is a change
             if self._bad.get(node.name) != value.quality:  # report each bad status once, not per read
                 self._bad[node.name] = value.quality
                 number, text = _split_value(value.value)
@@ -323,6 +329,21 @@ class OpcuaActor(ConnectionActor):
         if fresh:
             self.data_received()
         return fresh
+
+    def _changed(self, name: str, value: NodeValue) -> bool:
+        """Whether a subscribed reading's value or source time differs from what was stored last.
+
+        Polled readings are always stored (every poll is a sample); a subscribed
+        one only when the server reports a change, so the keep-alive read every
+        stale_after_s / 2 proves freshness without storing the same row again.
+        """
+        if name not in self._subscribed_names:
+            return True
+        key = (value.value, value.source_time)
+        if self._stored.get(name) == key:
+            return False
+        self._stored[name] = key
+        return True
 
     def _count_error(self, nodes: int) -> None:
         if nodes:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import urlsplit
 
+from fieldwatch.actors.opcua._certs import CertificateError, certificate_uri, load_certificate
 from fieldwatch.config._schema import (
     Checker,
     Ctx,
@@ -49,6 +50,18 @@ def _security_files(chk: Checker) -> None:
     for key in ("cert", "key"):
         if key in chk.values and chk.values[key] is None:
             chk.fail(key, f"required when policy is {chk.values['policy']}")
+    cert = chk.values.get("cert")
+    if not cert or chk.values.get("application_uri") or "application_uri" not in chk.values:
+        return
+    try:
+        uri = certificate_uri(load_certificate(cert))
+    except CertificateError:
+        return  # a file missing or unreadable now may be provisioned later: reported (faulty) at connect
+    if uri is None:
+        chk.fail(
+            "application_uri",
+            f"required: the certificate {cert} has no subjectAltName URI to take the application URI from",
+        )
 
 
 SECURITY = Obj(
@@ -59,6 +72,7 @@ SECURITY = Obj(
         "cert": Nullable(PathStr()),
         "key": Nullable(PathStr()),
         "server_cert": Nullable(PathStr()),
+        "application_uri": Nullable(Str()),
     },
     checks=[_security_files],
 )

@@ -22,13 +22,14 @@ from asyncua.client.client import Client
 from asyncua.common.node import Node
 from asyncua.common.subscription import Subscription
 from asyncua.ua.attribute_ids import AttributeIds
-from asyncua.ua.uaerrors import UaStatusCodeError
 
-from fieldwatch.actors.opcua._asyncua import DataChangeHandler, LossObserver, apply_security, stop_publishing
+from fieldwatch.actors.opcua._asyncua import DataChangeHandler, LossObserver, stop_publishing
+from fieldwatch.actors.opcua._security import apply_security, pin_mismatch
+from fieldwatch.actors.opcua._trace import PeerTrace
+from fieldwatch.actors.opcua._url import DEFAULT_PORT, normalize_url, path_key
 from fieldwatch.actors.opcua._values import NodeValue, ServerHealth, health_from, node_values, parse_node_id
-from fieldwatch.actors.opcua.classify import Failure, classify, status_name
+from fieldwatch.actors.opcua.classify import Failure, SessionError, classify, status_name
 from fieldwatch.actors.opcua.loop import OpcuaLoop
-from fieldwatch.errors import FieldwatchError
 from fieldwatch.states import DOWN, FAULTY
 
 __all__ = ["DEFAULT_PORT", "NodeValue", "OpcuaSession", "ServerHealth", "SessionError"]
@@ -37,46 +38,16 @@ logger = logging.getLogger(__name__)
 
 _T = TypeVar("_T")
 
-DEFAULT_PORT = 4840
 #: Extra time the calling thread waits beyond ``timeout_s`` before giving up on the loop.
 _MARGIN_S = 0.5
 _STATE_NODE = ua.NodeId.from_string("i=2259")  # Server.ServerStatus.State
 _TIME_NODE = ua.NodeId.from_string("i=2258")  # Server.ServerStatus.CurrentTime
 
 
-
-class SessionError(FieldwatchError):
-    """An OPC UA operation failed; `failure` says whether the endpoint is faulty or down and why."""
-
-    def __init__(self, failure: Failure) -> None:
-        super().__init__(failure.message)
-        self.failure = failure
-
-
 def _failed(err: BaseException) -> Future[Any]:
     future: Future[Any] = Future()
     future.set_exception(err)
     return future
-
-
-def _normalize_url(url: str) -> tuple[str, str]:
-    """Validate an ``opc.tcp://host[:port][/path]`` URL; return it with a port, and its path."""
-    parts = urlsplit(url.strip())
-    if parts.scheme != "opc.tcp":
-        raise SessionError(Failure(FAULTY, f"invalid URL {url!r}: the scheme must be opc.tcp"))
-    try:
-        port = parts.port
-    except ValueError as err:
-        raise SessionError(Failure(FAULTY, f"invalid URL {url!r}: {err}")) from err
-    if not parts.hostname:
-        raise SessionError(Failure(FAULTY, f"invalid URL {url!r}: no host"))
-    netloc = parts.netloc if port is not None else f"{parts.netloc}:{DEFAULT_PORT}"
-    return urlunsplit(("opc.tcp", netloc, parts.path, parts.query, "")), _path_key(parts.path)
-
-
-def _path_key(path: str) -> str:
-    """Endpoint paths compare without a trailing slash ("" and "/" are the same)."""
-    return path.rstrip("/")
 
 
 class OpcuaSession:
@@ -101,6 +72,7 @@ class OpcuaSession:
         self._loop = loop if loop is not None else OpcuaLoop.shared()
         self._on_connection_lost = on_connection_lost
         self._client: Client | None = None
+        self._trace: PeerTrace | None = None
         self._lost: Failure | None = None
         self._offered: list[str] = []
         self._subscriptions: list[Subscription] = []
@@ -132,8 +104,8 @@ class OpcuaSession:
 
     def path_offered(self) -> bool:
         """Whether the configured URL's path is among the paths of the offered endpoints."""
-        _url, path = _normalize_url(self._raw_url)
-        return any(_path_key(urlsplit(offered).path) == path for offered in self._offered)
+        _url, path = normalize_url(self._raw_url)
+        return any(path_key(urlsplit(offered).path) == path for offered in self._offered)
 
     def health(self) -> ServerHealth:
         """Read ServerStatus.State (i=2259) and CurrentTime (i=2258) in one Read request."""
@@ -173,7 +145,7 @@ class OpcuaSession:
     def connect_nowait(self) -> Future[list[str]]:
         """`connect()` without waiting."""
         try:
-            url, _path = _normalize_url(self._raw_url)
+            url, _path = normalize_url(self._raw_url)
         except SessionError as err:
             return _failed(err)
         return self._submit(self._connect(url), "connect")
@@ -231,11 +203,12 @@ class OpcuaSession:
         except SessionError:
             raise
         except TimeoutError as err:
-            failure = Failure(DOWN, f"{what}: no answer within {self._timeout_s:g} s")
+            during = f" (during {self._trace.step})" if what == "connect" and self._trace is not None else ""
+            failure = Failure(DOWN, f"{what}: no answer within {self._timeout_s:g} s{during}")
             self._mark_lost(failure)
             raise SessionError(failure) from err
         except Exception as err:  # classify every library/OS error into faulty or down
-            failure = classify(err)
+            failure = classify(err) if self._trace is None else self._trace.explain(err, what)
             if failure.state == DOWN:
                 if self._lost is not None:
                     failure = self._lost  # the cause the watchdog saw, not the follow-up error
@@ -276,6 +249,7 @@ class OpcuaSession:
         client.connection_lost_callback = self._make_lost_callback(client)
         client.uaclient.observer = LossObserver(client)
         self._client = client
+        trace = self._trace = PeerTrace(client)
         try:
             if self._security is not None:
                 await apply_security(client, self._security)
@@ -285,27 +259,34 @@ class OpcuaSession:
                 client.set_password(self._password)
             await client.connect(auto_reconnect=False)
             endpoints = await client.get_endpoints()
-        except BaseException as err:
+        except Exception as err:  # every handshake failure, explained by what the server said
             await self._drop_client(graceful=False)
-            if isinstance(err, UaStatusCodeError) and classify(err).reason == "BadTcpEndpointUrlInvalid":
-                offered = await self._discover(url)
-                raise SessionError(Failure(FAULTY, "BadTcpEndpointUrlInvalid", tuple(offered))) from err
+            failure = trace.explain(err)
+            if failure.code == "BadTcpEndpointUrlInvalid":
+                offered = sorted({str(ep.EndpointUrl) for ep in await self._discover(url, base=True)})
+                failure = Failure(FAULTY, "BadTcpEndpointUrlInvalid", tuple(offered), failure.code)
+            elif trace.step == "open secure channel" and getattr(self._security, "server_cert", None):
+                failure = pin_mismatch(self._security, await self._discover(url)) or failure
+            raise SessionError(failure) from err
+        except BaseException:  # cancelled (the timeout): drop the half-open client, then propagate
+            await self._drop_client(graceful=False)
             raise
         self._offered = sorted({str(ep.EndpointUrl) for ep in endpoints})
         return list(self._offered)
 
-    async def _discover(self, url: str) -> list[str]:
-        """GetEndpoints through the server's base URL (no path), for a refused endpoint path."""
-        parts = urlsplit(url)
-        base = urlunsplit((parts.scheme, parts.netloc, "", "", ""))
-        probe = Client(base, timeout=self._timeout_s)
+    async def _discover(self, url: str, *, base: bool = False) -> list[ua.EndpointDescription]:
+        """GetEndpoints over a None channel (through the base URL, without path, for a refused path)."""
+        if base:
+            parts = urlsplit(url)
+            url = urlunsplit((parts.scheme, parts.netloc, "", "", ""))
+        probe = Client(url, timeout=self._timeout_s)
         try:
             endpoints = await asyncio.wait_for(probe.connect_and_get_server_endpoints(), self._timeout_s / 2)
-        except (OSError, RuntimeError, TimeoutError) as err:  # best effort: the reason stays the status code
-            logger.debug("%r: GetEndpoints on %s failed: %r", self, base, err)
+        except Exception as err:  # noqa: BLE001 - best effort: the reason stays the handshake's failure
+            logger.debug("%r: GetEndpoints on %s failed: %r", self, url, err)
             probe.disconnect_socket()
             return []
-        return sorted({str(ep.EndpointUrl) for ep in endpoints})
+        return list(endpoints)
 
     def _make_lost_callback(self, client: Client) -> Callable[[Exception], Coroutine[Any, Any, None]]:
         async def on_lost(exc: Exception) -> None:
@@ -316,7 +297,7 @@ class OpcuaSession:
             elif str(exc) == "transport lost":
                 reason = "the connection was closed"
             else:
-                reason = classify(exc).reason
+                reason = self._trace.explain(exc, "keep-alive").reason if self._trace else classify(exc).reason
             failure = Failure(DOWN, f"connection lost: {reason}")
             logger.debug("%r: connection lost: %s", self, failure.reason)
             self._mark_lost(failure, client)

@@ -222,3 +222,18 @@ def test_sample_config_validates() -> None:
     endpoint = config.sites[0].endpoints[0]
     assert endpoint.kind == "opcua" and isinstance(endpoint.options, OpcuaOptions)
     assert endpoint.options.nodes[2].mode == "subscribe"
+
+
+def test_subscribed_unchanged_value_is_not_stored_again(
+    fw: Harness, sim_factory: Callable[..., SimProcess]
+) -> None:
+    sim = sim_factory("--freeze-values")
+    nodes = (NodeConfig(NODES["pump"], "pump", mode="subscribe", poll_s=0.2),)
+    # stale_after_s 2: the keep-alive read of the subscribed node runs every second
+    fw.start([_site("plant", ("plc", _options(sim.url, nodes=nodes, stale_after_s=2.0)))], policy=fast_policy())
+    fw.wait_state("plant", "plc", "up", timeout=10)
+    wait_for(
+        lambda: fw.status("plant", "plc").counters.get(("opcua_reads", "ok"), 0) >= 5, 8, what="keep-alive reads"
+    )
+    assert len(fw.readings("plant", "plc", "pump")) == 1
+    assert fw.state("plant", "plc") == "up"  # the unchanged reads still prove the data fresh
