@@ -17,11 +17,12 @@ SITE_FIELDS: dict[str, type] = {"name": str, "enabled": bool, "endpoints": list}
 
 
 def _site_body(req: falcon.Request, max_bytes: int, *, path_name: str | None = None) -> dict[str, Any]:
+    """A site body: POST needs `name`; PUT replaces the whole site, so it needs `name` (the path's)
+    and `endpoints` (an empty list given explicitly removes them all, `{}` removes nothing)."""
     body = read_json_object(req, max_bytes)
-    check_fields(body, SITE_FIELDS, required=("name",) if path_name is None else ())
-    if path_name is not None:
-        if body.setdefault("name", path_name) != path_name:
-            raise InvalidInput("Invalid body", [f"field 'name' must match the path ({path_name!r}) or be left out"])
+    check_fields(body, SITE_FIELDS, required=("name",) if path_name is None else ("name", "endpoints"))
+    if path_name is not None and body["name"] != path_name:
+        raise InvalidInput("Invalid body", [f"field 'name' must be the path's site name ({path_name[:64]!r})"])
     problems = [
         f"endpoints[{i}] must be an object"
         for i, ep in enumerate(body.get("endpoints", ()))
