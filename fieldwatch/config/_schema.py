@@ -306,6 +306,13 @@ class Checker:
         self.ctx = ctx
         self.path = path
         self.failed = False
+        #: values a check derives for keys the file leaves out (built into the object)
+        self.derived: dict[str, Any] = {}
+
+    def derive(self, key: str, value: Any) -> None:
+        """Use `value` for `key`, which the file does not give (a default that depends on others)."""
+        self.values[key] = value
+        self.derived[key] = value
 
     def has(self, *keys: str) -> bool:
         """True when every key has a valid value (given or defaulted)."""
@@ -387,6 +394,7 @@ class Obj(Schema):
             check(checker)
         if failed or checker.failed:
             return INVALID
+        given.update(checker.derived)
         return self.factory(**given) if self.factory is not None else given
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+import json
 import logging
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -125,6 +127,10 @@ def create_app(deps: AppDeps) -> FieldwatchApp:
     app.gate = RequestGate(routes, auth, deps.max_body_bytes)
     app.req_options.strip_url_path_trailing_slash = True
     app.req_options.auto_parse_qs_csv = False
+    # ASCII JSON: a string that cannot be encoded (a lone surrogate stored by an older version)
+    # is rendered as its \u escape instead of failing the whole response.
+    ascii_json = falcon.media.JSONHandler(dumps=functools.partial(json.dumps, ensure_ascii=True))
+    app.resp_options.media_handlers[falcon.MEDIA_JSON] = ascii_json
     app.resp_options.secure_cookies_by_default = True
     install_error_handlers(app)
     collector = FieldwatchCollector(deps.board, deps.tree, deps.storage)
