@@ -13,6 +13,9 @@ an idle timeout that a client sending one byte now and then never reaches. So:
   401/403 without the token on a mutating route);
 - a 503 (e.g. too many follow streams) closes its connection, so a client that
   keeps the socket does not keep a slot;
+- after an error answer the connection is closed gently: our side is shut down and
+  what the client still sends is read and dropped (never stored) for a little while, so
+  a client busy sending the refused body still reads the answer instead of a reset;
 - waitress's own errors (bad request line, headers too large) answer JSON.
 """
 
@@ -21,6 +24,7 @@ from __future__ import annotations
 import functools
 import json
 import logging
+import socket
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -36,6 +40,10 @@ from fieldwatch.http.gate import Refusal, RequestGate
 __all__ = ["GuardedServer", "Limits"]
 
 logger = logging.getLogger(__name__)
+
+#: after an error answer: read and drop the client's remaining input for this long / this much
+_DRAIN_S = 2.0
+_DRAIN_BYTES = 8 << 20
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,6 +82,7 @@ class _JsonErrorTask(ErrorTask):  # type: ignore[misc]
         self.response_headers.append(("Content-Type", "application/json"))
         self.response_headers.extend(getattr(error, "headers", ()))
         self.set_close_on_finish()
+        self.channel.drain_after_close = True
         self.content_length = len(body)
         self.write(body)
 
@@ -130,7 +139,50 @@ class _Channel(HTTPChannel):  # type: ignore[misc]
         self.parser_class = functools.partial(_GatedParser, gate=server.gate)
         #: when the first byte of the request being received arrived (None between requests)
         self.request_began: float | None = None
+        #: set by an error answer: on close, drain the client's input a while instead of resetting it
+        self.drain_after_close = False
+        #: while draining: until when, and how many more bytes are dropped
+        self.drain_until: float | None = None
+        self._drain_left = 0
         super().__init__(server, sock, addr, adj, map)
+
+    def handle_close(self) -> None:
+        if self.drain_after_close and self.drain_until is None and self.connected:
+            try:
+                self.socket.shutdown(socket.SHUT_WR)  # the answer is whole: FIN after it
+            except OSError:
+                super().handle_close()
+                return
+            self.drain_until = time.monotonic() + _DRAIN_S
+            self._drain_left = _DRAIN_BYTES
+            self.will_close = self.close_when_flushed = False
+            return
+        super().handle_close()
+
+    def readable(self) -> bool:
+        if self.drain_until is not None:
+            return True
+        readable: bool = super().readable()
+        return readable
+
+    def writable(self) -> bool:
+        if self.drain_until is not None:
+            return False
+        writable: bool = super().writable()
+        return writable
+
+    def handle_read(self) -> None:
+        if self.drain_until is None:
+            super().handle_read()
+            return
+        try:
+            data = self.socket.recv(65536)
+        except OSError:
+            data = b""
+        self._drain_left -= len(data)
+        if not data or self._drain_left <= 0 or time.monotonic() > self.drain_until:
+            self.drain_after_close = False
+            super().handle_close()
 
     def received(self, data: bytes) -> bool:
         if self.request is None and data:
@@ -197,6 +249,11 @@ class GuardedServer(TcpWSGIServer):  # type: ignore[misc]
         super().maintenance(now)
         cutoff = time.monotonic() - self.limits.request_timeout_s
         for channel in list(self.active_channels.values()):
+            drain_until = getattr(channel, "drain_until", None)
+            if drain_until is not None and drain_until < time.monotonic():
+                channel.drain_after_close = False
+                channel.handle_close()
+                continue
             began = getattr(channel, "request_began", None)
             if began is not None and began < cutoff and not channel.will_close:
                 self.timed_out += 1

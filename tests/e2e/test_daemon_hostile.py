@@ -145,24 +145,26 @@ def test_put_needs_the_whole_site(daemon: DaemonProc) -> None:
 
 
 def test_listing_never_404s_while_sites_are_deleted(daemon: DaemonProc) -> None:
-    """Item 8: one client creates and deletes sites in a loop; 300 listings meanwhile are all 200."""
+    """Item 8: three clients create and delete sites in a loop; 400 listings meanwhile are all 200."""
     stop = threading.Event()
 
-    def churn() -> None:
+    def churn(worker: int) -> None:
         i = 0
         while not stop.is_set():
-            name = f"race{i % 3}"
+            name = f"race{worker}-{i % 2}"
             daemon.request("POST", "/api/v1/sites", _site(name))
             daemon.request("DELETE", f"/api/v1/sites/{name}")
             i += 1
 
-    thread = threading.Thread(target=churn)
-    thread.start()
+    threads = [threading.Thread(target=churn, args=(n,)) for n in range(3)]
+    for thread in threads:
+        thread.start()
     try:
-        statuses = [daemon.request("GET", "/api/v1/sites", token=None)[0] for _ in range(300)]
+        statuses = [daemon.request("GET", "/api/v1/sites", token=None)[0] for _ in range(400)]
     finally:
         stop.set()
-        thread.join(30)
+        for thread in threads:
+            thread.join(30)
     assert set(statuses) == {200}, [s for s in statuses if s != 200][:5]
 
 

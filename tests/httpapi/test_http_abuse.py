@@ -232,3 +232,23 @@ def test_a_method_the_route_lacks_is_405_before_401(server: HttpServer) -> None:
     resp = conn.getresponse()
     assert resp.status == 200 and resp.read() == b""
     conn.close()
+
+
+def test_a_naive_client_sending_a_refused_body_still_reads_the_answer(deps: AppDeps) -> None:
+    """Item 5: http.client writes the whole 2 MB body before reading; the early 413 must not become a reset."""
+    running = serve(create_app(make_deps(max_body_bytes=1 << 20)), "127.0.0.1:0", threads=4)
+    body = b'{"name": "huge", "pad": "' + b"x" * (2 << 20) + b'"}'
+    statuses = []
+    try:
+        for _ in range(20):
+            conn = http.client.HTTPConnection("127.0.0.1", running.port, timeout=10)
+            try:
+                conn.request("POST", "/api/v1/sites", body=body, headers={"Authorization": f"Bearer {TOKEN}"})
+                statuses.append(conn.getresponse().status)
+            except OSError as err:
+                statuses.append(type(err).__name__)  # type: ignore[arg-type]
+            finally:
+                conn.close()
+    finally:
+        running.stop()
+    assert statuses == [413] * 20, statuses
