@@ -241,6 +241,7 @@ class GuardedServer(TcpWSGIServer):  # type: ignore[misc]
         if self.evicted in (1, 10, 100, 1000) or self.evicted % 10000 == 0:
             logger.warning("client %s is over %d connections: closed its oldest idle one (%d so far)",
                            client, self.limits.per_client, self.evicted)  # fmt: skip
+        victim.drain_after_close = False  # closed now, not drained
         victim.handle_close()
         return True
 

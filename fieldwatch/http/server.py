@@ -59,6 +59,7 @@ class HttpServer:
         def close_all() -> None:  # runs on the server's own loop thread
             for channel in list(server._map.values()):
                 if isinstance(channel, HTTPChannel):
+                    channel.drain_after_close = False  # stopping: close at once, no draining
                     try:
                         channel.handle_close()
                     except Exception:  # closing is best effort; keep closing the others
