@@ -132,7 +132,7 @@ def _schemas() -> dict[str, Any]:
         "properties": {
             "name": _NAME,
             "enabled": {"type": "boolean"},
-            "endpoints": {"type": "array", "items": _OBJ, "description": "endpoints as in the YAML config"},
+            "endpoints": {"type": "array", "items": _OBJ, "maxItems": 1000, "description": "endpoints as in the YAML config"},
         },
     }
     return {

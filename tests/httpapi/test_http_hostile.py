@@ -91,3 +91,13 @@ def test_cli_checks_limits_to_the_spec_range(server: HttpServer, args: list[str]
     """Item 9: refused by the CLI (usage error, 2) instead of by the server."""
     assert main([*args, "--url", server.url, "--token", TOKEN]) == 2
     assert "10,000" in capsys.readouterr().err or args[-1] == "x"
+
+
+def test_a_site_body_declares_at_most_1000_endpoints(auth: dict[str, str]) -> None:
+    """Item 3: the count is bounded before the config schema validates each one (20,000 took about 10 s)."""
+    client = TC(create_app(make_deps(max_body_bytes=1048576)))
+    endpoints = [{"name": f"e{i}", "kind": "icmp", "host": "h"} for i in range(20_000)]
+    began = time.perf_counter()
+    resp = client.simulate_post("/api/v1/sites", json={"name": "big", "endpoints": endpoints}, headers=auth)
+    assert resp.status_code == 400 and "more than 1000 endpoints" in resp.json["description"]
+    assert time.perf_counter() - began < 1.0
