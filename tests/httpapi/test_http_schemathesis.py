@@ -44,7 +44,7 @@ _SITE_BODY_ACCEPTANCE = {
 }
 _CONFIG = SchemathesisConfig.from_dict({
     "seed": 20261130,
-    "generation": {"max-examples": 30},
+    "generation": {"max-examples": 20},
     "operations": [
         {"include-path": "/api/v1/sites", "include-method": "POST", **_SITE_BODY_ACCEPTANCE},
         {"include-path": "/api/v1/sites/{site}", "include-method": "PUT", **_SITE_BODY_ACCEPTANCE},
@@ -80,7 +80,7 @@ def _real_read_side(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
               + [w.TopicSeen(broker, 0, "sensors/d1/t", now, 3, True)]
               + [w.ParseErrorRecord(broker, 0, now, "sensors/d1/t", "json", "not JSON", "{")], now)  # fmt: skip
         previous = _APP.target
-        _APP.target = create_app(make_deps(queries=StorageQueries(), register_collector=False))
+        _APP.target = create_app(make_deps(queries=StorageQueries(), register_collector=False, max_body_bytes=1 << 20))
         try:
             yield
         finally:
