@@ -46,8 +46,7 @@ _CONFIG = SchemathesisConfig.from_dict({
     "seed": 20261130,
     "generation": {"max-examples": 20},
     "operations": [
-        {"include-path": "/api/v1/sites", "include-method": "POST", **_SITE_BODY_ACCEPTANCE},
-        {"include-path": "/api/v1/sites/{site}", "include-method": "PUT", **_SITE_BODY_ACCEPTANCE},
+        {"include-name": ["POST /api/v1/sites", "PUT /api/v1/sites/{site}"], **_SITE_BODY_ACCEPTANCE},
     ],
 })  # fmt: skip
 
