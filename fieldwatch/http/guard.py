@@ -52,8 +52,9 @@ class Limits:
 
     #: connections open from one client address (its oldest unserved one is closed past this)
     per_client: int = 32
-    #: connections open in all (waitress stops accepting past this)
-    total: int = 1000
+    #: connections open in all (waitress stops accepting past this); well below the usual
+    #: soft limit of 1024 open files, so accept() never fails for want of descriptors
+    total: int = 512
     #: seconds from a request's first byte to its last (headers and body)
     request_timeout_s: float = 10.0
     #: seconds an idle keep-alive connection is kept (whole seconds: a waitress setting)
