@@ -56,12 +56,34 @@ def _base_url(args: argparse.Namespace) -> str:
     return url
 
 
+def _token(args: argparse.Namespace) -> str | None:
+    """The token of --token or FIELDWATCH_TOKEN, checked before use; an error never shows it."""
+    token = getattr(args, "token", None) or os.environ.get("FIELDWATCH_TOKEN")
+    if not token:
+        return None
+    source = "--token" if getattr(args, "token", None) else "FIELDWATCH_TOKEN"
+    for position, char in enumerate(token):
+        if not "!" <= char <= "~":  # a header value: visible ASCII only (no space, newline or other text)
+            raise ClientError(
+                f"the token of {source} has a character that cannot be sent in an HTTP header at position "
+                f"{position + 1} ({_char_name(char)}); a token is printable ASCII without spaces",
+                code=2,
+            )
+    return token
+
+
+def _char_name(char: str) -> str:
+    if char in "\r\n\t ":
+        return {"\r": "a carriage return", "\n": "a newline", "\t": "a tab", " ": "a space"}[char]
+    return f"U+{ord(char):04X}"
+
+
 def _open(args: argparse.Namespace, method: str, path: str, query: dict[str, Any], timeout_s: float) -> Any:
     base = _base_url(args)
     params = {k: v for k, v in query.items() if v is not None and v is not False}
     url = base + path + ("?" + urllib.parse.urlencode(params) if params else "")
     headers = {"Accept": "application/json", "User-Agent": "fieldwatch-cli"}
-    token = getattr(args, "token", None) or os.environ.get("FIELDWATCH_TOKEN")
+    token = _token(args)
     if token:
         headers["Authorization"] = f"Bearer {token}"
     data = b"" if method in ("POST", "PUT") else None
@@ -122,6 +144,10 @@ def _stream(args: argparse.Namespace, path: str, **query: Any) -> Iterator[dict[
 
 def _run(body: Callable[[], None]) -> int:
     """Run a command body: ClientError -> its message and code; Ctrl-C or a closed pipe -> 0."""
+    for stream in (sys.stdout, sys.stderr):
+        reconfigure = getattr(stream, "reconfigure", None)
+        if reconfigure is not None:  # text the terminal cannot show is escaped, never a traceback
+            reconfigure(errors="backslashreplace")
     try:
         body()
     except ClientError as err:
@@ -265,11 +291,22 @@ def cmd_events(args: argparse.Namespace) -> int:
 # -- argparse -----------------------------------------------------------------
 
 
-def _positive(text: str) -> int:
-    value = int(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError("must be 0 or more")
-    return value
+MAX_LIMIT = 10_000
+"""SPEC section 6: `limit` accepts 1 to 10,000 (`lines` 0 to 10,000)."""
+
+
+def _in_range(low: int, high: int) -> Callable[[str], int]:
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not an integer: {text[:64]!r}") from None
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"must be from {low} to {high:,}")
+        return value
+
+    parse.__name__ = "integer"  # argparse names the type in its error
+    return parse
 
 
 def _common(p: argparse.ArgumentParser) -> None:
@@ -296,7 +333,7 @@ def _add_logs(sub: SubParsers) -> None:
     p.add_argument("-f", "--follow", action="store_true", help="keep printing new lines")
     p.add_argument("--level", help="this level and above (debug, info, warning, error)")
     p.add_argument("--site", help="only lines of this site's actors")
-    p.add_argument("--lines", type=_positive, default=200, help="how many lines first (default 200)")
+    p.add_argument("--lines", type=_in_range(0, MAX_LIMIT), default=200, help="how many lines first (default 200)")
     _common(p)
 
 
@@ -306,7 +343,7 @@ def _add_events(sub: SubParsers) -> None:
     p.add_argument("--site", help="only this site")
     p.add_argument("--endpoint", help="only this endpoint")
     p.add_argument("--level", help="this level and above")
-    p.add_argument("--limit", type=_positive, default=100, help="how many events first (default 100)")
+    p.add_argument("--limit", type=_in_range(1, MAX_LIMIT), default=100, help="how many events first (default 100)")
     _common(p)
 
 

@@ -124,7 +124,9 @@ class Controller:
                     try:
                         config = parse_site_body(self._stored_body(row))
                     except Exception as err:  # noqa: BLE001 - a stored config that no longer validates: keep the daemon up
-                        logger.error("site %s: stored config is invalid, not started: %s", row.name, err)
+                        logger.error("site %s: stored config is invalid, not started (listed without its "
+                                     "endpoints, so it can be replaced or deleted): %s", row.name, err)  # fmt: skip
+                        self._register(SiteConfig(name=row.name, enabled=False, endpoints=()), row)
                         continue
                 self._register(config, row)
                 if row.enabled:
@@ -473,10 +475,10 @@ class Controller:
             return {"name": name, "enabled": site.enabled, "endpoints": endpoints}
 
     def list_sites(self) -> list[dict[str, Any]]:
-        """Every site, by name."""
+        """Every site, by name: one snapshot under the lock, so a concurrent delete can never
+        turn the listing into a 404 for the site it removed."""
         with self._lock:
-            names = sorted(self._sites)
-        return [self.get_site(n) for n in names if n in self._sites]
+            return [self.get_site(name) for name in sorted(self._sites)]
 
     def get_endpoint(self, site_name: str, name: str) -> dict[str, Any]:
         """One endpoint with its latest readings."""

@@ -17,6 +17,7 @@ from typing import Any
 
 from fieldwatch.config._yaml import Node, PathT, fmt_error
 from fieldwatch.config.redact import REDACTED, SECRET_KEYS, redact_url
+from fieldwatch.textcheck import MAX_TEXT
 
 __all__ = [
     "INVALID", "Bool", "Checker", "Ctx", "Field", "Float", "Int", "Invalid", "MapOf", "Nullable",
@@ -38,6 +39,9 @@ class Invalid(Exception):
     """Raised by `convert`/check callbacks with the message to report."""
 
 
+_SHOW_MAX = 80
+
+
 class Ctx:
     """Validation context: the file being checked, where relative paths start, the errors."""
 
@@ -55,6 +59,8 @@ class Ctx:
         if any(part in SECRET_KEYS for part in path if isinstance(part, str)):
             return REDACTED
         value = node.value
+        if isinstance(value, str) and len(value) > _SHOW_MAX:
+            value = value[:_SHOW_MAX] + "..."  # an error message quotes the start, not 100,000 characters
         return repr(redact_url(value) if isinstance(value, str) else value)
 
 
@@ -101,22 +107,28 @@ Convert = Callable[[Any, Ctx], Any]
 
 
 class Str(Schema):
-    """A string: non-empty unless told, optionally one of `choices`, matching `pattern`."""
+    """A string of at most `max_len` characters (checked first): non-empty unless told,
+    optionally one of `choices`, matching `pattern`."""
 
     expects = "a string"
 
     def __init__(self, choices: Iterable[str] | None = None, pattern: str | None = None,
-                 nonempty: bool = True, convert: Convert | None = None, hint: str = "") -> None:
+                 nonempty: bool = True, convert: Convert | None = None, hint: str = "",
+                 max_len: int = MAX_TEXT) -> None:
         self.choices = tuple(choices) if choices is not None else None
         self.pattern = re.compile(pattern) if pattern else None
         self.hint = hint or (f"must match {pattern}" if pattern else "")
         self.nonempty = nonempty
         self.convert = convert
+        self.max_len = max_len
 
     def check(self, node: Node, ctx: Ctx, path: PathT) -> Any:
         value = node.value
         if not isinstance(value, str):
             raise self.wrong_type(node, ctx, path)
+        if len(value) > self.max_len:
+            hint = f": {self.hint}" if self.hint else ""
+            raise Invalid(f"longer than {self.max_len} characters ({len(value)}){hint}")
         if self.nonempty and not value.strip():
             raise Invalid("must not be empty")
         if self.choices is not None and value not in self.choices:
@@ -294,6 +306,13 @@ class Checker:
         self.ctx = ctx
         self.path = path
         self.failed = False
+        #: values a check derives for keys the file leaves out (built into the object)
+        self.derived: dict[str, Any] = {}
+
+    def derive(self, key: str, value: Any) -> None:
+        """Use `value` for `key`, which the file does not give (a default that depends on others)."""
+        self.values[key] = value
+        self.derived[key] = value
 
     def has(self, *keys: str) -> bool:
         """True when every key has a valid value (given or defaulted)."""
@@ -375,6 +394,7 @@ class Obj(Schema):
             check(checker)
         if failed or checker.failed:
             return INVALID
+        given.update(checker.derived)
         return self.factory(**given) if self.factory is not None else given
 
 

@@ -15,6 +15,8 @@ from typing import Any
 
 import yaml
 
+from fieldwatch.textcheck import text_problem
+
 __all__ = ["Node", "PathT", "compose", "fmt_error", "fmt_path", "sort_errors"]
 
 PathT = tuple[str | int, ...]
@@ -106,8 +108,13 @@ class _Composer:
         except yaml.YAMLError as err:
             self.error(line, path, f"invalid value: {getattr(err, 'problem', err)}")
             return Node(None, line, ok=False)
-        if isinstance(value, str) and "$" in value:
-            return self._substitute(value, path, line)
+        if isinstance(value, str):
+            scalar = self._substitute(value, path, line) if "$" in value else Node(value, line)
+            problem = text_problem(scalar.value) if scalar.ok else None
+            if problem:  # stored and rendered later: refuse it here, at the edge
+                self.error(line, path, f"invalid value: {problem}")
+                return Node(None, line, ok=False)
+            return scalar
         return Node(value, line)
 
     def _substitute(self, text: str, path: PathT, line: int) -> Node:
@@ -147,7 +154,11 @@ class _Composer:
         except yaml.YAMLError:
             key = None
         if not isinstance(key, str):
-            self.error(line, path, f"mapping key {key_node.value!r} must be a string")
+            self.error(line, path, f"mapping key {key_node.value[:64]!r} must be a string")
+            return None
+        problem = text_problem(key)
+        if problem:
+            self.error(line, path, f"invalid mapping key: {problem}")
             return None
         return key
 

@@ -43,6 +43,7 @@ __all__ = ["NAME_PATTERN", "load_config", "parse_config_text"]
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$"
 """Site and endpoint names: they appear in URLs, metric labels and actor paths."""
+NAME_MAX = 63
 _NAME_HINT = "use 1-63 letters, digits, '_', '.' or '-', starting with a letter or digit"
 
 _COMMON_KEYS = ("name", "kind", "enabled", "supervision")
@@ -126,7 +127,7 @@ class _Endpoint(Schema):
         self.policy = policy
         schemas = _option_schemas()
         self.common = Obj(None, {
-            "name": Field(Str(pattern=NAME_PATTERN, hint=_NAME_HINT), required=True),
+            "name": Field(Str(pattern=NAME_PATTERN, hint=_NAME_HINT, max_len=NAME_MAX), required=True),
             "kind": Field(Str(choices=tuple(schemas)), required=True),
             "enabled": Bool(),
         })
@@ -156,7 +157,7 @@ class _Endpoint(Schema):
 
 def _config_schema(policy: SupervisionPolicy) -> Obj:
     site = Obj(SiteConfig, {
-        "name": Field(Str(pattern=NAME_PATTERN, hint=_NAME_HINT), required=True),
+        "name": Field(Str(pattern=NAME_PATTERN, hint=_NAME_HINT, max_len=NAME_MAX), required=True),
         "enabled": Bool(),
         "endpoints": Seq(_Endpoint(policy), unique="name", what="endpoint", null_empty=True),
     })

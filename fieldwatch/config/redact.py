@@ -23,7 +23,9 @@ SECRET_KEYS: frozenset[str] = frozenset({"password", "token"})
 REDACTED = "<redacted>"
 """What is shown instead of a secret."""
 
-_URL_PASSWORD = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*://[^/@:\s]*):[^/@\s]*@")
+# A scheme starts only where no scheme character precedes it: one attempt per run of
+# letters, so the search stays linear (without the lookbehind it is quadratic in a long word).
+_URL_PASSWORD = re.compile(r"(?<![A-Za-z0-9+.-])([A-Za-z][A-Za-z0-9+.-]*://[^/@:\s]*):[^/@\s]*@")
 
 
 def redact_url(value: str) -> str:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+import json
 import logging
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -13,13 +15,14 @@ from fieldwatch.actors.tree import TreeView
 from fieldwatch.http import resources as r
 from fieldwatch.http.auth import TokenAuth
 from fieldwatch.http.errors import install_error_handlers
+from fieldwatch.http.gate import HeadAsGet, RequestGate, RouteTable
 from fieldwatch.http.logtail import StreamStats
 from fieldwatch.http.metrics import FieldwatchCollector
 from fieldwatch.http.readside import Queries, StorageQueries
 from fieldwatch.status import StatusBoard
 from fieldwatch.storage.gateway import StorageStats
 
-__all__ = ["AppDeps", "ControllerLike", "StatsSource", "create_app"]
+__all__ = ["AppDeps", "ControllerLike", "FieldwatchApp", "StatsSource", "create_app"]
 
 logger = logging.getLogger(__name__)
 
@@ -107,12 +110,27 @@ class AppDeps:
     register_collector: bool = True
 
 
-def create_app(deps: AppDeps) -> falcon.App[falcon.Request, falcon.Response]:
+class FieldwatchApp(falcon.App):  # type: ignore[type-arg]
+    """The Falcon app with its `gate`: what `serve()` may refuse before reading a body."""
+
+    gate: RequestGate
+
+
+def create_app(deps: AppDeps) -> FieldwatchApp:
     """The WSGI app: routes of SPEC section 6, auth, body limit, JSON errors, metrics collector."""
-    middleware: list[Any] = [r.BodyLimit(deps.max_body_bytes), TokenAuth(deps.token)]
-    app = falcon.App(middleware=middleware)
+    routes = RouteTable()
+    auth = TokenAuth(deps.token)
+    auth.routes = routes
+    middleware: list[Any] = [HeadAsGet(routes), r.BodyLimit(deps.max_body_bytes), auth]
+    app = FieldwatchApp(middleware=middleware)
+    routes.app = app
+    app.gate = RequestGate(routes, auth, deps.max_body_bytes)
     app.req_options.strip_url_path_trailing_slash = True
     app.req_options.auto_parse_qs_csv = False
+    # ASCII JSON: a string that cannot be encoded (a lone surrogate stored by an older version)
+    # is rendered as its \u escape instead of failing the whole response.
+    ascii_json = falcon.media.JSONHandler(dumps=functools.partial(json.dumps, ensure_ascii=True))
+    app.resp_options.media_handlers[falcon.MEDIA_JSON] = ascii_json
     app.resp_options.secure_cookies_by_default = True
     install_error_handlers(app)
     collector = FieldwatchCollector(deps.board, deps.tree, deps.storage)

@@ -5,11 +5,14 @@ from __future__ import annotations
 import hmac
 import logging
 import threading
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import falcon
 
 __all__ = ["MUTATING_METHODS", "TokenAuth"]
+
+if TYPE_CHECKING:
+    from fieldwatch.http.gate import RouteTable
 
 logger = logging.getLogger(__name__)
 
@@ -27,24 +30,31 @@ class TokenAuth:
         self._token = token.encode("utf-8") if token else None
         self._lock = threading.Lock()
         self._warned = False
+        #: the app's routes, once built: a method the route lacks is its 405, not a 401
+        self.routes: RouteTable | None = None
 
     def process_resource(
         self, req: falcon.Request, resp: falcon.Response, resource: Any, params: dict[str, Any]
     ) -> None:
-        """Check the token before any mutating responder runs."""
+        """Check the token before any mutating responder runs (the route's own methods only)."""
         if resource is None or req.method not in MUTATING_METHODS:
             return
+        if self.routes is not None and not self.routes.has(req.path, req.method):
+            return  # Falcon's default responder answers 405
         self.check(req)
 
     def check(self, req: falcon.Request) -> None:
         """Raise HTTPUnauthorized / HTTPForbidden unless the request carries the token."""
+        self.check_header(req.get_header("Authorization"))
+
+    def check_header(self, header: str | None) -> None:
+        """The same check on the raw `Authorization` header (also used before a body is read)."""
         if self._token is None:
             self._warn_no_token()
             raise falcon.HTTPForbidden(
                 title="Mutating routes disabled",
                 description="no http.token is configured on the daemon, so every mutating route is refused",
             )
-        header = req.get_header("Authorization")
         if not header:
             raise falcon.HTTPUnauthorized(
                 title="Authentication required",

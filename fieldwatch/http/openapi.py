@@ -19,6 +19,12 @@ _LOGGED = {
     "endpoint": {"type": "string", "nullable": True},
 }
 _OBJ = {"type": "object", "additionalProperties": True}
+#: A string the API stores or filters on: not empty, bounded, no NUL (SPEC section 6: an empty
+#: parameter is a 400; every edge refuses NUL and lone surrogates)
+_TEXT = {"type": "string", "minLength": 1, "maxLength": 1024, "pattern": "^[^\\u0000]*$"}
+_NAME = {"type": "string", "pattern": "^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$"}
+#: `since`: RFC 3339 with a time zone, or Unix seconds
+_SINCE = {"anyOf": [{"type": "string", "format": "date-time"}, {"type": "string", "pattern": "^[0-9]{1,10}(\\.[0-9]{1,6})?$"}]}
 
 
 def _ref(name: str) -> dict[str, Any]:
@@ -53,23 +59,26 @@ def _path(name: str) -> dict[str, Any]:
 
 
 _P = {
-    "site": _query("site", {"type": "string"}, "only this site"),
-    "endpoint": _query("endpoint", {"type": "string"}, "only this endpoint"),
+    "site": _query("site", _TEXT, "only this site"),
+    "endpoint": _query("endpoint", _TEXT, "only this endpoint"),
     "level": _query("level", {"type": "string", "enum": list(LEVELS)}, "this level and above"),
-    "since": _query("since", {"type": "string"}, "RFC 3339 with a time zone, or Unix seconds"),
+    "since": _query("since", _SINCE, "RFC 3339 with a time zone, or Unix seconds"),
     "limit": _query(
         "limit", {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT, "default": DEFAULT_LIMIT}, "page size"
     ),
+    # the format is set per collection in openapi_document(): a cursor of one collection is not another's
     "cursor": _query("cursor", {"type": "string"}, "the `next` of the previous page"),
     "follow": _query("follow", {"type": "boolean", "default": False}, "stream NDJSON as new entries arrive"),
-    "max_s": _query("max_s", {"type": "number", "minimum": 0}, "end a followed stream after this many seconds"),
+    "max_s": _query("max_s", {"type": "number", "minimum": 0, "maximum": 7 * 24 * 3600},
+                    "end a followed stream after this many seconds (at most 7 days)"),
     "active": _query("active", {"type": "boolean"}, "true: open alerts only; false: resolved only"),
-    "name": _query("name", {"type": "string"}, "only readings of this name"),
+    "name": _query("name", _TEXT, "only readings of this name"),
     "lines": _query("lines", {"type": "integer", "minimum": 0, "maximum": MAX_LIMIT, "default": 200}, "lines"),
 }
 
 _BAD = _error("a bad parameter or body")
 _AUTH = {"401": _error("no bearer token"), "403": _error("wrong token, or no token configured")}
+_NOT_ALLOWED = _error("the route does not have this method (the Allow header lists those it has)")
 _NDJSON = {"application/x-ndjson": {"schema": {"type": "string"}}}
 
 
@@ -116,6 +125,16 @@ def _schemas() -> dict[str, Any]:
         "reconnects": {"type": "integer"},
         "config": _OBJ,
     }
+    site_body = {
+        "type": "object",
+        "additionalProperties": False,
+        "required": ["name"],
+        "properties": {
+            "name": _NAME,
+            "enabled": {"type": "boolean"},
+            "endpoints": {"type": "array", "items": _OBJ, "maxItems": 1000, "description": "endpoints as in the YAML config"},
+        },
+    }
     return {
         "Error": {
             "type": "object",
@@ -126,37 +145,33 @@ def _schemas() -> dict[str, Any]:
                 "errors": {"type": "array", "items": {"type": "string"}},
             },
         },
-        "Endpoint": {"type": "object", "properties": endpoint_props},
+        "Endpoint": {"type": "object", "required": list(endpoint_props), "properties": endpoint_props},
         "EndpointDetail": {
             "type": "object",
+            "required": [*endpoint_props, "readings"],
             "properties": {**endpoint_props, "readings": {"type": "array", "items": _ref("Reading")}},
         },
         "Site": {
             "type": "object",
+            "required": ["name", "enabled", "endpoints"],
             "properties": {
                 "name": {"type": "string"},
                 "enabled": {"type": "boolean"},
                 "endpoints": {"type": "array", "items": _ref("Endpoint")},
             },
         },
-        "SiteBody": {
-            "type": "object",
-            "additionalProperties": False,
-            "required": ["name"],
-            "properties": {
-                "name": {"type": "string"},
-                "enabled": {"type": "boolean"},
-                "endpoints": {"type": "array", "items": _OBJ, "description": "endpoints as in the YAML config"},
-            },
-        },
+        "SiteBody": site_body,
+        # PUT replaces the whole site: its endpoints too (an empty list, given explicitly, removes them all)
+        "SiteReplaceBody": {**site_body, "required": ["name", "endpoints"]},
         "TopicBody": {
             "type": "object",
             "additionalProperties": False,
             "required": ["site", "endpoint", "topic"],
-            "properties": {"site": {"type": "string"}, "endpoint": {"type": "string"}, "topic": {"type": "string"}},
+            "properties": {"site": _TEXT, "endpoint": _TEXT, "topic": _TEXT},
         },
         "Reading": {
             "type": "object",
+            "required": ["site", "endpoint", "name", "device", "value", "quality", "source_time", "received_at"],
             "properties": {
                 "site": {"type": "string"},
                 "endpoint": {"type": "string"},
@@ -170,6 +185,7 @@ def _schemas() -> dict[str, Any]:
         },
         "Event": {
             "type": "object",
+            "required": [*_LOGGED, "level", "event", "message", "generation"],
             "properties": {
                 **_LOGGED,
                 "level": {"type": "string"},
@@ -180,6 +196,7 @@ def _schemas() -> dict[str, Any]:
         },
         "ParseError": {
             "type": "object",
+            "required": [*_LOGGED, "topic", "parser", "error", "sample"],
             "properties": {
                 **_LOGGED,
                 "topic": {"type": "string", "nullable": True},
@@ -190,6 +207,7 @@ def _schemas() -> dict[str, Any]:
         },
         "Alert": {
             "type": "object",
+            "required": ["site", "endpoint", "condition", "severity", "message", "triggered_at", "resolved_at", "active"],
             "properties": {
                 "site": {"type": "string"},
                 "endpoint": {"type": "string"},
@@ -203,6 +221,7 @@ def _schemas() -> dict[str, Any]:
         },
         "Topic": {
             "type": "object",
+            "required": ["site", "endpoint", "topic", "is_active"],
             "properties": {
                 "site": {"type": "string"},
                 "endpoint": {"type": "string"},
@@ -216,6 +235,7 @@ def _schemas() -> dict[str, Any]:
         },
         "TreeNode": {
             "type": "object",
+            "required": ["path", "kind", "state", "generation", "restarts"],
             "properties": {
                 "path": {"type": "string"},
                 "kind": {"type": "string"},
@@ -229,14 +249,36 @@ def _schemas() -> dict[str, Any]:
         },
         "LogLine": {
             "type": "object",
+            "required": ["line", "level", "path"],
             "properties": {
                 "line": {"type": "string"},
                 "level": {"type": "string", "nullable": True},
                 "path": {"type": "string", "nullable": True},
             },
         },
-        "Status": {"type": "object", "properties": {"status": {"type": "string"}}},
+        "Status": {"type": "object", "required": ["status"], "properties": {"status": {"type": "string"}}},
     }
+
+
+def _conflicting(op: dict[str, Any]) -> dict[str, Any]:
+    op["responses"]["409"] = _error("a site of that name exists")
+    return op
+
+
+def _finish(paths: dict[str, Any]) -> None:
+    """Every operation lists 405; each collection's cursor gets its own format (`events-cursor`, ...)."""
+    for path, item in paths.items():
+        kind = path.rsplit("/", 1)[-1].replace("-", "_") + "-cursor"
+        for method, op in item.items():
+            if method == "parameters":
+                continue
+            op["responses"].setdefault("405", _NOT_ALLOWED)
+            op["parameters"] = [
+                {**p, "schema": {**p["schema"], "format": kind}} if p["name"] == "cursor" else p
+                for p in op.get("parameters", [])
+            ]
+            if not op["parameters"]:
+                del op["parameters"]
 
 
 def _followable(op: dict[str, Any]) -> dict[str, Any]:
@@ -272,12 +314,12 @@ def openapi_document() -> dict[str, Any]:
         "/openapi.json": {"get": {"summary": "this document", "responses": {"200": _json(_OBJ, "OpenAPI 3.0")}}},
         f"{_API}/sites": {
             "get": _get("every site with its endpoints and their states", _json(_page("Site"), "sites")),
-            "post": _mutating("create a site at runtime", "201", site_ok, body="SiteBody"),
+            "post": _conflicting(_mutating("create a site at runtime", "201", site_ok, body="SiteBody")),
         },
         f"{_API}/sites/{{site}}": {
             "parameters": [_path("site")],
             "get": _get("one site", site_ok, not_found=True),
-            "put": _mutating("replace a site's config", "200", site_ok, body="SiteBody"),
+            "put": _mutating("replace a site's config (the whole site)", "200", site_ok, body="SiteReplaceBody"),
             "delete": _mutating("delete a site (its actors stop first)", "204", {"description": "deleted"}),
         },
         f"{_API}/endpoints/{{site}}/{{endpoint}}": {
@@ -377,6 +419,7 @@ def openapi_document() -> dict[str, Any]:
                 body="TopicBody",
             )
         }
+    _finish(paths)
     return {
         "openapi": "3.0.3",
         "info": {

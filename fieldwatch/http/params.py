@@ -7,6 +7,7 @@ from collections.abc import Iterable
 
 import falcon
 
+from fieldwatch.textcheck import text_problem
 from fieldwatch.timeutil import parse_since
 
 __all__ = [
@@ -49,15 +50,19 @@ def check_known(req: falcon.Request, allowed: Iterable[str]) -> None:
 
 
 def text(req: falcon.Request, name: str) -> str | None:
-    """A single string value; None when absent or empty; 400 when repeated or oversized."""
+    """A single string value; None when absent; 400 when empty, repeated, oversized or not storable
+    (SPEC section 6: a bad parameter, an empty one included, is a 400)."""
     value = req.params.get(name)
     if value is None:
         return None
     if isinstance(value, list):
         raise _bad(name, "given more than once")
-    if len(value) > _MAX_TEXT:
-        raise _bad(name, f"longer than {_MAX_TEXT} characters")
-    return value or None
+    if not value:
+        raise _bad(name, "empty; leave the parameter out instead")
+    problem = text_problem(value, _MAX_TEXT)
+    if problem:
+        raise _bad(name, problem)
+    return value
 
 
 def number(req: falcon.Request, name: str, *, minimum: float = 0.0, maximum: float = math.inf) -> float | None:

@@ -1,4 +1,4 @@
-"""`serve(app, listen, threads)`: waitress in a background thread, stoppable, port 0 = a free port."""
+"""`serve(app, listen, threads)`: waitress (hardened, see `guard`) in a background thread, stoppable."""
 
 from __future__ import annotations
 
@@ -6,10 +6,13 @@ import logging
 import threading
 from typing import Any
 
+from waitress.adjustments import Adjustments
 from waitress.channel import HTTPChannel
-from waitress.server import create_server
 
-__all__ = ["HttpServer", "serve"]
+from fieldwatch.http.app import FieldwatchApp
+from fieldwatch.http.guard import GuardedServer, Limits
+
+__all__ = ["HttpServer", "Limits", "serve"]
 
 logger = logging.getLogger(__name__)
 
@@ -56,6 +59,7 @@ class HttpServer:
         def close_all() -> None:  # runs on the server's own loop thread
             for channel in list(server._map.values()):
                 if isinstance(channel, HTTPChannel):
+                    channel.drain_after_close = False  # stopping: close at once, no draining
                     try:
                         channel.handle_close()
                     except Exception:  # closing is best effort; keep closing the others
@@ -74,13 +78,29 @@ class HttpServer:
         logger.info("HTTP server on %s stopped", self.url)
 
 
-def serve(app: Any, listen: str, threads: int = 8, **adjustments: Any) -> HttpServer:
-    """Serve `app` on `listen` (`host:port`; port 0 picks a free one) with `threads` workers."""
+def serve(app: Any, listen: str, threads: int = 8, limits: Limits | None = None, **adjustments: Any) -> HttpServer:
+    """Serve `app` on `listen` (`host:port`; port 0 picks a free one) with `threads` workers.
+
+    A `FieldwatchApp` brings its gate: bodies it refuses are refused before they are read,
+    and waitress never accepts one larger than the app's `max_body_bytes`.
+    """
     host, sep, port_text = listen.rpartition(":")
     if not sep or not port_text.isdigit():
         raise ValueError(f"listen must be host:port, got {listen!r}")
     host = host.strip("[]") or "0.0.0.0"
-    server = create_server(app, host=host, port=int(port_text), threads=threads, ident="fieldwatch", **adjustments)
+    limits = limits or Limits()
+    gate = app.gate if isinstance(app, FieldwatchApp) else None
+    settings: dict[str, Any] = {
+        "connection_limit": limits.total,
+        "channel_timeout": limits.idle_timeout_s,
+        "cleanup_interval": 1,
+    }
+    if gate is not None:
+        settings["max_request_body_size"] = gate.max_body_bytes + 1
+        settings["inbuf_overflow"] = max(524288, gate.max_body_bytes + 1)  # an accepted body stays in memory
+    settings.update(adjustments)
+    adj = Adjustments(host=host, port=int(port_text), threads=threads, ident="fieldwatch", **settings)
+    server = GuardedServer(app, gate=gate, limits=limits, map={}, adj=adj)
     running = HttpServer(server, host, int(server.effective_port)).start()
     logger.info("HTTP API listening on %s (%d threads)", running.url, threads)
     return running

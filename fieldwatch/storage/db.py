@@ -9,6 +9,7 @@ have their own.
 from __future__ import annotations
 
 import logging
+import os
 from contextlib import AbstractContextManager
 from typing import Any, cast
 from urllib.parse import urlparse
@@ -58,6 +59,22 @@ _PG_DEFAULTS: dict[str, Any] = {
 }
 
 
+def _create_private(path: str) -> None:
+    """Create a SQLite file that does not exist yet with mode 0600 (SQLite gives its -wal and
+    -shm files the database file's mode): API-created sites' passwords are stored in it."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        mode = os.stat(path).st_mode & 0o777
+        if mode & 0o077:
+            logger.warning("database file %s is readable by others (mode %o): it holds site passwords; "
+                           "chmod 600 it", path, mode)  # fmt: skip
+        return
+    except OSError:  # no such directory, read-only place: SQLite reports it when it opens the file
+        return
+    os.close(fd)
+
+
 def open_database(
     url: str,
     *,
@@ -87,6 +104,7 @@ def open_database(
             ("synchronous", "normal"),
         ]
         kwargs.update(connect_params)
+        _create_private(database)
         return peewee.SqliteDatabase(database, pragmas=pragmas, timeout=busy_ms / 1000.0, **kwargs)
     if scheme in ("postgresql", "postgres"):
         if not database:

@@ -57,6 +57,9 @@ def check_limit(limit: int) -> int:
     return limit
 
 
+_INT64 = 2**63
+
+
 def encode_cursor(kind: str, key: float, row_id: int) -> str:
     """An opaque cursor for the row after which the next page starts."""
     raw = json.dumps([kind, key, row_id], separators=(",", ":")).encode()
@@ -70,8 +73,11 @@ def decode_cursor(kind: str, cursor: str) -> tuple[float, int]:
         tag, key, row_id = json.loads(raw)
     except (ValueError, TypeError, binascii.Error) as err:
         raise ValueError(f"not a valid cursor: {cursor[:64]!r}") from err
-    if tag != kind or not isinstance(key, (int, float)) or not isinstance(row_id, int):
+    if tag != kind or not isinstance(key, (int, float)) or not isinstance(row_id, int) or isinstance(row_id, bool):
         raise ValueError(f"not a {kind} cursor: {cursor[:64]!r}")
+    # Ids and keys go into SQL as 64-bit integers and finite floats: anything else is not ours.
+    if not -_INT64 <= row_id < _INT64 or not math.isfinite(float(key)) or abs(float(key)) >= 2.0**63:
+        raise ValueError(f"not a {kind} cursor (out of range): {cursor[:64]!r}")
     return float(key), row_id
 
 

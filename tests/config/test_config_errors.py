@@ -175,16 +175,16 @@ def test_negative_interval(files: ConfigFiles) -> None:
     assert errors == ["fieldwatch.yaml:7: sites[0].endpoints[0].interval_s: must be > 0, got -10.0"]
 
 
-def test_icmp_timeout_must_be_below_interval(files: ConfigFiles) -> None:
+def test_icmp_timeout_must_not_exceed_interval(files: ConfigFiles) -> None:
     errors = files.errors("""
         sites:
           - name: s
             endpoints:
               - {name: r, kind: icmp, host: h, interval_s: 2,
-                 timeout_s: 2}
+                 timeout_s: 2.5}
         """)
     assert errors == [
-        "fieldwatch.yaml:5: sites[0].endpoints[0].timeout_s: timeout_s (2) must be less than interval_s (2)"
+        "fieldwatch.yaml:5: sites[0].endpoints[0].timeout_s: timeout_s (2.5) must not exceed interval_s (2)"
     ]
 
 

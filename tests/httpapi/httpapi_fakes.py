@@ -10,6 +10,7 @@ from typing import Any
 import prometheus_client
 
 from fieldwatch.actors.tree import TreeView
+from fieldwatch.config.sites import parse_site_body
 from fieldwatch.errors import ConfigError, ConflictError, NotFoundError, StorageError
 from fieldwatch.http import AppDeps
 from fieldwatch.http.readside import Page
@@ -113,6 +114,7 @@ class FakeController:
             return copy.deepcopy(self.sites[site])
 
     def _validate(self, body: dict[str, Any]) -> dict[str, Any]:
+        parse_site_body(body)  # the daemon's own validation (pure): ConfigError with every problem
         errors = []
         endpoints = []
         for i, ep in enumerate(body.get("endpoints", [])):

@@ -83,7 +83,7 @@ def test_create_replace_delete(client: TC, auth: dict[str, str]) -> None:
     assert resp.headers["location"].endswith("/api/v1/sites/gamma")
     assert resp.json["endpoints"][0]["name"] == "r"
     assert client.simulate_post("/api/v1/sites", json=body, headers=auth).status_code == 409
-    resp = client.simulate_put("/api/v1/sites/gamma", json={"endpoints": []}, headers=auth)
+    resp = client.simulate_put("/api/v1/sites/gamma", json={"name": "gamma", "endpoints": []}, headers=auth)
     assert resp.status_code == 200 and resp.json["endpoints"] == []
     resp = client.simulate_put("/api/v1/sites/gamma", json={"name": "other"}, headers=auth)
     assert resp.status_code == 400

@@ -8,11 +8,19 @@ from fieldwatch.config.model import IcmpOptions
 __all__ = ["IcmpOptions", "SCHEMA"]
 
 
-def _timeout_below_interval(chk: Checker) -> None:
-    if chk.has("timeout_s", "interval_s") and chk.values["timeout_s"] >= chk.values["interval_s"]:
-        key = "timeout_s" if chk.given("timeout_s") else "interval_s"
-        chk.fail(key, f"timeout_s ({chk.values['timeout_s']:g}) must be less than "
-                      f"interval_s ({chk.values['interval_s']:g})")
+_DEFAULT_TIMEOUT_S = 1.0
+
+
+def _timeout_within_interval(chk: Checker) -> None:
+    """SPEC section 3 (Prometheus's rule): timeout_s <= interval_s; default min(1, interval_s)."""
+    if not chk.has("interval_s"):
+        return
+    interval = chk.values["interval_s"]
+    if not chk.given("timeout_s"):
+        chk.derive("timeout_s", min(_DEFAULT_TIMEOUT_S, interval))
+    elif chk.has("timeout_s") and chk.values["timeout_s"] > interval:
+        chk.fail("timeout_s", f"timeout_s ({chk.values['timeout_s']:g}) must not exceed "
+                              f"interval_s ({interval:g})")
 
 
 SCHEMA = Obj(
@@ -25,6 +33,6 @@ SCHEMA = Obj(
         "down_after": Int(ge=1),
         "up_after": Int(ge=1),
     },
-    checks=[_timeout_below_interval],
+    checks=[_timeout_within_interval],
 )
 """Validates the icmp keys of an endpoint mapping into IcmpOptions."""

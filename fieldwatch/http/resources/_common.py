@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 import falcon
 
 from fieldwatch.http.errors import InvalidInput
+from fieldwatch.textcheck import json_problems
 
 if TYPE_CHECKING:
     from fieldwatch.http.app import AppDeps
@@ -46,7 +47,8 @@ def _reject_constant(name: str) -> Any:
 
 
 def read_json_object(req: falcon.Request, max_bytes: int) -> dict[str, Any]:
-    """The body as a JSON object: 413 over `max_bytes` (chunked bodies too), 400 when not an object."""
+    """The body as a JSON object: 413 over `max_bytes` (chunked bodies too), 400 when not an object
+    or when a string (or key) in it is too long or cannot be stored (a lone surrogate, a NUL)."""
     raw = req.bounded_stream.read(max_bytes + 1)
     if len(raw) > max_bytes:
         raise _too_large(max_bytes)
@@ -58,6 +60,9 @@ def read_json_object(req: falcon.Request, max_bytes: int) -> dict[str, Any]:
         raise falcon.HTTPBadRequest(title="Invalid JSON", description=f"the body is not valid JSON: {err}") from None
     if not isinstance(body, dict):
         raise falcon.HTTPBadRequest(title="Invalid body", description="the body must be a JSON object")
+    problems = json_problems(body)
+    if problems:
+        raise InvalidInput("Invalid body", problems)
     return body
 
 

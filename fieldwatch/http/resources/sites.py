@@ -10,23 +10,25 @@ from fieldwatch.http import params
 from fieldwatch.http.errors import InvalidInput
 from fieldwatch.http.resources._common import Resource, check_fields, page, read_json_object
 
-__all__ = ["SITE_FIELDS", "SiteCollection", "SiteCommand", "SiteItem"]
+__all__ = ["MAX_ENDPOINTS", "SITE_FIELDS", "SiteCollection", "SiteCommand", "SiteItem"]
 
 #: Keys of a site body (endpoint objects are validated by the config schema).
 SITE_FIELDS: dict[str, type] = {"name": str, "enabled": bool, "endpoints": list}
+#: Endpoints one site body may declare through the API (a YAML config is not limited)
+MAX_ENDPOINTS = 1000
 
 
 def _site_body(req: falcon.Request, max_bytes: int, *, path_name: str | None = None) -> dict[str, Any]:
+    """A site body: POST needs `name`; PUT replaces the whole site, so it needs `name` (the path's)
+    and `endpoints` (an empty list given explicitly removes them all, `{}` removes nothing)."""
     body = read_json_object(req, max_bytes)
-    check_fields(body, SITE_FIELDS, required=("name",) if path_name is None else ())
-    if path_name is not None:
-        if body.setdefault("name", path_name) != path_name:
-            raise InvalidInput("Invalid body", [f"field 'name' must match the path ({path_name!r}) or be left out"])
-    problems = [
-        f"endpoints[{i}] must be an object"
-        for i, ep in enumerate(body.get("endpoints", ()))
-        if not isinstance(ep, dict)
-    ]
+    check_fields(body, SITE_FIELDS, required=("name",) if path_name is None else ("name", "endpoints"))
+    if path_name is not None and body["name"] != path_name:
+        raise InvalidInput("Invalid body", [f"field 'name' must be the path's site name ({path_name[:64]!r})"])
+    endpoints = body.get("endpoints", ())
+    if len(endpoints) > MAX_ENDPOINTS:  # bounded before the config schema spends ~0.5 ms on each
+        raise InvalidInput("Invalid body", [f"more than {MAX_ENDPOINTS} endpoints ({len(endpoints)})"])
+    problems = [f"endpoints[{i}] must be an object" for i, ep in enumerate(endpoints) if not isinstance(ep, dict)]
     if problems:
         raise InvalidInput("Invalid body", problems)
     return body
