@@ -48,6 +48,8 @@ class EndpointStatus:
     rtt_sum: float = 0.0
     rtt_count: int = 0
     packet_loss: float | None = None
+    #: the latest ICMP round-trip time (seconds), shown on the status page
+    last_rtt: float | None = None
     #: active alerts: (condition, subject)
     alerts: set[tuple[str, str]] = field(default_factory=set)
 
@@ -153,6 +155,7 @@ class StatusBoard:
             if item is None:
                 return
             for rtt in rtts:
+                item.last_rtt = rtt
                 item.rtt_sum += rtt
                 item.rtt_count += 1
                 for i, bound in enumerate(RTT_BUCKETS):

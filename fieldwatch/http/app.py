@@ -15,7 +15,9 @@ from fieldwatch.http.auth import TokenAuth
 from fieldwatch.http.errors import install_error_handlers
 from fieldwatch.http.logtail import StreamStats
 from fieldwatch.http.metrics import FieldwatchCollector
+from fieldwatch.http.page import STATIC_DIR, OverviewResource, PageHeaders, PageResource
 from fieldwatch.http.readside import Queries, StorageQueries
+from fieldwatch.logring import LogRing
 from fieldwatch.status import StatusBoard
 from fieldwatch.storage.gateway import StorageStats
 
@@ -41,6 +43,10 @@ class ControllerLike(Protocol):
 
     def get_site(self, name: str) -> dict[str, Any]:
         """One site; NotFoundError when unknown."""
+        ...
+
+    def site_flags(self) -> dict[str, bool]:
+        """Site name -> enabled, without waiting on a command in progress (the status page)."""
         ...
 
     def get_endpoint(self, site: str, name: str) -> dict[str, Any]:
@@ -105,11 +111,13 @@ class AppDeps:
     #: register the app's Prometheus collector on `registry` (one app per registry); /metrics
     #: renders the collector's families either way
     register_collector: bool = True
+    #: recent log lines in memory: /api/v1/logs without `logging.file`, the page's warnings
+    log_ring: LogRing | None = None
 
 
 def create_app(deps: AppDeps) -> falcon.App[falcon.Request, falcon.Response]:
     """The WSGI app: routes of SPEC section 6, auth, body limit, JSON errors, metrics collector."""
-    middleware: list[Any] = [r.BodyLimit(deps.max_body_bytes), TokenAuth(deps.token)]
+    middleware: list[Any] = [r.BodyLimit(deps.max_body_bytes), TokenAuth(deps.token), PageHeaders()]
     app = falcon.App(middleware=middleware)
     app.req_options.strip_url_path_trailing_slash = True
     app.req_options.auto_parse_qs_csv = False
@@ -119,6 +127,8 @@ def create_app(deps: AppDeps) -> falcon.App[falcon.Request, falcon.Response]:
     if deps.register_collector:
         deps.registry.register(collector)
 
+    app.add_route("/", PageResource())
+    app.add_static_route("/static", STATIC_DIR)
     app.add_route("/healthz", r.Health(deps))
     app.add_route("/readyz", r.Ready(deps))
     app.add_route("/metrics", r.MetricsResource(deps, collector))
@@ -141,4 +151,5 @@ def create_app(deps: AppDeps) -> falcon.App[falcon.Request, falcon.Response]:
         app.add_route(f"{api}/topics/{action}", topics, suffix=action)
     app.add_route(f"{api}/tree", r.TreeResource(deps))
     app.add_route(f"{api}/logs", r.LogResource(deps))
+    app.add_route(f"{api}/overview", OverviewResource(deps))
     return app
