@@ -11,14 +11,14 @@ from __future__ import annotations
 
 import os
 import time
-import urllib.parse
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from browser import node_modules, start_browser
 from daemon_proc import TOKEN, DaemonProc, free_port
+from harness import wait_for
 
 from fieldwatch.demo import SILENT_ADDRESS
 
@@ -80,18 +80,7 @@ def pytest_runtest_makereport(item: pytest.Item, call: Any) -> Iterator[None]:
 
 
 def wait_js(driver: Any, script: str, timeout: float, what: str) -> Any:
-    return wait_for(lambda: driver.execute_script(script), timeout, what)
-
-
-def wait_for(predicate: Callable[[], Any], timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() >= deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(0.05)
+    return wait_for(lambda: driver.execute_script(script), timeout, what=what)
 
 
 def rendered(driver: Any) -> dict[str, str]:
@@ -118,7 +107,7 @@ def test_every_endpoint_rendered_with_its_state(page: Any, daemon: DaemonProc) -
         shown, truth = rendered(page), api_states(daemon)
         return set(shown) == ENDPOINTS and shown == truth
 
-    wait_for(agree, 10, "the page to show the API's states")
+    wait_for(agree, 10, what="the page to show the API's states")
     shown = rendered(page)
     assert shown["plant/lo"] == "up" and shown["plant/silent"] == "down" and shown["north/broker"] == "down"
     # the state is a word and a symbol, not colour alone; worst first: the down ones lead
