@@ -251,11 +251,12 @@ def cmd_logs(args: argparse.Namespace) -> int:
 def format_alerts(alerts: list[dict[str, Any]], *, show_resolved: bool, now: float | None = None) -> str:
     """The alerts table, in the API's order (newest first); ages are since triggered (and resolved)."""
     now = time.time() if now is None else now
-    header = ("TRIGGERED", "AGE", "SEVERITY", "SITE/ENDPOINT", "CONDITION") + (("RESOLVED",) if show_resolved else ())
-    rows = []
+    header: tuple[str, ...] = ("TRIGGERED", "AGE", "SEVERITY", "SITE/ENDPOINT", "CONDITION")
+    header += ("RESOLVED",) if show_resolved else ()
+    rows: list[tuple[str, ...]] = []
     for alert in alerts:
         where = f"{alert.get('site') or '-'}/{alert.get('endpoint') or '-'}"
-        row = (str(alert.get("triggered_at")), _age(alert.get("triggered_at"), now), str(alert.get("severity")), where,
+        row: tuple[str, ...] = (str(alert.get("triggered_at")), _age(alert.get("triggered_at"), now), str(alert.get("severity")), where,
                str(alert.get("condition")))  # fmt: skip
         if show_resolved:
             row += (f"{_age(alert.get('resolved_at'), now)} ago" if alert.get("resolved_at") else "active",)
