@@ -118,11 +118,11 @@ def table(rows: list[Row]) -> str:
     return "\n".join(out)
 
 
-def record(text: str) -> None:
-    """Replace the `## HTTP` section of RESULTS.md (or append it); other sections stay as they are."""
+def record(text: str, section: str = "HTTP") -> None:
+    """Replace the `## <section>` of RESULTS.md (or append it); other sections stay as they are."""
     with open(_RESULTS, encoding="utf-8") as f:
         content = f.read()
-    start = content.find("\n## HTTP\n")
+    start = content.find(f"\n## {section}\n")
     if start < 0:
         content = content.rstrip("\n") + "\n\n" + text
     else:

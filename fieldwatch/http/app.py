@@ -113,6 +113,8 @@ class AppDeps:
     register_collector: bool = True
     #: recent log lines in memory: /api/v1/logs without `logging.file`, the page's warnings
     log_ring: LogRing | None = None
+    #: the status page's snapshot is rebuilt at most this often (seconds), however many pages poll
+    overview_cache_s: float = 1.0
 
 
 def create_app(deps: AppDeps) -> falcon.App[falcon.Request, falcon.Response]:

@@ -41,7 +41,7 @@ def test_page_and_assets_are_self_contained() -> None:
 
 
 def _board_deps() -> tuple[falcon.testing.TestClient, object]:
-    deps = make_deps()
+    deps = make_deps(overview_cache_s=0.0)
     now = time.time()
     board = deps.board
     board.register(EndpointStatus(1, "alpha", "plc", "opcua", state="up", since=now - 60, last_data_at=now,
@@ -121,7 +121,7 @@ def test_logs_route_without_a_file_reads_the_ring() -> None:
         for i in range(5):
             log.info("n%d", i)
         log.warning("careful")
-        deps = make_deps(log_file=None, log_ring=ring)
+        deps = make_deps(log_file=None, log_ring=ring, overview_cache_s=0.0)
         client = falcon.testing.TestClient(create_app(deps))
         body = client.simulate_get("/api/v1/logs", params={"lines": "3"}).json
         assert [i["line"].rsplit(" ", 1)[-1] for i in body["items"]] == ["n3", "n4", "careful"]
@@ -147,3 +147,12 @@ def test_logs_route_without_a_file_reads_the_ring() -> None:
         assert deps.streams.open == 0
     finally:
         log.removeHandler(ring)
+
+
+def test_overview_built_once_per_interval() -> None:
+    client, deps = _board_deps()
+    cached = falcon.testing.TestClient(create_app(make_deps(board=deps.board, overview_cache_s=60.0)))  # type: ignore[attr-defined]
+    first = cached.simulate_get("/api/v1/overview")
+    deps.board.update(2, 0, state="up", since=time.time(), down_since=None)  # type: ignore[attr-defined]
+    assert cached.simulate_get("/api/v1/overview").headers["etag"] == first.headers["etag"]  # within the interval
+    assert client.simulate_get("/api/v1/overview").json["counts"]["down"] == 0  # interval 0: rebuilt

@@ -32,6 +32,9 @@
   const epEls = new Map();
   let visible = [];
   let feedSig = {};
+  // ms from a changed snapshot's arrival to the page rendered (parse, prepare, render), the
+  // last 50: read by benchmarks/page_bench.py; bounded so a wall screen left for weeks does not grow
+  const timings = (window.fieldwatchTimings = []);
 
   function el(tag, cls, text) {
     const node = document.createElement(tag);
@@ -354,6 +357,7 @@
         lastOk = Date.now();
         lastError = null;
       } else if (resp.ok) {
+        const started = performance.now();
         const body = await resp.json();
         etag = resp.headers.get("ETag");
         const served = Date.parse(resp.headers.get("Date") || "");
@@ -363,6 +367,8 @@
         lastOk = Date.now();
         lastError = null;
         render();
+        timings.push(Math.round((performance.now() - started) * 10) / 10);
+        if (timings.length > 50) timings.shift();
       } else {
         lastError = `HTTP ${resp.status}`;
       }
