@@ -192,7 +192,7 @@
         topics.addEventListener("click", () => showTopics(e.row));
         e.acts.append(topics);
       }
-      const main = el("span");
+      const main = el("span", "what");
       main.append(e.dur, document.createTextNode(" "), e.reason);
       e.li.append(e.badge, e.name, e.kind, e.facts, main, e.acts);
       epEls.set(r.key, e);
@@ -301,9 +301,9 @@
   function renderFeeds() {
     feed("alerts", data.alerts, (a) => {
       const li = el("li");
-      li.append(localTime(toMs(a.triggered_at)), badge(a.severity === "critical" ? "down" : "stale"),
+      const severity = el("span", `badge sev-${a.severity === "critical" ? "critical" : "warning"}`, a.severity);
+      li.append(localTime(toMs(a.triggered_at)), severity,
         document.createTextNode(` ${a.site || "?"}/${a.endpoint || "?"} ${a.condition}: ${a.message || ""}`));
-      li.children[1].lastChild.textContent = ` ${a.severity}`;
       return li;
     });
     feed("events", data.events, (ev) => {
