@@ -19,6 +19,7 @@ import pytest
 from browser import node_modules, start_browser
 from daemon_proc import TOKEN, DaemonProc, free_port
 from harness import wait_for
+from mosquitto import MosquittoBroker, mosquitto_binary
 
 from fieldwatch.demo import SILENT_ADDRESS
 
@@ -33,18 +34,36 @@ sites:
   - name: north
     endpoints:
       - {{name: gw, kind: icmp, host: 127.0.0.2, interval_s: 1, timeout_s: 0.5}}
-      - {{name: broker, kind: mqtt, host: 127.0.0.1, port: {free_port()}, topics: ["x/#"]}}
+      - name: broker
+        kind: mqtt
+        host: 127.0.0.1
+        port: @BROKER@
+        topics: ["x/#"]
+        parsers: [{{match: "x/+device/+metric", format: number}}]
 """
 ENDPOINTS = {"plant/lo", "plant/silent", "north/gw", "north/broker"}
 
 
 @pytest.fixture(scope="module")
-def daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DaemonProc]:
+def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MosquittoBroker | None]:
+    """A private Mosquitto for north/broker (its topics); without one that endpoint stays down."""
+    if mosquitto_binary() is None:
+        print("note: mosquitto is not installed: the topic switch test is skipped (scripts/test.sh installs it)")
+        yield None
+        return
+    running = MosquittoBroker(tmp_path_factory.mktemp("page-mosquitto")).start()
+    yield running
+    running.kill()
+
+
+@pytest.fixture(scope="module")
+def daemon(tmp_path_factory: pytest.TempPathFactory, broker: MosquittoBroker | None) -> Iterator[DaemonProc]:
     # no logging.file: the page's warnings and /api/v1/logs come from the in-memory ring
-    proc = DaemonProc(str(tmp_path_factory.mktemp("page-daemon")), CONFIG).start()
+    config = CONFIG.replace("@BROKER@", str(broker.port if broker is not None else free_port()))
+    proc = DaemonProc(str(tmp_path_factory.mktemp("page-daemon")), config).start()
     proc.wait_state("plant", "lo", "up", 20)
     proc.wait_state("plant", "silent", "down", 20)
-    proc.wait_state("north", "broker", "down", 20)
+    proc.wait_state("north", "broker", "up" if broker is not None else "down", 20)
     yield proc
     proc.kill()
 
@@ -109,7 +128,7 @@ def test_every_endpoint_rendered_with_its_state(page: Any, daemon: DaemonProc) -
 
     wait_for(agree, 10, what="the page to show the API's states")
     shown = rendered(page)
-    assert shown["plant/lo"] == "up" and shown["plant/silent"] == "down" and shown["north/broker"] == "down"
+    assert shown["plant/lo"] == "up" and shown["plant/silent"] == "down"
     # the state is a word and a symbol, not colour alone; worst first: the down ones lead
     silent = page.find_element("css selector", '[data-endpoint="plant/silent"]')
     assert "down" in silent.find_element("css selector", ".badge").text
@@ -231,7 +250,7 @@ def test_logs_without_a_file_reach_the_page_and_the_api(page: Any, daemon: Daemo
             "the latest warning on the page")
 
 
-def test_accessibility_axe_core(page: Any) -> None:
+def test_accessibility_axe_core(page: Any, daemon: DaemonProc) -> None:
     axe = os.path.join(node_modules(), "axe-core", "axe.min.js")
     if not os.path.exists(axe):
         print(f"SKIP reason: axe-core is not installed at {axe} (scripts/test.sh installs it)")
@@ -239,6 +258,19 @@ def test_accessibility_axe_core(page: Any) -> None:
     with open(axe, encoding="utf-8") as handle:
         page.execute_script(handle.read() + "\n;window.__axe = axe;")  # the CSP blocks injected <script> tags
     page.set_script_timeout(60)
+    serious = _axe_serious(page)
+    assert serious == []
+    # and with the confirmation dialog open (modal: the rest of the page is inert)
+    page.find_element("css selector", '[aria-label="Disable site plant"]').click()
+    wait_js(page, "return document.getElementById('confirm').open", 5, "the confirmation")
+    try:
+        assert _axe_serious(page) == []
+    finally:
+        page.find_element("css selector", "#confirm button[value=cancel]").click()
+    assert api_states(daemon)["plant/lo"] != "disabled"
+
+
+def _axe_serious(page: Any) -> list[Any]:
     violations = page.execute_async_script(
         "const done = arguments[arguments.length - 1];"
         "window.__axe.run(document, {resultTypes: ['violations']}).then(r => done(r.violations), e => done(String(e)));"
@@ -246,6 +278,55 @@ def test_accessibility_axe_core(page: Any) -> None:
     assert isinstance(violations, list), violations
     for v in violations:
         print(f"axe: {v['impact']} {v['id']}: {v['help']} ({len(v['nodes'])} nodes)")
-    serious = [(v["id"], v["impact"], [n["target"] for n in v["nodes"]][:5]) for v in violations
-               if v["impact"] in ("serious", "critical")]  # fmt: skip
-    assert serious == []
+    return [(v["id"], v["impact"], [n["target"] for n in v["nodes"]][:5]) for v in violations
+            if v["impact"] in ("serious", "critical")]  # fmt: skip
+
+
+def test_topic_switch_from_the_page(page: Any, daemon: DaemonProc, broker: MosquittoBroker | None) -> None:
+    if broker is None:
+        print("SKIP reason: mosquitto is not installed (scripts/test.sh installs it)")
+        pytest.skip("mosquitto not installed")
+    import paho.mqtt.publish as publish
+    from selenium.webdriver.common.keys import Keys
+
+    def seen() -> list[dict[str, Any]]:
+        publish.single("x/dev1/temp", "21.5", hostname="127.0.0.1", port=broker.port)
+        return list(daemon.get("/api/v1/topics?site=north&endpoint=broker")["items"])
+
+    topics = wait_for(seen, 15, interval=0.3, what="the topic discovered")
+    assert topics[0]["topic"] == "x/dev1/temp" and topics[0]["is_active"] is True
+    page.find_element("css selector", '[aria-label="Topics of endpoint north/broker"]').send_keys(Keys.ENTER)
+    wait_js(page, "return document.getElementById('topics').open", 5, "the topics dialog")
+    button = wait_for(lambda: page.find_elements("css selector", '[aria-label="Stop processing topic x/dev1/temp"]'),
+                      5, what="the topic's button")[0]  # fmt: skip
+    button.click()
+    wait_js(page, "return document.getElementById('confirm').open", 5, "the confirmation")
+    page.find_element("id", "confirm-ok").click()
+    if page.execute_script("return document.getElementById('token').open"):  # a fresh session asks once
+        page.find_element("id", "token-input").send_keys(TOKEN, Keys.ENTER)
+    wait_for(lambda: not seen()[0]["is_active"], 5, interval=0.3, what="the topic switched off")
+    wait_js(page, "return !!document.querySelector('[aria-label=\"Process topic x/dev1/temp\"]')", 5,
+            "the dialog to show the topic as not processed")
+    page.find_element("css selector", "#topics button[value=close]").click()
+    assert console_errors(page) == []
+
+
+def test_banner_when_the_daemon_stops_answering(browser: Any, tmp_path: Any) -> None:
+    config = CONFIG.replace("@BROKER@", str(free_port()))
+    proc = DaemonProc(str(tmp_path), config).start()
+    try:
+        browser.get(proc.url + "/")
+        wait_js(browser, "return document.querySelectorAll('[data-endpoint]').length === 4", 15, "the page")
+        assert wait_js(browser, "return /^updated \\d+s ago$/.test(document.getElementById('updated').textContent)",
+                       5, "updated Ns ago")
+        assert browser.execute_script("return document.getElementById('banner').hidden")
+        proc.kill()
+        stopped = time.monotonic()
+        wait_js(browser, "return !document.getElementById('banner').hidden", 20, "the stale banner")
+        text = browser.find_element("id", "banner").text
+        print(f"banner after {time.monotonic() - stopped:.1f} s: {text}")
+        assert text.startswith("Stale data: no answer from the daemon for") and "unreachable" in text
+        assert len(rendered(browser)) == 4  # the last data stays, marked stale by the banner
+    finally:
+        proc.kill()
+        browser.get_log("browser")  # the refused polls logged errors: not the other tests' business

@@ -29,6 +29,7 @@
   let timer = null;
   const collapsed = new Set();
   const siteEls = new Map();
+  let siteIds = 0;
   const epEls = new Map();
   let visible = [];
   let feedSig = {};
@@ -135,7 +136,7 @@
   function siteSection(g) {
     let s = siteEls.get(g.name);
     if (!s) {
-      const id = `site-${siteEls.size + 1}`;
+      const id = `site-${++siteIds}`;
       s = { section: el("section", "site"), toggle: el("button", "toggle", g.name), badge: el("span"),
         upn: el("span", "upn"), act: el("button", "act"), list: el("ul", "eps") };
       s.section.dataset.site = g.name;
@@ -243,6 +244,8 @@
       sections.push(s.section);
     }
     sync($("sites"), sections);
+    const listed = new Set(groups.map((g) => g.name));
+    for (const name of siteEls.keys()) if (!listed.has(name)) siteEls.delete(name); // deleted or filtered out
     for (const [key, e] of epEls) if (!used.has(key)) { e.li.remove(); epEls.delete(key); }
     const filtered = total !== rows.length ? ` (${rows.length} in all)` : "";
     setText($("shown"), total ? `Showing ${start + 1}–${Math.min(end, total)} of ${total} endpoints${filtered}, worst first`
