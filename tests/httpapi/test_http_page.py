@@ -92,9 +92,10 @@ def test_overview_keeps_the_live_states_when_storage_fails() -> None:
 
 
 def _ring_with_lines() -> tuple[LogRing, logging.Logger]:
+    """A ring on a logger of its own (not propagated: the test's lines stay out of the root's handlers)."""
     ring = LogRing(capacity=100)
     ring.setFormatter(logging.Formatter("%(asctime)s.000Z %(levelname)-7s %(name)s: %(message)s", "%Y-%m-%dT%H:%M:%S"))
-    log = logging.getLogger("fieldwatch.test.ring")
+    log = logging.getLogger("fieldwatch.test.page-ring")
     log.propagate = False
     log.setLevel(logging.DEBUG)
     log.addHandler(ring)
