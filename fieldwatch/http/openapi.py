@@ -245,50 +245,6 @@ def _followable(op: dict[str, Any]) -> dict[str, Any]:
     return op
 
 
-def _page_paths() -> dict[str, Any]:
-    """The status page (`/`) and the snapshot its script polls."""
-    text = {"type": "string"}
-    page_params = [_query(name, text, what) for name, what in (
-        ("q", "text filter"), ("state", "state filter"), ("site", "site filter"), ("page", "page of rows"),
-        ("kiosk", "1: the wall-screen layout"))]  # fmt: skip
-    overview = {
-        "type": "object",
-        "required": ["ready", "counts", "sites", "columns", "endpoints", "alerts", "events", "warnings"],
-        "properties": {
-            "ready": {"type": "boolean"},
-            "ready_reason": {"type": "string", "nullable": True},
-            "counts": {"type": "object", "additionalProperties": {"type": "integer"}},
-            "sites": {"type": "array", "items": _OBJ},
-            "columns": {"type": "array", "items": text, "description": "the order of each endpoint row"},
-            "endpoints": {"type": "array", "items": {"type": "array", "items": {}}},
-            "alerts": {"type": "array", "items": _ref("Alert")},
-            "events": {"type": "array", "items": _ref("Event")},
-            "storage_error": {"type": "string", "nullable": True},
-            "warnings": {"type": "array", "items": _ref("LogLine")},
-        },
-    }
-    not_modified = {"304": {"description": "unchanged since the ETag in If-None-Match"}}
-    return {
-        "/": {
-            "get": {
-                "summary": "the operator's status page (HTML; its script and style are under /static/)",
-                "parameters": page_params,
-                "responses": {
-                    "200": {"description": "the page", "content": {"text/html": {"schema": text}}},
-                    "400": _BAD,
-                },
-            }
-        },
-        f"{_API}/overview": {
-            "get": {
-                "summary": "the status page's snapshot: counts, sites, endpoint rows, alerts, events, warnings",
-                "parameters": [],
-                "responses": {"200": _json(overview, "the snapshot (times in Unix seconds)"), **not_modified},
-            }
-        },
-    }
-
-
 def openapi_document() -> dict[str, Any]:
     """The whole document: every route, parameter and response of SPEC section 6."""
     site_ok = _json(_ref("Site"), "the site as stored")
@@ -421,7 +377,9 @@ def openapi_document() -> dict[str, Any]:
                 body="TopicBody",
             )
         }
-    paths.update(_page_paths())
+    from fieldwatch.http.openapi_page import page_paths  # the status page's routes, kept apart
+
+    paths.update(page_paths())
     return {
         "openapi": "3.0.3",
         "info": {

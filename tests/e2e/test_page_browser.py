@@ -81,21 +81,13 @@ def page(browser: Any, daemon: DaemonProc, tmp_path: Any, request: pytest.Fixtur
     browser.get(daemon.url + "/")
     wait_js(browser, "return document.querySelectorAll('[data-endpoint]').length >= 4", 15, "the endpoints to render")
     yield browser
-    failed = getattr(request.node, "rep_call", None)
+    failed = getattr(request.node, "rep_call", None)  # set by tests/e2e/conftest.py
     if failed is not None and failed.failed:
         folder = os.environ.get("FIELDWATCH_ARTIFACTS") or str(tmp_path)
         os.makedirs(folder, exist_ok=True)
         shot = os.path.join(folder, f"{request.node.name}.png")
         browser.save_screenshot(shot)
         print(f"screenshot of the failing page: {shot}")
-
-
-@pytest.hookimpl(hookwrapper=True)
-def pytest_runtest_makereport(item: pytest.Item, call: Any) -> Iterator[None]:
-    outcome = yield
-    report = outcome.get_result()
-    if report.when == "call":
-        item.rep_call = report  # type: ignore[attr-defined]
 
 
 def wait_js(driver: Any, script: str, timeout: float, what: str) -> Any:
