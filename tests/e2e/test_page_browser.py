@@ -322,3 +322,61 @@ def test_banner_when_the_daemon_stops_answering(browser: Any, tmp_path: Any) -> 
     finally:
         proc.kill()
         browser.get_log("browser")  # the refused polls logged errors: not the other tests' business
+
+
+def test_counts_filter_collapse_and_kiosk(page: Any, daemon: DaemonProc) -> None:
+    page.find_element("css selector", 'button[data-count="down"]').click()  # a count filters by its state
+    wait_js(page, "return [...document.querySelectorAll('[data-endpoint]')].every(e => e.dataset.state === 'down')",
+            5, "only down endpoints")
+    assert "state=down" in page.current_url
+    assert page.find_element("css selector", 'button[data-count="down"]').get_attribute("aria-pressed") == "true"
+    page.find_element("css selector", 'button[data-count="down"]').click()
+    wait_js(page, "return document.querySelectorAll('[data-endpoint]').length === 4", 5, "every endpoint again")
+    assert "state=" not in page.current_url
+
+    toggle = page.find_element("css selector", 'section[data-site="plant"] .toggle')  # a site folds
+    toggle.click()
+    assert toggle.get_attribute("aria-expanded") == "false"
+    assert set(rendered(page)) == {"north/gw", "north/broker"}
+    toggle.click()
+    wait_js(page, "return document.querySelectorAll('[data-endpoint]').length === 4", 5, "plant unfolded")
+
+    page.get(daemon.url + "/?kiosk=1&site=plant")  # the wall screen: no controls; a filter from the URL
+    wait_js(page, "return document.querySelectorAll('[data-endpoint]').length === 2", 10, "plant's endpoints")
+    assert page.execute_script("return document.body.classList.contains('kiosk')")
+    visible_buttons = page.execute_script(
+        "return [...document.querySelectorAll('main button')].filter(b => b.offsetParent !== null)"
+        ".map(b => b.className)")
+    assert visible_buttons == ["toggle"]  # plant's fold toggle; no actions, no pager
+    assert not page.find_element("id", "q").is_displayed()
+    assert page.find_element("id", "site").get_attribute("value") == "plant"
+
+
+def test_site_and_restart_actions_from_the_page(page: Any, daemon: DaemonProc) -> None:
+    from selenium.webdriver.common.keys import Keys
+
+    def confirm() -> None:
+        wait_js(page, "return document.getElementById('confirm').open", 5, "the confirmation")
+        page.find_element("id", "confirm-ok").click()
+        if wait_for(lambda: page.execute_script(
+                "return document.getElementById('token').open || !document.getElementById('confirm').open"), 5):
+            if page.execute_script("return document.getElementById('token').open"):
+                page.find_element("id", "token-input").send_keys(TOKEN, Keys.ENTER)
+
+    generation = daemon.endpoint("plant", "lo")["generation"]
+    page.find_element("css selector", '[aria-label="Restart endpoint plant/lo"]').click()
+    confirm()
+    wait_for(lambda: daemon.endpoint("plant", "lo")["generation"] > generation, 10, what="a new generation")
+
+    page.find_element("css selector", '[aria-label="Disable site north"]').click()
+    confirm()
+    wait_js(page, "return ['north/gw', 'north/broker'].every(k => "
+            "document.querySelector(`[data-endpoint=\"${k}\"]`).dataset.state === 'disabled')", 5, "north disabled")
+    assert daemon.get("/api/v1/sites/north")["enabled"] is False
+    page.find_element("css selector", '[aria-label="Enable site north"]').click()
+    confirm()
+    wait_for(lambda: daemon.get("/api/v1/sites/north")["enabled"], 5, what="north enabled")
+    wait_js(page, "return document.querySelector('[data-endpoint=\"north/gw\"]').dataset.state !== 'disabled'", 10,
+            "north back")
+    assert "Site north enabled" in page.find_element("id", "notice").text
+    assert console_errors(page) == []
