@@ -91,22 +91,23 @@
       r.start = r.state === "down" && r.downSince ? r.downSince : r.since;
     }
   }
-  function matches(r) {
+  function matches(r, terms) {
     if (view.state && r.state !== view.state) return false;
     if (view.site && r.site !== view.site) return false;
-    return view.q.toLowerCase().split(/\s+/).every((term) => !term || r.text.includes(term));
+    return terms.every((term) => r.text.includes(term));
   }
   function byWorst(a, b) {
     return RANK[a.state] - RANK[b.state] || (a.start || 0) - (b.start || 0) || a.key.localeCompare(b.key);
   }
   function arrange() {
     const groups = new Map();
+    const terms = view.q.toLowerCase().split(/\s+/).filter(Boolean);
     for (const s of data.sites) groups.set(s.name, { name: s.name, enabled: s.enabled, all: [], shown: [] });
     for (const r of rows) {
       if (!groups.has(r.site)) groups.set(r.site, { name: r.site, enabled: true, all: [], shown: [] });
       const g = groups.get(r.site);
       g.all.push(r);
-      if (matches(r)) g.shown.push(r);
+      if (matches(r, terms)) g.shown.push(r);
     }
     const filtering = Boolean(view.q || view.state || view.site);
     const list = [];
