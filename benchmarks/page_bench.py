@@ -126,7 +126,8 @@ def report(r: dict[str, Any], command: str) -> str:
     weight = r["weight"]
     lines = [
         "## Status page\n",
-        f"Recorded {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} on {os.cpu_count()} CPUs (shared), "
+        f"Recorded {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} on {os.cpu_count()} CPUs (shared: load "
+        f"average {os.getloadavg()[0]:.1f} at the end; server times vary about 2x with the load), "
         f"Python {platform.python_version()}, headless Debian chromium.\n",
         f"Command: `{command}`\n",
         f"{r['endpoints']:,} endpoints (every state represented; 1 % change state every second while the page polls).\n",
