@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator
 from typing import Any
 
@@ -66,3 +67,30 @@ def test_alerts_active_and_all_newest_first(daemon: DaemonProc) -> None:
     triggered = [line.split()[0] for line in every[1:]]
     assert triggered == sorted(triggered, reverse=True) and triggered[0] > triggered[1]
     assert len(_alerts(daemon)) == 2
+
+
+def test_logs_without_a_log_file(daemon: DaemonProc) -> None:
+    """No `logging.file` in the config: `fieldwatch logs` (and -f) read the daemon's in-memory lines."""
+    daemon.wait_state("plant", "silent", "down", 20)
+    done = subprocess.run([sys.executable, "-m", "fieldwatch", "logs", "--lines", "50", "--url", daemon.url],
+                          capture_output=True, text=True, timeout=30, env=daemon.env)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "fieldwatch started" in done.stdout and "[sites/plant/silent]" in done.stdout
+
+    follow = subprocess.Popen([sys.executable, "-m", "fieldwatch", "logs", "-f", "--lines", "1", "--site", "plant",
+                               "--url", daemon.url], stdout=subprocess.PIPE, text=True, env=daemon.env)  # fmt: skip
+    lines: list[str] = []
+    reader = threading.Thread(target=lambda: lines.extend(iter(follow.stdout.readline, "")), daemon=True)  # type: ignore[union-attr]
+    reader.start()
+    try:
+        wait_for(lambda: lines, 15, what="the stream open (its first line printed)")
+        before = len(lines)
+        # disabled, enabled again: connecting -> down is logged by the endpoint's actor
+        assert daemon.request("POST", "/api/v1/endpoints/plant/silent/disable")[0] == 202
+        assert daemon.request("POST", "/api/v1/endpoints/plant/silent/enable")[0] == 202
+        wait_for(lambda: any("[sites/plant/silent] connecting -> down" in line for line in lines[before:]), 15,
+                 what="the followed line")
+        assert all("[sites/plant/" in line for line in lines if line.strip() and not line.startswith(" "))
+    finally:
+        follow.terminate()
+        follow.wait(10)
