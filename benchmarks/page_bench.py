@@ -84,6 +84,7 @@ def run(endpoints: int, seconds: float) -> dict[str, Any]:
             status, _, _ = _get(base + "/api/v1/overview", {"If-None-Match": etag})
             unchanged.append((time.perf_counter() - started) * 1000)
         out["overview_bytes"], out["overview_full"], out["overview_304"], out["status_304"] = len(body), full, unchanged, status
+        out["overview_gzip_bytes"] = len(_get(base + "/api/v1/overview", {"Accept-Encoding": "gzip"})[1])
 
         driver = start_browser(tempfile.mkdtemp(prefix="page-bench-"))
         try:
@@ -136,7 +137,8 @@ def report(r: dict[str, Any], command: str) -> str:
         f"| page weight: HTML + script + style + icon (budget 60 kB) | {sum(weight.values()):,} B "
         f"({weight['/']:,} + {weight['/static/page.js']:,} + {weight['/static/page.css']:,} + "
         f"{weight['/static/favicon.svg']:,}) |",
-        f"| GET /api/v1/overview body | {r['overview_bytes'] / 1e6:.2f} MB |",
+        f"| GET /api/v1/overview body, plain / gzip (what a browser gets) | {r['overview_bytes'] / 1e6:.2f} MB / "
+        f"{r['overview_gzip_bytes'] / 1e3:.0f} kB |",
         f"| GET /api/v1/overview full, p50 / max | {_ms(r['overview_full'])} ms |",
         f"| GET /api/v1/overview unchanged ({r['status_304']}), p50 / max | {_ms(r['overview_304'])} ms |",
         f"| browser: first snapshot parsed + rendered | {r['first_render_ms']:.1f} ms |",

@@ -10,12 +10,14 @@ storage reads (active alerts, latest events) plus the in-memory log ring (warnin
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import json
 import logging
 import os
 import threading
 import time
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import falcon
@@ -120,38 +122,57 @@ def _warnings(deps: AppDeps) -> list[dict[str, Any]]:
     return items[-WARNINGS_SHOWN:][::-1]
 
 
+@dataclass(slots=True)
+class _Built:
+    """One built snapshot: when, its JSON, its ETag, and its gzip form once a client asked for it."""
+
+    at: float
+    data: bytes
+    etag: str
+    gzipped: bytes | None = None
+
+
 class OverviewResource(Resource):
     """`GET /api/v1/overview`: the page's snapshot; 304 when unchanged (If-None-Match).
 
     A snapshot is built at most once per `deps.overview_cache_s` whatever the number of
     open pages (each polls every 2 s): at 10,000 endpoints a build is ~0.1 s of CPU.
+    With `Accept-Encoding: gzip` it is sent compressed (~10x smaller at 10,000 endpoints:
+    a plant link may be slow), with its own ETag (`<hash>-gz`), as strong ETags require.
     """
 
     def __init__(self, deps: AppDeps) -> None:
         super().__init__(deps)
         self._lock = threading.Lock()
-        self._built: tuple[float, bytes, str] | None = None
+        self._built: _Built | None = None
 
-    def _snapshot(self) -> tuple[bytes, str]:
+    def _snapshot(self, gzipped: bool) -> tuple[bytes, str]:
         with self._lock:  # a request arriving during a build waits for it rather than building again
             now = time.monotonic()
-            if self._built is not None and now - self._built[0] < self.deps.overview_cache_s:
-                return self._built[1], self._built[2]
-            data = json.dumps(build_overview(self.deps), separators=(",", ":"), default=to_rfc3339).encode()
-            etag = hashlib.sha1(data, usedforsecurity=False).hexdigest()[:20]
-            self._built = (now, data, etag)
-            return data, etag
+            built = self._built
+            if built is None or now - built.at >= self.deps.overview_cache_s:
+                data = json.dumps(build_overview(self.deps), separators=(",", ":"), default=to_rfc3339).encode()
+                built = self._built = _Built(now, data, hashlib.sha1(data, usedforsecurity=False).hexdigest()[:20])
+            if not gzipped:
+                return built.data, built.etag
+            if built.gzipped is None:
+                built.gzipped = gzip.compress(built.data, compresslevel=1, mtime=0)
+            return built.gzipped, built.etag + "-gz"
 
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         """The snapshot with a strong ETag over its content."""
         params.check_known(req, ())
-        data, etag = self._snapshot()
+        accepts_gzip = "gzip" in (req.get_header("Accept-Encoding") or "").lower()
+        data, etag = self._snapshot(accepts_gzip)
         resp.etag = etag
         resp.cache_control = ["no-cache"]
+        resp.vary = ["Accept-Encoding"]
         if any(tag == etag or tag == "*" for tag in req.if_none_match or ()):
             resp.status = falcon.HTTP_304
             return
         resp.content_type = falcon.MEDIA_JSON
+        if accepts_gzip:
+            resp.set_header("Content-Encoding", "gzip")
         resp.data = data
 
 

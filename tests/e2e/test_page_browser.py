@@ -159,6 +159,10 @@ def test_every_resource_same_origin_and_csp(page: Any, daemon: DaemonProc) -> No
     names = page.execute_script("return performance.getEntriesByType('resource').map(r => r.name)")
     assert any(n.endswith("/static/page.js") for n in names) and any(n.endswith("/static/page.css") for n in names)
     assert [n for n in names if not n.startswith(origin + "/")] == []
+    sizes = page.execute_script(  # the first snapshot came gzipped (Chrome accepts gzip)
+        "const e = performance.getEntriesByType('resource').find(r => r.name.endsWith('/api/v1/overview'));"
+        "return [e.encodedBodySize, e.decodedBodySize]")
+    assert 0 < sizes[0] < sizes[1], sizes
     with urllib.request.urlopen(origin + "/", timeout=5) as resp:
         assert resp.headers["Content-Security-Policy"] == "default-src 'self'"
         html = resp.read().decode()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import json
 import logging
 import time
@@ -157,3 +158,17 @@ def test_overview_built_once_per_interval() -> None:
     deps.board.update(2, 0, state="up", since=time.time(), down_since=None)  # type: ignore[attr-defined]
     assert cached.simulate_get("/api/v1/overview").headers["etag"] == first.headers["etag"]  # within the interval
     assert client.simulate_get("/api/v1/overview").json["counts"]["down"] == 0  # interval 0: rebuilt
+
+
+def test_overview_gzipped_when_accepted() -> None:
+    client, _ = _board_deps()
+    plain = client.simulate_get("/api/v1/overview")
+    packed = client.simulate_get("/api/v1/overview", headers={"Accept-Encoding": "gzip, deflate"})
+    assert plain.headers.get("content-encoding") is None
+    assert packed.headers["content-encoding"] == "gzip" and "Accept-Encoding" in packed.headers["vary"]
+    assert json.loads(gzip.decompress(packed.content)) == plain.json
+    assert packed.headers["etag"] == plain.headers["etag"][:-1] + '-gz"'  # its own strong ETag
+    again = client.simulate_get("/api/v1/overview", headers={"Accept-Encoding": "gzip",
+                                                              "If-None-Match": packed.headers["etag"]})  # fmt: skip
+    assert again.status_code == 304
+    assert client.simulate_get("/api/v1/overview", headers={"If-None-Match": packed.headers["etag"]}).status_code == 200
