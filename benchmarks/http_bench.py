@@ -118,11 +118,12 @@ def table(rows: list[Row]) -> str:
     return "\n".join(out)
 
 
-def record(text: str, section: str = "## HTTP") -> None:
-    """Replace `section` of RESULTS.md (or append it); other sections stay as they are."""
+def record(text: str, section: str = "HTTP") -> None:
+    """Replace the `## <section>` of RESULTS.md (or append it); other sections stay as they are."""
+    section = section.removeprefix("## ")
     with open(_RESULTS, encoding="utf-8") as f:
         content = f.read()
-    start = content.find(f"\n{section}\n")
+    start = content.find(f"\n## {section}\n")
     if start < 0:
         content = content.rstrip("\n") + "\n\n" + text
     else:

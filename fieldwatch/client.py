@@ -1,4 +1,4 @@
-"""The CLI's client commands (SPEC section 8): status, enable, disable, logs, events — over the HTTP API.
+"""The CLI's client commands (SPEC section 8): status, enable, disable, logs, events, alerts — over the HTTP API.
 
 Each command is a function `Namespace -> exit code`: 0 ok, 1 runtime error (daemon
 unreachable, refused or failed), 2 usage error. Only the standard library is used.
@@ -24,6 +24,7 @@ __all__ = [
     "DEFAULT_URL",
     "ClientError",
     "add_client_commands",
+    "cmd_alerts",
     "cmd_disable",
     "cmd_enable",
     "cmd_events",
@@ -273,6 +274,41 @@ def cmd_logs(args: argparse.Namespace) -> int:
     return _run(body)
 
 
+def format_alerts(alerts: list[dict[str, Any]], *, show_resolved: bool, now: float | None = None) -> str:
+    """The alerts table, in the API's order (newest first); ages are since triggered (and resolved)."""
+    now = time.time() if now is None else now
+    header: tuple[str, ...] = ("TRIGGERED", "AGE", "SEVERITY", "SITE/ENDPOINT", "CONDITION")
+    header += ("RESOLVED",) if show_resolved else ()
+    rows: list[tuple[str, ...]] = []
+    for alert in alerts:
+        where = f"{alert.get('site') or '-'}/{alert.get('endpoint') or '-'}"
+        row: tuple[str, ...] = (str(alert.get("triggered_at")), _age(alert.get("triggered_at"), now), str(alert.get("severity")), where,
+               str(alert.get("condition")))  # fmt: skip
+        if show_resolved:
+            row += (f"{_age(alert.get('resolved_at'), now)} ago" if alert.get("resolved_at") else "active",)
+        rows.append((*row, str(alert.get("message") or "")))
+    widths = [max(len(row[i]) for row in (header, *rows)) for i in range(len(header))]
+    lines = ["  ".join(cell.ljust(width) for cell, width in zip(header, widths, strict=False)) + "  MESSAGE"]
+    for row in rows:
+        cells = [cell.ljust(width) for cell, width in zip(row, widths, strict=False)]
+        lines.append("  ".join([*cells, row[-1]]).rstrip())
+    return "\n".join(lines)
+
+
+def cmd_alerts(args: argparse.Namespace) -> int:
+    """Print the active alerts (every alert with --all), newest first."""
+
+    def body() -> None:
+        query = {"limit": args.limit, "active": None if args.all else "true"}
+        alerts = _call(args, "GET", "/api/v1/alerts", **query)["items"]
+        if not alerts:
+            print("no alerts" if args.all else "no active alerts")
+            return
+        print(format_alerts(alerts, show_resolved=args.all))
+
+    return _run(body)
+
+
 def cmd_events(args: argparse.Namespace) -> int:
     """Print the connection event log, oldest first (and follow it with -f)."""
     query = {"site": args.site, "endpoint": args.endpoint, "level": args.level, "limit": args.limit}
@@ -347,12 +383,20 @@ def _add_events(sub: SubParsers) -> None:
     _common(p)
 
 
+def _add_alerts(sub: SubParsers) -> None:
+    p = sub.add_parser("alerts", help="the active alerts (all with --all), newest first")
+    p.add_argument("--all", action="store_true", help="resolved alerts too")
+    p.add_argument("--limit", type=_positive, default=100, help="at most this many (default 100)")
+    _common(p)
+
+
 CLIENT_COMMANDS: dict[str, tuple[Callable[[SubParsers], None], Callable[[argparse.Namespace], int]]] = {
     "status": (_add_status, cmd_status),
     "enable": (_add_site_command("enable", "enable a site (its connections start at once)"), cmd_enable),
     "disable": (_add_site_command("disable", "disable a site (its connections stop at once)"), cmd_disable),
     "logs": (_add_logs, cmd_logs),
     "events": (_add_events, cmd_events),
+    "alerts": (_add_alerts, cmd_alerts),
 }
 """Subcommand name -> (declare its arguments, run it), the shape of `fieldwatch.cli.COMMANDS`."""
 

@@ -474,6 +474,10 @@ class Controller:
                     endpoints.append(view)
             return {"name": name, "enabled": site.enabled, "endpoints": endpoints}
 
+    def site_flags(self) -> dict[str, bool]:
+        """Site name -> stored enabled flag, without the command lock (the page never waits on a command)."""
+        return {name: site.enabled for name, site in list(self._sites.items())}
+
     def list_sites(self) -> list[dict[str, Any]]:
         """Every site, by name: one snapshot under the lock, so a concurrent delete can never
         turn the listing into a 404 for the site it removed."""

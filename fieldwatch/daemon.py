@@ -21,6 +21,7 @@ from fieldwatch.actors.supervisor import ChildSpec, Supervisor, SupervisorOption
 from fieldwatch.actors.tree import TreeView
 from fieldwatch.config.model import Config
 from fieldwatch.controller import Controller
+from fieldwatch.logring import LogRing
 from fieldwatch.logsetup import setup_logging
 from fieldwatch.policy import ChildPolicy
 from fieldwatch.policy import HealthCheck as HealthPolicy
@@ -116,6 +117,7 @@ class Daemon:
         self.controller: Controller | None = None
         self.http: Any = None
         self.exit_code = EXIT_OK
+        self.log_ring: LogRing | None = None
         self._stop = threading.Event()
         self._restart_tree = threading.Event()
 
@@ -131,7 +133,7 @@ class Daemon:
     def start(self) -> None:
         """Start storage, the tree and the HTTP server; raises on a start-up failure."""
         cfg = self.config
-        setup_logging(
+        self.log_ring = setup_logging(
             level=cfg.logging.level,
             file=cfg.logging.file,
             fmt=cfg.logging.format,
@@ -236,6 +238,7 @@ class Daemon:
             registry=self.registry,
             token=self.config.http.token,
             log_file=self.config.logging.file,
+            log_ring=self.log_ring,
             max_body_bytes=self.config.http.max_body_bytes,
         )
         self.http = serve(create_app(deps), self.config.http.listen, self.config.http.threads)

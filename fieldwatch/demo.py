@@ -4,7 +4,8 @@ Starts an OPC UA simulation server (tank level, pump, counter), an MQTT broker
 (Mosquitto when installed, else the embedded amqtt broker) with a simulated
 publisher of a few devices (one goes silent after a minute), and watches them
 plus ICMP to 127.0.0.1 and one address that never answers. SQLite in a temp or
-given folder. Prints the API URL, the generated token and some hints.
+given folder. Prints the status page's URL first, then the API URL, the generated
+token and some hints.
 """
 
 from __future__ import annotations
@@ -145,6 +146,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         url = daemon.url
         print(
             f"\nfieldwatch demo is running ({broker.kind} broker on port {mqtt_port}, OPC UA at {opcua_url})\n"
+            f"  page:   {url}/   <- open this in a browser\n"
             f"  API:    {url}/api/v1/sites\n"
             f"  token:  {token}\n"
             f"  data:   {workdir}\n"

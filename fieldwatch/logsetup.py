@@ -14,6 +14,8 @@ import sys
 import time
 from typing import Any
 
+from fieldwatch.logring import LogRing
+
 __all__ = ["setup_logging", "JsonFormatter", "TEXT_FORMAT", "SecretFilter"]
 
 TEXT_FORMAT = "%(asctime)s.%(msecs)03dZ %(levelname)-7s %(name)s: %(message)s"
@@ -72,8 +74,12 @@ def setup_logging(
     backups: int = 5,
     console: bool = True,
     secrets: list[str] | None = None,
-) -> None:
-    """Configure the root logger (replacing handlers a previous call installed)."""
+) -> LogRing:
+    """Configure the root logger (replacing handlers a previous call installed).
+
+    Returns the in-memory ring of recent lines (always installed, file or not) that
+    `/api/v1/logs` and the status page read.
+    """
     root = logging.getLogger()
     for handler in list(root.handlers):
         if getattr(handler, "_fieldwatch", False):
@@ -87,6 +93,8 @@ def setup_logging(
         handlers.append(logging.handlers.RotatingFileHandler(file, maxBytes=max_bytes, backupCount=backups))
     if console:
         handlers.append(logging.StreamHandler(sys.stderr))
+    ring = LogRing()
+    handlers.append(ring)
     for handler in handlers:
         handler.setFormatter(formatter)
         handler.addFilter(secret_filter)
@@ -99,3 +107,4 @@ def setup_logging(
     # asyncua logs errors on every failed connect and lost session; the OPC UA actor
     # reports each failure once through its state, events and alerts instead.
     logging.getLogger("asyncua").setLevel(logging.WARNING if root.level <= logging.DEBUG else logging.CRITICAL + 1)
+    return ring

@@ -49,3 +49,13 @@ def test_text_lines_are_prefixed_and_the_file_rotates(tmp_path: Any, restore_log
     assert "[sites/net/router] line 99" in text
     assert (tmp_path / "fw.log.1").exists()  # rotated
     assert not (tmp_path / "fw.log.3").exists()  # only `backups` old files kept
+
+
+def test_the_in_memory_ring_has_the_lines_without_a_file(restore_logging: None) -> None:
+    ring = setup_logging(level="info", file=None, fmt="text", console=False, secrets=["s3cret-token"])
+    PathLogger(logging.getLogger("fieldwatch.test.ringsetup"), {"path": "sites/lutete/plc"}).warning("token s3cret-token refused")
+    logging.getLogger("fieldwatch.test.ringsetup").debug("below the level")
+    lines, last = ring.lines()
+    assert lines[-1].endswith("[sites/lutete/plc] token <redacted> refused") and " WARNING " in lines[-1]
+    assert "s3cret-token" not in "\n".join(lines) and "below the level" not in "\n".join(lines)
+    assert ring.lines(after=last) == ([], last)

@@ -18,7 +18,9 @@ from fieldwatch.http.errors import install_error_handlers
 from fieldwatch.http.gate import HeadAsGet, RequestGate, RouteTable
 from fieldwatch.http.logtail import StreamStats
 from fieldwatch.http.metrics import FieldwatchCollector
+from fieldwatch.http.page import STATIC_DIR, OverviewResource, PageHeaders, PageResource
 from fieldwatch.http.readside import Queries, StorageQueries
+from fieldwatch.logring import LogRing
 from fieldwatch.status import StatusBoard
 from fieldwatch.storage.gateway import StorageStats
 
@@ -44,6 +46,10 @@ class ControllerLike(Protocol):
 
     def get_site(self, name: str) -> dict[str, Any]:
         """One site; NotFoundError when unknown."""
+        ...
+
+    def site_flags(self) -> dict[str, bool]:
+        """Site name -> enabled, without waiting on a command in progress (the status page)."""
         ...
 
     def get_endpoint(self, site: str, name: str) -> dict[str, Any]:
@@ -108,6 +114,10 @@ class AppDeps:
     #: register the app's Prometheus collector on `registry` (one app per registry); /metrics
     #: renders the collector's families either way
     register_collector: bool = True
+    #: recent log lines in memory: /api/v1/logs without `logging.file`, the page's warnings
+    log_ring: LogRing | None = None
+    #: the status page's snapshot is rebuilt at most this often (seconds), however many pages poll
+    overview_cache_s: float = 1.0
 
 
 class FieldwatchApp(falcon.App):  # type: ignore[type-arg]
@@ -121,7 +131,7 @@ def create_app(deps: AppDeps) -> FieldwatchApp:
     routes = RouteTable()
     auth = TokenAuth(deps.token)
     auth.routes = routes
-    middleware: list[Any] = [HeadAsGet(routes), r.BodyLimit(deps.max_body_bytes), auth]
+    middleware: list[Any] = [HeadAsGet(routes), r.BodyLimit(deps.max_body_bytes), auth, PageHeaders()]
     app = FieldwatchApp(middleware=middleware)
     routes.app = app
     app.gate = RequestGate(routes, auth, deps.max_body_bytes)
@@ -137,6 +147,8 @@ def create_app(deps: AppDeps) -> FieldwatchApp:
     if deps.register_collector:
         deps.registry.register(collector)
 
+    app.add_route("/", PageResource())
+    app.add_static_route("/static", STATIC_DIR)
     app.add_route("/healthz", r.Health(deps))
     app.add_route("/readyz", r.Ready(deps))
     app.add_route("/metrics", r.MetricsResource(deps, collector))
@@ -159,4 +171,5 @@ def create_app(deps: AppDeps) -> FieldwatchApp:
         app.add_route(f"{api}/topics/{action}", topics, suffix=action)
     app.add_route(f"{api}/tree", r.TreeResource(deps))
     app.add_route(f"{api}/logs", r.LogResource(deps))
+    app.add_route(f"{api}/overview", OverviewResource(deps))
     return app

@@ -399,7 +399,7 @@ def openapi_document() -> dict[str, Any]:
             )
         },
     }
-    paths[f"{_API}/logs"]["get"]["responses"]["404"] = _error("the daemon logs to no file")
+    paths[f"{_API}/logs"]["get"]["responses"]["404"] = _error("no log file and no in-memory log")
     for action, what in (("enable", "enable a site: its actors start"), ("disable", "disable a site: actors stop")):
         paths[f"{_API}/sites/{{site}}/{action}"] = {
             "parameters": [_path("site")],
@@ -419,6 +419,9 @@ def openapi_document() -> dict[str, Any]:
                 body="TopicBody",
             )
         }
+    from fieldwatch.http.openapi_page import page_paths  # the status page's routes, kept apart
+
+    paths.update(page_paths())
     _finish(paths)
     return {
         "openapi": "3.0.3",

@@ -31,7 +31,7 @@ def _run_demo(tmp_path: Any, env: dict[str, str]) -> dict[str, Any]:
          "--silent-after", "5", "--offline-after", "3"],
         stdout=out, stderr=subprocess.STDOUT, env=env,
     )
-    seen: dict[str, Any] = {}
+    seen: dict[str, Any] = {"base": base}
     try:
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
@@ -46,7 +46,7 @@ def _run_demo(tmp_path: Any, env: dict[str, str]) -> dict[str, Any]:
             except (OSError, urllib.error.URLError, ValueError):
                 time.sleep(0.5)
                 continue
-            seen = {"plc": plc, "sensors": sensors, "loopback": loopback, "silent": silent, "alerts": alerts,
+            seen = {"base": base, "plc": plc, "sensors": sensors, "loopback": loopback, "silent": silent, "alerts": alerts,
                     "parse_errors": parse_errors}
             if (
                 plc["state"] == "up" and plc["readings"]
@@ -61,6 +61,8 @@ def _run_demo(tmp_path: Any, env: dict[str, str]) -> dict[str, Any]:
             time.sleep(0.5)
         else:
             pytest.fail(f"demo not all visible within 60 s: {json.dumps(seen)[:3000]}")
+        with urllib.request.urlopen(f"{base}/", timeout=5) as resp:  # the status page it announces
+            seen["page"] = resp.read().decode()
         stopped_at = time.monotonic()
         proc.send_signal(signal.SIGINT)
         assert proc.wait(10) == 0
@@ -90,3 +92,7 @@ def test_demo_with_the_embedded_broker(tmp_path: Any) -> None:
     assert shutil.which("mosquitto", path=env["PATH"]) is None
     seen = _run_demo(tmp_path, env)
     assert "amqtt broker" in seen["output"]
+    # the page's URL is the first thing the announcement gives, and it serves the page
+    announced = seen["output"].split("fieldwatch demo is running", 1)[1].splitlines()
+    assert announced[1].split()[:2] == ["page:", f"{seen['base']}/"]
+    assert '<script src="/static/page.js" defer>' in seen["page"]

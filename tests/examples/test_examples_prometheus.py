@@ -102,6 +102,7 @@ tests:
             exp_annotations:
               summary: "lutete/plc (opcua) is down"
               description: "Endpoint plc of site lutete has been down for more than 2 minutes (fieldwatch gw1:8080). The reason is in `fieldwatch status` or GET /api/v1/endpoints/lutete/plc."
+              page: "http://gw1:8080/?site=lutete&q=plc"
       - eval_time: 4m
         alertname: FieldwatchTargetDown
         exp_alerts: []

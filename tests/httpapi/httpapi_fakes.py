@@ -76,6 +76,9 @@ class FakeController:
     def ready(self) -> tuple[bool, str | None]:
         return self.readiness
 
+    def site_flags(self) -> dict[str, bool]:
+        return {name: bool(site["enabled"]) for name, site in self.sites.items()}
+
     def list_sites(self) -> list[dict[str, Any]]:
         self._guard()
         with self.lock:

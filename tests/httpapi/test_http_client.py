@@ -130,3 +130,21 @@ def test_colours_only_on_a_terminal(monkeypatch: pytest.MonkeyPatch) -> None:
     assert not _colour_enabled(_Tty(False))  # type: ignore[arg-type]
     monkeypatch.setenv("NO_COLOR", "1")
     assert not _colour_enabled(_Tty(True))  # type: ignore[arg-type]
+
+
+def test_alerts_command_active_and_all(server: HttpServer, deps: AppDeps, capsys: pytest.CaptureFixture[str]) -> None:
+    rows = deps.queries.rows["alerts"]  # type: ignore[attr-defined]
+    assert main(["alerts", "--url", server.url]) == 0
+    assert capsys.readouterr().out.strip() == "no active alerts"
+    rows.append({"site": "alpha", "endpoint": "plc", "condition": "down", "severity": "critical", "message": "refused",
+                 "triggered_at": "2024-01-01T00:00:00.000Z", "resolved_at": "2024-01-01T00:05:00.000Z", "active": False})
+    rows.append({"site": "beta", "endpoint": "broker", "condition": "stale", "severity": "warning", "message": "quiet",
+                 "triggered_at": "2024-01-02T00:00:00.000Z", "resolved_at": None, "active": True})  # fmt: skip
+    assert main(["alerts", "--url", server.url]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert len(out) == 2 and "beta/broker" in out[1] and "stale" in out[1] and out[1].endswith("quiet")
+    assert main(["alerts", "--all", "--url", server.url]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert "RESOLVED" in out[0] and [line.split()[3] for line in out[1:]] == ["beta/broker", "alpha/plc"]
+    assert " active " in out[1] and " ago " in out[2]
+    assert deps.queries.calls[-1] == ("alerts", {"active": None, "since": None})  # type: ignore[attr-defined]

@@ -10,6 +10,7 @@ from fieldwatch.http import params
 from fieldwatch.http.logtail import LogFilter, LogFollower, ndjson_stream, tail
 from fieldwatch.http.resources._common import Resource, page
 from fieldwatch.http.resources.collections import follow_params
+from fieldwatch.logring import LogRing
 
 __all__ = ["LogResource"]
 
@@ -20,6 +21,8 @@ DEFAULT_LINES = 200
 
 class LogResource(Resource):
     """The last `lines` matching lines (oldest first, as `tail` prints them).
+
+    From `logging.file` when one is set, else from the in-memory ring of recent lines.
 
     Each item is `{"line", "level", "path"}`. With `follow=1` the answer is NDJSON: those
     lines, then every new matching line, across a rotation of the file.
@@ -34,14 +37,19 @@ class LogResource(Resource):
         filt = LogFilter(params.level(req), params.text(req, "site"))
         follow, max_s = follow_params(req)
         path = self.deps.log_file
-        if path is None:
-            raise falcon.HTTPNotFound(title="No log file", description="the daemon logs to no file (logging.file)")
+        ring = self.deps.log_ring
+        if path is None and ring is None:
+            raise falcon.HTTPNotFound(title="No log", description="the daemon logs to no file and keeps no lines")
         if follow and not self.deps.streams.acquire(self.deps.max_streams):
             raise falcon.HTTPServiceUnavailable(
                 title="Too many follow streams",
                 description=f"{self.deps.max_streams} streams are open already; try again later",
                 retry_after=5,
             )
+        if path is None:
+            assert ring is not None
+            self._from_ring(resp, ring, lines, filt, follow, max_s)
+            return
         try:
             items, position = tail(path, lines, filt)
         except OSError as err:
@@ -69,4 +77,25 @@ class LogResource(Resource):
             heartbeat_s=self.deps.heartbeat_s,
             max_s=max_s,
             on_close=follower.close,
+        )
+
+    def _from_ring(
+        self, resp: falcon.Response, ring: LogRing, lines: int, filt: LogFilter, follow: bool, max_s: float | None
+    ) -> None:
+        """No log file (journal, console): the same answer from the in-memory ring of recent lines."""
+        found, last = ring.lines()
+        items = [item for raw in found if (item := filt.line(raw)) is not None]
+        items = items[-lines:] if lines else []
+        if not follow:
+            resp.media = page(items)
+            return
+
+        def poll() -> list[dict[str, object]]:
+            nonlocal last
+            new, last = ring.lines(after=last)
+            return [item for raw in new if (item := filt.line(raw)) is not None]
+
+        resp.content_type = "application/x-ndjson"
+        resp.stream = ndjson_stream(
+            items, poll, stats=self.deps.streams, heartbeat_s=self.deps.heartbeat_s, max_s=max_s
         )
