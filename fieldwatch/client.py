@@ -386,7 +386,7 @@ def _add_events(sub: SubParsers) -> None:
 def _add_alerts(sub: SubParsers) -> None:
     p = sub.add_parser("alerts", help="the active alerts (all with --all), newest first")
     p.add_argument("--all", action="store_true", help="resolved alerts too")
-    p.add_argument("--limit", type=_positive, default=100, help="at most this many (default 100)")
+    p.add_argument("--limit", type=_in_range(1, MAX_LIMIT), default=100, help="at most this many (default 100)")
     _common(p)
 
 
