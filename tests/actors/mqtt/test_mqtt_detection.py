@@ -62,39 +62,48 @@ def test_unanswered_tcp_handshake_fails_the_attempt_within_the_bound(syn_dropper
     assert at - began <= BOUND_S, f"the attempt took {at - began:.1f} s, bound {BOUND_S:g} s"
 
 
-def test_first_connect_to_a_silent_host_shows_down_within_the_bound(syn_dropper: int, harness: Harness) -> None:
-    options = MqttOptions(host="127.0.0.1", port=syn_dropper, client_id="fw-test", keepalive_s=KEEPALIVE_S, qos=1,
+def _start(harness: Harness, port: int) -> None:
+    options = MqttOptions(host="127.0.0.1", port=port, client_id="fw-test", keepalive_s=KEEPALIVE_S, qos=1,
                           topics=("sensors/#",), offline_after_s=None)
-    began = time.monotonic()
     harness.start([SiteConfig("s1", endpoints=(EndpointConfig("mq", "mqtt", options),))], policy=fast_policy())
+
+
+def _connecting_then_down(harness: Harness) -> tuple[float, set[str]]:
+    """Seconds from `connecting` (the board's own `since`) to `down`, and every state seen meanwhile."""
     seen: set[str] = set()
+    since: dict[str, float] = {}
 
     def shown_down() -> bool:
+        status = harness.status("s1", "mq")
         state = harness.state("s1", "mq")
         seen.add(state)
+        since.setdefault(state, status.since)
         return state == "down"
 
     wait_for(shown_down, 15, interval=0.05, what="the endpoint to show down")
-    took = time.monotonic() - began
-    assert took <= BOUND_S, f"`down` after {took:.1f} s (states seen: {sorted(seen)}), bound {BOUND_S:g} s"
+    assert "connecting" in since, f"never seen connecting: {seen}"
+    return since["down"] - since["connecting"], seen
+
+
+def test_first_connect_to_a_silent_host_shows_down_within_the_bound(syn_dropper: int, harness: Harness) -> None:
+    _start(harness, syn_dropper)
+    took, seen = _connecting_then_down(harness)
+    assert took <= BOUND_S, f"`connecting` for {took:.1f} s before `down` (seen {sorted(seen)}), bound {BOUND_S:g} s"
     assert "up" not in seen
+    assert "timed out" in (harness.status("s1", "mq").reason or "")
 
 
 def test_frozen_broker_at_first_connect_shows_down_within_the_bound(broker: MosquittoBroker,
                                                                     harness: Harness) -> None:
     """The handshake completes (the kernel queues it), the CONNACK never comes."""
-    options = MqttOptions(host="127.0.0.1", port=broker.port, client_id="fw-test", keepalive_s=KEEPALIVE_S, qos=1,
-                          topics=("sensors/#",), offline_after_s=None)
     broker.freeze()
     try:
-        began = time.monotonic()
-        harness.start([SiteConfig("s1", endpoints=(EndpointConfig("mq", "mqtt", options),))], policy=fast_policy())
-        wait_for(lambda: harness.state("s1", "mq") == "down", 15, interval=0.05, what="the endpoint to show down")
-        took = time.monotonic() - began
+        _start(harness, broker.port)
+        took, seen = _connecting_then_down(harness)
     finally:
         broker.thaw()
-    assert took <= BOUND_S, f"`down` after {took:.1f} s, bound {BOUND_S:g} s"
-    assert "CONNACK" in (harness.status("s1", "mq").reason or "")
+    assert took <= BOUND_S, f"`connecting` for {took:.1f} s before `down` (seen {sorted(seen)}), bound {BOUND_S:g} s"
+    assert "up" not in seen and "CONNACK" in (harness.status("s1", "mq").reason or "")
     harness.wait_state("s1", "mq", "up", timeout=10)
 
 
