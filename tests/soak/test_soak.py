@@ -3,7 +3,8 @@
 `test_soak_short` (default suite, about two minutes of faults) writes
 tests/soak/REPORT-short.md; `test_soak_long` (`tox -e soak`, marker `soak`,
 FIELDWATCH_SOAK_SECONDS long, default 1800) writes tests/soak/REPORT.md. Both
-take FIELDWATCH_SOAK_SEED; the report names the seed and the command.
+take FIELDWATCH_SOAK_SEED; the report names the seed and the command. Each run's
+daemon log, samples and fault log are kept under tests/soak/runs/ (see keep.py).
 """
 
 from __future__ import annotations
