@@ -9,110 +9,19 @@ from __future__ import annotations
 import bisect
 import statistics
 from collections import Counter, defaultdict
-from dataclasses import dataclass, field
 from pathlib import Path
 
-from .env import Incarnation, Target
-from .faults import FaultRecord
+from .detection import SHOWN_DOWN, Detection, check_detection, fault_bound, peer_faults
+from .env import Incarnation
 from .logscan import LogLine
 from .runner import SoakRun
 from .sampler import Sample
 from .timeline import Timeline, end_of
+from .verdict import MAX_LISTED, Invariant
 
 __all__ = ["Detection", "Invariant", "check_all"]
 
-SHOWN_DOWN = frozenset({"down", "stale", "faulty"})
 ALERTING = SHOWN_DOWN
-_MAX_LISTED = 25
-
-
-@dataclass
-class Invariant:
-    """One invariant: what it says, how often it was checked, what broke it."""
-
-    name: str
-    what: str
-    checks: int = 0
-    violations: list[str] = field(default_factory=list)
-    count: int = 0  # violations (the list keeps the first few)
-    notes: list[str] = field(default_factory=list)  # what each check saw, where the report shows it
-
-    def check(self, ok: bool, text: str | None = None) -> None:
-        """Count one check; record a violation when not ok."""
-        self.checks += 1
-        if not ok:
-            self.count += 1
-            if len(self.violations) < _MAX_LISTED:
-                self.violations.append(text or "?")
-
-    @property
-    def ok(self) -> bool:
-        """No violation."""
-        return self.count == 0
-
-
-@dataclass(frozen=True)
-class Detection:
-    """How long one fault took to show on one endpoint (None: it did not show while the fault lasted)."""
-
-    fault: str
-    kind: str
-    endpoint: str
-    duration_s: float
-    bound_s: float
-    latency_s: float | None
-
-
-def _peer_faults(run: SoakRun) -> list[tuple[FaultRecord, Target]]:
-    pairs: list[tuple[FaultRecord, Target]] = []
-    for f in run.log.faults:
-        if f.peer is None or f.end is None:
-            continue
-        pairs.extend((f, t) for t in run.env.targets.values() if t.peer == f.peer)
-    return pairs
-
-
-def _bound(f: FaultRecord, t: Target) -> float:
-    return t.bound_gone_s if f.gone else t.bound_s
-
-
-def check_no_false_up(tl: Timeline, run: SoakRun) -> tuple[Invariant, list[Detection]]:
-    """No endpoint shown `up` (API or metrics) while its peer was cut off longer than its bound."""
-    inv = Invariant("no_false_up", "no endpoint is `up` (API or metrics) while its peer has been unreachable "
-                                   "longer than its detection bound")
-    detections: list[Detection] = []
-    for f, t in _peer_faults(run):
-        assert f.end is not None
-        bound = _bound(f, t)
-        for s in tl.valid_between(f.start, f.end):
-            if s.t1 > f.end or tl.site_disabled(t.site, s.t0, s.t1):
-                continue
-            inc = tl.incs[s.incarnation]
-            eff = max(f.start, inc.ready_at or 0.0, tl.enabled_since(t.site, s.t0))
-            if s.t0 - eff <= bound:
-                continue
-            view = s.api.get(t.key)
-            inv.check(not s.shown_up(t.key),
-                      f"{t.site}/{t.endpoint} up at +{s.t0 - eff:.1f}s of {f.kind} {f.target} "
-                      f"(bound {bound:g}s; API {view.state if view else None}, metric up {s.metric_up.get(t.key)})")
-        detections.append(_detection(tl, f, t, bound))
-    return inv, detections
-
-
-def _detection(tl: Timeline, f: FaultRecord, t: Target, bound: float) -> Detection:
-    assert f.end is not None
-    latency = None
-    inc = tl.live_incarnation(f.start, f.end + bound)
-    clean = inc is not None and not tl.site_disabled(t.site, f.start - 1.0, f.end + bound)
-    if clean:
-        for s in tl.valid_between(f.start, f.end + bound):
-            view = s.api.get(t.key)
-            if view is not None and view.state in SHOWN_DOWN:
-                latency = s.t1 - f.start
-                break
-    kind = f"{t.kind} ({'gone' if f.gone else 'silent'})"
-    return Detection(f.kind, kind if clean else f"{kind} [restarted/toggled]", f"{t.site}/{t.endpoint}",
-                     f.end - f.start, bound, latency)
 
 
 def _transition(event: str) -> tuple[str, str] | None:
@@ -176,9 +85,9 @@ def check_alerts(tl: Timeline, run: SoakRun) -> tuple[Invariant, Invariant]:
     for site, ep, cond, trig, res in run.facts.alerts:
         if cond in ALERTING:
             alerts[(site, ep)].append((cond, trig, res))
-    for f, t in _peer_faults(run):
+    for f, t in peer_faults(run):
         assert f.end is not None
-        bound = _bound(f, t)
+        bound = fault_bound(f, t)
         detect_by = f.start + bound + 1.0
         if f.end - f.start <= bound + 1.0:
             continue
@@ -244,7 +153,7 @@ def check_log_volume(run: SoakRun, lines: list[LogLine]) -> Invariant:
     inv = Invariant("log_volume_bounded", "during each outage >= 30 s, the daemon logs < 30 lines/min "
                                           "about the failing endpoint")
     times = [ln.time for ln in lines]
-    for f, t in _peer_faults(run):
+    for f, t in peer_faults(run):
         assert f.end is not None
         minutes = (f.end - f.start) / 60.0
         if minutes < 0.5:
@@ -330,7 +239,7 @@ def check_inputs_and_commands(tl: Timeline, run: SoakRun, lines: list[LogLine]) 
     quiet = Invariant("stored_equals_api_when_quiet", "after the faults, every endpoint's stored state equals the "
                                                       "API state once the API state is 2 s old")
     quiet.checks, quiet.count = run.quiet.checks, len(run.quiet.violations)
-    quiet.violations = run.quiet.violations[:_MAX_LISTED]
+    quiet.violations = run.quiet.violations[:MAX_LISTED]
     faults_ok = Invariant("faults_injected_cleanly", "every injector did what it meant to (a harness sanity check)")
     for f in run.log.faults:
         if f.kind not in ("site_toggle", "site_add_delete", "http_bad"):
@@ -346,13 +255,13 @@ def check_all(run: SoakRun, lines: list[LogLine]) -> tuple[list[Invariant], list
     ran.check(run.facts is not None, "the database could not be read after the run")
     if run.facts is None:
         return [ran], [], {}
-    false_up, detections = check_no_false_up(tl, run)
+    false_up, in_bound, detections = check_detection(tl, run)
     chain, seen = check_state_history(tl, run)
     opened, resolved = check_alerts(tl, run)
     resources, info = check_resources(tl, run)
     exits, api = check_exits(tl, run)
     once, junk = check_messages(run)
-    invariants = [ran, once, false_up, chain, seen, opened, resolved, resources, check_log_volume(run, lines), exits, api,
+    invariants = [ran, once, false_up, in_bound, chain, seen, opened, resolved, resources, check_log_volume(run, lines), exits, api,
                   junk, *check_inputs_and_commands(tl, run, lines)]
     return invariants, detections, info
 

@@ -74,7 +74,16 @@ def _detections(detections: list[Detection]) -> list[str]:
     rows.append("")
     rows.append("Latency = from the fault taking effect to the answer of the first sample showing down/stale/faulty "
                 "(samples every 0.5 s, so up to ~0.5 s is sampling). Faults shorter than the bound may end before "
-                "they show. `[restarted/toggled]`: the daemon was restarted or the site toggled meanwhile.")
+                "they show. `[restarted/toggled]`: the daemon was restarted or the site toggled meanwhile. "
+                "`detected_within_bound` fails when a sample sent later than the bound, while the fault lasted, "
+                "did not show the endpoint down.")
+    slow = sorted((d for d in detections if d.latency_s is not None and d.latency_s > d.bound_s),
+                  key=lambda d: -(d.latency_s or 0.0))
+    if slow:
+        rows += ["", f"Latencies above the bound ({len(slow)}; the sample answering last can be up to ~0.5 s late), "
+                     "with the states the samples saw (seconds from the fault):", ""]
+        rows += [f"- {d.latency_s:.2f} s, {d.endpoint}, {d.fault} held {d.duration_s:.1f} s: {d.trace}"
+                 for d in slow[:15]]
     return rows
 
 

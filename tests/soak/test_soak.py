@@ -3,7 +3,8 @@
 `test_soak_short` (default suite, about two minutes of faults) writes
 tests/soak/REPORT-short.md; `test_soak_long` (`tox -e soak`, marker `soak`,
 FIELDWATCH_SOAK_SECONDS long, default 1800) writes tests/soak/REPORT.md. Both
-take FIELDWATCH_SOAK_SEED; the report names the seed and the command.
+take FIELDWATCH_SOAK_SEED; the report names the seed and the command. Each run's
+daemon log, samples and fault log are kept under tests/soak/runs/ (see keep.py).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from .invariants import check_all
+from .keep import keep_run
 from .logscan import read_log
 from .report import render, summary_line
 from .runner import SoakConfig, run_soak
@@ -29,10 +31,12 @@ def _soak(cfg: SoakConfig, workdir: Path) -> None:
     text = render(run, invariants, detections, info, lines, bad)
     if run.error:
         text += f"\n## The run broke\n\n```\n{run.error}\n```\n"
-    text += f"\nWork directory (daemon log, config, broker log): `{run.env.workdir}`\n"
+    kept = keep_run(run, text)
+    text += (f"\nKept after the run (daemon log, samples, fault log, broker log; git-ignored): "
+             f"`{kept.relative_to(HERE.parent.parent) if kept.is_relative_to(HERE.parent.parent) else kept}`\n")
     cfg.report_path.write_text(text, encoding="utf-8")
     summary = summary_line(run, invariants)
-    print(f"soak: {summary}; report {cfg.report_path}")
+    print(f"soak: {summary}; report {cfg.report_path}; logs and samples kept in {kept}")
     if any(not i.ok for i in invariants):
         print(text)
         pytest.fail(f"chaos soak (seed {cfg.seed}): {summary}; see {cfg.report_path}", pytrace=False)

@@ -15,7 +15,9 @@ only gives up one more keepalive later, i.e. up to 2 x keepalive after the
 last packet.  A watchdog in our thread ends the connection with
 `RC_KEEPALIVE_TIMEOUT` when nothing (a PUBLISH, PINGRESP, SUBACK...) was
 received for max(1.5 x keepalive, keepalive + 1.5 s).  Inbound bytes are
-noticed by `_BufferedSocket`.
+noticed by `_BufferedSocket`.  A connection attempt gets the same limit, from
+its start: the TCP/TLS handshake times out after at most that long (a host
+that drops our SYN), and the CONNACK must come before it runs out.
 
 Throughput: paho reads a packet with three or more `recv` calls and wakes its
 loop with one `send` per queued packet; each is a system call that lets go of
@@ -171,6 +173,12 @@ class MqttClient:
         return max(1.5 * self.keepalive_s, self.keepalive_s + 1.5)
 
     @property
+    def connect_timeout_s(self) -> float:
+        """Seconds a TCP/TLS handshake may take: no longer than the silence limit (bounded detection)."""
+        limit = self.silence_limit_s
+        return min(self._connect_timeout_s, limit) if limit else self._connect_timeout_s
+
+    @property
     def connected(self) -> bool:
         """True between a successful on_connect and on_disconnect."""
         return self._state == _CONNECTED
@@ -232,7 +240,7 @@ class MqttClient:
             manual_ack=True,
             reconnect_on_failure=False,
         )
-        client.connect_timeout = self._connect_timeout_s
+        client.connect_timeout = self.connect_timeout_s
         if self._username is not None:
             client.username_pw_set(self._username, self._password)
         client.on_connect = self._on_connect
@@ -252,6 +260,7 @@ class MqttClient:
     def _connect(self) -> bool:
         """Blocking TCP/TLS connect and CONNECT packet; reports a failure and returns False."""
         target = f"{self.host}:{self.port}"
+        began = time.monotonic()
         try:
             if self._tls is not None:
                 self._paho.tls_set(ca_certs=self._tls.ca, certfile=self._tls.cert, keyfile=self._tls.key)
@@ -280,7 +289,7 @@ class MqttClient:
         except (OSError, ValueError) as err:
             self._end_connect(RC_CONNECT_FAILED, f"connect to {target} failed: {err}")
             return False
-        self._last_inbound = time.monotonic()
+        self._last_inbound = began  # the CONNACK deadline counts from the attempt's start, handshake included
         return True
 
     def _watch(self) -> None:
