@@ -41,8 +41,8 @@ def test_page_and_assets_are_self_contained() -> None:
     assert client.simulate_get("/api/v1/sites").headers.get("content-security-policy") is None
 
 
-def _board_deps() -> tuple[falcon.testing.TestClient, object]:
-    deps = make_deps(overview_cache_s=0.0)
+def _board_deps(cache_s: float = 0.0) -> tuple[falcon.testing.TestClient, object]:
+    deps = make_deps(overview_cache_s=cache_s)
     now = time.time()
     board = deps.board
     board.register(EndpointStatus(1, "alpha", "plc", "opcua", state="up", since=now - 60, last_data_at=now,
@@ -161,7 +161,7 @@ def test_overview_built_once_per_interval() -> None:
 
 
 def test_overview_gzipped_when_accepted() -> None:
-    client, _ = _board_deps()
+    client, _ = _board_deps(cache_s=600.0)  # one build: ages in a rebuild a second later would change the ETag
     plain = client.simulate_get("/api/v1/overview")
     packed = client.simulate_get("/api/v1/overview", headers={"Accept-Encoding": "gzip, deflate"})
     assert plain.headers.get("content-encoding") is None
