@@ -46,7 +46,7 @@ def assert_never_owned_twice(samples: Iterable[Sample]) -> int:
         by_site.setdefault(site, []).append((epoch, name, first, last))
     for site, rows in by_site.items():
         rows.sort()
-        for (e1, n1, _, last1), (e2, n2, first2, _) in zip(rows, rows[1:]):
+        for (e1, n1, _, last1), (e2, n2, first2, _) in zip(rows, rows[1:], strict=False):
             assert last1 < first2, (f"site {site} owned twice: {n1} (epoch {e1}) until {last1:.3f}, "
                                     f"{n2} (epoch {e2}) from {first2:.3f}")
     return len(table)
