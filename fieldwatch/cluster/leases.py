@@ -235,9 +235,8 @@ class LeaseManager:
             self._acquire(site, epoch)
         handover = {site: mine[site] for site in plan.release if site in mine}
         if handover:
-            self._lose(set(handover))
+            self._lose(set(handover), why="handed over to a joining instance")
             self._release(handover)
-            logger.info("cluster: handed over %d sites to a joining instance", len(handover))
 
     def _acquire(self, site: str, epoch: int) -> None:
         """Compare-and-swap a free or expired lease from `epoch` to `epoch + 1`."""
@@ -303,11 +302,14 @@ class LeaseManager:
         except Exception:  # supervision boundary: a failing callback must not stop the leases
             logger.exception("cluster: lease callback for site %s failed", site)
 
-    def _lose(self, sites: set[str]) -> None:
+    def _lose(self, sites: set[str], why: str = "") -> None:
         with self._lock:
             lost = {s: self._held.pop(s).epoch for s in sites if s in self._held}
         for site, epoch in lost.items():
-            logger.warning("cluster: lost site %s (epoch %d)", site, epoch)
+            if why:
+                logger.info("cluster: site %s (epoch %d) %s", site, epoch, why)
+            else:
+                logger.warning("cluster: lost site %s (epoch %d): its lease was not renewed", site, epoch)
             self._notify(self._on_lost, site, epoch)
 
     def _take_all(self) -> dict[str, int]:
