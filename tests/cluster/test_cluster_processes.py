@@ -113,33 +113,32 @@ def _all_samples(workers: list[Worker]) -> list[Sample]:
     return [s for w in workers for s in list(w.samples)]
 
 
-def test_sigkill_of_an_owner_is_taken_over_within_ttl_plus_5_s(spawn: Spawn) -> None:
-    workers = [spawn(name) for name in ("a", "b", "c")]
+def _fault_and_takeover(workers: list[Worker], sig: int) -> tuple[Worker, dict[str, int], float]:
+    """Send `sig` to the owner of most sites once placement settled; wait for the takeover
+    and check it took at most ttl + 5 s. Returns (victim, its leases, time of the fault)."""
     wait_for(lambda: _settled(workers), timeout=6 * TTL, what="sites spread over three processes")
     victim = max(workers, key=lambda w: len(w.owned()))
     lost = victim.owned()
     survivors = [w for w in workers if w is not victim]
-    fault = victim.signal(signal.SIGKILL)
+    fault = victim.signal(sig)
     wait_for(lambda: len(_takeover_times(survivors, lost, fault)) == len(lost), timeout=TTL + 10,
-             what="survivors take the killed owner's sites")
+             what="survivors take the lost owner's sites")
     times = _takeover_times(survivors, lost, fault)
-    print(f"SIGKILL takeover (ttl {TTL}s): max {max(times.values()):.2f}s over {len(times)} sites")
+    print(f"{signal.Signals(sig).name} takeover (ttl {TTL}s): max {max(times.values()):.2f}s "
+          f"over {len(times)} sites")
     assert max(times.values()) <= TTL + 5
+    return victim, lost, fault
+
+
+def test_sigkill_of_an_owner_is_taken_over_within_ttl_plus_5_s(spawn: Spawn) -> None:
+    workers = [spawn(name) for name in ("a", "b", "c")]
+    _, lost, _ = _fault_and_takeover(workers, signal.SIGKILL)
     assert assert_never_owned_twice(_all_samples(workers)) >= len(SITES) + len(lost)
 
 
 def test_sigstop_past_the_ttl_then_sigcont_never_claims_and_is_fenced(spawn: Spawn) -> None:
     workers = [spawn(name) for name in ("a", "b", "c")]
-    wait_for(lambda: _settled(workers), timeout=6 * TTL, what="sites spread over three processes")
-    victim = max(workers, key=lambda w: len(w.owned()))
-    lost = victim.owned()
-    survivors = [w for w in workers if w is not victim]
-    frozen = victim.signal(signal.SIGSTOP)
-    wait_for(lambda: len(_takeover_times(survivors, lost, frozen)) == len(lost), timeout=TTL + 10,
-             what="survivors take the frozen owner's sites")
-    times = _takeover_times(survivors, lost, frozen)
-    print(f"SIGSTOP takeover (ttl {TTL}s): max {max(times.values()):.2f}s over {len(times)} sites")
-    assert max(times.values()) <= TTL + 5
+    victim, lost, _ = _fault_and_takeover(workers, signal.SIGSTOP)
     woke = victim.signal(signal.SIGCONT)
     old = set(lost.items())
     wait_for(lambda: {(s, e) for t, s, e, f in list(victim.fenced) if t > woke and f} >= old,
