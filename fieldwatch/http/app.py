@@ -12,6 +12,7 @@ import falcon
 import prometheus_client
 
 from fieldwatch.actors.tree import TreeView
+from fieldwatch.cluster.view import ClusterSource
 from fieldwatch.http import resources as r
 from fieldwatch.http.auth import TokenAuth
 from fieldwatch.http.errors import install_error_handlers
@@ -108,6 +109,8 @@ class AppDeps:
     #: register the app's Prometheus collector on `registry` (one app per registry); /metrics
     #: renders the collector's families either way
     register_collector: bool = True
+    #: the instances and site owners for /api/v1/cluster; None: this host alone owns every site
+    cluster: ClusterSource | None = None
 
 
 class FieldwatchApp(falcon.App):  # type: ignore[type-arg]
@@ -158,5 +161,6 @@ def create_app(deps: AppDeps) -> FieldwatchApp:
     for action in ("enable", "disable"):
         app.add_route(f"{api}/topics/{action}", topics, suffix=action)
     app.add_route(f"{api}/tree", r.TreeResource(deps))
+    app.add_route(f"{api}/cluster", r.ClusterResource(deps))
     app.add_route(f"{api}/logs", r.LogResource(deps))
     return app
