@@ -141,6 +141,9 @@ class Daemon:
             secrets=self._secrets(),
         )
         logger.info("fieldwatch starting: instance %s, %d sites", cfg.instance, len(cfg.sites))
+        if cfg.cluster is not None:
+            logger.warning("cluster: is configured, but this version does not run site leases yet: "
+                           "instance %s runs every site (see docs/operating.md)", cfg.instance)
         db = init_database(cfg.storage.url)
         version = migrate(db)
         logger.info("storage ready: schema version %d", version)
