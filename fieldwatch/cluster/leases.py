@@ -4,7 +4,9 @@ One `LeaseManager` per instance. Its loop thread renews every lease the instance
 in one statement (with `SET LOCAL statement_timeout`/`lock_timeout`, so a stalled
 database cannot hold a renewal past the lease), and scans the lease table to take the
 free or expired leases placed on it (`placement.plan_scan`) by compare-and-swap on the
-epoch. Expiry is always judged by the database clock (`now()`), never by ours.
+epoch. Expiry is always judged by the database clock, never by ours: `clock_timestamp()`
+at execution, so a renewal that waited for a lock never renews a lease that expired
+meanwhile.
 
 Ownership is checked by its readers: `owns()` is true only while the last successful
 renewal was *sent* less than `ttl - margin` ago by our monotonic clock (the database's
@@ -182,10 +184,12 @@ class LeaseManager:
         sent = time.monotonic()
         with self._txn() as cur:
             cur.execute(
-                f"WITH me AS (UPDATE {INSTANCE_TABLE} SET last_seen = now() "
+                f"WITH me AS (UPDATE {INSTANCE_TABLE} SET last_seen = clock_timestamp() "
                 "  WHERE name = %(name)s AND boot_id = %(boot)s RETURNING 1), "
-                f"renewed AS (UPDATE {LEASE_TABLE} SET expires_at = now() + make_interval(secs => %(ttl)s) "
-                "  WHERE owner_name = %(name)s AND owner_boot = %(boot)s AND expires_at > now() "
+                f"renewed AS (UPDATE {LEASE_TABLE} "
+                "  SET expires_at = clock_timestamp() + make_interval(secs => %(ttl)s) "
+                "  WHERE owner_name = %(name)s AND owner_boot = %(boot)s "
+                "  AND expires_at > clock_timestamp() "
                 "  AND (site, epoch) IN (SELECT * FROM unnest(%(sites)s::text[], %(epochs)s::bigint[])) "
                 "  AND EXISTS (SELECT 1 FROM me) RETURNING site) "
                 "SELECT (SELECT count(*) FROM me), ARRAY(SELECT site FROM renewed)",
@@ -221,13 +225,14 @@ class LeaseManager:
         """Read the lease table and live instances; take and hand over leases as planned."""
         with self._txn() as cur:
             cur.execute(
-                "SELECT site, owner_name, epoch, owner_name IS NOT NULL AND expires_at > now(), "
-                f"expires_at < now() - make_interval(secs => %s) FROM {LEASE_TABLE}",
+                "SELECT site, owner_name, epoch, owner_name IS NOT NULL AND expires_at > clock_timestamp(), "
+                f"expires_at < clock_timestamp() - make_interval(secs => %s) FROM {LEASE_TABLE}",
                 (self.timings.ttl,))
             rows = [LeaseRow(site=s, owner=o, epoch=e, held=h, orphaned=orph)
                     for s, o, e, h, orph in cur.fetchall()]
             cur.execute(f"SELECT name FROM {INSTANCE_TABLE} "
-                        "WHERE last_seen > now() - make_interval(secs => %s)", (self.timings.ttl,))
+                        "WHERE last_seen > clock_timestamp() - make_interval(secs => %s)",
+                        (self.timings.ttl,))
             live = [name for (name,) in cur.fetchall()]
         mine = self.owned()
         plan = plan_scan(self.name, rows, live, self.max_moves)
@@ -251,8 +256,9 @@ class LeaseManager:
                 return
             cur.execute(
                 f"UPDATE {LEASE_TABLE} SET owner_name = %s, owner_boot = %s, epoch = epoch + 1, "
-                "expires_at = now() + make_interval(secs => %s), acquired_at = now() "
-                "WHERE site = %s AND epoch = %s AND (owner_name IS NULL OR expires_at <= now()) "
+                "expires_at = clock_timestamp() + make_interval(secs => %s), "
+                "acquired_at = clock_timestamp() WHERE site = %s AND epoch = %s "
+                "AND (owner_name IS NULL OR expires_at <= clock_timestamp()) "
                 "RETURNING epoch",
                 (self.name, self.boot_id, self.timings.ttl, site, epoch))
             row = cur.fetchone()
@@ -272,7 +278,8 @@ class LeaseManager:
                 cur.execute(f"DELETE FROM {INSTANCE_TABLE} WHERE name = %s AND boot_id = %s",
                             (self.name, self.boot_id))
             cur.execute(
-                f"UPDATE {LEASE_TABLE} SET owner_name = NULL, owner_boot = NULL, expires_at = now() "
+                f"UPDATE {LEASE_TABLE} SET owner_name = NULL, owner_boot = NULL, "
+                "expires_at = clock_timestamp() "
                 "WHERE owner_name = %s AND owner_boot = %s "
                 "AND (site, epoch) IN (SELECT * FROM unnest(%s::text[], %s::bigint[]))",
                 (self.name, self.boot_id, list(leases), list(leases.values())))
