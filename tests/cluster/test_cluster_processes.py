@@ -30,12 +30,12 @@ WORKER = os.path.join(os.path.dirname(__file__), "lease_worker.py")
 class Worker:
     """One lease_worker.py process and everything it reported."""
 
-    def __init__(self, dsn: str, schema: str, name: str, clock_offset: float = 0.0) -> None:
+    def __init__(self, dsn: str, schema: str, name: str, clock_offset: float = 0.0, ttl: float = TTL) -> None:
         self.name = name
         self.samples: list[Sample] = []
         self.fenced: list[tuple[float, str, int, bool | None]] = []
         self.proc = subprocess.Popen(
-            [sys.executable, WORKER, dsn, schema, name, str(TTL), str(clock_offset), ",".join(SITES)],
+            [sys.executable, WORKER, dsn, schema, name, str(ttl), str(clock_offset), ",".join(SITES)],
             stdout=subprocess.PIPE, text=True)
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
@@ -75,8 +75,8 @@ def spawn(pg_schema: tuple[str, str]) -> Iterator[Spawn]:
     dsn, schema = pg_schema
     workers: list[Worker] = []
 
-    def factory(name: str, clock_offset: float = 0.0) -> Worker:
-        worker = Worker(dsn, schema, name, clock_offset)
+    def factory(name: str, clock_offset: float = 0.0, ttl: float = TTL) -> Worker:
+        worker = Worker(dsn, schema, name, clock_offset, ttl)
         workers.append(worker)
         return worker
 
@@ -113,26 +113,33 @@ def _all_samples(workers: list[Worker]) -> list[Sample]:
     return [s for w in workers for s in list(w.samples)]
 
 
-def _fault_and_takeover(workers: list[Worker], sig: int) -> tuple[Worker, dict[str, int], float]:
+def _fault_and_takeover(workers: list[Worker], sig: int, ttl: float = TTL) -> tuple[Worker, dict[str, int], float]:
     """Send `sig` to the owner of most sites once placement settled; wait for the takeover
     and check it took at most ttl + 5 s. Returns (victim, its leases, time of the fault)."""
-    wait_for(lambda: _settled(workers), timeout=6 * TTL, what="sites spread over three processes")
+    wait_for(lambda: _settled(workers), timeout=6 * ttl, what="sites spread over three processes")
     victim = max(workers, key=lambda w: len(w.owned()))
     lost = victim.owned()
     survivors = [w for w in workers if w is not victim]
     fault = victim.signal(sig)
-    wait_for(lambda: len(_takeover_times(survivors, lost, fault)) == len(lost), timeout=TTL + 10,
+    wait_for(lambda: len(_takeover_times(survivors, lost, fault)) == len(lost), timeout=ttl + 10,
              what="survivors take the lost owner's sites")
     times = _takeover_times(survivors, lost, fault)
-    print(f"{signal.Signals(sig).name} takeover (ttl {TTL}s): max {max(times.values()):.2f}s "
+    print(f"{signal.Signals(sig).name} takeover (ttl {ttl}s): max {max(times.values()):.2f}s "
           f"over {len(times)} sites")
-    assert max(times.values()) <= TTL + 5
+    assert max(times.values()) <= ttl + 5
     return victim, lost, fault
 
 
 def test_sigkill_of_an_owner_is_taken_over_within_ttl_plus_5_s(spawn: Spawn) -> None:
     workers = [spawn(name) for name in ("a", "b", "c")]
     _, lost, _ = _fault_and_takeover(workers, signal.SIGKILL)
+    assert assert_never_owned_twice(_all_samples(workers)) >= len(SITES) + len(lost)
+
+
+@pytest.mark.slow
+def test_sigkill_at_the_default_15_s_lease_is_taken_over_within_20_s(spawn: Spawn) -> None:
+    workers = [spawn(name, ttl=15.0) for name in ("a", "b", "c")]
+    _, lost, _ = _fault_and_takeover(workers, signal.SIGKILL, ttl=15.0)
     assert assert_never_owned_twice(_all_samples(workers)) >= len(SITES) + len(lost)
 
 
