@@ -207,3 +207,22 @@ def test_a_stalled_database_demotes_the_owner_and_nobody_takes_over(
     new = {**a.owned(), **b.owned()}
     assert all(new[site] > epoch for site, _, epoch in before)
     assert_never_owned_twice(sampler.samples)
+
+
+def test_a_second_process_with_the_same_instance_name_makes_the_first_give_up(
+        make: Factory, pg_schema: tuple[str, str]) -> None:
+    events_old = Events()
+    old = make("a", events_old)
+    wait_for(lambda: len(old.owned()) == len(SITES), timeout=2 * TTL, what="the first a owns all")
+    epochs = old.owned()
+    new = make("a")  # same name, new boot id: the instance row now names the new boot
+    wait_for(lambda: not old.owned(), timeout=TTL, what="the first a gives its leases up")
+    assert {site for _, _, site, _ in events_old.of("lost")} == set(SITES)
+    wait_for(lambda: len(new.owned()) == len(SITES), timeout=TTL + 5, what="the new a takes them over")
+    assert all(new.owned()[site] == epochs[site] + 1 for site in SITES)
+    conn = _connect(pg_schema)
+    try:
+        with conn, conn.cursor() as cur:
+            assert all(fenced(cur, site, epoch) for site, epoch in epochs.items())
+    finally:
+        conn.close()
