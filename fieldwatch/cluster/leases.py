@@ -197,8 +197,9 @@ class LeaseManager:
                  "sites": list(held), "epochs": list(held.values())})
             me, renewed = cur.fetchone()
         if not me:
-            logger.error("cluster: instance %s (boot %s) is no longer registered: another process "
-                         "uses this instance name? giving up every lease", self.name, self.boot_id)
+            if self._registered_until:  # log once, not on every retry
+                logger.error("cluster: instance %s (boot %s) is no longer registered: another process "
+                             "uses this instance name? giving up every lease", self.name, self.boot_id)
             self._registered_until = 0.0
             self._lose(set(held))
             raise psycopg2.OperationalError("instance row taken over by another boot")
