@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fieldwatch.cluster.leases import LeaseManager, LeaseTimings, SiteCallback
 from fieldwatch.cluster.placement import LeaseRow, Plan, plan_scan, preferred_owner
-from fieldwatch.cluster.schema import INSTANCE_TABLE, LEASE_TABLE, ensure_schema, fenced
+from fieldwatch.cluster.schema import INSTANCE_TABLE, LEASE_TABLE, ensure_schema, fenced, fenced_sites
 
 __all__ = [
     "INSTANCE_TABLE",
@@ -16,6 +16,7 @@ __all__ = [
     "SiteCallback",
     "ensure_schema",
     "fenced",
+    "fenced_sites",
     "plan_scan",
     "preferred_owner",
 ]

@@ -9,9 +9,10 @@ become a numbered migration there.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
-__all__ = ["INSTANCE_TABLE", "LEASE_TABLE", "ensure_schema", "fenced"]
+__all__ = ["INSTANCE_TABLE", "LEASE_TABLE", "ensure_schema", "fenced", "fenced_sites"]
 
 INSTANCE_TABLE = "cluster_instance"
 LEASE_TABLE = "site_lease"
@@ -45,20 +46,29 @@ def ensure_schema(connection: Any) -> None:
         cur.execute(_DDL)
 
 
-def fenced(cursor: Any, site: str, epoch: int) -> bool:
-    """True when a write for `site` under lease `epoch` must be refused (rolled back).
+def fenced_sites(cursor: Any, epochs: Mapping[str, int]) -> set[str]:
+    """The sites of `epochs` (site -> lease epoch) whose writes must be refused, in one query.
 
-    Call it inside the writer's transaction, before committing the site's rows. It
-    locks the lease row FOR KEY SHARE until that transaction ends: renewals (plain
-    UPDATEs) are not blocked, but a takeover (which locks the row FOR UPDATE) waits
-    for the commit, so no write of epoch `epoch` can commit after another instance
-    took the site. Fenced: the lease is gone, has another epoch, or has expired by
-    the database clock.
+    For a batch writer: call it inside the batch's transaction with the epochs its rows
+    carry, before committing. It locks the lease rows FOR KEY SHARE until that transaction
+    ends: renewals (plain UPDATEs) are not blocked, but a takeover (which locks the row
+    FOR UPDATE) waits for the commit, so no write of an epoch can commit after another
+    instance took the site. A site is fenced when its lease is gone, has another epoch,
+    or has expired by the database clock.
     """
+    if not epochs:
+        return set()
     cursor.execute(
-        f"SELECT epoch = %s AND expires_at > clock_timestamp() FROM {LEASE_TABLE} "
-        "WHERE site = %s FOR KEY SHARE",
-        (epoch, site),
+        f"SELECT l.site FROM {LEASE_TABLE} l "
+        "JOIN unnest(%s::text[], %s::bigint[]) AS w(site, epoch) ON w.site = l.site "
+        "WHERE l.epoch = w.epoch AND l.expires_at > clock_timestamp() "
+        "ORDER BY l.site FOR KEY SHARE OF l",
+        (list(epochs), list(epochs.values())),
     )
-    row = cursor.fetchone()
-    return row is None or not row[0]
+    valid = {row[0] for row in cursor.fetchall()}
+    return set(epochs) - valid
+
+
+def fenced(cursor: Any, site: str, epoch: int) -> bool:
+    """True when a write for `site` under lease `epoch` must be refused (see `fenced_sites`)."""
+    return bool(fenced_sites(cursor, {site: epoch}))

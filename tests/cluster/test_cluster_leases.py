@@ -11,7 +11,7 @@ import pytest
 from cluster_helpers import Sampler, assert_never_owned_twice
 from harness import wait_for
 
-from fieldwatch.cluster import LEASE_TABLE, LeaseManager, fenced, preferred_owner
+from fieldwatch.cluster import LEASE_TABLE, LeaseManager, fenced, fenced_sites, preferred_owner
 
 TTL = 5.0
 SITES = [f"site-{i:02d}" for i in range(12)]
@@ -93,6 +93,10 @@ def test_fencing_check_refuses_all_but_the_current_epoch(make: Factory, pg_schem
             assert fenced(cur, site, epoch - 1) is True
             assert fenced(cur, site, epoch + 1) is True
             assert fenced(cur, "no-such-site", 1) is True
+            (s1, e1), (s2, e2) = sorted(a.owned().items())[1:3]
+            batch = {site: epoch, s1: e1, s2: e2 + 1, "no-such-site": 1}
+            assert fenced_sites(cur, batch) == {s2, "no-such-site"}
+            assert fenced_sites(cur, {}) == set()
         a.stop(release=True)  # a drain: the lease is handed back at once
         with conn, conn.cursor() as cur:
             assert fenced(cur, site, epoch) is True
