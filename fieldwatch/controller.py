@@ -11,6 +11,7 @@ import json
 import logging
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -110,6 +111,8 @@ class Controller:
         self._lock = threading.RLock()  # one command at a time: commands are rare and short
         self._sites: dict[str, _Site] = {}
         self._started = False
+        #: the instance that runs a site (SPEC 6 `owner`); the daemon points it at its cluster view
+        self.site_owner: Callable[[str], str | None] = lambda _site: None
 
     # -- start-up ----------------------------------------------------------------
 
@@ -472,7 +475,12 @@ class Controller:
                     view = self.endpoint_view(status, ep)
                     view["enabled"] = site.endpoint_enabled.get(ep.name, False)
                     endpoints.append(view)
-            return {"name": name, "enabled": site.enabled, "endpoints": endpoints}
+            return {"name": name, "enabled": site.enabled, "owner": self.site_owner(name), "endpoints": endpoints}
+
+    def site_names(self) -> list[str]:
+        """Every site's name (cheap: no endpoint views), for the cluster view and metrics."""
+        with self._lock:
+            return sorted(self._sites)
 
     def site_flags(self) -> dict[str, bool]:
         """Site name -> stored enabled flag, without the command lock (the page never waits on a command)."""

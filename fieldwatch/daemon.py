@@ -143,6 +143,9 @@ class Daemon:
             secrets=self._secrets(),
         )
         logger.info("fieldwatch starting: instance %s, %d sites", cfg.instance, len(cfg.sites))
+        if cfg.cluster is not None:
+            logger.warning("cluster: is configured, but this version does not run site leases yet: "
+                           "instance %s runs every site (see docs/operating.md)", cfg.instance)
         db = init_database(cfg.storage.url)
         version = migrate(db)
         logger.info("storage ready: schema version %d", version)
@@ -225,11 +228,23 @@ class Daemon:
 
         return [ChildSpec("retention", _start, ChildPolicy(), kind="retention")]
 
+    def _cluster_view(self) -> Any:
+        """This instance alone (leases are not run by the daemon yet): it owns every site.
+        Sets the sites' `owner` and registers the cluster metrics (SPEC 7)."""
+        from fieldwatch.cluster.view import ClusterCollector, FencedWrites, LocalCluster
+
+        assert self.controller is not None
+        cluster = LocalCluster(self.config.instance, self.controller.site_names)
+        self.controller.site_owner = cluster.owner_of
+        self.registry.register(ClusterCollector(cluster, self.controller.site_names, FencedWrites()))
+        return cluster
+
     def _start_http(self) -> None:
         from fieldwatch.http.app import AppDeps, create_app
         from fieldwatch.http.server import serve
 
         assert self.controller is not None
+        cluster = self._cluster_view()
         deps = AppDeps(
             controller=self.controller,
             board=self.board,
@@ -240,6 +255,7 @@ class Daemon:
             log_file=self.config.logging.file,
             log_ring=self.log_ring,
             max_body_bytes=self.config.http.max_body_bytes,
+            cluster=cluster,
         )
         self.http = serve(create_app(deps), self.config.http.listen, self.config.http.threads)
 

@@ -28,6 +28,7 @@ from fieldwatch.config._schema import (
 )
 from fieldwatch.config._yaml import Node, PathT, compose, sort_errors
 from fieldwatch.config.model import (
+    ClusterConfig,
     Config,
     EndpointConfig,
     HttpConfig,
@@ -101,6 +102,9 @@ _HTTP = Obj(HttpConfig, {
     "threads": Int(ge=1, le=1024),
     "max_body_bytes": Int(ge=1),
 })
+_CLUSTER = Obj(ClusterConfig, {
+    "lease_ttl_s": Float(ge=5),
+})
 _LOGGING = Obj(LoggingConfig, {
     "file": Nullable(PathStr()),
     "level": Str(choices=("debug", "info", "warning", "error")),
@@ -166,8 +170,26 @@ def _config_schema(policy: SupervisionPolicy) -> Obj:
         "storage": Nullable(_STORAGE),
         "http": Nullable(_HTTP),
         "logging": Nullable(_LOGGING),
+        "cluster": Nullable(_CLUSTER),
         "sites": Seq(site, unique="name", what="site", null_empty=True),
     })
+
+
+def _check_cluster_storage(root: Node, ctx: Ctx) -> None:
+    """`cluster:` needs a database shared by the instances: PostgreSQL, never SQLite (SPEC 10).
+
+    Judged on the raw nodes, so the error is reported beside any others in the file.
+    """
+    node = root.value.get("cluster")
+    if node is None or node.value is None:
+        return
+    storage = root.value.get("storage")
+    url_node = storage.value.get("url") if storage is not None and isinstance(storage.value, dict) else None
+    url = url_node.value if url_node is not None else StorageConfig().url
+    if isinstance(url, str) and url.partition("://")[0].strip().lower() == "sqlite":
+        ctx.error(node.line, ("cluster",),
+                  "a cluster needs a shared PostgreSQL database, but storage.url is SQLite "
+                  "(set storage.url to postgresql://... or remove cluster:)")
 
 
 def _load_policy(root: Node, ctx: Ctx, env: Mapping[str, str],
@@ -212,6 +234,7 @@ def parse_config_text(text: str, filename: str, env: Mapping[str, str] | None = 
         raise ConfigError(ctx.errors)
     policy = _load_policy(root, ctx, env, sup_errors)
     data = _config_schema(policy).validate_keys(root, ctx, (), extra=("supervision",))
+    _check_cluster_storage(root, ctx)
     if ctx.errors or sup_errors:
         raise ConfigError(sort_errors(ctx.errors, filename) + sup_errors)
     storage = data.get("storage") or StorageConfig()
@@ -223,6 +246,7 @@ def parse_config_text(text: str, filename: str, env: Mapping[str, str] | None = 
         logging=data.get("logging") or LoggingConfig(),
         supervision=policy,
         sites=data.get("sites") or (),
+        cluster=data.get("cluster"),
     )
 
 

@@ -14,6 +14,7 @@ from typing import Any
 from fieldwatch.policy import DEFAULT_POLICY, SupervisionPolicy
 
 __all__ = [
+    "ClusterConfig",
     "Config",
     "EndpointConfig",
     "EndpointOptions",
@@ -199,6 +200,14 @@ class LoggingConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class ClusterConfig:
+    """High availability (SPEC section 10): a site whose owner has not renewed its lease
+    for `lease_ttl_s` seconds (by the database's clock) may be taken over."""
+
+    lease_ttl_s: float = 15.0
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     """A whole fieldwatch.yaml, with its supervision policy loaded; `path` is the file."""
 
@@ -209,3 +218,4 @@ class Config:
     supervision: SupervisionPolicy = DEFAULT_POLICY
     sites: tuple[SiteConfig, ...] = ()
     path: str | None = None
+    cluster: ClusterConfig | None = None  # None: a single instance

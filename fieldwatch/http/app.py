@@ -12,6 +12,7 @@ import falcon
 import prometheus_client
 
 from fieldwatch.actors.tree import TreeView
+from fieldwatch.cluster.view import ClusterSource
 from fieldwatch.http import resources as r
 from fieldwatch.http.auth import TokenAuth
 from fieldwatch.http.errors import install_error_handlers
@@ -119,6 +120,9 @@ class AppDeps:
     #: the status page's snapshot is rebuilt at most this often (seconds), however many pages poll
     overview_cache_s: float = 1.0
 
+    #: the instances and site owners for /api/v1/cluster; None: this host alone owns every site
+    cluster: ClusterSource | None = None
+
 
 class FieldwatchApp(falcon.App):  # type: ignore[type-arg]
     """The Falcon app with its `gate`: what `serve()` may refuse before reading a body."""
@@ -170,6 +174,7 @@ def create_app(deps: AppDeps) -> FieldwatchApp:
     for action in ("enable", "disable"):
         app.add_route(f"{api}/topics/{action}", topics, suffix=action)
     app.add_route(f"{api}/tree", r.TreeResource(deps))
+    app.add_route(f"{api}/cluster", r.ClusterResource(deps))
     app.add_route(f"{api}/logs", r.LogResource(deps))
     app.add_route(f"{api}/overview", OverviewResource(deps))
     return app

@@ -157,6 +157,7 @@ def _schemas() -> dict[str, Any]:
             "properties": {
                 "name": {"type": "string"},
                 "enabled": {"type": "boolean"},
+                "owner": {"type": "string", "nullable": True, "description": "the instance that runs it"},
                 "endpoints": {"type": "array", "items": _ref("Endpoint")},
             },
         },
@@ -245,6 +246,27 @@ def _schemas() -> dict[str, Any]:
                 "uptime_s": {"type": "number", "nullable": True},
                 "last_failure": {**_OBJ, "nullable": True},
                 "abandoned": {"type": "integer"},
+            },
+        },
+        "Cluster": {
+            "type": "object",
+            "required": ["instances", "sites"],
+            "properties": {
+                "instances": {"type": "array", "items": {
+                    "type": "object",
+                    "required": ["name", "started_at", "last_seen", "live", "sites"],
+                    "properties": {"name": {"type": "string"}, "started_at": _TS, "last_seen": _TS,
+                                   "live": {"type": "boolean"},
+                                   "sites": {"type": "array", "items": {"type": "string"}}},
+                }},
+                "sites": {"type": "array", "items": {
+                    "type": "object",
+                    "required": ["site", "owner", "epoch", "expires_at"],
+                    "properties": {"site": {"type": "string"},
+                                   "owner": {"type": "string", "nullable": True},
+                                   "epoch": {"type": "integer", "nullable": True},
+                                   "expires_at": {**_TS, "nullable": True}},
+                }},
             },
         },
         "LogLine": {
@@ -385,6 +407,8 @@ def openapi_document() -> dict[str, Any]:
             )
         },
         f"{_API}/tree": {"get": _get("the live supervision tree", _json(_page("TreeNode"), "actors by path"))},
+        f"{_API}/cluster": {"get": _get("the instances sharing the database and each site's owner and lease epoch",
+                                        _json(_ref("Cluster"), "instances and site owners"))},
         f"{_API}/logs": {
             "get": _followable(
                 _get(

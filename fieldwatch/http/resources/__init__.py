@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from fieldwatch.http.resources._common import BodyLimit
+from fieldwatch.http.resources.cluster import ClusterResource
 from fieldwatch.http.resources.collections import (
     AlertCollection,
     EventCollection,
@@ -19,6 +20,7 @@ from fieldwatch.http.resources.topics import TopicCommand
 __all__ = [
     "AlertCollection",
     "BodyLimit",
+    "ClusterResource",
     "EndpointCommand",
     "EndpointItem",
     "EventCollection",
