@@ -57,7 +57,7 @@ def _board_deps(cache_s: float = 0.0) -> tuple[falcon.testing.TestClient, object
 
 
 def test_overview_rows_counts_and_etag() -> None:
-    client, deps = _board_deps()
+    client, deps = _board_deps(cache_s=600.0)  # one build until the change below (ages move each second)
     deps.queries.rows["alerts"].append({"site": "alpha", "endpoint": "router", "condition": "down",  # type: ignore[attr-defined]
                                         "active": True, "triggered_at": "2024-01-01T00:00:00.000Z"})
     first = client.simulate_get("/api/v1/overview")
@@ -79,6 +79,7 @@ def test_overview_rows_counts_and_etag() -> None:
     again = client.simulate_get("/api/v1/overview", headers={"If-None-Match": etag})
     assert again.status_code == 304 and again.content == b""
     deps.board.update(2, 0, state="up", since=time.time(), down_since=None, reason=None)
+    deps.overview_cache_s = 0.0  # type: ignore[attr-defined]
     changed = client.simulate_get("/api/v1/overview", headers={"If-None-Match": etag})
     assert changed.status_code == 200 and changed.headers["etag"] != etag
     assert changed.json["counts"]["down"] == 0
