@@ -161,6 +161,32 @@ class StatusBoard:
                         break
             item.packet_loss = loss
 
+    def observe_probes(self, observations: list[tuple[int, int, float, tuple[float, ...], float]]) -> list[int]:
+        """Answered ICMP probes in one lock: (endpoint_id, generation, last_data_at, rtts, loss) each.
+
+        Like `update(last_data_at=...)` plus `observe_rtt()` per item; returns the indexes
+        refused because the endpoint is gone or a newer generation owns it.
+        """
+        refused = []
+        buckets = RTT_BUCKETS
+        with self._lock:
+            items = self._items
+            for index, (endpoint_id, generation, at, rtts, loss) in enumerate(observations):
+                item = items.get(endpoint_id)
+                if item is None or generation < item.generation:
+                    refused.append(index)
+                    continue
+                item.last_data_at = at
+                for rtt in rtts:
+                    item.rtt_sum += rtt
+                    item.rtt_count += 1
+                    for i, bound in enumerate(buckets):
+                        if rtt <= bound:
+                            item.rtt_buckets[i] += 1
+                            break
+                item.packet_loss = loss
+        return refused
+
     def set_alert(self, endpoint_id: int, condition: str, subject: str, active: bool) -> None:
         """Track active alerts for fieldwatch_alerts_active."""
         with self._lock:
