@@ -35,7 +35,7 @@ from fieldwatch.config.redact import endpoint_public_dict
 from fieldwatch.config.sites import parse_site_body
 from fieldwatch.errors import NotFoundError
 from fieldwatch.policy import Backoff, ChildPolicy, HealthCheck, SupervisionPolicy
-from fieldwatch.status import EndpointStatus, StatusBoard, effective_state
+from fieldwatch.status import EndpointStatus, StatusBoard, StatusRow, effective_state
 from fieldwatch.storage import commands as cmd
 from fieldwatch.storage import writes
 from fieldwatch.timeutil import to_rfc3339
@@ -84,6 +84,8 @@ class _Site:
     origin: str
     endpoint_ids: dict[str, int] = field(default_factory=dict)
     endpoint_enabled: dict[str, bool] = field(default_factory=dict)
+    #: each endpoint's config without secrets, built once (views share it read-only)
+    public: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
 class Controller:
@@ -141,6 +143,7 @@ class Controller:
 
     def _register(self, config: SiteConfig, row: cmd.StoredSite) -> None:
         site = _Site(config, row.enabled, row.origin)
+        site.public = {ep.name: endpoint_public_dict(ep) for ep in config.endpoints}
         by_name = {ep.name: ep for ep in row.endpoints}
         for ep in config.endpoints:
             stored = by_name.get(ep.name)
@@ -441,42 +444,48 @@ class Controller:
 
     def endpoint_view(self, status: EndpointStatus, config: EndpointConfig | None) -> dict[str, Any]:
         """SPEC section 6 endpoint shape (state after the reader freshness rule)."""
-        state, reason = effective_state(status)
-        return {
-            "site": status.site,
-            "name": status.name,
-            "kind": status.kind,
-            "enabled": status.enabled,
-            "state": state,
-            "since": to_rfc3339(status.since),
-            "reason": reason,
-            "down_since": to_rfc3339(status.down_since),
-            "last_data_at": to_rfc3339(status.last_data_at),
-            "generation": status.generation,
-            "restarts": status.restarts,
-            "reconnects": status.reconnects,
-            "config": endpoint_public_dict(config) if config is not None else None,
-        }
+        return _view(status, status.site, status.name, status.kind, status.enabled,
+                     endpoint_public_dict(config) if config is not None else None, time.time())
 
-    def get_site(self, name: str) -> dict[str, Any]:
-        """One site with its endpoints' live states."""
+    def _site_parts(self, name: str) -> tuple[bool, list[tuple[EndpointConfig, int, bool, dict[str, Any]]]]:
+        """What a site view needs from the controller, copied under its lock (no views built)."""
         with self._lock:
             site = self._site(name)
-            endpoints = []
-            for ep in site.config.endpoints:
-                endpoint_id = site.endpoint_ids.get(ep.name)
-                status = self.board.get(endpoint_id) if endpoint_id is not None else None
-                if status is not None:
-                    view = self.endpoint_view(status, ep)
-                    view["enabled"] = site.endpoint_enabled.get(ep.name, False)
-                    endpoints.append(view)
-            return {"name": name, "enabled": site.enabled, "endpoints": endpoints}
+            parts = [
+                (ep, site.endpoint_ids[ep.name], site.endpoint_enabled.get(ep.name, False), site.public[ep.name])
+                for ep in site.config.endpoints
+                if ep.name in site.endpoint_ids
+            ]
+            return site.enabled, parts
+
+    def get_site(self, name: str) -> dict[str, Any]:
+        """One site with its endpoints' live states.
+
+        Only the site's shape is copied under the controller's lock; the board is read in
+        one of its own locks and the views are built outside both, so a listing of
+        thousands of endpoints never holds back a command.
+        """
+        enabled, parts = self._site_parts(name)
+        rows = self.board.rows(endpoint_id for _, endpoint_id, _, _ in parts)
+        now = time.time()
+        endpoints = []
+        for ep, endpoint_id, ep_enabled, public in parts:
+            row = rows.get(endpoint_id)
+            if row is not None:
+                endpoints.append(_view(row, name, ep.name, ep.kind, ep_enabled, public, now))
+        return {"name": name, "enabled": enabled, "endpoints": endpoints}
 
     def list_sites(self) -> list[dict[str, Any]]:
-        """Every site, by name."""
+        """Every site, by name (a site deleted meanwhile is left out)."""
         with self._lock:
             names = sorted(self._sites)
-        return [self.get_site(n) for n in names if n in self._sites]
+        sites = []
+        for name in names:
+            try:
+                sites.append(self.get_site(name))
+            except NotFoundError:
+                continue
+        return sites
 
     def get_endpoint(self, site_name: str, name: str) -> dict[str, Any]:
         """One endpoint with its latest readings."""
@@ -487,8 +496,8 @@ class Controller:
             status = self.board.get(endpoint_id) if endpoint_id is not None else None
             if status is None or config is None:
                 raise NotFoundError(f"no endpoint {name!r} in site {site_name!r}")
-            view = self.endpoint_view(status, config)
-            view["enabled"] = site.endpoint_enabled.get(name, False)
+            view = _view(status, site_name, name, status.kind, site.endpoint_enabled.get(name, False),
+                         site.public.get(name), time.time())
         view["readings"] = self.queries.latest_readings(status.endpoint_id) if self.queries is not None else []
         if status.kind == "mqtt" and self.queries is not None:
             view["devices"] = self.queries.devices(status.endpoint_id)
@@ -498,3 +507,31 @@ class Controller:
         """(site, endpoint) -> id, for tests and tools."""
         with self._lock:
             return {(s, e): i for s, site in self._sites.items() for e, i in site.endpoint_ids.items()}
+
+
+def _view(
+    status: EndpointStatus | StatusRow,
+    site: str,
+    name: str,
+    kind: str,
+    enabled: bool,
+    public: dict[str, Any] | None,
+    now: float,
+) -> dict[str, Any]:
+    """SPEC section 6 endpoint shape (state after the reader freshness rule)."""
+    state, reason = effective_state(status, now)
+    return {
+        "site": site,
+        "name": name,
+        "kind": kind,
+        "enabled": enabled,
+        "state": state,
+        "since": to_rfc3339(status.since),
+        "reason": reason,
+        "down_since": to_rfc3339(status.down_since),
+        "last_data_at": to_rfc3339(status.last_data_at),
+        "generation": status.generation,
+        "restarts": status.restarts,
+        "reconnects": status.reconnects,
+        "config": public,
+    }

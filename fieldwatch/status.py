@@ -12,11 +12,11 @@ import threading
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, NamedTuple
 
 from fieldwatch import states
 
-__all__ = ["EndpointStatus", "StatusBoard", "effective_state", "RTT_BUCKETS"]
+__all__ = ["EndpointStatus", "StatusBoard", "StatusRow", "effective_state", "RTT_BUCKETS"]
 
 #: Histogram buckets of fieldwatch_icmp_rtt_seconds.
 RTT_BUCKETS: tuple[float, ...] = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
@@ -61,7 +61,22 @@ class EndpointStatus:
         )
 
 
-def effective_state(status: EndpointStatus, now: float | None = None) -> tuple[str, str | None]:
+class StatusRow(NamedTuple):
+    """The fields of one endpoint a listing shows, copied in one board lock (no counters)."""
+
+    endpoint_id: int
+    state: str
+    since: float
+    reason: str | None
+    down_since: float | None
+    last_data_at: float | None
+    generation: int
+    restarts: int
+    reconnects: int
+    fresh_within_s: float | None
+
+
+def effective_state(status: EndpointStatus | StatusRow, now: float | None = None) -> tuple[str, str | None]:
     """The state a reader may report: `up` only while data is fresh."""
     if status.state == states.UP and status.fresh_within_s is not None:
         now = time.time() if now is None else now
@@ -213,6 +228,17 @@ class StatusBoard:
                 if item.site == site and item.name == name:
                     return item.copy()
             return None
+
+    def rows(self, endpoint_ids: Iterable[int]) -> dict[int, StatusRow]:
+        """The listing fields of the given endpoints (missing ones left out), in one lock."""
+        with self._lock:
+            items = self._items
+            found = [items[i] for i in endpoint_ids if i in items]
+            return {
+                s.endpoint_id: StatusRow(s.endpoint_id, s.state, s.since, s.reason, s.down_since, s.last_data_at,
+                                         s.generation, s.restarts, s.reconnects, s.fresh_within_s)
+                for s in found
+            }
 
     def snapshot(self) -> list[EndpointStatus]:
         """Copies of every endpoint, ordered by site and name."""
