@@ -7,7 +7,6 @@ only that site's supervisor; no other connection is restarted.
 
 from __future__ import annotations
 
-import functools
 import json
 import logging
 import threading
@@ -36,20 +35,16 @@ from fieldwatch.config.redact import endpoint_public_dict
 from fieldwatch.config.sites import parse_site_body
 from fieldwatch.errors import NotFoundError
 from fieldwatch.policy import Backoff, ChildPolicy, HealthCheck, SupervisionPolicy
-from fieldwatch.status import EndpointStatus, StatusBoard, StatusRow, effective_state
+from fieldwatch.status import EndpointStatus, StatusBoard
 from fieldwatch.storage import commands as cmd
 from fieldwatch.storage import writes
-from fieldwatch.timeutil import to_rfc3339
+from fieldwatch.views import ViewCache, endpoint_view
 
 __all__ = ["Controller", "site_spec_of"]
 
 logger = logging.getLogger(__name__)
 
 _ASK_TIMEOUT_S = 10.0
-
-#: Listings format three timestamps per endpoint; `since` rarely changes and a
-#: `last_data_at` is shown by several listings in a row, so most are found here.
-_rfc3339 = functools.lru_cache(maxsize=1 << 15)(to_rfc3339)
 
 #: A site supervisor with thousands of children can be slow to answer under load
 #: without being hung: replacing it would restart every one of its endpoints.
@@ -117,6 +112,7 @@ class Controller:
         self._lock = threading.RLock()  # one command at a time: commands are rare and short
         self._sites: dict[str, _Site] = {}
         self._started = False
+        self._views = ViewCache()
 
     # -- start-up ----------------------------------------------------------------
 
@@ -374,6 +370,7 @@ class Controller:
             for endpoint_id in old.endpoint_ids.values():
                 if endpoint_id not in kept:
                     self.board.remove(endpoint_id)
+            self._views.forget(list(old.endpoint_ids.values()))
             self._register(config, row)
             if row.enabled:
                 self._start_site(name)
@@ -389,6 +386,7 @@ class Controller:
             self._stop_site(name)
             for endpoint_id in site.endpoint_ids.values():
                 self.board.remove(endpoint_id)
+            self._views.forget(list(site.endpoint_ids.values()))
             self.storage.command(cmd.DeleteSite(name), _ASK_TIMEOUT_S)
             del self._sites[name]
 
@@ -449,8 +447,8 @@ class Controller:
 
     def endpoint_view(self, status: EndpointStatus, config: EndpointConfig | None) -> dict[str, Any]:
         """SPEC section 6 endpoint shape (state after the reader freshness rule)."""
-        return _view(status, status.site, status.name, status.kind, status.enabled,
-                     endpoint_public_dict(config) if config is not None else None, time.time())
+        return endpoint_view(status, status.site, status.name, status.kind, status.enabled,
+                             endpoint_public_dict(config) if config is not None else None, time.time())
 
     def _site_parts(self, name: str) -> tuple[bool, list[tuple[EndpointConfig, int, bool, dict[str, Any]]]]:
         """What a site view needs from the controller, copied under its lock (no views built)."""
@@ -463,8 +461,8 @@ class Controller:
             ]
             return site.enabled, parts
 
-    def get_site(self, name: str) -> dict[str, Any]:
-        """One site with its endpoints' live states.
+    def _site_views(self, name: str) -> tuple[bool, list[tuple[dict[str, Any], str]]]:
+        """The site's enabled flag and each endpoint's (view, JSON text), from the view cache.
 
         Only the site's shape is copied under the controller's lock; the board is read in
         one of its own locks and the views are built outside both, so a listing of
@@ -473,24 +471,44 @@ class Controller:
         enabled, parts = self._site_parts(name)
         rows = self.board.rows(endpoint_id for _, endpoint_id, _, _ in parts)
         now = time.time()
-        endpoints = []
+        views = []
         for ep, endpoint_id, ep_enabled, public in parts:
             row = rows.get(endpoint_id)
             if row is not None:
-                endpoints.append(_view(row, name, ep.name, ep.kind, ep_enabled, public, now))
-        return {"name": name, "enabled": enabled, "endpoints": endpoints}
+                views.append(self._views.get(row, name, ep.name, ep.kind, ep_enabled, public, now))
+        return enabled, views
+
+    def get_site(self, name: str) -> dict[str, Any]:
+        """One site with its endpoints' live states."""
+        enabled, views = self._site_views(name)
+        return {"name": name, "enabled": enabled, "endpoints": [dict(view) for view, _ in views]}
+
+    def _site_names(self) -> list[str]:
+        with self._lock:
+            return sorted(self._sites)
 
     def list_sites(self) -> list[dict[str, Any]]:
         """Every site, by name (a site deleted meanwhile is left out)."""
-        with self._lock:
-            names = sorted(self._sites)
         sites = []
-        for name in names:
+        for name in self._site_names():
             try:
                 sites.append(self.get_site(name))
             except NotFoundError:
                 continue
         return sites
+
+    def sites_json(self) -> str:
+        """`list_sites()` as the JSON body of `GET /api/v1/sites` (a page), from cached view texts."""
+        parts = []
+        for name in self._site_names():
+            try:
+                enabled, views = self._site_views(name)
+            except NotFoundError:
+                continue
+            endpoints = ", ".join(text for _, text in views)
+            parts.append(f'{{"name": {json.dumps(name, ensure_ascii=False)}, '
+                         f'"enabled": {"true" if enabled else "false"}, "endpoints": [{endpoints}]}}')
+        return f'{{"items": [{", ".join(parts)}], "next": null}}'
 
     def get_endpoint(self, site_name: str, name: str) -> dict[str, Any]:
         """One endpoint with its latest readings."""
@@ -501,8 +519,8 @@ class Controller:
             status = self.board.get(endpoint_id) if endpoint_id is not None else None
             if status is None or config is None:
                 raise NotFoundError(f"no endpoint {name!r} in site {site_name!r}")
-            view = _view(status, site_name, name, status.kind, site.endpoint_enabled.get(name, False),
-                         site.public.get(name), time.time())
+            view = endpoint_view(status, site_name, name, status.kind, site.endpoint_enabled.get(name, False),
+                                 site.public.get(name), time.time())
         view["readings"] = self.queries.latest_readings(status.endpoint_id) if self.queries is not None else []
         if status.kind == "mqtt" and self.queries is not None:
             view["devices"] = self.queries.devices(status.endpoint_id)
@@ -513,30 +531,3 @@ class Controller:
         with self._lock:
             return {(s, e): i for s, site in self._sites.items() for e, i in site.endpoint_ids.items()}
 
-
-def _view(
-    status: EndpointStatus | StatusRow,
-    site: str,
-    name: str,
-    kind: str,
-    enabled: bool,
-    public: dict[str, Any] | None,
-    now: float,
-) -> dict[str, Any]:
-    """SPEC section 6 endpoint shape (state after the reader freshness rule)."""
-    state, reason = effective_state(status, now)
-    return {
-        "site": site,
-        "name": name,
-        "kind": kind,
-        "enabled": enabled,
-        "state": state,
-        "since": _rfc3339(status.since),
-        "reason": reason,
-        "down_since": _rfc3339(status.down_since),
-        "last_data_at": _rfc3339(status.last_data_at),
-        "generation": status.generation,
-        "restarts": status.restarts,
-        "reconnects": status.reconnects,
-        "config": public,
-    }

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from harness import Harness, fast_policy, wait_for
 
-from fieldwatch import controller as controller_mod
+from fieldwatch import views as views_mod
 from fieldwatch.actors.icmp.prober import stop_shared_prober
 from fieldwatch.config.model import EndpointConfig, IcmpOptions, SiteConfig
 
@@ -47,7 +47,7 @@ def test_command_during_a_listing_is_not_held_back(daemon_http: Harness, monkeyp
     entered, release = threading.Event(), threading.Event()
     armed = [True]
     arm_lock = threading.Lock()
-    real_view = controller_mod._view  # noqa: SLF001
+    real_view = views_mod.endpoint_view
 
     def paused_view(*args: Any, **kwargs: Any) -> dict[str, Any]:
         with arm_lock:
@@ -57,7 +57,7 @@ def test_command_during_a_listing_is_not_held_back(daemon_http: Harness, monkeyp
             release.wait(30.0)
         return real_view(*args, **kwargs)
 
-    monkeypatch.setattr(controller_mod, "_view", paused_view)
+    monkeypatch.setattr(views_mod, "endpoint_view", paused_view)
     listing: dict[str, Any] = {}
 
     def list_sites() -> None:
