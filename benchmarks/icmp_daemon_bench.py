@@ -162,10 +162,28 @@ def run_fping(hosts: list[str], interval_s: float, rounds: int, timeout_s: float
 # -- py-spy -----------------------------------------------------------------------------
 
 
+_PARTS = (  # (part of the daemon, a frame that marks it), first match wins
+    ("HTTP (listing)", "App.__call__"),
+    ("storage writer", "PersistenceActor.on_receive"),
+    ("supervisors (health checks)", "Supervisor."),
+    ("ICMP prober + hub", "Prober."),
+    ("pooled actors (ICMP actors)", "ActorPool._work"),
+    ("daemon scheduler", "Scheduler._run"),
+)
+
+
+def _part(frames: list[str]) -> str:
+    for name, marker in _PARTS:
+        if any(marker in f for f in frames):
+            return name
+    return "other"
+
+
 def top_frames(raw_path: str, n: int = 12) -> str:
-    """The top frames of a py-spy raw (collapsed) profile: by own samples and inclusive."""
+    """The top frames of a py-spy raw (collapsed) profile: by part, own samples and inclusive."""
     own: collections.Counter[str] = collections.Counter()
     incl: collections.Counter[str] = collections.Counter()
+    parts: collections.Counter[str] = collections.Counter()
     total = 0
     with open(raw_path) as handle:
         for line in handle:
@@ -176,11 +194,14 @@ def top_frames(raw_path: str, n: int = 12) -> str:
             total += count
             frames = [f.split(" (")[0] + " (" + f.split(" (")[-1].split(":")[0].split("/")[-1] + ")"
                       for f in stack.split(";")[1:]]  # [0] is the thread
+            parts[_part(frames)] += count
             if frames:
                 own[frames[-1]] += count
             for frame in set(frames):
                 incl[frame] += count
-    out = [f"samples: {total}", "own (leaf) samples:"]
+    out = [f"samples: {total}", "by part of the daemon:"]
+    out += [f"  {100 * c / max(1, total):5.1f} %  {name}" for name, c in parts.most_common()]
+    out.append("own (leaf) samples:")
     out += [f"  {100 * c / max(1, total):5.1f} %  {f}" for f, c in own.most_common(n)]
     out.append("inclusive:")
     out += [f"  {100 * c / max(1, total):5.1f} %  {f}" for f, c in incl.most_common(2 * n)]
