@@ -91,6 +91,9 @@ class IcmpHub:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._slots: dict[tuple[int, int], ProbeSlot] = {}  # (id(board), endpoint_id) -> newest run
+        # The sender (timeouts) and the receiver (replies) both deliver; one at a time, so the
+        # hub's side of each slot (told, steady cleared) is never updated by two threads at once.
+        self._deliver_lock = threading.Lock()
 
     def register(self, slot: ProbeSlot) -> None:
         """A new probing run: an older run of the same endpoint (a replaced actor) stops."""
@@ -111,6 +114,10 @@ class IcmpHub:
 
     def deliver(self, batch: list[tuple[Any, ProbeResult]]) -> None:
         """Results that finished together (a prober thread): apply steady ones, tell the rest."""
+        with self._deliver_lock:
+            self._deliver(batch)
+
+    def _deliver(self, batch: list[tuple[Any, ProbeResult]]) -> None:
         now = time.time()
         mono = time.monotonic()
         applied: dict[int, tuple[Any, Any, list[ProbeSlot], list[tuple[Any, ...]], list[Any]]] = {}
