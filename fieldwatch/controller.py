@@ -86,6 +86,8 @@ class _Site:
     endpoint_enabled: dict[str, bool] = field(default_factory=dict)
     #: each endpoint's config without secrets, built once (views share it read-only)
     public: dict[str, dict[str, Any]] = field(default_factory=dict)
+    #: what listings read of this site (see Controller._site_parts); None = rebuild
+    parts: list[tuple[EndpointConfig, int, bool, dict[str, Any]]] | None = None
 
 
 class Controller:
@@ -317,6 +319,7 @@ class Controller:
             self.storage.command(cmd.SetEndpointEnabled(site_name, name, enabled), _ASK_TIMEOUT_S)
             was = site.endpoint_enabled.get(name, False)
             site.endpoint_enabled[name] = enabled
+            site.parts = None
             endpoint_id = site.endpoint_ids[name]
             sup = self._site_supervisor(site_name) if site.enabled else None
             if enabled and not was:
@@ -456,15 +459,16 @@ class Controller:
         """What a site view needs from the controller, copied under its lock (no views built)."""
         with self._lock:
             site = self._site(name)
-            parts = [
-                (ep, site.endpoint_ids[ep.name], site.endpoint_enabled.get(ep.name, False), site.public[ep.name])
-                for ep in site.config.endpoints
-                if ep.name in site.endpoint_ids
-            ]
-            return site.enabled, parts
+            if site.parts is None:  # built once per change of the site's endpoints or their flags
+                site.parts = [
+                    (ep, site.endpoint_ids[ep.name], site.endpoint_enabled.get(ep.name, False), site.public[ep.name])
+                    for ep in site.config.endpoints
+                    if ep.name in site.endpoint_ids
+                ]
+            return site.enabled, site.parts
 
-    def _site_views(self, name: str) -> tuple[bool, list[tuple[dict[str, Any], str]]]:
-        """The site's enabled flag and each endpoint's (view, JSON text), from the view cache.
+    def _site_views(self, name: str) -> tuple[bool, list[str]]:
+        """The site's enabled flag and each endpoint's view as JSON text, from the view cache.
 
         Only the site's shape is copied under the controller's lock; the board is read in
         one of its own locks and the views are built outside both, so a listing of
@@ -473,17 +477,24 @@ class Controller:
         enabled, parts = self._site_parts(name)
         rows = self.board.rows(endpoint_id for _, endpoint_id, _, _ in parts)
         now = time.time()
-        views = []
+        texts = []
         for ep, endpoint_id, ep_enabled, public in parts:
             row = rows.get(endpoint_id)
             if row is not None:
-                views.append(self._views.get(row, name, ep.name, ep.kind, ep_enabled, public, now))
-        return enabled, views
+                texts.append(self._views.text(row, name, ep.name, ep.kind, ep_enabled, public, now))
+        return enabled, texts
 
     def get_site(self, name: str) -> dict[str, Any]:
-        """One site with its endpoints' live states."""
-        enabled, views = self._site_views(name)
-        return {"name": name, "enabled": enabled, "endpoints": [dict(view) for view, _ in views]}
+        """One site with its endpoints' live states (the board read in one lock, outside ours)."""
+        enabled, parts = self._site_parts(name)
+        rows = self.board.rows(endpoint_id for _, endpoint_id, _, _ in parts)
+        now = time.time()
+        endpoints = [
+            endpoint_view(rows[endpoint_id], name, ep.name, ep.kind, ep_enabled, public, now)
+            for ep, endpoint_id, ep_enabled, public in parts
+            if endpoint_id in rows
+        ]
+        return {"name": name, "enabled": enabled, "endpoints": endpoints}
 
     def _site_names(self) -> list[str]:
         with self._lock:
@@ -504,10 +515,10 @@ class Controller:
         parts = []
         for name in self._site_names():
             try:
-                enabled, views = self._site_views(name)
+                enabled, texts = self._site_views(name)
             except NotFoundError:
                 continue
-            endpoints = ", ".join(text for _, text in views)
+            endpoints = ", ".join(texts)
             parts.append(f'{{"name": {json.dumps(name, ensure_ascii=False)}, '
                          f'"enabled": {"true" if enabled else "false"}, "endpoints": [{endpoints}]}}')
         return f'{{"items": [{", ".join(parts)}], "next": null}}'

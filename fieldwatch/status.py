@@ -231,12 +231,14 @@ class StatusBoard:
 
     def rows(self, endpoint_ids: Iterable[int]) -> dict[int, StatusRow]:
         """The listing fields of the given endpoints (missing ones left out), in one lock."""
+        new = tuple.__new__  # StatusRow's own __new__ is a Python function: 10,000 calls per listing
         with self._lock:
             items = self._items
             found = [items[i] for i in endpoint_ids if i in items]
             return {
-                s.endpoint_id: StatusRow(s.endpoint_id, s.state, s.since, s.reason, s.down_since, s.last_data_at,
-                                         s.generation, s.restarts, s.reconnects, s.fresh_within_s)
+                s.endpoint_id: new(StatusRow, (s.endpoint_id, s.state, s.since, s.reason, s.down_since,
+                                               s.last_data_at, s.generation, s.restarts, s.reconnects,
+                                               s.fresh_within_s))
                 for s in found
             }
 

@@ -47,9 +47,9 @@ def test_command_during_a_listing_is_not_held_back(daemon_http: Harness, monkeyp
     entered, release = threading.Event(), threading.Event()
     armed = [True]
     arm_lock = threading.Lock()
-    real_view = views_mod.endpoint_view
+    real_view = views_mod.view_text
 
-    def paused_view(*args: Any, **kwargs: Any) -> dict[str, Any]:
+    def paused_view(*args: Any, **kwargs: Any) -> Any:
         with arm_lock:
             mine, armed[0] = armed[0], False
         if mine:
@@ -57,7 +57,7 @@ def test_command_during_a_listing_is_not_held_back(daemon_http: Harness, monkeyp
             release.wait(30.0)
         return real_view(*args, **kwargs)
 
-    monkeypatch.setattr(views_mod, "endpoint_view", paused_view)
+    monkeypatch.setattr(views_mod, "view_text", paused_view)
     listing: dict[str, Any] = {}
 
     def list_sites() -> None:
