@@ -281,14 +281,14 @@ def main() -> None:  # noqa: PLR0915 - one linear measurement script
     used = cpu_s() - c0
     wall = time.monotonic() - w0
     data = lateness.take()
-    not_up = sum(1 for s in daemon.board.snapshot() if effective_state(s)[0] != "up")
     threads = threading.active_count()
-    restarts = sum(s.restarts for s in daemon.board.snapshot())
-    sup_restarts = daemon.tree.supervisor_restarts()
     rss = rss_mb()
     polled = json.loads(poller.communicate(timeout=120)[0] or "{}")
     if spy is not None:
         spy.wait(timeout=120)
+    not_up = sum(1 for s in daemon.board.snapshot() if effective_state(s)[0] != "up")
+    restarts = sum(s.restarts for s in daemon.board.snapshot())
+    sup_restarts = daemon.tree.supervisor_restarts()
     h.stop()
     load_end = loadavg()
     fping = {} if args.no_fping else run_fping(hosts, args.interval, args.rounds, 1.0)

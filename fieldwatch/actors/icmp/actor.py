@@ -108,7 +108,7 @@ class IcmpActor(PooledActor, ConnectionActor):
         """A new probing run: the prober probes now, then every interval on this endpoint's phase."""
         opts = self.options
         slot = ProbeSlot(self.ep.endpoint_id, self.generation, next(_connections), self.actor_ref,
-                         self.ep.board, self.ep.storage)
+                         self.ep.board, self.ep.storage, self.ep.scheduler)
         slot.last_data_at = self.last_data_at
         self._hub.register(slot)
         # Later probes keep a per-endpoint phase spread evenly over the interval (golden-ratio

@@ -30,7 +30,7 @@ import pykka
 from fieldwatch.actors.icmp.prober import ProbeResult, ProbeSchedule
 from fieldwatch.storage import writes
 
-__all__ = ["IcmpHub", "ProbeDone", "ProbeSlot", "probe_readings", "shared_hub"]
+__all__ = ["FLUSH_S", "IcmpHub", "ProbeDone", "ProbeSlot", "probe_readings", "shared_hub"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,6 +51,7 @@ class ProbeSlot:
     ref: pykka.ActorRef[Any]
     board: Any  # fieldwatch.status.StatusBoard
     storage: Any  # fieldwatch.storage.gateway.StorageGateway
+    scheduler: Any = None  # fieldwatch.actors.scheduler.Scheduler: flushes the hub's rows (None: at once)
     schedule: ProbeSchedule | None = None
     # written by the actor only
     steady: bool = False
@@ -85,6 +86,12 @@ def probe_readings(endpoint_id: int, generation: int, result: ProbeResult, now: 
     return rows
 
 
+#: Rows of applied results wait this long in the hub, so the writer is woken and commits a
+#: few dozen times a second instead of once per prober pass (each wake-up and commit cost
+#: more than its few rows). Well within the storage batch delay (`max_delay_ms`, 50).
+FLUSH_S = 0.025
+
+
 class IcmpHub:
     """The prober's sink for every ICMP actor's schedule (one per process)."""
 
@@ -94,6 +101,8 @@ class IcmpHub:
         # The sender (timeouts) and the receiver (replies) both deliver; one at a time, so the
         # hub's side of each slot (told, steady cleared) is never updated by two threads at once.
         self._deliver_lock = threading.Lock()
+        self._buffers: dict[int, tuple[Any, list[Any]]] = {}  # id(storage) -> rows; under _deliver_lock
+        self._flush_scheduled = False
 
     def register(self, slot: ProbeSlot) -> None:
         """A new probing run: an older run of the same endpoint (a replaced actor) stops."""
@@ -105,7 +114,23 @@ class IcmpHub:
             old.cancel()
 
     def unregister(self, slot: ProbeSlot) -> None:
-        """The run ended (disconnect, stop): cancel it and forget it."""
+        """The run ended (disconnect, stop): cancel it, forget it, hand its rows to storage now."""
+        self._forget(slot)
+        with self._deliver_lock:
+            self._flush_locked()
+
+    def flush(self) -> None:
+        """Hand the buffered rows to storage (the scheduler's timer, FLUSH_S after the first)."""
+        with self._deliver_lock:
+            self._flush_scheduled = False
+            self._flush_locked()
+
+    def _flush_locked(self) -> None:
+        buffers, self._buffers = self._buffers, {}
+        for storage, rows in buffers.values():
+            storage.submit_many(rows)  # an older generation's rows are discarded by the writer, as always
+
+    def _forget(self, slot: ProbeSlot) -> None:
         slot.cancel()
         key = (id(slot.board), slot.endpoint_id)
         with self._lock:
@@ -139,17 +164,30 @@ class IcmpHub:
                     slot.touch_stored_at = at
                     rows.append(writes.Touch(slot.endpoint_id, slot.generation, at))
                 continue
+            if self._buffers:  # what the actor stores next follows what was applied before
+                self._flush_locked()
             slot.steady = False
             slot.told += 1
             try:
                 slot.ref.tell(ProbeDone(slot.conn, result))
             except pykka.ActorDeadError:
-                self.unregister(slot)
+                self._forget(slot)
         for board, storage, slots, observations, rows in applied.values():
             refused = board.observe_probes(observations)
             for index in refused:  # a newer generation owns the endpoint: this run is over
-                self.unregister(slots[index])
-            storage.submit_many(rows)  # an older generation's rows are discarded by the writer, as always
+                self._forget(slots[index])
+            scheduler = slots[0].scheduler
+            if scheduler is None:
+                storage.submit_many(rows)
+                continue
+            buffered = self._buffers.get(id(storage))
+            if buffered is None:
+                self._buffers[id(storage)] = (storage, rows)
+            else:
+                buffered[1].extend(rows)
+            if not self._flush_scheduled:
+                self._flush_scheduled = True
+                scheduler.call_later(FLUSH_S, self.flush)
 
 
 _shared = IcmpHub()

@@ -163,3 +163,32 @@ def test_newer_run_cancels_older_and_older_generation_is_refused(board: StatusBo
     status = board.get(7)
     assert status is not None and status.last_data_at is None  # refused by the board
     assert stale.cancelled
+
+
+def test_applied_rows_reach_storage_within_the_flush_delay_and_before_a_told_result(board: StatusBoard) -> None:
+    from fieldwatch.actors.icmp.hub import FLUSH_S
+    from fieldwatch.actors.scheduler import Scheduler
+
+    scheduler = Scheduler("test-hub-flush")
+    scheduler.start()
+    try:
+        storage, ref, hub = StorageGateway(), _Ref(), IcmpHub()
+        slot = ProbeSlot(7, 3, 1, ref, board, storage, scheduler)  # type: ignore[arg-type]
+        slot.steady = True
+        hub.deliver([(slot, _result(True, 1000.0))])
+        applied_at = time.monotonic()
+        assert _queued(storage) == []  # buffered for one writer wake-up per FLUSH_S
+        wait_for(lambda: _queued(storage), 5.0, what="the buffered rows handed to storage")
+        assert time.monotonic() - applied_at >= FLUSH_S * 0.5
+        assert len(_queued(storage)) == 3  # packet_loss, rtt, Touch
+
+        hub.deliver([(slot, _result(True, 1010.0))])
+        hub.deliver([(slot, _result(False, 1020.0))])  # told to the actor: what came before goes first
+        assert len(_queued(storage)) == 6 and len(ref.told) == 1
+
+        slot.steady, slot.handled = True, 1
+        hub.deliver([(slot, _result(True, 1030.0))])
+        hub.unregister(slot)  # the run ends: its rows are not left behind
+        assert len(_queued(storage)) == 9
+    finally:
+        scheduler.stop()
