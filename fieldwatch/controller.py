@@ -475,24 +475,24 @@ class Controller:
         thousands of endpoints never holds back a command.
         """
         enabled, parts = self._site_parts(name)
-        rows = self.board.rows(endpoint_id for _, endpoint_id, _, _ in parts)
+        rows = self.board.rows([endpoint_id for _, endpoint_id, _, _ in parts])
         now = time.time()
-        texts = []
-        for ep, endpoint_id, ep_enabled, public in parts:
-            row = rows.get(endpoint_id)
-            if row is not None:
-                texts.append(self._views.text(row, name, ep.name, ep.kind, ep_enabled, public, now))
-        return enabled, texts
+        text = self._views.text
+        return enabled, [
+            text(row, name, ep.name, ep.kind, ep_enabled, public, now)
+            for (ep, _, ep_enabled, public), row in zip(parts, rows, strict=True)
+            if row is not None
+        ]
 
     def get_site(self, name: str) -> dict[str, Any]:
         """One site with its endpoints' live states (the board read in one lock, outside ours)."""
         enabled, parts = self._site_parts(name)
-        rows = self.board.rows(endpoint_id for _, endpoint_id, _, _ in parts)
+        rows = self.board.rows([endpoint_id for _, endpoint_id, _, _ in parts])
         now = time.time()
         endpoints = [
-            endpoint_view(rows[endpoint_id], name, ep.name, ep.kind, ep_enabled, public, now)
-            for ep, endpoint_id, ep_enabled, public in parts
-            if endpoint_id in rows
+            endpoint_view(row, name, ep.name, ep.kind, ep_enabled, public, now)
+            for (ep, _, ep_enabled, public), row in zip(parts, rows, strict=True)
+            if row is not None
         ]
         return {"name": name, "enabled": enabled, "endpoints": endpoints}
 

@@ -93,6 +93,17 @@ class StatusBoard:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._items: dict[int, EndpointStatus] = {}
+        #: each item's listing fields, refreshed by every write that changes one (under _lock),
+        #: so a listing of 10,000 endpoints reads 10,000 ready rows instead of building them
+        self._rows: dict[int, StatusRow] = {}
+
+    def _refresh(self, s: EndpointStatus) -> None:
+        """Rebuild the listing row of `s` (under _lock; the namedtuple's own __new__ is slow)."""
+        self._rows[s.endpoint_id] = tuple.__new__(
+            StatusRow,
+            (s.endpoint_id, s.state, s.since, s.reason, s.down_since, s.last_data_at, s.generation, s.restarts,
+             s.reconnects, s.fresh_within_s),
+        )
 
     # -- registration ------------------------------------------------------------
 
@@ -109,11 +120,13 @@ class StatusBoard:
                 status.connected_once = old.connected_once
                 status.alerts = old.alerts
             self._items[status.endpoint_id] = status
+            self._refresh(status)
 
     def remove(self, endpoint_id: int) -> None:
         """Forget an endpoint (its metric series disappear)."""
         with self._lock:
             self._items.pop(endpoint_id, None)
+            self._rows.pop(endpoint_id, None)
 
     def begin_generation(self, endpoint_id: int, generation: int, restarts: int) -> None:
         """A new actor instance started: older generations can no longer write here."""
@@ -122,6 +135,7 @@ class StatusBoard:
             if item is not None and generation >= item.generation:
                 item.generation = generation
                 item.restarts = max(item.restarts, restarts)
+                self._refresh(item)
 
     def current_generation(self, endpoint_id: int) -> int | None:
         """The newest generation started for the endpoint (None once it is removed)."""
@@ -139,6 +153,7 @@ class StatusBoard:
                 return False
             for key, value in changes.items():
                 setattr(item, key, value)
+            self._refresh(item)
             return True
 
     def mark_connected(self, endpoint_id: int, generation: int) -> bool:
@@ -149,6 +164,7 @@ class StatusBoard:
                 return False
             if item.connected_once:
                 item.reconnects += 1
+                self._refresh(item)
                 return True
             item.connected_once = True
             return False
@@ -192,6 +208,7 @@ class StatusBoard:
                     refused.append(index)
                     continue
                 item.last_data_at = at
+                self._refresh(item)
                 for rtt in rtts:
                     item.rtt_sum += rtt
                     item.rtt_count += 1
@@ -229,18 +246,11 @@ class StatusBoard:
                     return item.copy()
             return None
 
-    def rows(self, endpoint_ids: Iterable[int]) -> dict[int, StatusRow]:
-        """The listing fields of the given endpoints (missing ones left out), in one lock."""
-        new = tuple.__new__  # StatusRow's own __new__ is a Python function: 10,000 calls per listing
+    def rows(self, endpoint_ids: Iterable[int]) -> list[StatusRow | None]:
+        """The listing fields of the given endpoints, in their order (None: not on the board)."""
         with self._lock:
-            items = self._items
-            found = [items[i] for i in endpoint_ids if i in items]
-            return {
-                s.endpoint_id: new(StatusRow, (s.endpoint_id, s.state, s.since, s.reason, s.down_since,
-                                               s.last_data_at, s.generation, s.restarts, s.reconnects,
-                                               s.fresh_within_s))
-                for s in found
-            }
+            get = self._rows.get
+            return [get(i) for i in endpoint_ids]
 
     def snapshot(self) -> list[EndpointStatus]:
         """Copies of every endpoint, ordered by site and name."""

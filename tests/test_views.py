@@ -20,7 +20,7 @@ def _board(last_data_at: float | None) -> StatusBoard:
 
 def _view(cache: ViewCache, board: StatusBoard, now: float, enabled: bool = True,
           public: dict[str, Any] = _PUBLIC) -> dict[str, Any]:
-    row = board.rows([1])[1]
+    row = board.rows([1])[0]
     text = cache.text(row, "s", "e", "icmp", enabled, public, now)
     view = json.loads(text)
     assert view == endpoint_view(row, "s", "e", "icmp", enabled, public, now)  # the same shape as the dicts
@@ -29,9 +29,9 @@ def _view(cache: ViewCache, board: StatusBoard, now: float, enabled: bool = True
 
 def test_unchanged_row_is_served_from_the_cache() -> None:
     board, cache = _board(1000.0), ViewCache()
-    row = board.rows([1])[1]
+    row = board.rows([1])[0]
     first = cache.text(row, "s", "e", "icmp", True, _PUBLIC, 1001.0)
-    assert cache.text(board.rows([1])[1], "s", "e", "icmp", True, _PUBLIC, 1002.0) is first
+    assert cache.text(board.rows([1])[0], "s", "e", "icmp", True, _PUBLIC, 1002.0) is first
     view = json.loads(first)
     assert view["state"] == "up" and view["last_data_at"] == "1970-01-01T00:16:40.000Z"
     assert view["config"] == _PUBLIC and view["down_since"] is None
@@ -67,3 +67,21 @@ def test_enabled_flag_and_config_changes_rebuild_the_view() -> None:
     assert _view(cache, board, 1001.0, enabled=False)["enabled"] is False
     other = dict(_PUBLIC, host="127.0.0.2")
     assert _view(cache, board, 1001.0, public=other)["config"]["host"] == "127.0.0.2"
+
+
+def test_board_rows_follow_every_write() -> None:
+    board = _board(1000.0)
+    assert board.rows([1, 99]) == [board.rows([1])[0], None]
+    board.update(1, 2, state="down", reason="no reply", down_since=1001.0)
+    board.begin_generation(1, 3, 4)
+    assert board.mark_connected(1, 3) is False  # the first connection is not a reconnect
+    assert board.mark_connected(1, 3) is True
+    assert board.observe_probes([(1, 3, 1002.0, (0.001,), 0.0), (1, 2, 1003.0, (), 1.0)]) == [1]  # gen 2 refused
+    row = board.rows([1])[0]
+    assert row is not None
+    assert (row.state, row.reason, row.down_since, row.generation, row.restarts, row.reconnects, row.last_data_at) == (
+        "down", "no reply", 1001.0, 3, 4, 1, 1002.0)
+    full = board.get(1)
+    assert full is not None and (full.state, full.last_data_at, full.rtt_count) == ("down", 1002.0, 1)
+    board.remove(1)
+    assert board.rows([1]) == [None]
