@@ -102,7 +102,7 @@ class IcmpHub:
         # hub's side of each slot (told, steady cleared) is never updated by two threads at once.
         self._deliver_lock = threading.Lock()
         self._buffers: dict[int, tuple[Any, list[Any]]] = {}  # id(storage) -> rows; under _deliver_lock
-        self._flush_scheduled = False
+        self._flush_due: float | None = None  # monotonic; None: no flush timer pending
 
     def register(self, slot: ProbeSlot) -> None:
         """A new probing run: an older run of the same endpoint (a replaced actor) stops."""
@@ -122,7 +122,7 @@ class IcmpHub:
     def flush(self) -> None:
         """Hand the buffered rows to storage (the scheduler's timer, FLUSH_S after the first)."""
         with self._deliver_lock:
-            self._flush_scheduled = False
+            self._flush_due = None
             self._flush_locked()
 
     def _flush_locked(self) -> None:
@@ -185,9 +185,12 @@ class IcmpHub:
                 self._buffers[id(storage)] = (storage, rows)
             else:
                 buffered[1].extend(rows)
-            if not self._flush_scheduled:
-                self._flush_scheduled = True
+            if self._flush_due is None:
+                self._flush_due = mono + FLUSH_S
                 scheduler.call_later(FLUSH_S, self.flush)
+            elif mono >= self._flush_due + FLUSH_S:  # the timer is late, or lost with a stopped scheduler
+                self._flush_due = None
+                self._flush_locked()
 
 
 _shared = IcmpHub()

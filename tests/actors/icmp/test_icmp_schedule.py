@@ -192,3 +192,20 @@ def test_applied_rows_reach_storage_within_the_flush_delay_and_before_a_told_res
         assert len(_queued(storage)) == 9
     finally:
         scheduler.stop()
+
+
+def test_rows_are_not_stranded_when_the_flush_timer_is_lost(board: StatusBoard) -> None:
+    from fieldwatch.actors.icmp.hub import FLUSH_S
+    from fieldwatch.actors.scheduler import Scheduler
+
+    scheduler = Scheduler("test-hub-lost-timer")  # never started: its timers never fire
+    storage, ref, hub = StorageGateway(), _Ref(), IcmpHub()
+    slot = ProbeSlot(7, 3, 1, ref, board, storage, scheduler)  # type: ignore[arg-type]
+    slot.steady = True
+    hub.deliver([(slot, _result(True, 1000.0))])
+    assert _queued(storage) == []
+    deadline = time.monotonic() + 2 * FLUSH_S + 0.01
+    while time.monotonic() < deadline:  # let the lost timer's due time pass (nothing to poll for)
+        time.sleep(0.01)
+    hub.deliver([(slot, _result(True, 1010.0))])  # the next delivery hands everything over
+    assert len(_queued(storage)) == 6
