@@ -260,6 +260,7 @@ class Prober:
         wall = time.time()
         sends: list[tuple[Any, bytes, _Probe, list[Any], tuple[int, int]]] = []
         touched: list[_Probe] = []
+        firsts: list[_Probe] = []
         log = lateness_log
         with self._lock:
             for when, _, item in due:
@@ -280,22 +281,27 @@ class Prober:
                         continue
                 if probe.done or not self._running:
                     continue
-                if probe.attempted == 0:
+                if probe.attempted == 0:  # refined at the send below; kept if nothing is sent
                     probe.started_at = wall
                     probe.lateness_s = max(0.0, now - probe.due)
-                    if log is not None:
-                        log.add(probe.lateness_s)
+                    firsts.append(probe)
                 self._prepare(probe, sends)
                 touched.append(probe)
                 if probe.attempted < probe.count:
                     heapq.heappush(self._heap, (probe.due + probe.attempted * probe.interval_s, next(self._seq), probe))
         failed: list[tuple[_Probe, tuple[int, int], str]] = []
         for sock, packet, probe, entry, key in sends:
-            entry[1] = time.time()  # before the send: a loopback reply can be read before sendto returns
+            entry[1] = sent_at = time.time()  # before the send: a loopback reply can be read before sendto returns
+            if probe.keys[0] == key:  # the probe's first request: when it really went out
+                probe.started_at = sent_at
+                probe.lateness_s = max(0.0, time.monotonic() - probe.due)
             try:
                 send_to(sock, packet, probe.address)
             except OSError as err:
                 failed.append((probe, key, f"send failed: {err}"))
+        if log is not None:
+            for probe in firsts:
+                log.add(probe.lateness_s)
         deadline = time.monotonic()
         with self._lock:
             for probe, key, error in failed:
