@@ -476,13 +476,7 @@ class Controller:
         """
         enabled, parts = self._site_parts(name)
         rows = self.board.rows([endpoint_id for _, endpoint_id, _, _ in parts])
-        now = time.time()
-        text = self._views.text
-        return enabled, [
-            text(row, name, ep.name, ep.kind, ep_enabled, public, now)
-            for (ep, _, ep_enabled, public), row in zip(parts, rows, strict=True)
-            if row is not None
-        ]
+        return enabled, self._views.texts(name, parts, rows, time.time())
 
     def get_site(self, name: str) -> dict[str, Any]:
         """One site with its endpoints' live states (the board read in one lock, outside ours)."""

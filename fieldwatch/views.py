@@ -16,6 +16,7 @@ import functools
 import json
 import math
 import threading
+from collections.abc import Sequence
 from typing import Any
 
 from fieldwatch import states
@@ -95,39 +96,53 @@ def view_text(
     return text, _valid_until(row, state)
 
 
-class ViewCache:
-    """endpoint_id -> (inputs, JSON text of its view); rebuilt when an input changed.
+_Entry = tuple[StatusRow, bool, Any, float, str, str, str]
+"""(row, enabled, public config, valid until, view text, encoded head, encoded config)"""
 
-    Shared by the HTTP threads (entries are replaced whole under the lock).
+
+class ViewCache:
+    """endpoint_id -> the JSON text of its view and what it was built from; rebuilt on change.
+
+    Shared by the HTTP threads: entries are read and replaced whole, under one lock
+    acquisition per listing each way.
     """
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._entries: dict[int, tuple[StatusRow, bool, Any, float, str]] = {}
-        self._static: dict[int, tuple[Any, str, str]] = {}  # endpoint_id -> (public, head, config text)
+        self._entries: dict[int, _Entry] = {}
 
-    def text(
-        self, row: StatusRow, site: str, name: str, kind: str, enabled: bool, public: dict[str, Any], now: float
-    ) -> str:
-        """The JSON text of the endpoint's view, from the cache when nothing it shows changed."""
-        endpoint_id = row.endpoint_id
+    def texts(
+        self, site: str, parts: Sequence[tuple[Any, int, bool, dict[str, Any]]], rows: Sequence[StatusRow | None],
+        now: float,
+    ) -> list[str]:
+        """The view texts of a site's endpoints: `parts` (config, id, enabled, public config) and
+        their board `rows` (None: not on the board, left out), from the cache where nothing shown changed."""
         with self._lock:
-            entry = self._entries.get(endpoint_id)
-            static = self._static.get(endpoint_id)
-        if entry is not None and entry[2] is public and entry[1] == enabled and now <= entry[3] and entry[0] == row:
-            return entry[4]
-        if static is None or static[0] is not public:
-            head = f'"site": {_json_text(site)}, "name": {_json_text(name)}, "kind": {_json_text(kind)}'
-            static = (public, head, json.dumps(public, ensure_ascii=False))
-        text, valid_until = view_text(row, static[1], enabled, static[2], now)
-        with self._lock:
-            self._entries[endpoint_id] = (row, enabled, public, valid_until, text)
-            self._static[endpoint_id] = static
-        return text
+            get = self._entries.get
+            cached = [None if row is None else get(row.endpoint_id) for row in rows]
+        out: list[str] = []
+        built: list[tuple[int, _Entry]] = []
+        for (ep, _, enabled, public), row, entry in zip(parts, rows, cached, strict=True):
+            if row is None:
+                continue
+            if entry is not None and entry[2] is public:
+                if entry[1] == enabled and now <= entry[3] and entry[0] == row:
+                    out.append(entry[4])
+                    continue
+                head, config_text = entry[5], entry[6]
+            else:
+                head = f'"site": {_json_text(site)}, "name": {_json_text(ep.name)}, "kind": {_json_text(ep.kind)}'
+                config_text = json.dumps(public, ensure_ascii=False)
+            text, valid_until = view_text(row, head, enabled, config_text, now)
+            built.append((row.endpoint_id, (row, enabled, public, valid_until, text, head, config_text)))
+            out.append(text)
+        if built:
+            with self._lock:
+                self._entries.update(built)
+        return out
 
     def forget(self, endpoint_ids: list[int]) -> None:
         """Drop the views of endpoints that were removed or replaced."""
         with self._lock:
             for endpoint_id in endpoint_ids:
                 self._entries.pop(endpoint_id, None)
-                self._static.pop(endpoint_id, None)

@@ -11,6 +11,15 @@ from fieldwatch.views import ViewCache, endpoint_view
 _PUBLIC = {"name": "e", "kind": "icmp", "host": "127.0.0.1", "note": "ü \"quoted\""}
 
 
+class _Ep:
+    name, kind = "e", "icmp"
+
+
+def _text(cache: ViewCache, row: Any, enabled: bool, public: dict[str, Any], now: float) -> str:
+    (text,) = cache.texts("s", [(_Ep(), 1, enabled, public)], [row], now)
+    return text
+
+
 def _board(last_data_at: float | None) -> StatusBoard:
     board = StatusBoard()
     board.register(EndpointStatus(endpoint_id=1, site="s", name="e", kind="icmp", state="up", since=900.0,
@@ -21,7 +30,7 @@ def _board(last_data_at: float | None) -> StatusBoard:
 def _view(cache: ViewCache, board: StatusBoard, now: float, enabled: bool = True,
           public: dict[str, Any] = _PUBLIC) -> dict[str, Any]:
     row = board.rows([1])[0]
-    text = cache.text(row, "s", "e", "icmp", enabled, public, now)
+    text = _text(cache, row, enabled, public, now)
     view = json.loads(text)
     assert view == endpoint_view(row, "s", "e", "icmp", enabled, public, now)  # the same shape as the dicts
     return view
@@ -30,8 +39,8 @@ def _view(cache: ViewCache, board: StatusBoard, now: float, enabled: bool = True
 def test_unchanged_row_is_served_from_the_cache() -> None:
     board, cache = _board(1000.0), ViewCache()
     row = board.rows([1])[0]
-    first = cache.text(row, "s", "e", "icmp", True, _PUBLIC, 1001.0)
-    assert cache.text(board.rows([1])[0], "s", "e", "icmp", True, _PUBLIC, 1002.0) is first
+    first = _text(cache, row, True, _PUBLIC, 1001.0)
+    assert _text(cache, board.rows([1])[0], True, _PUBLIC, 1002.0) is first
     view = json.loads(first)
     assert view["state"] == "up" and view["last_data_at"] == "1970-01-01T00:16:40.000Z"
     assert view["config"] == _PUBLIC and view["down_since"] is None
