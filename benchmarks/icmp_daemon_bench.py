@@ -222,6 +222,7 @@ def main() -> None:  # noqa: PLR0915 - one linear measurement script
     ap.add_argument("--interval", type=float, default=10.0)
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--poll-s", type=float, default=2.0, help="GET /api/v1/sites every this many seconds")
+    ap.add_argument("--sites", type=int, default=1, help="spread the endpoints over this many sites")
     ap.add_argument("--no-fping", action="store_true")
     ap.add_argument("--profile", help="py-spy raw output file (profile of the rounds)")
     ap.add_argument("--gil", action="store_true", help="py-spy --gil")
@@ -250,7 +251,10 @@ def main() -> None:  # noqa: PLR0915 - one linear measurement script
 
     rss0 = rss_mb()
     t0 = time.monotonic()
-    daemon = h.start([SiteConfig("bench", endpoints=tuple(eps))], http=True)
+    per_site = -(-len(eps) // args.sites)
+    sites = [SiteConfig("bench" if args.sites == 1 else f"bench{k}", endpoints=tuple(eps[k * per_site:(k + 1) * per_site]))
+             for k in range(args.sites)]
+    daemon = h.start(sites, http=True)
     logging.getLogger().setLevel(logging.WARNING)
     started = time.monotonic() - t0
     deadline = time.monotonic() + 180
@@ -299,7 +303,8 @@ def main() -> None:  # noqa: PLR0915 - one linear measurement script
     fping = {} if args.no_fping else run_fping(hosts, args.interval, args.rounds, 1.0)
     data.sort()
     per_probe_ms = 1000 * used / max(1, len(data))
-    print(f"endpoints={args.endpoints} interval={args.interval:g}s rounds={args.rounds} probes={len(data)}")
+    print(f"endpoints={args.endpoints} sites={args.sites} interval={args.interval:g}s rounds={args.rounds} "
+          f"probes={len(data)}")
     print(f"daemon start {started:.1f}s, all up after {all_up:.1f}s; endpoints not up at the end: {not_up}; "
           f"endpoint restarts: {restarts}; supervisor restarts: {sup_restarts}")
     print(f"daemon CPU {used:.2f}s over {wall:.1f}s = {100 * used / wall:.0f} % of one core, "
