@@ -18,7 +18,7 @@ import sys
 import time
 from typing import Any, NamedTuple
 
-__all__ = ["Reply", "echo_request", "enable_timestamps", "read_replies"]
+__all__ = ["Reply", "echo_request", "enable_timestamps", "read_replies", "send_to"]
 
 PAYLOAD = b"fieldwatch icmp probe".ljust(56, b".")
 _ECHO_REQUEST = {4: 8, 6: 128}
