@@ -1,33 +1,49 @@
-"""ICMP endpoints in the real daemon: N actors (pooled runtime) on loopback at interval_s.
+"""ICMP endpoints in the real daemon, watched as an operator would, with fping on the same hosts.
 
     .venv/bin/python benchmarks/icmp_daemon_bench.py --endpoints 10000 --interval 10 --rounds 3
 
-A real Daemon in this process (SQLite in a temp dir, no HTTP) with N ICMP endpoints
-on 127.x.y.z, all under one site supervisor (health checks on). Measures the time
-until every endpoint is `up`, then over `rounds` intervals: probe start lateness
-(first send vs the tick's due time, from the shared prober), process CPU (% of one
-core), RSS, OS threads, and the storage queue. Prints a markdown row.
+A real Daemon in this process (SQLite in a temp dir, HTTP through waitress on 127.0.0.1)
+with N ICMP endpoints on 127.x.y.z (loopback only), all under one site supervisor (health
+checks on). Measures the time until every endpoint is `up`, then over `rounds` intervals:
+- probe start lateness (first send vs the tick's due time, from the shared prober);
+- whole-daemon CPU (this process: prober, actors, supervisor, writer, HTTP), RSS, threads,
+  storage queue, and CPU per probe;
+- `GET /api/v1/sites` latency and the worst age of `last_data_at` seen through it, from a
+  poller subprocess (its own CPU is not the daemon's) every `--poll-s` seconds;
+then stops the daemon and runs fping on the same hosts with the same rounds and period
+(`fping -q -c ROUNDS -p INTERVAL_MS -i GAP_MS -t TIMEOUT_MS -f FILE`) and prints the
+CPU-per-probe ratio. `--profile FILE` records the daemon with py-spy during the rounds
+(`--gil`: only the thread holding the GIL) and prints the top frames.
 """
 
 from __future__ import annotations
 
 import argparse
+import collections
+import json
 import os
 import pathlib
 import resource
-import statistics
+import shutil
+import subprocess
 import sys
 import tempfile
 import threading
 import time
+import urllib.request
+from typing import Any
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "tests"))
 
-from harness import Harness  # noqa: E402
 
-from fieldwatch.actors.icmp import prober as prober_mod  # noqa: E402
-from fieldwatch.config.model import EndpointConfig, IcmpOptions, SiteConfig  # noqa: E402
-from fieldwatch.status import effective_state  # noqa: E402
+def addresses(n: int) -> list[str]:
+    """n distinct loopback addresses (127.0.0.0/8 only)."""
+    return [f"127.{1 + i // 62500}.{(i // 250) % 250}.{1 + i % 250}" for i in range(n)]
+
+
+def loadavg() -> str:
+    with open("/proc/loadavg") as handle:
+        return " ".join(handle.read().split()[:3])
 
 
 def rss_mb() -> float:
@@ -38,75 +54,282 @@ def rss_mb() -> float:
     return 0.0
 
 
-def cpu_s() -> float:
-    usage = resource.getrusage(resource.RUSAGE_SELF)
+def cpu_s(who: int = resource.RUSAGE_SELF) -> float:
+    usage = resource.getrusage(who)
     return usage.ru_utime + usage.ru_stime
 
 
-def main() -> None:
+def _pct(data: list[float], p: float) -> float:
+    if not data:
+        return float("nan")
+    return data[min(len(data) - 1, int(len(data) * p / 100))]
+
+
+# -- the poller (a subprocess: an operator's browser or script) ---------------------------
+
+
+def poll(url: str, duration_s: float, every_s: float, interval_s: float) -> dict[str, Any]:
+    """GET /api/v1/sites every `every_s` for `duration_s`: latencies, worst last_data_at age."""
+    latencies: list[float] = []
+    worst_age = 0.0  # at the answer's arrival: an upper bound of the age at the board read
+    worst_age_sent = 0.0  # at the request's start: a lower bound
+    worst_late = 0  # endpoints older than interval + 1 s in one answer
+    errors = 0
+    ages_over = 0
+    samples = 0
+    end = time.monotonic() + duration_s
+    while time.monotonic() < end:
+        started = time.monotonic()
+        sent_wall = time.time()
+        try:
+            with urllib.request.urlopen(f"{url}/api/v1/sites", timeout=60) as resp:
+                body = resp.read()
+        except OSError:
+            errors += 1
+            time.sleep(every_s)
+            continue
+        received_wall = time.time()  # strict: the age when the operator sees the answer
+        latencies.append(time.monotonic() - started)
+        samples += 1
+        late = 0
+        for site in json.loads(body)["items"]:
+            for ep in site["endpoints"]:
+                at = ep["last_data_at"]
+                if at is None:
+                    late += 1
+                    continue
+                stamp = _parse_rfc3339(at)
+                age = received_wall - stamp
+                worst_age = max(worst_age, age)
+                worst_age_sent = max(worst_age_sent, sent_wall - stamp)
+                if age > interval_s + 1.0:
+                    late += 1
+        worst_late = max(worst_late, late)
+        ages_over += 1 if late else 0
+        time.sleep(max(0.0, every_s - (time.monotonic() - started)))
+    latencies.sort()
+    return {
+        "samples": samples,
+        "errors": errors,
+        "p50_ms": 1000 * _pct(latencies, 50),
+        "p99_ms": 1000 * _pct(latencies, 99),
+        "max_ms": 1000 * (latencies[-1] if latencies else float("nan")),
+        "worst_age_s": worst_age,
+        "worst_age_at_request_s": worst_age_sent,
+        "worst_late_endpoints": worst_late,
+        "samples_with_late": ages_over,
+    }
+
+
+def _parse_rfc3339(text: str) -> float:
+    from datetime import datetime
+
+    return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+
+
+# -- fping ------------------------------------------------------------------------------
+
+
+def run_fping(hosts: list[str], interval_s: float, rounds: int, timeout_s: float) -> dict[str, Any]:
+    """The same addresses, rounds and period through fping: CPU and replies."""
+    import re
+
+    fping = shutil.which("fping")
+    if fping is None:
+        return {"error": "fping not installed (apt-get install -y fping)"}
+    gap_ms = max(0.1, min(1.0, round(0.8 * interval_s * 1000 / len(hosts), 1)))  # a round fits the period
+    with tempfile.NamedTemporaryFile("w", suffix=".hosts", delete=False) as f:
+        f.write("\n".join(hosts) + "\n")
+        path = f.name
+    argv = [fping, "-q", "-c", str(rounds), "-p", str(int(interval_s * 1000)), "-i", f"{gap_ms:g}",
+            "-t", str(int(timeout_s * 1000)), "-f", path]
+    try:
+        before = cpu_s(resource.RUSAGE_CHILDREN)
+        started = time.monotonic()
+        proc = subprocess.run(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, check=False)
+        wall = time.monotonic() - started
+        used = cpu_s(resource.RUSAGE_CHILDREN) - before
+    finally:
+        os.unlink(path)
+    counts = re.findall(r"xmt/rcv/%loss = (\d+)/(\d+)/", proc.stderr)
+    xmt = sum(int(a) for a, _ in counts)
+    rcv = sum(int(b) for _, b in counts)
+    return {
+        "command": " ".join(["fping", *argv[1:-1], "HOSTS_FILE"]),
+        "wall_s": wall,
+        "cpu_s": used,
+        "probes": xmt,
+        "replies": rcv,
+        "cpu_ms_per_probe": 1000 * used / max(1, xmt),
+    }
+
+
+# -- py-spy -----------------------------------------------------------------------------
+
+
+_PARTS = (  # (part of the daemon, a frame that marks it), first match wins
+    ("HTTP (listing)", "App.__call__"),
+    ("storage writer", "PersistenceActor.on_receive"),
+    ("supervisors (health checks)", "Supervisor."),
+    ("ICMP prober + hub", "Prober."),
+    ("pooled actors (ICMP actors)", "ActorPool._work"),
+    ("daemon scheduler", "Scheduler._run"),
+)
+
+
+def _part(frames: list[str]) -> str:
+    for name, marker in _PARTS:
+        if any(marker in f for f in frames):
+            return name
+    return "other"
+
+
+def top_frames(raw_path: str, n: int = 12) -> str:
+    """The top frames of a py-spy raw (collapsed) profile: by part, own samples and inclusive."""
+    own: collections.Counter[str] = collections.Counter()
+    incl: collections.Counter[str] = collections.Counter()
+    parts: collections.Counter[str] = collections.Counter()
+    total = 0
+    with open(raw_path) as handle:
+        for line in handle:
+            stack, _, count_text = line.rstrip("\n").rpartition(" ")
+            if not stack:
+                continue
+            count = int(count_text)
+            total += count
+            frames = [f.split(" (")[0] + " (" + f.split(" (")[-1].split(":")[0].split("/")[-1] + ")"
+                      for f in stack.split(";")[1:]]  # [0] is the thread
+            parts[_part(frames)] += count
+            if frames:
+                own[frames[-1]] += count
+            for frame in set(frames):
+                incl[frame] += count
+    out = [f"samples: {total}", "by part of the daemon:"]
+    out += [f"  {100 * c / max(1, total):5.1f} %  {name}" for name, c in parts.most_common()]
+    out.append("own (leaf) samples:")
+    out += [f"  {100 * c / max(1, total):5.1f} %  {f}" for f, c in own.most_common(n)]
+    out.append("inclusive:")
+    out += [f"  {100 * c / max(1, total):5.1f} %  {f}" for f, c in incl.most_common(2 * n)]
+    return "\n".join(out)
+
+
+# -- the daemon run ---------------------------------------------------------------------
+
+
+def main() -> None:  # noqa: PLR0915 - one linear measurement script
     ap = argparse.ArgumentParser()
     ap.add_argument("--endpoints", type=int, default=10000)
     ap.add_argument("--interval", type=float, default=10.0)
     ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--poll-s", type=float, default=2.0, help="GET /api/v1/sites every this many seconds")
+    ap.add_argument("--sites", type=int, default=1, help="spread the endpoints over this many sites")
+    ap.add_argument("--no-fping", action="store_true")
+    ap.add_argument("--profile", help="py-spy raw output file (profile of the rounds)")
+    ap.add_argument("--gil", action="store_true", help="py-spy --gil")
+    ap.add_argument("--worker", nargs=4, metavar=("URL", "DURATION", "EVERY", "INTERVAL"), help=argparse.SUPPRESS)
     args = ap.parse_args()
-    lateness: list[float] = []
-    lock = threading.Lock()
-    original_submit = prober_mod.Prober.submit
+    if args.worker:
+        url, duration, every, interval = args.worker
+        print(json.dumps(poll(url, float(duration), float(every), float(interval))))
+        return
 
-    def submit(self, address, *, count, timeout_s, callback, due=None, interval_s=0.2):  # type: ignore[no-untyped-def]
-        def _cb(result):  # type: ignore[no-untyped-def]
-            with lock:
-                lateness.append(result.lateness_s)
-            callback(result)
+    from harness import Harness
 
-        return original_submit(self, address, count=count, timeout_s=timeout_s, callback=_cb, due=due, interval_s=interval_s)
+    from fieldwatch.actors.icmp import prober as prober_mod
+    from fieldwatch.config.model import EndpointConfig, IcmpOptions, SiteConfig
+    from fieldwatch.status import effective_state
 
-    prober_mod.Prober.submit = submit  # instrumentation only: record each probe's lateness
+    print(f"load average at start: {loadavg()}", flush=True)
+    lateness = prober_mod.LatenessLog()
+    prober_mod.lateness_log = lateness  # instrumentation only: each probe's lateness
 
-    eps = []
-    for i in range(args.endpoints):
-        addr = f"127.{1 + i // 65000}.{(i // 250) % 250}.{1 + i % 250}"
-        eps.append(EndpointConfig(f"h{i}", "icmp", IcmpOptions(addr, interval_s=args.interval, timeout_s=1.0)))
+    hosts = addresses(args.endpoints)
+    eps = [EndpointConfig(f"h{i}", "icmp", IcmpOptions(a, interval_s=args.interval, timeout_s=1.0))
+           for i, a in enumerate(hosts)]
     h = Harness(pathlib.Path(tempfile.mkdtemp()))
     import logging
 
     rss0 = rss_mb()
     t0 = time.monotonic()
-    daemon = h.start([SiteConfig("bench", endpoints=tuple(eps))])
+    per_site = -(-len(eps) // args.sites)
+    sites = [SiteConfig("bench" if args.sites == 1 else f"bench{k}", endpoints=tuple(eps[k * per_site:(k + 1) * per_site]))
+             for k in range(args.sites)]
+    daemon = h.start(sites, http=True)
     logging.getLogger().setLevel(logging.WARNING)
     started = time.monotonic() - t0
-    deadline = time.monotonic() + 120
+    deadline = time.monotonic() + 180
     while time.monotonic() < deadline:
         ups = sum(1 for s in daemon.board.snapshot() if effective_state(s)[0] == "up")
         if ups == args.endpoints:
             break
         time.sleep(0.5)
     all_up = time.monotonic() - t0
-    with lock:
-        lateness.clear()
+    # Two intervals to settle (start-up writes drained, every endpoint on its own phase).
+    settle_end = time.monotonic() + 2 * args.interval
+    while time.monotonic() < settle_end:
+        time.sleep(0.2)
+    duration = args.rounds * args.interval
+    poller = subprocess.Popen(
+        [sys.executable, __file__, "--worker", daemon.url, str(duration), str(args.poll_s), str(args.interval)],
+        stdout=subprocess.PIPE, text=True,
+    )
+    spy = None
+    if args.profile:
+        argv = [shutil.which("py-spy") or os.path.join(os.path.dirname(sys.executable), "py-spy"), "record",
+                "--nonblocking", "-r", "50", "-f", "raw", "-o", args.profile, "-d", str(int(duration)),
+                "-p", str(os.getpid())]
+        spy = subprocess.Popen([*argv, "--gil"] if args.gil else argv, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL)
+    lateness.clear()
     c0, w0 = cpu_s(), time.monotonic()
     peak_queue = 0
-    end = time.monotonic() + args.rounds * args.interval
+    end = time.monotonic() + duration
     while time.monotonic() < end:
         peak_queue = max(peak_queue, daemon.storage.queue_depth)
         time.sleep(0.2)
-    cpu_pct = 100 * (cpu_s() - c0) / (time.monotonic() - w0)
-    not_up = sum(1 for s in daemon.board.snapshot() if effective_state(s)[0] != "up")
+    used = cpu_s() - c0
+    wall = time.monotonic() - w0
+    data = lateness.take()
     threads = threading.active_count()
-    restarts = sum(s.restarts for s in daemon.board.snapshot())
-    print(f"endpoint restarts (health-check replacements etc.): {restarts}; supervisor restarts: {daemon.tree.supervisor_restarts()}")
     rss = rss_mb()
-    with lock:
-        data = sorted(lateness)
+    polled = json.loads(poller.communicate(timeout=120)[0] or "{}")
+    if spy is not None:
+        spy.wait(timeout=120)
+    not_up = sum(1 for s in daemon.board.snapshot() if effective_state(s)[0] != "up")
+    restarts = sum(s.restarts for s in daemon.board.snapshot())
+    sup_restarts = daemon.tree.supervisor_restarts()
     h.stop()
-    q = statistics.quantiles(data, n=100)
-    print(f"endpoints={args.endpoints} interval={args.interval}s rounds={args.rounds} probes={len(data)}")
-    print(f"daemon start {started:.1f}s, all up after {all_up:.1f}s; endpoints not up during rounds: {not_up}")
-    print("| endpoints | start -> all up | CPU % of one core | RSS (MB, +from start) | threads | lateness p50 / p99 / max | peak write queue |")
+    load_end = loadavg()
+    fping = {} if args.no_fping else run_fping(hosts, args.interval, args.rounds, 1.0)
+    data.sort()
+    per_probe_ms = 1000 * used / max(1, len(data))
+    print(f"endpoints={args.endpoints} sites={args.sites} interval={args.interval:g}s rounds={args.rounds} "
+          f"probes={len(data)}")
+    print(f"daemon start {started:.1f}s, all up after {all_up:.1f}s; endpoints not up at the end: {not_up}; "
+          f"endpoint restarts: {restarts}; supervisor restarts: {sup_restarts}")
+    print(f"daemon CPU {used:.2f}s over {wall:.1f}s = {100 * used / wall:.0f} % of one core, "
+          f"{per_probe_ms:.3f} ms per probe")
+    print(f"GET /api/v1/sites every {args.poll_s:g}s: {json.dumps(polled)}")
+    if fping:
+        print(f"fping: {json.dumps(fping)}")
+        if "cpu_ms_per_probe" in fping and fping["cpu_ms_per_probe"] > 0:
+            print(f"CPU per probe, daemon / fping: {per_probe_ms / fping['cpu_ms_per_probe']:.2f}x")
+    print(f"load average: start (above), end of rounds {load_end}")
+    print("| endpoints | start -> all up | CPU % | CPU ms/probe (fping, ratio) | RSS MB (+) | threads "
+          "| lateness p50 / p99 / max | peak write queue | listing p50 / p99 / max "
+          "| worst data age at answer (late eps) / at request |")
+    ratio = per_probe_ms / fping["cpu_ms_per_probe"] if fping.get("cpu_ms_per_probe") else float("nan")
     print(
-        f"| {args.endpoints} @ {args.interval:g}s | {all_up:.1f} s | {cpu_pct:.0f} % | {rss:.0f} (+{rss - rss0:.0f}) | {threads} "
-        f"| {statistics.median(data)*1000:.1f} / {q[98]*1000:.1f} / {max(data)*1000:.1f} ms | {peak_queue} |"
+        f"| {args.endpoints} @ {args.interval:g}s | {all_up:.1f} s | {100 * used / wall:.0f} % "
+        f"| {per_probe_ms:.3f} ({fping.get('cpu_ms_per_probe', float('nan')):.3f}, {ratio:.1f}x) "
+        f"| {rss:.0f} (+{rss - rss0:.0f}) | {threads} "
+        f"| {1000 * _pct(data, 50):.1f} / {1000 * _pct(data, 99):.1f} / {1000 * (data[-1] if data else 0):.1f} ms "
+        f"| {peak_queue} | {polled.get('p50_ms', 0):.0f} / {polled.get('p99_ms', 0):.0f} / "
+        f"{polled.get('max_ms', 0):.0f} ms | {polled.get('worst_age_s', 0):.2f} s "
+        f"({polled.get('worst_late_endpoints', '?')}) / {polled.get('worst_age_at_request_s', 0):.2f} s |"
     )
+    if args.profile:
+        print(top_frames(args.profile))
 
 
 if __name__ == "__main__":

@@ -16,7 +16,7 @@ from typing import Any, NamedTuple
 
 from fieldwatch import states
 
-__all__ = ["EndpointStatus", "LightStatus", "StatusBoard", "effective_state", "fresh_state", "RTT_BUCKETS"]
+__all__ = ["EndpointStatus", "LightStatus", "StatusBoard", "StatusRow", "effective_state", "fresh_state", "RTT_BUCKETS"]
 
 #: Histogram buckets of fieldwatch_icmp_rtt_seconds.
 RTT_BUCKETS: tuple[float, ...] = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
@@ -63,7 +63,22 @@ class EndpointStatus:
         )
 
 
-def effective_state(status: EndpointStatus, now: float | None = None) -> tuple[str, str | None]:
+class StatusRow(NamedTuple):
+    """The fields of one endpoint a listing shows, copied in one board lock (no counters)."""
+
+    endpoint_id: int
+    state: str
+    since: float
+    reason: str | None
+    down_since: float | None
+    last_data_at: float | None
+    generation: int
+    restarts: int
+    reconnects: int
+    fresh_within_s: float | None
+
+
+def effective_state(status: EndpointStatus | StatusRow, now: float | None = None) -> tuple[str, str | None]:
     """The state a reader may report: `up` only while data is fresh."""
     return fresh_state(status.state, status.reason, status.last_data_at, status.fresh_within_s, now)
 
@@ -103,6 +118,17 @@ class StatusBoard:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._items: dict[int, EndpointStatus] = {}
+        #: each item's listing fields, refreshed by every write that changes one (under _lock),
+        #: so a listing of 10,000 endpoints reads 10,000 ready rows instead of building them
+        self._rows: dict[int, StatusRow] = {}
+
+    def _refresh(self, s: EndpointStatus) -> None:
+        """Rebuild the listing row of `s` (under _lock; the namedtuple's own __new__ is slow)."""
+        self._rows[s.endpoint_id] = tuple.__new__(
+            StatusRow,
+            (s.endpoint_id, s.state, s.since, s.reason, s.down_since, s.last_data_at, s.generation, s.restarts,
+             s.reconnects, s.fresh_within_s),
+        )
 
     # -- registration ------------------------------------------------------------
 
@@ -119,11 +145,13 @@ class StatusBoard:
                 status.connected_once = old.connected_once
                 status.alerts = old.alerts
             self._items[status.endpoint_id] = status
+            self._refresh(status)
 
     def remove(self, endpoint_id: int) -> None:
         """Forget an endpoint (its metric series disappear)."""
         with self._lock:
             self._items.pop(endpoint_id, None)
+            self._rows.pop(endpoint_id, None)
 
     def begin_generation(self, endpoint_id: int, generation: int, restarts: int) -> None:
         """A new actor instance started: older generations can no longer write here."""
@@ -132,6 +160,7 @@ class StatusBoard:
             if item is not None and generation >= item.generation:
                 item.generation = generation
                 item.restarts = max(item.restarts, restarts)
+                self._refresh(item)
 
     def current_generation(self, endpoint_id: int) -> int | None:
         """The newest generation started for the endpoint (None once it is removed)."""
@@ -149,6 +178,7 @@ class StatusBoard:
                 return False
             for key, value in changes.items():
                 setattr(item, key, value)
+            self._refresh(item)
             return True
 
     def mark_connected(self, endpoint_id: int, generation: int) -> bool:
@@ -159,6 +189,7 @@ class StatusBoard:
                 return False
             if item.connected_once:
                 item.reconnects += 1
+                self._refresh(item)
                 return True
             item.connected_once = True
             return False
@@ -186,6 +217,33 @@ class StatusBoard:
                         item.rtt_buckets[i] += 1
                         break
             item.packet_loss = loss
+
+    def observe_probes(self, observations: list[tuple[int, int, float, tuple[float, ...], float]]) -> list[int]:
+        """Answered ICMP probes in one lock: (endpoint_id, generation, last_data_at, rtts, loss) each.
+
+        Like `update(last_data_at=...)` plus `observe_rtt()` per item; returns the indexes
+        refused because the endpoint is gone or a newer generation owns it.
+        """
+        refused = []
+        buckets = RTT_BUCKETS
+        with self._lock:
+            items = self._items
+            for index, (endpoint_id, generation, at, rtts, loss) in enumerate(observations):
+                item = items.get(endpoint_id)
+                if item is None or generation < item.generation:
+                    refused.append(index)
+                    continue
+                item.last_data_at = at
+                self._refresh(item)
+                for rtt in rtts:
+                    item.rtt_sum += rtt
+                    item.rtt_count += 1
+                    for i, bound in enumerate(buckets):
+                        if rtt <= bound:
+                            item.rtt_buckets[i] += 1
+                            break
+                item.packet_loss = loss
+        return refused
 
     def set_alert(self, endpoint_id: int, condition: str, subject: str, active: bool) -> None:
         """Track active alerts for fieldwatch_alerts_active."""
@@ -222,6 +280,12 @@ class StatusBoard:
                             i.last_data_at, i.fresh_within_s, i.last_rtt)
                 for i in self._items.values()
             ]  # fmt: skip
+
+    def rows(self, endpoint_ids: Iterable[int]) -> list[StatusRow | None]:
+        """The listing fields of the given endpoints, in their order (None: not on the board)."""
+        with self._lock:
+            get = self._rows.get
+            return [get(i) for i in endpoint_ids]
 
     def snapshot(self) -> list[EndpointStatus]:
         """Copies of every endpoint, ordered by site and name."""

@@ -45,6 +45,10 @@ class ControllerLike(Protocol):
         """Every site with its endpoints (SPEC section 6 shapes)."""
         ...
 
+    def sites_json(self) -> str:
+        """`{"items": list_sites(), "next": null}` as JSON text (the listing's body)."""
+        ...
+
     def get_site(self, name: str) -> dict[str, Any]:
         """One site; NotFoundError when unknown."""
         ...

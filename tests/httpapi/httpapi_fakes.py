@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import json
 import threading
 import time
 from typing import Any
@@ -83,6 +84,9 @@ class FakeController:
         self._guard()
         with self.lock:
             return copy.deepcopy([self.sites[k] for k in sorted(self.sites)])
+
+    def sites_json(self) -> str:
+        return json.dumps({"items": self.list_sites(), "next": None})
 
     def get_site(self, name: str) -> dict[str, Any]:
         with self.lock:

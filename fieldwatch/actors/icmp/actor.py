@@ -1,12 +1,13 @@
 """The ICMP endpoint actor: pings `host` every `interval_s` through the shared prober.
 
 `connect()` resolves the host (a name that does not resolve is `faulty`, retried at
-the maximum backoff, one event) and starts a drift-free probe timer. The timer's
-callback runs on the scheduler thread and only hands the probe to the prober, so a
-slow actor never shifts the probe schedule; the prober tells each result back as a
-`ProbeDone`, which the actor counts: `down_after` failed probes in a row => `down`
-(alert), `up_after` successes => `up` (alert resolved). While down the actor keeps
-probing every interval, so a device that comes back is `up` within an interval.
+the maximum backoff, one event) and hands the prober a drift-free schedule (the prober
+owns the timing, so a slow actor never shifts it). Results go to the hub (hub.py): a
+probe that answered while the endpoint is steadily `up` is applied there in a batch;
+every other result is told to the actor as a `ProbeDone`, in order, and the actor
+counts: `down_after` failed probes in a row => `down` (alert), `up_after` successes =>
+`up` (alert resolved). While down the actor keeps probing every interval, so a device
+that comes back is `up` within an interval.
 """
 
 from __future__ import annotations
@@ -14,32 +15,21 @@ from __future__ import annotations
 import ipaddress
 import itertools
 import time
-from dataclasses import dataclass
 from typing import Any, ClassVar
-
-import pykka
 
 from fieldwatch import states
 from fieldwatch.actors.base import ChildContext
 from fieldwatch.actors.connection import ConnectionActor, EndpointContext
 from fieldwatch.actors.icmp.capability import HostNotResolved, IcmpUnavailable
+from fieldwatch.actors.icmp.hub import IcmpHub, ProbeDone, ProbeSlot, probe_readings, shared_hub
 from fieldwatch.actors.icmp.prober import Prober, ProbeResult, resolve, shared_prober
 from fieldwatch.actors.messages import Health
 from fieldwatch.actors.pool import PooledActor
-from fieldwatch.actors.scheduler import TimerHandle
 from fieldwatch.config.model import IcmpOptions
 
 __all__ = ["IcmpActor", "ProbeDone"]
 
 _connections = itertools.count(1)
-
-
-@dataclass(frozen=True, slots=True)
-class ProbeDone:
-    """Prober -> actor: the outcome of one probe started by connection `conn`."""
-
-    conn: int  # the probing run that submitted it; results of an older run are ignored
-    result: ProbeResult
 
 
 class IcmpActor(PooledActor, ConnectionActor):
@@ -48,15 +38,16 @@ class IcmpActor(PooledActor, ConnectionActor):
     kind: ClassVar[str] = "icmp"
     options: IcmpOptions
 
-    def __init__(self, child: ChildContext, endpoint: EndpointContext, prober: Prober | None = None) -> None:
+    def __init__(
+        self, child: ChildContext, endpoint: EndpointContext, prober: Prober | None = None, hub: IcmpHub | None = None
+    ) -> None:
         super().__init__(child, endpoint)
         self._prober = prober  # None: the process's shared prober, taken at connect
-        self._conn = 0  # current probing run; 0 = not probing
-        self._timer: TimerHandle | None = None
+        self._hub = hub or shared_hub()
+        self._slot: ProbeSlot | None = None  # the current probing run; None = not probing
         self._address: str | None = None
         self._ok_streak = 0
         self._fail_streak = 0
-        self._last_result_at: float | None = None  # monotonic
 
     # -- ConnectionActor hooks ---------------------------------------------------
 
@@ -79,9 +70,7 @@ class IcmpActor(PooledActor, ConnectionActor):
             self.log.debug("%s resolves to %s", opts.host, address)
         self._address = address
         self._ok_streak = self._fail_streak = 0
-        self._last_result_at = time.monotonic()
-        self._conn = next(_connections)
-        self._timer = self._start_timer(prober, address, self._conn)
+        self._slot = self._start_probing(prober, address)
 
     def disconnect(self) -> None:
         """Stop the probe timer; results still in flight are ignored (old run)."""
@@ -90,8 +79,12 @@ class IcmpActor(PooledActor, ConnectionActor):
     def on_message(self, message: Any) -> Any:
         """Probe results from the prober (told from its threads)."""
         if isinstance(message, ProbeDone):
-            if message.conn == self._conn:
+            slot = self._slot
+            if slot is not None and message.conn == slot.conn:
                 self._on_result(message.result)
+                # For the hub: `steady` first, then `handled` (see hub.py).
+                slot.steady = self.state == states.UP and self._fail_streak == 0
+                slot.handled += 1
             return None
         return super().on_message(message)
 
@@ -102,8 +95,8 @@ class IcmpActor(PooledActor, ConnectionActor):
 
     def check_health(self) -> Health:
         """Unhealthy when probing but no result arrived for three intervals (a stuck pipeline)."""
-        if self._conn and self._last_result_at is not None:
-            silent = time.monotonic() - self._last_result_at
+        if self._slot is not None:
+            silent = time.monotonic() - self._slot.last_result_at
             bound = 3 * self.options.interval_s + self.options.timeout_s + 1.0
             if silent > bound:
                 return Health(False, f"no probe result for {silent:.0f}s")
@@ -111,55 +104,36 @@ class IcmpActor(PooledActor, ConnectionActor):
 
     # -- probing -----------------------------------------------------------------
 
-    def _start_timer(self, prober: Prober, address: str, conn: int) -> TimerHandle:
-        """A drift-free timer whose callback (scheduler thread) only submits a probe."""
+    def _start_probing(self, prober: Prober, address: str) -> ProbeSlot:
+        """A new probing run: the prober probes now, then every interval on this endpoint's phase."""
         opts = self.options
-        ref = self.actor_ref
-        board, endpoint_id, generation = self.ep.board, self.ep.endpoint_id, self.generation
-
-        def _done(result: ProbeResult) -> None:  # a prober thread: only tell
-            try:
-                ref.tell(ProbeDone(conn, result))
-            except pykka.ActorDeadError:
-                pass
-
-        box: list[TimerHandle] = []  # the handle, once every() returned (the first tick may be earlier)
-
-        def _tick(first: bool = False) -> None:  # the scheduler thread: touches no actor state
-            handle = box[0] if box else None
-            if not ref.is_alive() or board.current_generation(endpoint_id) != generation:
-                if handle is not None:
-                    handle.cancel()  # stopped, or replaced while hung
-                return
-            try:  # due: this tick's nominal time, so lateness never accumulates
-                prober.submit(address, count=opts.count, timeout_s=opts.timeout_s,
-                              callback=_done, due=handle.due if handle and not first else None)
-            except RuntimeError:  # the prober was stopped (shutdown)
-                if handle is not None:
-                    handle.cancel()
-
-        # The first probe goes out at once; later ones keep a per-endpoint phase spread
-        # evenly over the interval (golden-ratio sequence on the endpoint id), so
-        # thousands of endpoints never all tick at the same instant.
+        slot = ProbeSlot(self.ep.endpoint_id, self.generation, next(_connections), self.actor_ref,
+                         self.ep.board, self.ep.storage, self.ep.scheduler)
+        slot.last_data_at = self.last_data_at
+        self._hub.register(slot)
+        # Later probes keep a per-endpoint phase spread evenly over the interval (golden-ratio
+        # sequence on the endpoint id), so thousands of endpoints never all probe at once.
         phase = (self.ep.endpoint_id * 0.6180339887498949) % 1.0 * opts.interval_s
-        self.ep.scheduler.call_later(0.0, lambda: _tick(first=True))
-        box.append(self.ep.scheduler.every(opts.interval_s, _tick, first_delay_s=phase or opts.interval_s))
-        return box[0]
+        slot.schedule = prober.schedule(address, count=opts.count, timeout_s=opts.timeout_s,
+                                        period_s=opts.interval_s, sink=self._hub.deliver, token=slot,
+                                        phase_s=phase)
+        return slot
 
     def _stop_probing(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
-        self._conn = 0
+        if self._slot is not None:
+            self._hub.unregister(self._slot)
+            self._slot = None
 
     def _on_result(self, result: ProbeResult) -> None:
         opts = self.options
-        self._last_result_at = time.monotonic()
+        slot = self._slot
+        if slot is not None and slot.last_data_at is not None and (
+            self.last_data_at is None or slot.last_data_at > self.last_data_at
+        ):
+            self.last_data_at = slot.last_data_at  # answered probes the hub applied meanwhile
         self.ep.board.observe_rtt(self.ep.endpoint_id, result.rtts, result.loss)
         at = result.started_at
-        self.store_reading("packet_loss", result.loss, source_time=at)
-        if result.rtt_avg is not None:
-            self.store_reading("rtt", result.rtt_avg, _rtt_text(result), source_time=at)
+        self.ep.storage.submit_many(probe_readings(self.ep.endpoint_id, self.generation, result, time.time()))
         if result.ok:
             self._ok_streak += 1
             self._fail_streak = 0
@@ -186,9 +160,3 @@ def _is_ip(host: str) -> bool:
     except ValueError:
         return False
     return True
-
-
-def _rtt_text(result: ProbeResult) -> str:
-    """min/avg/max in milliseconds and the loss, for the reading's text value."""
-    lo, avg, hi = (1000.0 * (v or 0.0) for v in (result.rtt_min, result.rtt_avg, result.rtt_max))
-    return f"min/avg/max = {lo:.3f}/{avg:.3f}/{hi:.3f} ms, {result.received}/{result.sent} replies"

@@ -6,26 +6,26 @@ its family, and one receiver thread demultiplexes the replies by (id, sequence).
 With unprivileged (datagram) sockets the kernel rewrites the id to the socket's own
 ident and only delivers our replies, so the sequence (plus the address) is the key.
 
-Sends and timeouts run on one timer thread (a private `Scheduler`), replies on one
-receiver thread; a probe's callback runs once, on one of these two threads.
+Sends and timeouts run on one sender thread (its own heap of due probes; recurring
+schedules re-arm themselves, drift-free), replies on one receiver thread; a probe's
+callback runs once, on one of these two threads, and the results of scheduled probes
+that finish in the same pass go to their sink in one call.
 """
 
 from __future__ import annotations
 
-import functools
-import ipaddress
+import collections
+import heapq
+import itertools
 import logging
 import os
 import random
 import select
 import threading
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any
 
-from icmplib import ICMPRequest
-from icmplib.exceptions import ICMPLibError, SocketUnavailableError, TimeoutExceeded
+from icmplib.exceptions import ICMPLibError
 
 from fieldwatch.actors.icmp.capability import (
     ECHO_REPLY,
@@ -35,11 +35,26 @@ from fieldwatch.actors.icmp.capability import (
     open_socket,
     resolve,
 )
-from fieldwatch.actors.scheduler import Scheduler
+from fieldwatch.actors.icmp.probes import (
+    BatchSink,
+    LatenessLog,
+    ProbeResult,
+    ProbeSchedule,
+    ResultCallback,
+    _check,
+    _deliver_all,
+    _parse_address,
+    _Probe,
+    _same_address,
+)
+from fieldwatch.actors.icmp.wire import Reply, echo_request, enable_timestamps, read_replies, send_to
 
 __all__ = [
+    "BatchSink",
     "HostNotResolved",
+    "LatenessLog",
     "ProbeResult",
+    "ProbeSchedule",
     "Prober",
     "ResultCallback",
     "resolve",
@@ -49,85 +64,24 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-_PAYLOAD = b"fieldwatch icmp probe".ljust(56, b".")
 _SEQ_SPACE = 1 << 16
 
 
-@dataclass(slots=True, frozen=True)
-class ProbeResult:
-    """One probe (`sent` echo requests to `address`): replies, RTTs and any error."""
+#: Set by benchmarks to record lateness; None (the default) costs one global lookup per probe.
+lateness_log: LatenessLog | None = None
 
-    address: str
-    sent: int
-    received: int
-    rtts: tuple[float, ...]  # seconds, in arrival order
-    started_at: float  # time.time() when the first request was sent
-    lateness_s: float  # first send vs the requested due time
-    error: str | None = None  # why requests failed (send error, unreachable), never raised
-
-    @property
-    def loss(self) -> float:
-        """Fraction of requests without a reply, 0..1 (1.0 when nothing could be sent)."""
-        return 1.0 if self.sent == 0 else 1.0 - self.received / self.sent
-
-    @property
-    def ok(self) -> bool:
-        """Whether at least one reply came back."""
-        return self.received > 0
-
-    @property
-    def rtt_min(self) -> float | None:
-        """Smallest round-trip time in seconds, None without replies."""
-        return min(self.rtts) if self.rtts else None
-
-    @property
-    def rtt_avg(self) -> float | None:
-        """Mean round-trip time in seconds, None without replies."""
-        return sum(self.rtts) / len(self.rtts) if self.rtts else None
-
-    @property
-    def rtt_max(self) -> float | None:
-        """Largest round-trip time in seconds, None without replies."""
-        return max(self.rtts) if self.rtts else None
-
-
-ResultCallback = Callable[[ProbeResult], None]
-
-
-@dataclass(slots=True, eq=False)
-class _Probe:
-    """Mutable bookkeeping of one submitted probe; guarded by Prober._lock."""
-
-    address: str  # as given: sent to
-    match: str  # normalized, without scope: compared with reply sources
-    version: int  # 4 or 6; 0 when `address` is not an IP address
-    count: int
-    timeout_s: float
-    interval_s: float
-    callback: ResultCallback
-    due: float  # monotonic
-    attempted: int = 0
-    sent: int = 0
-    outstanding: int = 0
-    rtts: list[float] = field(default_factory=list)
-    keys: list[tuple[int, int]] = field(default_factory=list)
-    started_at: float = 0.0
-    lateness_s: float = 0.0
-    error: str | None = None
-    done: bool = False
-
-    def result(self) -> ProbeResult:
-        return ProbeResult(
-            self.address, self.sent, len(self.rtts), tuple(self.rtts),
-            self.started_at, self.lateness_s, self.error,
-        )
+#: The sender and the receiver each pause this long after a busy pass, so a burst of
+#: sends or replies is handled in one pass (one wake-up, one delivery) instead of one
+#: per packet. RTTs use the kernel's receive timestamp, so this does not inflate them.
+_NAP_S = 0.004
 
 
 class Prober:
     """Sends echo requests for many probes through one socket per family; see the module doc.
 
-    `submit()` never blocks and never raises for network errors: every probe ends in
-    exactly one callback with a ProbeResult. Probes pending at `stop()` get none.
+    `submit()` (one probe) and `schedule()` (a probe every period) never block and never
+    raise for network errors: every probe ends in exactly one result. Probes pending at
+    `stop()` get none.
     """
 
     def __init__(self, *, privileged: bool | None = None) -> None:
@@ -135,11 +89,15 @@ class Prober:
         self._privileged = False
         self._ident = 0  # our ICMP id with raw sockets; 0 = the kernel's (datagram sockets)
         self._lock = threading.Lock()
-        self._pending: dict[tuple[int, int], tuple[_Probe, Any]] = {}
+        self._cond = threading.Condition(self._lock)  # the sender waits on it for due work
+        self._heap: list[tuple[float, int, Any]] = []  # (due, seq, ProbeSchedule | _Probe)
+        self._seq = itertools.count()
+        self._expiries: dict[float, collections.deque[tuple[float, _Probe]]] = {}  # timeout -> FIFO
+        self._pending: dict[tuple[int, int], list[Any]] = {}  # key -> [probe, wall time sent]
         self._next_seq = random.randrange(_SEQ_SPACE)
         self._sockets: dict[int, Any] = {}  # version -> icmplib socket
         self._socket_errors: dict[int, str] = {}
-        self._scheduler = Scheduler("fieldwatch-icmp-sender")
+        self._sender: threading.Thread | None = None
         self._receiver: threading.Thread | None = None
         self._wake_r = self._wake_w = -1
         self._running = False
@@ -157,26 +115,31 @@ class Prober:
         self._wake_r, self._wake_w = os.pipe()
         os.set_blocking(self._wake_r, False)
         self._running = True
-        self._scheduler.start()
+        self._sender = threading.Thread(target=self._send_loop, name="fieldwatch-icmp-sender", daemon=True)
         self._receiver = threading.Thread(
             target=self._receive_loop, name="fieldwatch-icmp-receiver", daemon=True
         )
+        self._sender.start()
         self._receiver.start()
 
     def stop(self) -> None:
         """Stop both threads (joined within 2 s) and close the sockets."""
-        with self._lock:
+        with self._cond:
             if not self._running:
                 return
             self._running = False
-        self._scheduler.stop(timeout_s=1.0)
+            self._heap.clear()
+            self._cond.notify_all()
         self._wake()
-        if self._receiver is not None and self._receiver is not threading.current_thread():
-            self._receiver.join(1.0)
+        me = threading.current_thread()
+        for thread in (self._sender, self._receiver):
+            if thread is not None and thread is not me:
+                thread.join(1.0)
         with self._lock:
             sockets = list(self._sockets.values())
             self._sockets.clear()
             self._pending.clear()
+            self._expiries.clear()
         for sock in sockets:
             sock.close()
         os.close(self._wake_r)
@@ -217,79 +180,172 @@ class Prober:
         prober thread, when every reply is in or `timeout_s` after the last send; it must
         be quick (tell an actor). Raises only for invalid arguments or a stopped prober.
         """
-        if count < 1 or timeout_s <= 0 or interval_s < 0:
-            raise ValueError("count must be >= 1, timeout_s > 0 and interval_s >= 0")
-        if not self._running:
-            raise RuntimeError("the ICMP prober is not running")
-        version: int
-        try:
-            ip = ipaddress.ip_address(address.split("%", 1)[0])
-            match, version, error = ip.compressed, ip.version, None
-        except ValueError:
-            match, version, error = address, 0, f"not an IP address: {address!r}"
+        _check(count, timeout_s, interval_s)
+        match, version, error = _parse_address(address)
         when = time.monotonic() if due is None else due
         probe = _Probe(address, match, version, count, timeout_s, interval_s, callback, when)
         probe.error = error
-        self._scheduler.call_at(when, functools.partial(self._send_next, probe))
+        self._push(when, probe)
 
-    # -- the sender (timer thread) ---------------------------------------------
+    def schedule(
+        self,
+        address: str,
+        *,
+        count: int,
+        timeout_s: float,
+        period_s: float,
+        sink: BatchSink,
+        token: Any,
+        first_due: float | None = None,
+        phase_s: float = 0.0,
+        interval_s: float = 0.2,
+    ) -> ProbeSchedule:
+        """Probe `address` now (or at `first_due`), then at `phase_s` + n * `period_s` after that.
 
-    def _send_next(self, probe: _Probe) -> None:
-        now = time.monotonic()
-        if probe.attempted == 0:
-            probe.started_at = time.time()
-            probe.lateness_s = max(0.0, now - probe.due)
-        sock: Any = self._socket_for(probe.version) if probe.version else None
-        request: Any = None
-        key = (0, 0)
+        Results go to `sink` as (`token`, result) pairs, batched with the other results that
+        finished in the same pass of the prober's threads. Cancel the returned handle to stop.
+        """
+        _check(count, timeout_s, interval_s)
+        if period_s <= 0:
+            raise ValueError("period_s must be > 0")
+        handle = ProbeSchedule(address, count, timeout_s, interval_s, period_s, sink, token)
+        now = time.monotonic() if first_due is None else first_due
+        first = _Probe(address, handle.match, handle.version, count, timeout_s, interval_s, None, now, schedule=handle)
+        first.error = handle.error
+        self._push(now, first)
+        self._push(now + (phase_s or period_s), handle)
+        return handle
+
+    def _push(self, due: float, item: Any) -> None:
+        with self._cond:
+            if not self._running:
+                raise RuntimeError("the ICMP prober is not running")
+            heapq.heappush(self._heap, (due, next(self._seq), item))
+            if self._heap[0][2] is item:
+                self._cond.notify()
+
+    # -- the sender thread ------------------------------------------------------
+
+    def _send_loop(self) -> None:
+        while True:
+            with self._cond:
+                while self._running:
+                    now = time.monotonic()
+                    wake_at = self._next_wakeup()
+                    if wake_at is not None and wake_at <= now:
+                        break
+                    self._cond.wait(None if wake_at is None else wake_at - now)
+                if not self._running:
+                    return
+                due = []
+                heap = self._heap
+                while heap and heap[0][0] <= now:
+                    due.append(heapq.heappop(heap))
+            finished: list[tuple[_Probe, ProbeResult]] = []
+            if due:
+                self._send_due(due, now, finished)
+            self._expire(time.monotonic(), finished)
+            _deliver_all(finished)
+            time.sleep(_NAP_S)
+
+    def _next_wakeup(self) -> float | None:
+        """The earliest send or expiry. Under _lock."""
+        times = [queue[0][0] for queue in self._expiries.values() if queue]
+        if self._heap:
+            times.append(self._heap[0][0])
+        return min(times) if times else None
+
+    def _send_due(self, due: list[tuple[float, int, Any]], now: float, finished: list[tuple[_Probe, ProbeResult]]) -> None:
+        """Send one request of every probe due (new ticks of schedules start a probe)."""
+        wall = time.time()
+        sends: list[tuple[Any, bytes, _Probe, list[Any], tuple[int, int]]] = []
+        touched: list[_Probe] = []
+        firsts: list[_Probe] = []
+        log = lateness_log
         with self._lock:
-            if probe.done or not self._running:
-                return
-            if sock is None:  # nothing can be sent: give up the remaining requests
-                probe.error = probe.error or self._socket_errors.get(probe.version)
-                probe.attempted = probe.count - 1
-            else:
-                allocated = self._allocate_key()
-                if allocated is None:
-                    probe.error = probe.error or "too many outstanding echo requests"
+            for when, _, item in due:
+                if type(item) is ProbeSchedule:
+                    if item.cancelled:
+                        continue
+                    probe = _Probe(item.address, item.match, item.version, item.count, item.timeout_s,
+                                   item.interval_s, None, when, schedule=item)
+                    probe.error = item.error
+                    period = item.period_s
+                    nxt = when + period
+                    if nxt <= now:  # fell behind by whole periods: skip them, keep the phase
+                        nxt += ((now - nxt) // period + 1) * period
+                    heapq.heappush(self._heap, (nxt, next(self._seq), item))
                 else:
-                    key = allocated
-                    request = ICMPRequest(
-                        probe.address, self._ident, key[1], payload=_PAYLOAD
-                    )
-                    self._pending[key] = (probe, request)
-                    probe.keys.append(key)
-                    probe.outstanding += 1
-                    probe.sent += 1
-            probe.attempted += 1  # after registering, so the receiver cannot finish early
-        if request is not None:
+                    probe = item
+                    if probe.attempted == 0 and probe.schedule is not None and probe.schedule.cancelled:
+                        continue
+                if probe.done or not self._running:
+                    continue
+                if probe.attempted == 0:  # refined at the send below; kept if nothing is sent
+                    probe.started_at = wall
+                    probe.lateness_s = max(0.0, now - probe.due)
+                    firsts.append(probe)
+                self._prepare(probe, sends)
+                touched.append(probe)
+                if probe.attempted < probe.count:
+                    heapq.heappush(self._heap, (probe.due + probe.attempted * probe.interval_s, next(self._seq), probe))
+        failed: list[tuple[_Probe, tuple[int, int], str]] = []
+        for sock, packet, probe, entry, key in sends:
+            entry[1] = sent_at = time.time()  # before the send: a loopback reply can be read before sendto returns
+            if probe.keys[0] == key:  # the probe's first request: when it really went out
+                probe.started_at = sent_at
+                probe.lateness_s = max(0.0, time.monotonic() - probe.due)
             try:
-                sock.send(request)
-            except ICMPLibError as err:
-                with self._lock:
-                    if self._pending.pop(key, None) is not None:
-                        probe.outstanding -= 1
-                        probe.sent -= 1
-                    probe.error = probe.error or f"send failed: {err}"
+                send_to(sock, packet, probe.address)
+            except OSError as err:
+                failed.append((probe, key, f"send failed: {err}"))
+        if log is not None:
+            for probe in firsts:
+                log.add(probe.lateness_s)
+        deadline = time.monotonic()
         with self._lock:
-            if probe.attempted < probe.count:
-                nxt = probe.due + probe.attempted * probe.interval_s
-                result = None
-            else:
-                nxt = time.monotonic() + probe.timeout_s
+            for probe, key, error in failed:
+                if self._pending.pop(key, None) is not None:
+                    probe.outstanding -= 1
+                    probe.sent -= 1
+                probe.error = probe.error or error
+            for probe in touched:
+                if probe.done or probe.attempted < probe.count:
+                    continue
                 result = self._finish_if_complete(probe)
-        if result is not None:
-            _deliver(probe.callback, result)
-        elif probe.attempted < probe.count:
-            self._scheduler.call_at(nxt, functools.partial(self._send_next, probe))
-        else:
-            self._scheduler.call_at(nxt, functools.partial(self._expire, probe))
+                if result is not None:
+                    finished.append((probe, result))
+                elif not probe.expiring:
+                    probe.expiring = True
+                    self._expiries.setdefault(probe.timeout_s, collections.deque()).append(
+                        (deadline + probe.timeout_s, probe))
 
-    def _expire(self, probe: _Probe) -> None:
+    def _prepare(self, probe: _Probe, sends: list[Any]) -> None:
+        """Register the probe's next request (or give it up). Under _lock."""
+        sock = self._socket_for(probe.version) if probe.version else None
+        if sock is None:  # nothing can be sent: give up the remaining requests
+            probe.error = probe.error or self._socket_errors.get(probe.version)
+            probe.attempted = probe.count
+            return
+        key = self._allocate_key()
+        probe.attempted += 1
+        if key is None:
+            probe.error = probe.error or "too many outstanding echo requests"
+            return
+        entry = [probe, 0.0]
+        self._pending[key] = entry
+        probe.keys.append(key)
+        probe.outstanding += 1
+        probe.sent += 1
+        sends.append((sock.sock, echo_request(probe.version, self._ident, key[1]), probe, entry, key))
+
+    def _expire(self, now: float, finished: list[tuple[_Probe, ProbeResult]]) -> None:
         with self._lock:
-            result = None if probe.done else self._finish(probe)
-        if result is not None:
-            _deliver(probe.callback, result)
+            for queue in self._expiries.values():
+                while queue and queue[0][0] <= now:
+                    probe = queue.popleft()[1]
+                    if not probe.done:
+                        finished.append((probe, self._finish(probe)))
 
     def _allocate_key(self) -> tuple[int, int] | None:
         """The next free (id, sequence); the 16-bit sequence wraps around. Under _lock."""
@@ -316,20 +372,21 @@ class Prober:
         return probe.result()
 
     def _socket_for(self, version: int) -> Any:
-        """The socket of this family, opened on first use; None (error logged once) if it fails."""
+        """The socket of this family, opened on first use; None (error logged once) if it fails. Under _lock."""
         sock = self._sockets.get(version)
         if sock is not None:
             return sock
         try:
             sock = open_socket(version, self._privileged)
-        except ICMPLibError as err:
+            sock.sock.setblocking(False)
+            enable_timestamps(sock.sock)
+        except (ICMPLibError, OSError) as err:
             message = f"cannot open an ICMPv{version} socket: {err}"
             if version not in self._socket_errors:
                 logger.error("%s", message)
             self._socket_errors[version] = message
             return None
-        with self._lock:
-            self._sockets[version] = sock
+        self._sockets[version] = sock
         self._socket_errors.pop(version, None)
         self._wake()  # let the receiver select on the new socket
         return sock
@@ -350,6 +407,7 @@ class Prober:
                 readable, _, _ = select.select([self._wake_r, *by_fd], [], [], 0.5)
             except (OSError, ValueError):  # a socket closed by stop()
                 continue
+            finished: list[tuple[_Probe, ProbeResult]] = []
             for fd in readable:
                 if fd == self._wake_r:
                     try:
@@ -359,56 +417,44 @@ class Prober:
                     continue
                 version, sock = by_fd[fd]
                 try:
-                    reply = sock.receive(None, 1.0)  # readable: returns at once
-                except TimeoutExceeded:
-                    continue
-                except SocketUnavailableError:
-                    return
-                except ICMPLibError as err:
+                    replies = read_replies(sock.sock, version, self._privileged and version == 4)
+                except OSError as err:
+                    if not self._running:
+                        return
                     logger.debug("ICMPv%d receive: %s", version, err)
                     continue
-                self._on_reply(version, reply)
+                if replies:
+                    self._on_replies(version, replies, finished)
+            if finished:
+                _deliver_all(finished)
+                time.sleep(_NAP_S)
 
-    def _on_reply(self, version: int, reply: Any) -> None:
-        kind = reply.type
-        if kind != ECHO_REPLY[version] and (not self._privileged or kind not in ICMP_ERRORS[version]):
-            return
-        if self._privileged and reply.id != self._ident:
-            return  # another process's ping: a raw socket sees them all
+    def _on_replies(self, version: int, replies: list[Reply], finished: list[tuple[_Probe, ProbeResult]]) -> None:
+        echo, errors = ECHO_REPLY[version], ICMP_ERRORS[version]
+        privileged, ident = self._privileged, self._ident
         with self._lock:
-            entry = self._pending.get((self._ident, reply.sequence))
-            if entry is None:
-                return
-            probe, request = entry
-            if kind == ECHO_REPLY[version]:
-                if not _same_address(reply.source, probe.match):
-                    return
-                probe.rtts.append(max(0.0, reply.time - request.time))
-            else:
-                probe.error = probe.error or (
-                    f"{ICMP_ERRORS[version][kind]} (code {reply.code}) from {reply.source}"
-                )
-            del self._pending[(self._ident, reply.sequence)]
-            probe.outstanding -= 1
-            result = self._finish_if_complete(probe)
-        if result is not None:
-            _deliver(probe.callback, result)
-
-
-def _deliver(callback: ResultCallback, result: ProbeResult) -> None:
-    try:
-        callback(result)
-    except Exception:  # supervision boundary: a caller's bug must not kill the prober threads
-        logger.exception("ICMP probe callback failed for %s", result.address)
-
-
-def _same_address(source: str, match: str) -> bool:
-    if source == match:
-        return True
-    try:
-        return ipaddress.ip_address(source.split("%", 1)[0]).compressed == match
-    except ValueError:
-        return False
+            for reply in replies:
+                kind = reply.kind
+                if kind != echo and (not privileged or kind not in errors):
+                    continue
+                if privileged and reply.ident != ident:
+                    continue  # another process's ping: a raw socket sees them all
+                key = (ident, reply.sequence)
+                entry = self._pending.get(key)
+                if entry is None:
+                    continue
+                probe = entry[0]
+                if kind == echo:
+                    if not _same_address(reply.source, probe.match):
+                        continue
+                    probe.rtts.append(max(0.0, reply.received_at - entry[1]))
+                else:
+                    probe.error = probe.error or f"{errors[kind]} (code {reply.code}) from {reply.source}"
+                del self._pending[key]
+                probe.outstanding -= 1
+                result = self._finish_if_complete(probe)
+                if result is not None:
+                    finished.append((probe, result))
 
 
 # -- the process-wide instance -------------------------------------------------

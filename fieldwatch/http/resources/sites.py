@@ -8,7 +8,7 @@ import falcon
 
 from fieldwatch.http import params
 from fieldwatch.http.errors import InvalidInput
-from fieldwatch.http.resources._common import Resource, check_fields, page, read_json_object
+from fieldwatch.http.resources._common import Resource, check_fields, read_json_object
 
 __all__ = ["MAX_ENDPOINTS", "SITE_FIELDS", "SiteCollection", "SiteCommand", "SiteItem"]
 
@@ -40,7 +40,8 @@ class SiteCollection(Resource):
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         """Every site, with its endpoints and their states."""
         params.check_known(req, ())
-        resp.media = page(self.deps.controller.list_sites())
+        resp.content_type = falcon.MEDIA_JSON
+        resp.text = self.deps.controller.sites_json()  # = page(list_sites()), from cached view texts
 
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
         """Create a site (201); no other site's connections are touched."""

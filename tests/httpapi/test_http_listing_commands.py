@@ -1,0 +1,88 @@
+"""A listing of every site does not hold back a command (issue 17), through waitress for real."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from harness import Harness, fast_policy, wait_for
+
+from fieldwatch import views as views_mod
+from fieldwatch.actors.icmp.prober import stop_shared_prober
+from fieldwatch.config.model import EndpointConfig, IcmpOptions, SiteConfig
+
+_N = 200
+
+
+@pytest.fixture
+def daemon_http(tmp_path: Path) -> Iterator[Harness]:
+    h = Harness(tmp_path)
+    yield h
+    h.stop()
+    stop_shared_prober()
+
+
+def _request(url: str, method: str = "GET", token: str | None = None) -> tuple[int, Any]:
+    req = urllib.request.Request(url, method=method, data=b"" if method == "POST" else None)
+    if token:
+        req.add_header("Authorization", f"Bearer {token}")
+    with urllib.request.urlopen(req, timeout=30) as resp:
+        return resp.status, json.loads(resp.read())
+
+
+def test_command_during_a_listing_is_not_held_back(daemon_http: Harness, monkeypatch: pytest.MonkeyPatch) -> None:
+    eps = tuple(EndpointConfig(f"h{i}", "icmp", IcmpOptions(f"127.0.{i // 250}.{1 + i % 250}", interval_s=1.0,
+                                                            timeout_s=0.5)) for i in range(_N))
+    daemon = daemon_http.start([SiteConfig("s1", endpoints=eps)], policy=fast_policy(), http=True)
+    daemon_http.wait_state("s1", "h0", "up", timeout=10.0)
+
+    # The listing pauses inside its view building (after it read the controller and the
+    # board) until released; the first view built after arming is the listing's.
+    entered, release = threading.Event(), threading.Event()
+    armed = [True]
+    arm_lock = threading.Lock()
+    real_view = views_mod.view_text
+
+    def paused_view(*args: Any, **kwargs: Any) -> Any:
+        with arm_lock:
+            mine, armed[0] = armed[0], False
+        if mine:
+            entered.set()
+            release.wait(30.0)
+        return real_view(*args, **kwargs)
+
+    monkeypatch.setattr(views_mod, "view_text", paused_view)
+    listing: dict[str, Any] = {}
+
+    def list_sites() -> None:
+        listing["answer"] = _request(f"{daemon.url}/api/v1/sites")
+
+    lister = threading.Thread(target=list_sites)
+    lister.start()
+    try:
+        assert entered.wait(10.0), "the listing never started building views"
+        started = time.monotonic()
+        status, body = _request(f"{daemon.url}/api/v1/endpoints/s1/h1/disable", "POST", token="test-token")
+        elapsed = time.monotonic() - started
+        assert status == 202
+        assert not listing, "the listing finished early: the test proves nothing"
+        assert elapsed < 5.0, f"the command waited {elapsed:.1f}s for the listing"
+        assert {e["name"]: e["enabled"] for e in body["endpoints"]}["h1"] is False
+        assert daemon_http.state("s1", "h1") == "disabled"
+    finally:
+        release.set()
+        lister.join(30.0)
+    status, body = listing["answer"]
+    assert status == 200
+    (site,) = body["items"]
+    assert len(site["endpoints"]) == _N
+    assert all(e["state"] in ("up", "connecting", "disabled") for e in site["endpoints"])
+    # After the listing, the command's effect is what every reader sees.
+    wait_for(lambda: _request(f"{daemon.url}/api/v1/sites/s1")[1]["endpoints"][1]["state"] == "disabled",
+             5.0, what="h1 shown disabled")

@@ -1,0 +1,25 @@
+"""Endpoint updates of a batch go out as one statement per column set (issue 17): each row still gets its own values."""
+
+from __future__ import annotations
+
+import peewee
+from storage_helpers import create_site, write
+
+from fieldwatch.storage import writes as w
+
+
+def test_many_endpoints_touched_and_changed_in_one_batch(db: peewee.Database) -> None:
+    ids = create_site(db, "s", *((f"h{i}", "icmp", "{}") for i in range(50)))
+    batch: list[w.Write] = [w.Touch(ids[f"h{i}"], 0, 1000.0 + i) for i in range(50)]
+    batch.append(w.StateChange(ids["h7"], 0, "down", 2000.0, "no reply", 2000.0, 1500.0))  # after its Touch
+    batch.append(w.Counters(ids["h9"], 0, 4, 2))
+    write(db, batch, now=3000.0)
+    got = {
+        r[0]: tuple(r[1:])
+        for r in db.execute_sql("SELECT name, last_data_at, state, down_since, restarts, updated_at FROM endpoint")
+    }
+    for i in range(50):
+        if i not in (7, 9):
+            assert got[f"h{i}"][0] == 1000.0 + i and got[f"h{i}"][4] == 3000.0
+    assert got["h7"][:3] == (1500.0, "down", 2000.0)  # the state change folded over the Touch
+    assert got["h9"][0] == 1009.0 and got["h9"][3] == 4

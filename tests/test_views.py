@@ -1,0 +1,96 @@
+"""The endpoint view cache of the sites listing: never shows what changed, nor `up` for stale data."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from fieldwatch.status import EndpointStatus, StatusBoard
+from fieldwatch.views import ViewCache, endpoint_view
+
+_PUBLIC = {"name": "e", "kind": "icmp", "host": "127.0.0.1", "note": "ü \"quoted\""}
+
+
+class _Ep:
+    name, kind = "e", "icmp"
+
+
+def _text(cache: ViewCache, row: Any, enabled: bool, public: dict[str, Any], now: float) -> str:
+    (text,) = cache.texts("s", [(_Ep(), 1, enabled, public)], [row], now)
+    return text
+
+
+def _board(last_data_at: float | None) -> StatusBoard:
+    board = StatusBoard()
+    board.register(EndpointStatus(endpoint_id=1, site="s", name="e", kind="icmp", state="up", since=900.0,
+                                  last_data_at=last_data_at, fresh_within_s=22.0, generation=2))
+    return board
+
+
+def _view(cache: ViewCache, board: StatusBoard, now: float, enabled: bool = True,
+          public: dict[str, Any] = _PUBLIC) -> dict[str, Any]:
+    row = board.rows([1])[0]
+    text = _text(cache, row, enabled, public, now)
+    view = json.loads(text)
+    assert view == endpoint_view(row, "s", "e", "icmp", enabled, public, now)  # the same shape as the dicts
+    return view
+
+
+def test_unchanged_row_is_served_from_the_cache() -> None:
+    board, cache = _board(1000.0), ViewCache()
+    row = board.rows([1])[0]
+    first = _text(cache, row, True, _PUBLIC, 1001.0)
+    assert _text(cache, board.rows([1])[0], True, _PUBLIC, 1002.0) is first
+    view = json.loads(first)
+    assert view["state"] == "up" and view["last_data_at"] == "1970-01-01T00:16:40.000Z"
+    assert view["config"] == _PUBLIC and view["down_since"] is None
+
+
+def test_new_data_rebuilds_the_view() -> None:
+    board, cache = _board(1000.0), ViewCache()
+    _view(cache, board, 1001.0)
+    board.update(1, 2, last_data_at=1010.0)
+    assert _view(cache, board, 1011.0)["last_data_at"] == "1970-01-01T00:16:50.000Z"
+
+
+def test_data_older_than_the_freshness_bound_is_shown_stale_though_the_row_did_not_change() -> None:
+    board, cache = _board(1000.0), ViewCache()
+    assert _view(cache, board, 1010.0)["state"] == "up"
+    assert _view(cache, board, 1023.0)["state"] == "stale"  # 23 s > fresh_within_s
+    later = _view(cache, board, 1030.0)
+    assert later["state"] == "stale" and "30.0s ago" in later["reason"]  # the age keeps growing
+
+
+def test_state_changes_and_no_data_yet() -> None:
+    board, cache = _board(None), ViewCache()
+    assert _view(cache, board, 1001.0)["state"] == "stale"  # up without data is never shown up
+    board.update(1, 2, state="down", since=1005.0, down_since=1005.0, reason="no reply from 127.0.0.1")
+    view = _view(cache, board, 1006.0)
+    assert view["state"] == "down" and view["down_since"] == "1970-01-01T00:16:45.000Z"
+    assert view["reason"] == "no reply from 127.0.0.1"
+
+
+def test_enabled_flag_and_config_changes_rebuild_the_view() -> None:
+    board, cache = _board(1000.0), ViewCache()
+    assert _view(cache, board, 1001.0)["enabled"] is True
+    assert _view(cache, board, 1001.0, enabled=False)["enabled"] is False
+    other = dict(_PUBLIC, host="127.0.0.2")
+    assert _view(cache, board, 1001.0, public=other)["config"]["host"] == "127.0.0.2"
+
+
+def test_board_rows_follow_every_write() -> None:
+    board = _board(1000.0)
+    assert board.rows([1, 99]) == [board.rows([1])[0], None]
+    board.update(1, 2, state="down", reason="no reply", down_since=1001.0)
+    board.begin_generation(1, 3, 4)
+    assert board.mark_connected(1, 3) is False  # the first connection is not a reconnect
+    assert board.mark_connected(1, 3) is True
+    assert board.observe_probes([(1, 3, 1002.0, (0.001,), 0.0), (1, 2, 1003.0, (), 1.0)]) == [1]  # gen 2 refused
+    row = board.rows([1])[0]
+    assert row is not None
+    assert (row.state, row.reason, row.down_since, row.generation, row.restarts, row.reconnects, row.last_data_at) == (
+        "down", "no reply", 1001.0, 3, 4, 1, 1002.0)
+    full = board.get(1)
+    assert full is not None and (full.state, full.last_data_at, full.rtt_count) == ("down", 1002.0, 1)
+    board.remove(1)
+    assert board.rows([1]) == [None]
