@@ -210,7 +210,14 @@ class Daemon:
         except ImportError:
             return []
 
-        days = self.config.storage.retention_days
+        storage = self.config.storage
+        if storage.retention_days is not None:
+            logger.warning(
+                "storage.retention_days is the old setting: raw readings and events are kept %g days; "
+                "use storage.retention (raw_days, minute_days, hour_days, events_days) instead",
+                storage.retention_days,
+            )
+        retention = storage.effective_retention()
 
         class _SupervisedRetention(_SupervisedMixin, RetentionActor):  # type: ignore[misc, valid-type]
             def __init__(self, ctx: ChildContext, *args: Any, **kwargs: Any) -> None:
@@ -218,7 +225,7 @@ class Daemon:
                 self.supervision_ctx = ctx
 
         def _start(ctx: ChildContext) -> pykka.ActorRef[Any]:
-            return _SupervisedRetention.start(ctx, retention_days=days, scheduler=self.scheduler)
+            return _SupervisedRetention.start(ctx, retention=retention, scheduler=self.scheduler)
 
 
         return [ChildSpec("retention", _start, ChildPolicy(), kind="retention")]

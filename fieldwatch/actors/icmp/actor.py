@@ -157,9 +157,8 @@ class IcmpActor(PooledActor, ConnectionActor):
         self._last_result_at = time.monotonic()
         self.ep.board.observe_rtt(self.ep.endpoint_id, result.rtts, result.loss)
         at = result.started_at
-        self.store_reading("packet_loss", result.loss, source_time=at)
-        if result.rtt_avg is not None:
-            self.store_reading("rtt", result.rtt_avg, _rtt_text(result), source_time=at)
+        # one row per probe: the RTT (None when nothing answered) with its loss ratio
+        self.store_reading("rtt", result.rtt_avg, source_time=at, aux_name="packet_loss", aux_num=result.loss)
         if result.ok:
             self._ok_streak += 1
             self._fail_streak = 0
@@ -186,9 +185,3 @@ def _is_ip(host: str) -> bool:
     except ValueError:
         return False
     return True
-
-
-def _rtt_text(result: ProbeResult) -> str:
-    """min/avg/max in milliseconds and the loss, for the reading's text value."""
-    lo, avg, hi = (1000.0 * (v or 0.0) for v in (result.rtt_min, result.rtt_avg, result.rtt_max))
-    return f"min/avg/max = {lo:.3f}/{avg:.3f}/{hi:.3f} ms, {result.received}/{result.sent} replies"

@@ -287,8 +287,9 @@ class MqttActor(ConnectionActor):
         on_commit = acks.add(message.mid, message.qos, len(readings))
         for r in readings:
             records.append(writes.ReadingRecord(
-                self.ep.endpoint_id, self.generation, r.name, r.value_num, r.value_text, "Good", r.source_time,
-                now, r.device, _msg_key(r, message.mid, now), on_commit))
+                endpoint_id=self.ep.endpoint_id, generation=self.generation, name=r.name, value_num=r.value_num,
+                value_text=r.value_text, source_time=r.source_time, received_at=now, device=r.device,
+                msg_key=_msg_key(r, message.mid, now), on_commit=on_commit))
 
     def _on_tick(self) -> None:
         self._flush_topics()
@@ -380,13 +381,13 @@ class _AckGroup:
         self.left = 0
         self.mids: list[tuple[int, int]] = []
 
-    def add(self, mid: int, qos: int, readings: int) -> Callable[[], None]:
+    def add(self, mid: int, qos: int, readings: int) -> Callable[[bool], None]:
         """Register one message with `readings` readings; the on_commit to give each of them."""
         self.left += readings
         self.mids.append((mid, qos))
         return self._committed
 
-    def _committed(self) -> None:
+    def _committed(self, inserted: bool) -> None:  # noqa: ARG002 (a duplicate is acknowledged too)
         self.left -= 1
         if self.left == 0:
             self.board.incr(self.endpoint_id, "mqtt_messages", "stored", len(self.mids))
