@@ -198,8 +198,8 @@ def schema_version(db: peewee.Database) -> int:
     return int(row[0]) if row and row[0] is not None else 0
 
 
-def migrate(db: peewee.Database) -> int:
-    """Bring the schema to LATEST_VERSION, one transaction per version; return the version.
+def migrate(db: peewee.Database, target: int = LATEST_VERSION) -> int:
+    """Bring the schema to `target` (default: the latest), version by version; return the version.
 
     Idempotent: an up-to-date database is left alone. A database newer than this code
     is refused with StorageError rather than touched.
@@ -207,7 +207,7 @@ def migrate(db: peewee.Database) -> int:
     try:
         with write_transaction(db):
             _ensure_version_table(db)
-        for version, migration in enumerate(MIGRATIONS, start=1):
+        for version, migration in enumerate(MIGRATIONS[:target], start=1):
             if not callable(migration):
                 _staged(db, version, migration)
                 continue

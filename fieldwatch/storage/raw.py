@@ -110,16 +110,16 @@ class SeriesCache:
             seq = 0
         elif t == newest[0]:
             seq = newest[1] + 1
-        else:  # a late reading: look at its millisecond (rare)
-            seq = self._taken.get((series_id, t), -1) + 1
-            if seq == 0:
-                row = db.execute_sql(
-                    f"SELECT MAX(seq) FROM reading_raw WHERE series_id = {p} AND t = {p}", (series_id, t)
-                ).fetchone()
-                seq = 0 if row is None or row[0] is None else int(row[0]) + 1
-            self._taken[(series_id, t)] = seq
-            return seq
-        self._last[series_id] = (t, seq)
+        elif (series_id, t) in self._taken:  # late, at a millisecond this batch already used
+            seq = self._taken[(series_id, t)] + 1
+        else:  # a late reading: look at its millisecond in the table (rare)
+            row = db.execute_sql(
+                f"SELECT MAX(seq) FROM reading_raw WHERE series_id = {p} AND t = {p}", (series_id, t)
+            ).fetchone()
+            seq = 0 if row is None or row[0] is None else int(row[0]) + 1
+        self._taken[(series_id, t)] = seq  # rows of this batch are inserted after all are numbered
+        if t >= newest[0]:
+            self._last[series_id] = (t, seq)
         return seq
 
 
