@@ -41,7 +41,7 @@ def v1_rows(ids: dict[str, int]) -> list[tuple[Any, ...]]:
 def expected(rows: list[tuple[Any, ...]], names: dict[int, tuple[str, str]]) -> list[tuple[Any, ...]]:
     """The v1 rows as the API shows them (rtt text aside: v2 keeps no derivable text)."""
     out = []
-    for endpoint_id, name, device, num, text, quality, source, received, _key in rows:
+    for endpoint_id, name, device, num, _text, quality, source, received, _key in rows:
         site, endpoint = names[endpoint_id]
         value = num if num is not None else {"auto": True}
         out.append((site, endpoint, name, device, value, quality, to_rfc3339(source), to_rfc3339(received)))
