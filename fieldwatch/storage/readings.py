@@ -230,18 +230,24 @@ def _bucket_page(
     if cursor:
         kb, ks = decode_cursor("buckets", cursor)
         keyset = f" AND (g.b < {int(kb)} OR (g.b = {int(kb)} AND g.series_id < {int(ks)}))"
-    grouped = (
-        f"SELECT series_id, (bucket / {step}) * {step} AS b, MIN(v_min) AS mn, MAX(v_max) AS mx, "
-        f"SUM(v_sum) AS sm, SUM(n) AS cnt, MAX(last_t) AS lt FROM {table} "
-        f"WHERE series_id IN {int_list(sorted(set(ids)))} AND bucket >= {lo} AND bucket < {hi} "
-        "GROUP BY series_id, b"
-    )
-    sql = (
-        f"SELECT g.series_id, g.b, g.mn, g.mx, g.sm, g.cnt, (SELECT x.v_last FROM {table} x "
-        "WHERE x.series_id = g.series_id AND x.bucket >= g.b AND x.last_t = g.lt ORDER BY x.bucket DESC LIMIT 1) "
-        f"FROM ({grouped}) g WHERE 1 = 1{keyset} "
-        f"ORDER BY g.b DESC, g.series_id DESC LIMIT {limit + 1}"
-    )
+    in_ids = int_list(sorted(set(ids)))
+    if step == tier.seconds:  # the tier's own buckets: read them as they are
+        sql = (
+            f"SELECT series_id, bucket, v_min, v_max, v_sum, n, v_last FROM {table} g "
+            f"WHERE series_id IN {in_ids} AND bucket >= {lo} AND bucket < {hi}"
+            f"{keyset.replace('g.b ', 'g.bucket ')} ORDER BY bucket DESC, series_id DESC LIMIT {limit + 1}"
+        )
+    else:
+        grouped = (
+            f"SELECT series_id, (bucket / {step}) * {step} AS b, MIN(v_min) AS mn, MAX(v_max) AS mx, "
+            f"SUM(v_sum) AS sm, SUM(n) AS cnt, MAX(last_t) AS lt FROM {table} "
+            f"WHERE series_id IN {in_ids} AND bucket >= {lo} AND bucket < {hi} GROUP BY series_id, b"
+        )
+        sql = (
+            f"SELECT g.series_id, g.b, g.mn, g.mx, g.sm, g.cnt, (SELECT x.v_last FROM {table} x "
+            f"WHERE x.series_id = g.series_id AND x.bucket >= g.b AND x.bucket < g.b + {step} AND x.last_t = g.lt "
+            f"LIMIT 1) FROM ({grouped}) g WHERE 1 = 1{keyset} ORDER BY g.b DESC, g.series_id DESC LIMIT {limit + 1}"
+        )
     rows = db.execute_sql(sql).fetchall()
     items = []
     for sid, b, mn, mx, sm, cnt, last in rows[:limit]:
