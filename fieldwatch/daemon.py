@@ -108,7 +108,7 @@ class Daemon:
         self.console_log = console_log
         self.install_signals = install_signals
         self.scheduler = Scheduler()
-        self.board = StatusBoard()
+        self.board = StatusBoard(max_reading_series=config.http.max_reading_series)
         self.tree = TreeView()
         self.storage = StorageGateway(max_queue=config.storage.max_queue)
         self.registry = prometheus_client.CollectorRegistry()

@@ -272,8 +272,15 @@ class ConnectionActor(SupervisedActor):
         aux_name: str | None = None,
         aux_num: float | None = None,
         on_commit: Callable[[bool], None] | None = None,
+        gauge: bool = True,
     ) -> None:
-        """Queue a reading for storage (`aux_*`: a companion value stored in the same row)."""
+        """Queue a reading for storage (`aux_*`: a companion value stored in the same row).
+
+        A numeric value also becomes the endpoint's fieldwatch_reading_value for this
+        name and device, unless `gauge` is False (a kind with metrics of its own).
+        """
+        if gauge and value_num is not None:
+            self.ep.board.observe_value(self.ep.endpoint_id, name, device, value_num)
         self.ep.storage.submit(
             writes.ReadingRecord(
                 endpoint_id=self.ep.endpoint_id,

@@ -113,6 +113,7 @@ _HTTP = Obj(HttpConfig, {
     "token": Nullable(Str()),
     "threads": Int(ge=1, le=1024),
     "max_body_bytes": Int(ge=1),
+    "max_reading_series": Int(ge=0),
 })
 _LOGGING = Obj(LoggingConfig, {
     "file": Nullable(PathStr()),

@@ -206,6 +206,7 @@ class HttpConfig:
     token: str | None = None
     threads: int = 8
     max_body_bytes: int = 1048576
+    max_reading_series: int = 10000
 
 
 @dataclass(frozen=True, slots=True)

@@ -158,7 +158,8 @@ class IcmpActor(PooledActor, ConnectionActor):
         self.ep.board.observe_rtt(self.ep.endpoint_id, result.rtts, result.loss)
         at = result.started_at
         # one row per probe: the RTT (None when nothing answered) with its loss ratio
-        self.store_reading("rtt", result.rtt_avg, source_time=at, aux_name="packet_loss", aux_num=result.loss)
+        self.store_reading("rtt", result.rtt_avg, source_time=at, aux_name="packet_loss", aux_num=result.loss,
+                           gauge=False)  # exported as fieldwatch_icmp_rtt_seconds / _packet_loss_ratio
         if result.ok:
             self._ok_streak += 1
             self._fail_streak = 0

@@ -286,6 +286,8 @@ class MqttActor(ConnectionActor):
                 self.devices.seen(reading.device, now)
         on_commit = acks.add(message.mid, message.qos, len(readings))
         for r in readings:
+            if r.value_num is not None:
+                self.ep.board.observe_value(self.ep.endpoint_id, r.name, r.device, r.value_num)
             records.append(writes.ReadingRecord(
                 endpoint_id=self.ep.endpoint_id, generation=self.generation, name=r.name, value_num=r.value_num,
                 value_text=r.value_text, source_time=r.source_time, received_at=now, device=r.device,
