@@ -91,6 +91,11 @@ class SchemaV2:
 
     def __init__(self, chunk_rows: int = 20_000) -> None:
         self.chunk_rows = chunk_rows
+        self._cache = SeriesCache()
+
+    def reset(self) -> None:
+        """Forget cached series ids and sequence numbers (a migration run starts or failed)."""
+        self._cache = SeriesCache()
 
     def prepared(self, db: peewee.Database) -> bool:
         """Whether `prepare` already ran (an interrupted migration resumes)."""
@@ -133,8 +138,13 @@ class SchemaV2:
             )
             for r in rows
         ]
-        insert_readings(db, SeriesCache(), records)  # a fresh cache: this transaction may roll back
-        db.execute_sql(f"UPDATE migration_progress SET last_id = {p} WHERE version = 2", (rows[-1][0],))
+        try:
+            insert_readings(db, self._cache, records)
+            db.execute_sql(f"UPDATE migration_progress SET last_id = {p} WHERE version = 2", (rows[-1][0],))
+        except BaseException:
+            self._cache.discard()
+            raise
+        self._cache.commit()  # `migrate` calls reset() if the transaction then fails to commit
         logger.info("schema v2: copied v1 readings up to id %d", rows[-1][0])
         return len(rows) < self.chunk_rows
 

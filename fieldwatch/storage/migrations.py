@@ -175,6 +175,8 @@ class Staged(Protocol):
 
     def finish(self, db: peewee.Database) -> None: ...
 
+    def reset(self) -> None: ...
+
 
 #: Migration n (1-based) is MIGRATIONS[n - 1]. Append only.
 MIGRATIONS: tuple[Callable[[peewee.Database], None] | Staged, ...] = (_v1, SchemaV2())
@@ -262,9 +264,14 @@ def _staged(db: peewee.Database, version: int, migration: Staged) -> None:
             logger.info("resuming the interrupted migration to schema version %d", version)
     started = time.monotonic()
     done = False
-    while not done:
-        with _locked(db):
-            done = migration.step(db)
+    migration.reset()
+    try:
+        while not done:
+            with _locked(db):
+                done = migration.step(db)
+    except BaseException:
+        migration.reset()  # what it cached of a rolled-back chunk is not in the database
+        raise
     with _locked(db):
         if _due(db, version):
             migration.finish(db)

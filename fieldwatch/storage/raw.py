@@ -123,6 +123,11 @@ class SeriesCache:
         return seq
 
 
+def _text(value: str) -> str:
+    """PostgreSQL text cannot hold NUL: replace it (as `sqlbits.clean` does for whole rows)."""
+    return value.replace("\x00", "\ufffd") if "\x00" in value else value
+
+
 def _new_keys(db: peewee.Database, records: Sequence[ReadingRecord]) -> set[int]:
     """Indexes of records whose msg_key is new for their endpoint (also within the batch)."""
     wanted: dict[int, dict[str, int]] = {}
@@ -169,14 +174,15 @@ def insert_readings(db: peewee.Database, cache: SeriesCache, records: Sequence[R
         lag = None if r.source_time is None else received - t
         series_id, aux_id = cache.series(db, r.endpoint_id, r.name, r.device or "", r.aux_name)
         seq = cache.next_seq(db, series_id, t)
-        quality = None if r.quality == "Good" else r.quality
-        raw.append((series_id, t, seq, r.value_num, r.aux_num, lag, quality, r.value_text))
+        quality = None if r.quality == "Good" else _text(r.quality)
+        text = None if r.value_text is None else _text(r.value_text)
+        raw.append((series_id, t, seq, r.value_num, r.aux_num, lag, quality, text))
         if r.msg_key is not None:
             keys.append((r.endpoint_id, r.msg_key, received))
         rollups.add(series_id, t, r.value_num)
         if aux_id is not None:
             rollups.add(aux_id, t, r.aux_num)
     insert_rows(db, "reading_key", "endpoint_id, msg_key, t", 3, keys)
-    insert_rows(db, "reading_raw", _RAW_COLUMNS, 8, raw)
+    insert_rows(db, "reading_raw", _RAW_COLUMNS, 8, raw, cleaned=True)
     rollups.flush(db)
     return inserted

@@ -30,6 +30,7 @@ class Tier:
 #: The rollup tiers, finest first.
 TIERS: tuple[Tier, ...] = (Tier("rollup_1m", 60), Tier("rollup_1h", 3600))
 
+_WIDTHS = tuple(tier.seconds for tier in TIERS)
 _COLUMNS = "series_id, bucket, v_min, v_max, v_sum, n, v_last, last_t"
 
 
@@ -54,9 +55,8 @@ class RollupBatch:
         """Count one reading of `series_id` at `t_ms` (skipped unless a finite number)."""
         if value is None or not math.isfinite(value):
             return
-        for i, tier in enumerate(TIERS):
-            width_ms = tier.seconds * 1000
-            bucket = (t_ms // width_ms) * tier.seconds
+        for i, seconds in enumerate(_WIDTHS):
+            bucket = (t_ms // (seconds * 1000)) * seconds
             cell = self.cells.get((i, series_id, bucket))
             if cell is None:
                 self.cells[(i, series_id, bucket)] = [value, value, value, 1, value, t_ms]
@@ -76,5 +76,5 @@ class RollupBatch:
                 for (tier_i, series_id, bucket), c in sorted(self.cells.items())
                 if tier_i == i
             ]
-            insert_rows(db, tier.table, _COLUMNS, 8, rows, pg_minmax(db, _upsert_tail(tier.table)))
+            insert_rows(db, tier.table, _COLUMNS, 8, rows, pg_minmax(db, _upsert_tail(tier.table)), cleaned=True)
         self.cells.clear()

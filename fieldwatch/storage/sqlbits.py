@@ -21,12 +21,23 @@ def clean(row: tuple[Any, ...]) -> tuple[Any, ...]:
 
 
 def insert_rows(
-    db: peewee.Database, table: str, columns: str, width: int, rows: list[tuple[Any, ...]], tail: str = ""
+    db: peewee.Database,
+    table: str,
+    columns: str,
+    width: int,
+    rows: list[tuple[Any, ...]],
+    tail: str = "",
+    *,
+    cleaned: bool = False,
 ) -> None:
-    """Insert many rows with one prepared statement (executemany / execute_values)."""
+    """Insert many rows with one prepared statement (executemany / execute_values).
+
+    `cleaned`: the caller already passed its text through `clean` (or has none).
+    """
     if not rows:
         return
-    rows = [clean(row) for row in rows]
+    if not cleaned:
+        rows = [clean(row) for row in rows]
     with _wrap_errors:
         cursor = db.cursor()
         if is_sqlite(db):
