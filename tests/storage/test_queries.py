@@ -193,3 +193,40 @@ def test_a_failing_database_is_a_storage_error(db: peewee.Database, ids: dict[st
     finally:
         db.execute_sql("ALTER TABLE series_gone RENAME TO series")
     assert queries.readings() == ([], None)  # the next call works again
+
+
+def test_probe_rows_read_as_two_readings_and_pages_never_split_or_repeat(
+    db: peewee.Database, ids: dict[str, int]
+) -> None:
+    probes = [
+        w.ReadingRecord(endpoint_id=ids["router"], generation=0, name="rtt", value_num=None if i % 4 == 0 else i / 1000,
+                        source_time=1000.0 + i, received_at=1000.0 + i + 0.01, aux_name="packet_loss",
+                        aux_num=1.0 if i % 4 == 0 else 0.0)
+        for i in range(20)
+    ]  # fmt: skip
+    others = [
+        w.ReadingRecord(endpoint_id=ids["plc"], generation=0, name="level", value_num=float(i), received_at=1000.5 + i)
+        for i in range(20)
+    ]
+    write(db, probes + others)
+    assert db.execute_sql("SELECT COUNT(*) FROM reading_raw").fetchone()[0] == 40  # one row a probe
+    everything, nxt = queries.readings(limit=1000)
+    assert nxt is None and len(everything) == 20 + 15 + 20  # loss always, rtt when something answered
+    times = [r["source_time"] or r["received_at"] for r in everything]
+    assert times == sorted(times, reverse=True)
+    for limit in (1, 2, 7):
+        paged, cursor = [], None
+        while True:
+            items, cursor = queries.readings(limit=limit, cursor=cursor)
+            paged += items
+            if cursor is None:
+                break
+        assert paged == everything, limit
+    loss = queries.readings(site="a", endpoint="router", name="packet_loss", limit=1000)[0]
+    assert [r["value"] for r in loss] == [1.0 if i % 4 == 0 else 0.0 for i in range(19, -1, -1)]
+    rtt = queries.readings(site="a", endpoint="router", name="rtt", limit=1000)[0]
+    assert len(rtt) == 15 and all(r["value"] is not None for r in rtt)
+    latest = {r["name"]: r["value"] for r in queries.latest_readings(ids["router"])}
+    assert latest == {"rtt": 0.019, "packet_loss": 0.0}
+    buckets = queries.readings(site="a", endpoint="router", name="packet_loss", step=60, since=960, until=1080)[0]
+    assert [(b["count"], b["avg"]) for b in buckets] == [(20, 0.25)]
