@@ -29,6 +29,7 @@ _PATH = "[storage/retention]"
 
 #: How often a pass starts: retention runs at least once a minute (SPEC §3).
 DEFAULT_INTERVAL_S = 30.0
+_MAX_RETRY_S = 30.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,6 +74,7 @@ class RetentionActor(pykka.ThreadingActor):
         self._pass: Pass | None = None
         self._started = 0.0
         self._failing = False
+        self._retry_s = 0.0
 
     def _enabled(self) -> bool:
         r = self._retention
@@ -129,15 +131,20 @@ class RetentionActor(pykka.ThreadingActor):
         run = self._pass
         if run is None:
             return
+        assert self._scheduler is not None
         try:
             done = run.step(get_database())
         except DATABASE_ERRORS as err:
+            # locked by a busy writer, or the database is gone: the pass keeps its place and
+            # its chunk is tried again after a capped backoff (a failed chunk rolled back whole)
             reset_connection(get_database())
             if not self._failing:
-                logger.warning("%s retention pass abandoned (%s); the next one retries", _PATH, err)
+                logger.warning("%s retention chunk failed (%s); retrying with backoff", _PATH, err)
             self._failing = True
-            self._pass = None
+            self._retry_s = min(_MAX_RETRY_S, self._retry_s * 2 if self._retry_s else 0.5)
+            self._scheduler.tell_later(self._retry_s, self.actor_ref, _Chunk())
             return
+        self._retry_s = 0.0
         if self._failing:
             logger.info("%s retention works again", _PATH)
             self._failing = False
@@ -145,7 +152,6 @@ class RetentionActor(pykka.ThreadingActor):
             self._log_pass(run.deleted, time.perf_counter() - self._started)
             self._pass = None
             return
-        assert self._scheduler is not None
         self._scheduler.tell_later(self._pause_s, self.actor_ref, _Chunk())
 
     def _log_pass(self, deleted: dict[str, int], seconds: float) -> None:

@@ -143,7 +143,10 @@ def _alerts(r: _Row) -> _Samples:
 
 
 def _reading_values(r: _Row) -> _Samples:
-    for (name, device), value in sorted(r.status.values.items()):
+    values = r.status.values
+    if not values:
+        return
+    for (name, device), value in sorted(values.items()):
         yield "fieldwatch_reading_value", ("name", "device"), (name, device), value
 
 

@@ -9,7 +9,6 @@ text and JSON values stay in the raw table alone.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 
 import peewee
@@ -31,6 +30,7 @@ class Tier:
 TIERS: tuple[Tier, ...] = (Tier("rollup_1m", 60), Tier("rollup_1h", 3600))
 
 _WIDTHS = tuple(tier.seconds for tier in TIERS)
+_WIDTHS_MS = tuple(seconds * 1000 for seconds in _WIDTHS)
 _COLUMNS = "series_id, bucket, v_min, v_max, v_sum, n, v_last, last_t"
 
 
@@ -53,20 +53,24 @@ class RollupBatch:
 
     def add(self, series_id: int, t_ms: int, value: float | None) -> None:
         """Count one reading of `series_id` at `t_ms` (skipped unless a finite number)."""
-        if value is None or not math.isfinite(value):
+        if value is None or value - value != 0.0:  # None, NaN or an infinity (inf - inf is NaN)
             return
-        for i, seconds in enumerate(_WIDTHS):
-            bucket = (t_ms // (seconds * 1000)) * seconds
-            cell = self.cells.get((i, series_id, bucket))
+        cells = self.cells
+        for i, width_ms in enumerate(_WIDTHS_MS):  # the hot loop of the writer: kept plain
+            key = (i, series_id, (t_ms // width_ms) * _WIDTHS[i])
+            cell = cells.get(key)
             if cell is None:
-                self.cells[(i, series_id, bucket)] = [value, value, value, 1, value, t_ms]
+                cells[key] = [value, value, value, 1, value, t_ms]
                 continue
-            cell[0] = min(cell[0], value)
-            cell[1] = max(cell[1], value)
+            if value < cell[0]:
+                cell[0] = value
+            if value > cell[1]:
+                cell[1] = value
             cell[2] += value
             cell[3] += 1
             if t_ms >= cell[5]:
-                cell[4], cell[5] = value, t_ms
+                cell[4] = value
+                cell[5] = t_ms
 
     def flush(self, db: peewee.Database) -> None:
         """Upsert every touched bucket (inside the caller's transaction)."""

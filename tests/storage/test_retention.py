@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import logging
+import sqlite3
 import time
 
 import peewee
 import pykka
+import pytest
 from storage_helpers import create_site, write
 
 from fieldwatch.actors.retention import DEFAULT_INTERVAL_S, RetentionActor, RunRetention
@@ -107,3 +110,34 @@ def test_expired_raw_readings_go_within_a_minute_and_their_rollups_answer_step_q
     buckets, _ = queries.readings(site="s", endpoint="plc", name="x", step=60, since=written - 120, until=written + 120)
     assert sum(b["count"] for b in buckets) == 50
     assert min(b["min"] for b in buckets) == 0.0 and max(b["max"] for b in buckets) == 49.0
+
+
+def test_a_chunk_that_finds_the_database_locked_is_retried_not_abandoned(
+    db: peewee.Database, backend: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    if backend != "sqlite":
+        pytest.skip("a SQLite write lock held by another connection")
+    now = time.time()
+    fill(db, now)
+    path = db.database
+    scheduler = Scheduler("test-retention")
+    scheduler.start()
+    locker = sqlite3.connect(path, timeout=0.1)
+    try:
+        locker.execute("BEGIN IMMEDIATE")  # another writer holds the lock for longer than the busy timeout
+        with caplog.at_level(logging.WARNING, logger="fieldwatch.actors.retention"):
+            RetentionActor.start(retention=THIRTY, scheduler=scheduler, interval_s=3600, first_delay_s=0.0)
+            deadline = time.monotonic() + 10
+            while not any("retrying with backoff" in r.getMessage() for r in caplog.records):
+                assert time.monotonic() < deadline, "the locked chunk was not reported"
+                time.sleep(0.05)
+        assert count(db, "reading_raw") == 5000
+        locker.rollback()
+        deadline = time.monotonic() + 30  # the next pass would be an hour away: only the retry can do it
+        while count(db, "reading_raw") > 2500 or count(db, "event") > 1200:
+            assert time.monotonic() < deadline, "the pass did not resume after the lock was released"
+            time.sleep(0.05)
+    finally:
+        locker.close()
+        pykka.ActorRegistry.stop_all(block=True, timeout=5)
+        scheduler.stop()
