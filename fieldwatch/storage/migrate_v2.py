@@ -150,9 +150,11 @@ class SchemaV2:
 
     def finish(self, db: peewee.Database) -> None:
         """Drop the copied v1 table and create the `reading` view."""
+        row = db.execute_sql("SELECT last_id FROM migration_progress WHERE version = 2").fetchone()
+        had_v1 = row is not None and int(row[0]) > 0  # some v1 readings were copied
         if "reading_v1" in db.get_tables():
             db.execute_sql("DROP TABLE reading_v1")
         db.execute_sql(READING_VIEW)
         db.execute_sql("DELETE FROM migration_progress WHERE version = 2")
-        if is_sqlite(db):
-            logger.info("schema v2: done (run VACUUM when convenient to give the v1 pages back to the disk)")
+        if had_v1 and is_sqlite(db):
+            logger.info("schema v2: v1 readings copied (run VACUUM off-line to give their pages back to the disk)")
