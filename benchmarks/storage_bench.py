@@ -81,7 +81,18 @@ def run(url: str, readings: int, endpoints: int, producers: int, max_rows: int, 
                 now = time.time()
             e = ids[i % endpoints]
             submit(
-                ReadingRecord(endpoint_id=e, generation=generations[e], name="value", value_num=float(i), value_text=None, quality="good", source_time=now, received_at=now, device="dev", msg_key=f"k{i}" if msg_keys else None)
+                ReadingRecord(
+                    endpoint_id=e,
+                    generation=generations[e],
+                    name="value",
+                    value_num=float(i),
+                    value_text=None,
+                    quality="good",
+                    source_time=now,
+                    received_at=now,
+                    device="dev",
+                    msg_key=f"k{i}" if msg_keys else None,
+                )
             )
 
     threads = [threading.Thread(target=produce, args=(p * per_producer,)) for p in range(producers)]

@@ -89,7 +89,18 @@ class Load:
             for _ in range(per_chunk):
                 e = self.endpoints[n % ENDPOINTS]
                 self.gateway.submit(
-                    w.ReadingRecord(endpoint_id=e, generation=self.generations[e], name="v", value_num=float(n), value_text=None, quality="good", source_time=None, received_at=time.time(), msg_key=f"m{n}", on_commit=self._ack)
+                    w.ReadingRecord(
+                        endpoint_id=e,
+                        generation=self.generations[e],
+                        name="v",
+                        value_num=float(n),
+                        value_text=None,
+                        quality="good",
+                        source_time=None,
+                        received_at=time.time(),
+                        msg_key=f"m{n}",
+                        on_commit=self._ack,
+                    )
                 )
                 n += 1
             for _ in range(changes_per_chunk):

@@ -63,7 +63,16 @@ def test_endpoint_has_its_latest_readings(db: peewee.Database, ids: dict[str, in
     write(
         db,
         [
-            w.ReadingRecord(endpoint_id=e, generation=0, name=name, value_num=float(i), value_text=None, quality="good", source_time=1.0, received_at=float(i))
+            w.ReadingRecord(
+                endpoint_id=e,
+                generation=0,
+                name=name,
+                value_num=float(i),
+                value_text=None,
+                quality="good",
+                source_time=1.0,
+                received_at=float(i),
+            )
             for i in range(5)
             for name in ("level", "pump", "temp")
         ],
@@ -71,8 +80,26 @@ def test_endpoint_has_its_latest_readings(db: peewee.Database, ids: dict[str, in
     write(
         db,
         [
-            w.ReadingRecord(endpoint_id=e, generation=0, name="mode", value_num=None, value_text='{"auto": true}', quality="good", source_time=None, received_at=9.0),
-            w.ReadingRecord(endpoint_id=e, generation=0, name="label", value_num=None, value_text="plain text", quality="good", source_time=None, received_at=9.0),
+            w.ReadingRecord(
+                endpoint_id=e,
+                generation=0,
+                name="mode",
+                value_num=None,
+                value_text='{"auto": true}',
+                quality="good",
+                source_time=None,
+                received_at=9.0,
+            ),
+            w.ReadingRecord(
+                endpoint_id=e,
+                generation=0,
+                name="label",
+                value_num=None,
+                value_text="plain text",
+                quality="good",
+                source_time=None,
+                received_at=9.0,
+            ),
         ],
     )
     endpoint = queries.get_endpoint("a", "plc")
@@ -119,7 +146,22 @@ def test_bad_parameters_are_value_errors(db: peewee.Database, bad: dict[str, obj
 
 
 def test_a_cursor_of_another_collection_is_refused(db: peewee.Database, ids: dict[str, int]) -> None:
-    write(db, [w.ReadingRecord(endpoint_id=ids["plc"], generation=0, name="x", value_num=float(i), value_text=None, quality="good", source_time=None, received_at=float(i)) for i in range(3)])
+    write(
+        db,
+        [
+            w.ReadingRecord(
+                endpoint_id=ids["plc"],
+                generation=0,
+                name="x",
+                value_num=float(i),
+                value_text=None,
+                quality="good",
+                source_time=None,
+                received_at=float(i),
+            )
+            for i in range(3)
+        ],
+    )
     _, cursor = queries.readings(limit=1)
     assert cursor is not None
     with pytest.raises(ValueError):
@@ -130,10 +172,32 @@ def test_readings_page_by_reading_time(db: peewee.Database, ids: dict[str, int])
     write(
         db,
         [
-            w.ReadingRecord(endpoint_id=ids["plc"], generation=0, name="level", value_num=float(i), value_text=None, quality="good", source_time=100.0 + i, received_at=float(i), device=None)
+            w.ReadingRecord(
+                endpoint_id=ids["plc"],
+                generation=0,
+                name="level",
+                value_num=float(i),
+                value_text=None,
+                quality="good",
+                source_time=100.0 + i,
+                received_at=float(i),
+                device=None,
+            )
             for i in range(30)
         ]
-        + [w.ReadingRecord(endpoint_id=ids["broker"], generation=0, name="t", value_num=1.5, value_text=None, quality="good", source_time=None, received_at=50.0, device="dev1")],
+        + [
+            w.ReadingRecord(
+                endpoint_id=ids["broker"],
+                generation=0,
+                name="t",
+                value_num=1.5,
+                value_text=None,
+                quality="good",
+                source_time=None,
+                received_at=50.0,
+                device="dev1",
+            )
+        ],
     )
     items, cursor = queries.readings(site="a", endpoint="plc", name="level", limit=20)
     assert [r["value"] for r in items] == [float(i) for i in range(29, 9, -1)]
