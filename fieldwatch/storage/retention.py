@@ -31,7 +31,7 @@ __all__ = ["DAY_S", "DEFAULT_CHUNK_ROWS", "Retention", "Target", "TARGETS", "Pas
 logger = logging.getLogger(__name__)
 
 DAY_S = 86_400.0
-DEFAULT_CHUNK_ROWS = 5000
+DEFAULT_CHUNK_ROWS = 1000
 
 
 #: How long each tier is kept, in days (fractions allowed; 0 or less: kept for ever).
