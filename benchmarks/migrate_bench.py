@@ -25,7 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from fieldwatch.storage import commands as c  # noqa: E402
 from fieldwatch.storage import sites  # noqa: E402
-from fieldwatch.storage.db import init_database, is_sqlite, open_database, write_transaction  # noqa: E402
+from fieldwatch.storage.db import close_database, init_database, is_sqlite, open_database, write_transaction  # noqa: E402
 from fieldwatch.storage.migrations import migrate  # noqa: E402
 
 _V1_INSERT = (
@@ -95,6 +95,11 @@ def main() -> None:
         vacuum = time.perf_counter() - began
         size2 = os.path.getsize(tmp / "v1.db")
         print(f"file after migration {size1 / 1e6:.0f} MB; VACUUM {vacuum:.0f} s -> {size2 / 1e6:.0f} MB")
+    close_database()
+    if schema is not None:  # the run's own schema goes with it
+        admin = open_database(url)
+        admin.execute_sql(f"DROP SCHEMA {schema} CASCADE")
+        admin.close()
 
 
 if __name__ == "__main__":

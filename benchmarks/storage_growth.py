@@ -241,6 +241,10 @@ def main() -> None:  # noqa: PLR0915 - one linear script
     pykka.ActorRegistry.stop_all(block=True, timeout=10)
     scheduler.stop()
     close_database()
+    if schema is not None:  # the run's own schema goes with it
+        admin = open_database(url)
+        admin.execute_sql(f"DROP SCHEMA {schema} CASCADE")
+        admin.close()
     if om is not None:
         om.write("# EOF\n")
         om.close()
