@@ -82,7 +82,16 @@ def run(url: str, readings: int, endpoints: int, producers: int, max_rows: int, 
             e = ids[i % endpoints]
             submit(
                 ReadingRecord(
-                    e, generations[e], "value", float(i), None, "good", now, now, "dev", f"k{i}" if msg_keys else None
+                    endpoint_id=e,
+                    generation=generations[e],
+                    name="value",
+                    value_num=float(i),
+                    value_text=None,
+                    quality="good",
+                    source_time=now,
+                    received_at=now,
+                    device="dev",
+                    msg_key=f"k{i}" if msg_keys else None,
                 )
             )
 

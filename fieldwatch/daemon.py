@@ -109,7 +109,7 @@ class Daemon:
         self.console_log = console_log
         self.install_signals = install_signals
         self.scheduler = Scheduler()
-        self.board = StatusBoard()
+        self.board = StatusBoard(max_reading_series=config.http.max_reading_series)
         self.tree = TreeView()
         self.storage = StorageGateway(max_queue=config.storage.max_queue)
         self.registry = prometheus_client.CollectorRegistry()
@@ -215,7 +215,14 @@ class Daemon:
         except ImportError:
             return []
 
-        days = self.config.storage.retention_days
+        storage = self.config.storage
+        if storage.retention_days is not None:
+            logger.warning(
+                "storage.retention_days is the old setting: raw readings and events are kept %g days; "
+                "use storage.retention (raw_days, minute_days, hour_days, events_days) instead",
+                storage.retention_days,
+            )
+        retention = storage.effective_retention()
 
         class _SupervisedRetention(_SupervisedMixin, RetentionActor):  # type: ignore[misc, valid-type]
             def __init__(self, ctx: ChildContext, *args: Any, **kwargs: Any) -> None:
@@ -223,7 +230,7 @@ class Daemon:
                 self.supervision_ctx = ctx
 
         def _start(ctx: ChildContext) -> pykka.ActorRef[Any]:
-            return _SupervisedRetention.start(ctx, retention_days=days, scheduler=self.scheduler)
+            return _SupervisedRetention.start(ctx, retention=retention, scheduler=self.scheduler)
 
 
         return [ChildSpec("retention", _start, ChildPolicy(), kind="retention")]

@@ -52,6 +52,8 @@ class EndpointStatus:
     last_rtt: float | None = None
     #: active alerts: (condition, subject)
     alerts: set[tuple[str, str]] = field(default_factory=set)
+    #: latest numeric value per (reading name, device or ""), for fieldwatch_reading_value
+    values: dict[tuple[str, str], float] = field(default_factory=dict)
 
     def copy(self) -> EndpointStatus:
         """A deep-enough copy for readers."""
@@ -60,6 +62,7 @@ class EndpointStatus:
             counters=dict(self.counters),
             rtt_buckets=list(self.rtt_buckets),
             alerts=set(self.alerts),
+            values=dict(self.values),
         )
 
 
@@ -112,15 +115,30 @@ class LightStatus(NamedTuple):
     last_rtt: float | None
 
 
-class StatusBoard:
-    """Thread-safe map endpoint_id -> EndpointStatus, generation-aware."""
+#: Default cap on fieldwatch_reading_value series (SPEC §3 http.max_reading_series).
+MAX_READING_SERIES = 10_000
+_DROPPED_REMEMBERED = 100_000
 
-    def __init__(self) -> None:
+
+class StatusBoard:
+    """Thread-safe map endpoint_id -> EndpointStatus, generation-aware.
+
+    It also keeps the latest numeric reading values, at most `max_reading_series` of
+    them over all endpoints; a new series past the cap is left out and counted once
+    in `reading_series_dropped` (once per distinct series while fewer than 100,000 are
+    remembered, then once per reading).
+    """
+
+    def __init__(self, max_reading_series: int = MAX_READING_SERIES) -> None:
         self._lock = threading.Lock()
         self._items: dict[int, EndpointStatus] = {}
         #: each item's listing fields, refreshed by every write that changes one (under _lock),
         #: so a listing of 10,000 endpoints reads 10,000 ready rows instead of building them
         self._rows: dict[int, StatusRow] = {}
+        self._max_values = max_reading_series
+        self._n_values = 0
+        self._dropped: set[tuple[int, str, str]] = set()
+        self._dropped_total = 0
 
     def _refresh(self, s: EndpointStatus) -> None:
         """Rebuild the listing row of `s` (under _lock; the namedtuple's own __new__ is slow)."""
@@ -144,14 +162,19 @@ class StatusBoard:
                 status.generation = max(status.generation, old.generation)
                 status.connected_once = old.connected_once
                 status.alerts = old.alerts
+                status.values = old.values
+            else:
+                self._n_values += len(status.values)
             self._items[status.endpoint_id] = status
             self._refresh(status)
 
     def remove(self, endpoint_id: int) -> None:
         """Forget an endpoint (its metric series disappear)."""
         with self._lock:
-            self._items.pop(endpoint_id, None)
             self._rows.pop(endpoint_id, None)
+            item = self._items.pop(endpoint_id, None)
+            if item is not None:
+                self._n_values -= len(item.values)
 
     def begin_generation(self, endpoint_id: int, generation: int, restarts: int) -> None:
         """A new actor instance started: older generations can no longer write here."""
@@ -244,6 +267,28 @@ class StatusBoard:
                             break
                 item.packet_loss = loss
         return refused
+    def observe_value(self, endpoint_id: int, name: str, device: str | None, value: float) -> None:
+        """The latest numeric value of a reading (OPC UA node, MQTT reading), within the series cap."""
+        key = (name, device or "")
+        with self._lock:
+            item = self._items.get(endpoint_id)
+            if item is None:
+                return
+            if key in item.values or self._n_values < self._max_values:
+                self._n_values += key not in item.values
+                item.values[key] = value
+                return
+            dropped = (endpoint_id, *key)
+            if dropped not in self._dropped:
+                self._dropped_total += 1
+                if len(self._dropped) < _DROPPED_REMEMBERED:
+                    self._dropped.add(dropped)
+
+    @property
+    def reading_series_dropped(self) -> int:
+        """Reading series left out of fieldwatch_reading_value by the cap (a counter)."""
+        with self._lock:
+            return self._dropped_total
 
     def set_alert(self, endpoint_id: int, condition: str, subject: str, active: bool) -> None:
         """Track active alerts for fieldwatch_alerts_active."""

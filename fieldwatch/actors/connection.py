@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -268,22 +269,33 @@ class ConnectionActor(SupervisedActor):
         source_time: float | None = None,
         device: str | None = None,
         msg_key: str | None = None,
-        on_commit: Any = None,
+        aux_name: str | None = None,
+        aux_num: float | None = None,
+        on_commit: Callable[[bool], None] | None = None,
+        gauge: bool = True,
     ) -> None:
-        """Queue a reading for storage."""
+        """Queue a reading for storage (`aux_*`: a companion value stored in the same row).
+
+        A numeric value also becomes the endpoint's fieldwatch_reading_value for this
+        name and device, unless `gauge` is False (a kind with metrics of its own).
+        """
+        if gauge and value_num is not None:
+            self.ep.board.observe_value(self.ep.endpoint_id, name, device, value_num)
         self.ep.storage.submit(
             writes.ReadingRecord(
-                self.ep.endpoint_id,
-                self.generation,
-                name,
-                value_num,
-                value_text,
-                quality,
-                source_time,
-                time.time(),
-                device,
-                msg_key,
-                on_commit,
+                endpoint_id=self.ep.endpoint_id,
+                generation=self.generation,
+                name=name,
+                value_num=value_num,
+                value_text=value_text,
+                quality=quality,
+                source_time=source_time,
+                received_at=time.time(),
+                device=device,
+                msg_key=msg_key,
+                aux_name=aux_name,
+                aux_num=aux_num,
+                on_commit=on_commit,
             )
         )
 

@@ -2,7 +2,7 @@
 
 Woken by `Wake`, it takes up to `batch.max_rows` writes from the front of the gateway's
 deque, applies them in one transaction, removes them only after the commit, runs the
-readings' on_commit callbacks (inserted, or suppressed by msg_key) and wakes itself again if more remain (so asked commands
+readings' on_commit(inserted) callbacks and wakes itself again if more remain (so asked commands
 interleave with batches). Nothing waits on purpose: a batch starts as soon as the actor
 is free, so under light load a write is committed well within `batch.max_delay_ms`, and
 under heavy load batches grow towards `max_rows` by themselves. A failing database (locked, gone, revoked) keeps every write
@@ -183,10 +183,16 @@ class PersistenceActor(pykka.ThreadingActor):
         db = get_database()
         screened = self._index.screen(db, batch)
         start = time.perf_counter()
-        suppressed: set[int] = set()
+        stored: list[tuple[ReadingRecord, bool]] = []
         if screened.accepted:
-            with write_transaction(db):
-                suppressed = apply_writes(db, screened.accepted, self._index.names, time.time())
+            series = self._index.series
+            try:
+                with write_transaction(db):
+                    stored = apply_writes(db, screened.accepted, self._index.names, time.time(), series)
+            except BaseException:
+                series.discard()  # ids and sequence numbers of the rolled-back batch
+                raise
+            series.commit()
         elapsed = time.perf_counter() - start
         self._index.committed(screened)
         discarded = len(screened.stale) + len(screened.orphans)
@@ -196,10 +202,10 @@ class PersistenceActor(pykka.ThreadingActor):
             return 0
         if self._commit_listener is not None and screened.accepted:
             self._commit_listener(elapsed, len(screened.accepted))
-        for write in screened.accepted:
-            if type(write) is ReadingRecord and write.on_commit is not None:  # type: ignore[union-attr]
+        for reading, inserted in stored:
+            if reading.on_commit is not None:
                 try:
-                    write.on_commit(id(write) not in suppressed)  # type: ignore[union-attr]
+                    reading.on_commit(inserted)
                 except Exception:  # supervision boundary: a producer's callback must not stop the writer
                     logger.exception("%s on_commit callback of a reading failed", _PATH)
         return len(batch)

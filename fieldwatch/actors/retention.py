@@ -1,8 +1,10 @@
-"""RetentionActor: a low-priority actor trimming old readings, events and parse errors.
+"""RetentionActor: a low-priority actor deleting what each retention tier let expire.
 
-Every `interval_s` it starts a pass that deletes rows older than `retention_days` one
-small chunk per message, pausing briefly between chunks so the writer actor gets the
-(SQLite) write lock in between. `RunRetention` (asked) runs a whole pass at once.
+Every `interval_s` (at most a minute, so what expired is gone within a minute) it
+starts a pass (`storage.retention.Pass`) that deletes one small chunk per message,
+pausing briefly between chunks so the writer actor gets the (SQLite) write lock in
+between. `RunRetention` (asked) runs a whole pass at once. Each pass logs what it
+deleted and how long it took; `last_pass` keeps the figures for benchmarks.
 """
 
 from __future__ import annotations
@@ -17,14 +19,17 @@ import pykka
 
 from fieldwatch.actors.scheduler import Scheduler, TimerHandle
 from fieldwatch.storage.db import DATABASE_ERRORS, database_proxy, get_database, reset_connection
-from fieldwatch.storage.retention import DEFAULT_CHUNK_ROWS, RETAINED, delete_chunk, purge
+from fieldwatch.storage.retention import DEFAULT_CHUNK_ROWS, TARGETS, Pass, Retention
 
-__all__ = ["RetentionActor", "RunRetention"]
+__all__ = ["RetentionActor", "RunRetention", "DEFAULT_INTERVAL_S"]
 
 logger = logging.getLogger(__name__)
 
-_DAY_S = 86_400.0
 _PATH = "[storage/retention]"
+
+#: How often a pass starts: retention runs at least once a minute (SPEC §3).
+DEFAULT_INTERVAL_S = 30.0
+_MAX_RETRY_S = 30.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,21 +48,21 @@ class _Chunk:
 
 
 class RetentionActor(pykka.ThreadingActor):
-    """Deletes rows older than `retention_days` in chunks (0 or less: keep everything)."""
+    """Deletes expired rows of every tier in chunks (a tier of 0 days or less is kept for ever)."""
 
     def __init__(
         self,
         *,
-        retention_days: float,
+        retention: Retention,
         scheduler: Scheduler | None = None,
-        interval_s: float = 600.0,
-        first_delay_s: float = 60.0,
+        interval_s: float = DEFAULT_INTERVAL_S,
+        first_delay_s: float = 5.0,
         chunk_rows: int = DEFAULT_CHUNK_ROWS,
         pause_s: float = 0.01,
         clock: Callable[[], float] = time.time,
     ) -> None:
         super().__init__()
-        self._days = retention_days
+        self._retention = retention
         self._scheduler = scheduler
         self._own_scheduler: Scheduler | None = None
         self._interval_s = interval_s
@@ -66,14 +71,18 @@ class RetentionActor(pykka.ThreadingActor):
         self._pause_s = pause_s
         self._clock = clock
         self._timer: TimerHandle | None = None
-        self._cutoff: float | None = None
-        self._table = 0
-        self._deleted: dict[str, int] = {}
+        self._pass: Pass | None = None
+        self._started = 0.0
         self._failing = False
+        self._retry_s = 0.0
+
+    def _enabled(self) -> bool:
+        r = self._retention
+        return any(days > 0 for days in (r.raw_days, r.minute_days, r.hour_days, r.events_days))
 
     def on_start(self) -> None:
-        """Start the periodic timer (nothing to do when retention is off)."""
-        if self._days <= 0:
+        """Start the periodic timer (nothing to do when every tier is kept for ever)."""
+        if not self._enabled():
             logger.info("%s retention off: keeping every reading and event", _PATH)
             return
         if self._scheduler is None:
@@ -100,10 +109,9 @@ class RetentionActor(pykka.ThreadingActor):
         if isinstance(message, RunRetention):
             return self._run_all()
         if isinstance(message, _Tick):
-            if self._cutoff is None and self._days > 0:
-                self._cutoff = self._clock() - self._days * _DAY_S
-                self._table = 0
-                self._deleted = {}
+            if self._pass is None:
+                self._pass = Pass(self._retention, self._clock(), self._chunk_rows)
+                self._started = time.perf_counter()
                 self._chunk()
             return None
         if isinstance(message, _Chunk):
@@ -111,45 +119,47 @@ class RetentionActor(pykka.ThreadingActor):
         return None
 
     def _run_all(self) -> dict[str, int]:
-        cutoff = self._clock() - self._days * _DAY_S
-        if self._days <= 0:
-            return {table: 0 for table, _ in RETAINED}
-        deleted = purge(get_database(), cutoff, self._chunk_rows)
-        self._log_pass(deleted)
-        return deleted
+        run = Pass(self._retention, self._clock(), self._chunk_rows)
+        started = time.perf_counter()
+        db = get_database()
+        while not run.step(db):
+            pass
+        self._log_pass(run.deleted, time.perf_counter() - started)
+        return {target.table: run.deleted.get(target.table, 0) for target in TARGETS}
 
     def _chunk(self) -> None:
-        if self._cutoff is None:
+        run = self._pass
+        if run is None:
             return
-        table, column = RETAINED[self._table]
+        assert self._scheduler is not None
         try:
-            n = delete_chunk(get_database(), table, column, self._cutoff, self._chunk_rows)
+            done = run.step(get_database())
         except DATABASE_ERRORS as err:
+            # locked by a busy writer, or the database is gone: the pass keeps its place and
+            # its chunk is tried again after a capped backoff (a failed chunk rolled back whole)
             reset_connection(get_database())
             if not self._failing:
-                logger.warning("%s retention pass abandoned (%s); the next one retries", _PATH, err)
+                logger.warning("%s retention chunk failed (%s); retrying with backoff", _PATH, err)
             self._failing = True
-            self._cutoff = None
+            self._retry_s = min(_MAX_RETRY_S, self._retry_s * 2 if self._retry_s else 0.5)
+            self._scheduler.tell_later(self._retry_s, self.actor_ref, _Chunk())
             return
+        self._retry_s = 0.0
         if self._failing:
             logger.info("%s retention works again", _PATH)
             self._failing = False
-        self._deleted[table] = self._deleted.get(table, 0) + n
-        if n < self._chunk_rows:
-            self._table += 1
-            if self._table >= len(RETAINED):
-                self._log_pass(self._deleted)
-                self._cutoff = None
-                return
-        assert self._scheduler is not None
+        if done:
+            self._log_pass(run.deleted, time.perf_counter() - self._started)
+            self._pass = None
+            return
         self._scheduler.tell_later(self._pause_s, self.actor_ref, _Chunk())
 
-    def _log_pass(self, deleted: dict[str, int]) -> None:
+    def _log_pass(self, deleted: dict[str, int], seconds: float) -> None:
         if any(deleted.values()):
             logger.info(
-                "%s retention (%g days): deleted %s",
+                "%s retention pass (%.3f s): deleted %s",
                 _PATH,
-                self._days,
+                seconds,
                 ", ".join(f"{n} {table} rows" for table, n in deleted.items() if n),
             )
 

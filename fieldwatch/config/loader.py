@@ -12,6 +12,7 @@ from urllib.parse import urlsplit
 from fieldwatch.config._schema import (
     INVALID,
     Bool,
+    Checker,
     Ctx,
     Field,
     Float,
@@ -33,6 +34,7 @@ from fieldwatch.config.model import (
     EndpointConfig,
     HttpConfig,
     LoggingConfig,
+    RetentionConfig,
     SiteConfig,
     StorageConfig,
 )
@@ -91,16 +93,29 @@ def _check_listen(value: str, ctx: Ctx) -> Any:
     return value
 
 
+def _one_retention(c: Checker) -> None:
+    if c.given("retention") and c.given("retention_days"):
+        c.fail("retention_days", "give storage.retention (the tiers) or the old retention_days, not both")
+
+
+_RETENTION = Obj(RetentionConfig, {
+    "raw_days": Float(gt=0),
+    "minute_days": Float(gt=0),
+    "hour_days": Float(gt=0),
+    "events_days": Float(gt=0),
+})
 _STORAGE = Obj(StorageConfig, {
     "url": Str(convert=_check_db_url),
+    "retention": _RETENTION,
     "retention_days": Float(gt=0),
     "max_queue": Int(ge=1),
-})
+}, checks=(_one_retention,))
 _HTTP = Obj(HttpConfig, {
     "listen": Str(convert=_check_listen),
     "token": Nullable(Str()),
     "threads": Int(ge=1, le=1024),
     "max_body_bytes": Int(ge=1),
+    "max_reading_series": Int(ge=0),
 })
 _CLUSTER = Obj(ClusterConfig, {
     "lease_ttl_s": Float(ge=5),

@@ -170,12 +170,34 @@ class SiteConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class RetentionConfig:
+    """Days each tier is kept (SPEC §3 storage.retention; fractions allowed)."""
+
+    raw_days: float = 7
+    minute_days: float = 90
+    hour_days: float = 730
+    events_days: float = 90
+
+
+@dataclass(frozen=True, slots=True)
 class StorageConfig:
-    """Database URL (sqlite paths made absolute), retention and write queue bound."""
+    """Database URL (sqlite paths made absolute), retention tiers and write queue bound.
+
+    `retention_days` is the old single setting, still accepted (with a warning at start):
+    it sets raw_days and events_days.
+    """
 
     url: str = "sqlite:///fieldwatch.db"
-    retention_days: float = 30
+    retention: RetentionConfig = RetentionConfig()
+    retention_days: float | None = None
     max_queue: int = 100000
+
+    def effective_retention(self) -> RetentionConfig:
+        """The tiers in force: `retention`, with the old `retention_days` applied when given."""
+        if self.retention_days is None:
+            return self.retention
+        days = self.retention_days
+        return RetentionConfig(days, self.retention.minute_days, self.retention.hour_days, days)
 
 
 @dataclass(frozen=True, slots=True)
@@ -186,6 +208,7 @@ class HttpConfig:
     token: str | None = None
     threads: int = 8
     max_body_bytes: int = 1048576
+    max_reading_series: int = 10000
 
 
 @dataclass(frozen=True, slots=True)

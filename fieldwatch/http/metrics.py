@@ -76,8 +76,9 @@ class _Row:
     shown: str
 
 
-# A family's samples for one row: (sample name, extra label name or None, extra label value, value).
-_Samples = Iterator[tuple[str, "str | None", str, float]]
+# A family's samples for one row: (sample name, extra label name or None, extra label value, value);
+# several extra labels are given as a tuple of names and a tuple of values.
+_Samples = Iterator[tuple[str, "str | tuple[str, ...] | None", "str | tuple[str, ...]", float]]
 
 
 def _up(r: _Row) -> _Samples:
@@ -141,6 +142,27 @@ def _alerts(r: _Row) -> _Samples:
             yield "fieldwatch_alerts_active", "condition", condition, float(count)
 
 
+def _reading_values(r: _Row) -> _Samples:
+    values = r.status.values
+    if not values:
+        return
+    for (name, device), value in sorted(values.items()):
+        yield "fieldwatch_reading_value", ("name", "device"), (name, device), value
+
+
+def _extra_labels(extra: str | tuple[str, ...], value: str | tuple[str, ...]) -> dict[str, str]:
+    if isinstance(extra, str):
+        assert isinstance(value, str)
+        return {extra: value}
+    return dict(zip(extra, value, strict=True))
+
+
+def _extra_text(extra: str | tuple[str, ...], value: str | tuple[str, ...]) -> str:
+    if isinstance(extra, str):
+        return f'{extra}="{value}"'  # names, states, conditions: nothing to escape
+    return ",".join(f'{k}="{_escape(v)}"' for k, v in zip(extra, value, strict=True))
+
+
 class _Family(NamedTuple):
     name: str  # without _total for counters (as prometheus_client names families)
     type: str
@@ -162,6 +184,11 @@ _FAMILIES: tuple[_Family, ...] = (
     _Family("fieldwatch_mqtt_messages", "counter", "MQTT messages received, by outcome.", _results("mqtt")),
     _Family("fieldwatch_opcua_reads", "counter", "OPC UA node reads, by outcome.", _results("opcua")),
     _Family("fieldwatch_alerts_active", "gauge", "Active alerts per endpoint and condition.", _alerts),
+    _Family(
+        "fieldwatch_reading_value", "gauge",
+        "Latest numeric value of each OPC UA node and MQTT reading (at most http.max_reading_series series).",
+        _reading_values,
+    ),
 )  # fmt: skip
 
 
@@ -200,7 +227,7 @@ class FieldwatchCollector:
             metric = Metric(family.name, family.help, family.type)
             for row in rows:
                 for name, extra, extra_value, value in family.samples(row):
-                    labels = row.labels if extra is None else {**row.labels, extra: extra_value}
+                    labels = row.labels if extra is None else {**row.labels, **_extra_labels(extra, extra_value)}
                     metric.samples.append(Sample(name, labels, value))
             yield metric
         yield from self._global_families()
@@ -219,7 +246,7 @@ class FieldwatchCollector:
                     if extra is None:
                         out.append(f"{name}{{{base}}} {shown_value}\n")
                     else:
-                        out.append(f'{name}{{{base},{extra}="{extra_value}"}} {shown_value}\n')
+                        out.append(f"{name}{{{base},{_extra_text(extra, extra_value)}}} {shown_value}\n")
         own = "".join(out).encode("utf-8")
         self._local.rendering = True  # this thread's collect() yields nothing: its families are written
         try:
@@ -255,6 +282,11 @@ class FieldwatchCollector:
             sum_value=hist.sum,
         )
         yield GaugeMetricFamily("fieldwatch_storage_ready", "1 while storage is writable.", value=float(stats.ready))
+        yield CounterMetricFamily(
+            "fieldwatch_reading_series_dropped",
+            "Reading series left out of fieldwatch_reading_value by http.max_reading_series.",
+            value=self._board.reading_series_dropped,
+        )
         restarts = CounterMetricFamily(
             "fieldwatch_supervisor_restarts", "Children restarted by each supervisor.", labels=("supervisor",)
         )

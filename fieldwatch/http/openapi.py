@@ -50,6 +50,12 @@ def _page(item: str) -> dict[str, Any]:
     }
 
 
+def _readings_page() -> dict[str, Any]:
+    paged = _page("Reading")
+    paged["properties"]["items"]["items"] = {"anyOf": [_ref("Reading"), _ref("Bucket")]}
+    return paged
+
+
 def _query(name: str, schema: dict[str, Any], description: str) -> dict[str, Any]:
     return {"name": name, "in": "query", "required": False, "schema": schema, "description": description}
 
@@ -73,6 +79,13 @@ _P = {
                     "end a followed stream after this many seconds (at most 7 days)"),
     "active": _query("active", {"type": "boolean"}, "true: open alerts only; false: resolved only"),
     "name": _query("name", _TEXT, "only readings of this name"),
+    "device": _query("device", _TEXT, "only readings of this MQTT device"),
+    "until": _query("until", _SINCE, "before this time (exclusive): RFC 3339 with a time zone, or Unix seconds"),
+    "step": _query(
+        "step",
+        {"type": "integer", "minimum": 60, "maximum": 366 * 86400, "multipleOf": 60},
+        "bucket width in seconds: answer rollup buckets (min, max, avg, count, last) instead of readings",
+    ),
     "lines": _query("lines", {"type": "integer", "minimum": 0, "maximum": MAX_LIMIT, "default": 200}, "lines"),
 }
 
@@ -182,6 +195,22 @@ def _schemas() -> dict[str, Any]:
                 "quality": {"type": "string"},
                 "source_time": _TS,
                 "received_at": _TS,
+            },
+        },
+        "Bucket": {
+            "type": "object",
+            "description": "a rollup bucket (`step` given): numeric readings of one series from `time` for `step` seconds",
+            "properties": {
+                "site": {"type": "string"},
+                "endpoint": {"type": "string"},
+                "name": {"type": "string"},
+                "device": {"type": "string", "nullable": True},
+                "time": _TS,
+                "min": {"type": "number"},
+                "max": {"type": "number"},
+                "avg": {"type": "number"},
+                "count": {"type": "integer", "minimum": 1},
+                "last": {"type": "number"},
             },
         },
         "Event": {
@@ -380,12 +409,16 @@ def openapi_document() -> dict[str, Any]:
         },
         f"{_API}/readings": {
             "get": _get(
-                "stored readings, newest first",
-                _json(_page("Reading"), "readings"),
+                "stored readings newest first (by their source time, else their receive time); with `step`, "
+                "rollup buckets newest first, from the coarsest rollup tier whose width divides `step`",
+                _json(_readings_page(), "readings, or buckets when `step` is given"),
                 "site",
                 "endpoint",
                 "name",
+                "device",
                 "since",
+                "until",
+                "step",
                 "limit",
                 "cursor",
             )

@@ -53,11 +53,14 @@ class Queries(Protocol):
         site: str | None = None,
         endpoint: str | None = None,
         name: str | None = None,
+        device: str | None = None,
         since: float | None = None,
+        until: float | None = None,
+        step: int | None = None,
         limit: int = 100,
         cursor: str | None = None,
     ) -> Page:
-        """Stored readings, newest first."""
+        """Stored readings newest first; with `step`, rollup buckets."""
         ...
 
     def topics(

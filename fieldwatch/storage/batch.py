@@ -18,6 +18,8 @@ from typing import Any
 import peewee
 
 from fieldwatch.storage.db import is_sqlite
+from fieldwatch.storage.raw import SeriesCache, insert_readings
+from fieldwatch.storage.sqlbits import clean, insert_rows, pg_minmax
 from fieldwatch.storage.writes import (
     SAMPLE_MAX_CHARS,
     AlertOpen,
@@ -37,7 +39,6 @@ from fieldwatch.storage.writes import (
 __all__ = ["EndpointIndex", "Screened", "apply_writes"]
 
 logger = logging.getLogger(__name__)
-
 _wrap_errors: Any = vars(peewee)["__exception_wrapper__"]
 
 _OLD_GEN_LOG_INTERVAL_S = 60.0
@@ -60,6 +61,7 @@ class EndpointIndex:
         self.names: dict[int, tuple[str, str]] = {}
         self.generations: dict[int, int] = {}
         self.deleted: set[int] = set()
+        self.series = SeriesCache()
         self._orphans_logged: set[int] = set()
         self._stale_log: dict[int, tuple[float, int]] = {}
 
@@ -73,6 +75,7 @@ class EndpointIndex:
             names[endpoint_id] = (site_name, name)
             self.generations[endpoint_id] = max(generation, self.generations.get(endpoint_id, 0))
         gone = set(self.names) - set(names)
+        self.series.forget_endpoints(gone)
         for endpoint_id in gone:
             self.generations.pop(endpoint_id, None)
         self.deleted |= gone
@@ -141,31 +144,6 @@ class EndpointIndex:
                 self._stale_log[endpoint_id] = (last, suppressed + 1)
 
 
-def _clean(row: tuple[Any, ...]) -> tuple[Any, ...]:
-    """PostgreSQL text cannot hold NUL: replace it (payload samples, values, messages)."""
-    if any(isinstance(v, str) and "\x00" in v for v in row):
-        return tuple(v.replace("\x00", "\ufffd") if isinstance(v, str) else v for v in row)
-    return row
-
-
-def _insert_rows(
-    db: peewee.Database, table: str, columns: str, width: int, rows: list[tuple[Any, ...]], tail: str = ""
-) -> None:
-    """Insert many rows with one prepared statement (executemany / execute_values)."""
-    if not rows:
-        return
-    rows = [_clean(row) for row in rows]
-    with _wrap_errors:
-        cursor = db.cursor()
-        if is_sqlite(db):
-            marks = ", ".join("?" * width)
-            cursor.executemany(f"INSERT INTO {table} ({columns}) VALUES ({marks}) {tail}", rows)
-        else:
-            from psycopg2.extras import execute_values
-
-            execute_values(cursor, f"INSERT INTO {table} ({columns}) VALUES %s {tail}", rows, page_size=1000)
-
-
 def _update_endpoints(db: peewee.Database, columns: tuple[str, ...], rows: list[tuple[Any, ...]]) -> None:
     """UPDATE endpoint rows that set the same columns with one prepared statement.
 
@@ -184,8 +162,6 @@ def _update_endpoints(db: peewee.Database, columns: tuple[str, ...], rows: list[
             execute_batch(cursor, sql, rows, page_size=1000)
 
 
-_READING_COLUMNS = "endpoint_id, name, device, value_num, value_text, quality, source_time, received_at, msg_key"
-_READING_TAIL = "ON CONFLICT (endpoint_id, msg_key) WHERE msg_key IS NOT NULL DO NOTHING"
 _EVENT_COLUMNS = "time, site_name, endpoint_name, endpoint_id, level, event, message, exc_type, attempt, generation"
 _TOPIC_TAIL = (
     "ON CONFLICT (endpoint_id, topic) DO UPDATE SET "
@@ -200,69 +176,17 @@ _DEVICE_ONLINE_TAIL = (
 _DEVICE_OFFLINE_TAIL = "ON CONFLICT (endpoint_id, name) DO UPDATE SET online = excluded.online"
 
 
-def _insert_readings(db: peewee.Database, rows: list[tuple[Any, ...]]) -> list[bool]:
-    """Insert readings (msg_key last); per row, True when inserted, False when its msg_key already existed.
-
-    Rows without a msg_key are always inserted (bulk); a row with one is told apart per
-    row: SQLite runs it as its own statement and reads `rowcount`, PostgreSQL gets the
-    keys back from `RETURNING` (a key twice in one batch: the first row wins, as in SQL).
-    """
-    if not rows:
-        return []
-    if not is_sqlite(db):
-        from psycopg2.extras import execute_values
-
-        with _wrap_errors:
-            returned = execute_values(
-                db.cursor(),
-                f"INSERT INTO reading ({_READING_COLUMNS}) VALUES %s {_READING_TAIL} RETURNING endpoint_id, msg_key",
-                [_clean(row) for row in rows],
-                page_size=1000,
-                fetch=True,
-            )
-        left: dict[tuple[int, str], int] = {}
-        for endpoint_id, key in returned:
-            if key is not None:
-                left[(endpoint_id, key)] = left.get((endpoint_id, key), 0) + 1
-        inserted: list[bool] = []
-        for row in rows:
-            if row[-1] is None:
-                inserted.append(True)
-                continue
-            pair = (row[0], row[-1])
-            inserted.append(left.get(pair, 0) > 0)
-            left[pair] = left.get(pair, 0) - 1
-        return inserted
-    single = f"INSERT INTO reading ({_READING_COLUMNS}) VALUES ({', '.join('?' * 9)}) {_READING_TAIL}"
-    flags: list[bool] = []
-    start = 0
-    with _wrap_errors:
-        cursor = db.cursor()
-        for i, row in enumerate(rows):
-            if row[-1] is None:
-                continue
-            if start < i:  # the keyless rows before this one, in one go and in order
-                _insert_rows(db, "reading", _READING_COLUMNS, 9, rows[start:i])
-                flags.extend([True] * (i - start))
-            cursor.execute(single, _clean(row))
-            flags.append(cursor.rowcount == 1)
-            start = i + 1
-    _insert_rows(db, "reading", _READING_COLUMNS, 9, rows[start:])
-    flags.extend([True] * (len(rows) - start))
-    return flags
-
-
-def _pg_minmax(db: peewee.Database, sql: str) -> str:
-    """PostgreSQL spells scalar MIN/MAX as LEAST/GREATEST."""
-    if is_sqlite(db):
-        return sql
-    return sql.replace("MIN(", "LEAST(").replace("MAX(", "GREATEST(")
-
-
 def apply_writes(
-    db: peewee.Database, writes: Sequence[Write], names: dict[int, tuple[str, str]], now: float
-) -> set[int]:
-    """Apply accepted writes inside the caller's transaction; return the `id()`s of suppressed readings.
+    db: peewee.Database,
+    writes: Sequence[Write],
+    names: dict[int, tuple[str, str]],
+    now: float,
+    series: SeriesCache | None = None,
+) -> list[tuple[ReadingRecord, bool]]:
+    """Apply accepted writes inside the caller's transaction; return each reading with `inserted`.
+
+    `series` is the writer's cache of series ids (its additions are staged: the caller
+    commits or discards them with the transaction); None uses a throw-away one.
 
     Endpoint columns are folded in submission order (so per-endpoint order holds and
     Touch is coalesced), readings/events/parse errors are bulk inserted in order,
@@ -270,8 +194,7 @@ def apply_writes(
     A reading whose msg_key is already stored is not inserted; its id() is returned.
     """
     endpoint_updates: dict[int, dict[str, Any]] = {}
-    readings: list[tuple[Any, ...]] = []
-    reading_writes: list[ReadingRecord] = []
+    readings: list[ReadingRecord] = []
     events: list[tuple[Any, ...]] = []
     parse_errors: list[tuple[Any, ...]] = []
     topics: dict[tuple[int, str], list[Any]] = {}
@@ -281,20 +204,7 @@ def apply_writes(
         kind = type(w)
         if kind is ReadingRecord:
             assert isinstance(w, ReadingRecord)
-            reading_writes.append(w)
-            readings.append(
-                (
-                    w.endpoint_id,
-                    w.name,
-                    w.device,
-                    w.value_num,
-                    w.value_text,
-                    w.quality,
-                    w.source_time,
-                    w.received_at,
-                    w.msg_key,
-                )
-            )
+            readings.append(w)
         elif kind is EventRecord:
             assert isinstance(w, EventRecord)
             site_name, endpoint_name = w.site_name, w.endpoint_name
@@ -360,27 +270,27 @@ def apply_writes(
         by_columns.setdefault(tuple(values), []).append((*values.values(), endpoint_id))
     for columns, rows in by_columns.items():  # e.g. every Touch of the batch in one statement
         _update_endpoints(db, columns, rows)
-    inserted = _insert_readings(db, readings)
-    suppressed = {id(w) for w, ok in zip(reading_writes, inserted, strict=True) if not ok}
-    _insert_rows(db, "event", _EVENT_COLUMNS, 10, events)
-    _insert_rows(db, "parse_error", "endpoint_id, time, topic, parser, error, sample", 6, parse_errors)
+    flags = insert_readings(db, series if series is not None else SeriesCache(), readings)
+    stored = list(zip(readings, flags, strict=True))
+    insert_rows(db, "event", _EVENT_COLUMNS, 10, events)
+    insert_rows(db, "parse_error", "endpoint_id, time, topic, parser, error, sample", 6, parse_errors)
     if topics:
         rows = [(eid, topic, v[0], v[1], v[2], v[3]) for (eid, topic), v in topics.items()]
-        _insert_rows(
+        insert_rows(
             db,
             "topic",
             'endpoint_id, topic, first_seen, last_seen, "count", is_processable',
             6,
             rows,
-            _pg_minmax(db, _TOPIC_TAIL),
+            pg_minmax(db, _TOPIC_TAIL),
         )
     if devices:
         # last_seen moves only with an online message; the flag is the last one sent
         cols = "endpoint_id, name, first_seen, last_seen, online"
         seen = [(eid, name, v[0], v[1], v[2]) for (eid, name), v in devices.items() if v[1] is not None]
         unseen = [(eid, name, v[0], v[0], v[2]) for (eid, name), v in devices.items() if v[1] is None]
-        _insert_rows(db, "device", cols, 5, seen, _pg_minmax(db, _DEVICE_ONLINE_TAIL))
-        _insert_rows(db, "device", cols, 5, unseen, _DEVICE_OFFLINE_TAIL)
+        insert_rows(db, "device", cols, 5, seen, pg_minmax(db, _DEVICE_ONLINE_TAIL))
+        insert_rows(db, "device", cols, 5, unseen, _DEVICE_OFFLINE_TAIL)
     p = db.param
     for alert in alerts:
         if type(alert) is AlertOpen:
@@ -389,7 +299,7 @@ def apply_writes(
                 "INSERT INTO alert (endpoint_id, condition, subject, severity, message, triggered_at) "
                 f"VALUES ({p}, {p}, {p}, {p}, {p}, {p}) "
                 "ON CONFLICT (endpoint_id, condition, subject) WHERE resolved_at IS NULL DO NOTHING",
-                _clean((alert.endpoint_id, alert.condition, alert.subject, alert.severity, alert.message, alert.time)),
+                clean((alert.endpoint_id, alert.condition, alert.subject, alert.severity, alert.message, alert.time)),
             )
         else:
             db.execute_sql(
@@ -397,4 +307,4 @@ def apply_writes(
                 f"AND subject = {p} AND resolved_at IS NULL",
                 (alert.time, alert.endpoint_id, alert.condition, alert.subject),
             )
-    return suppressed
+    return stored

@@ -1,20 +1,26 @@
 """Explicit schema migrations: a schema_version table and one function per version.
 
-A migration only ever moves forward (never drop-and-recreate). Each runs in its own
-transaction; on PostgreSQL an advisory lock keeps two instances from migrating at once.
-To change the schema, append a `_vN` function to `MIGRATIONS` and never edit old ones.
+A migration only ever moves forward (never drop-and-recreate). A plain one runs in
+one transaction; a staged one (`Staged`: a populated table to convert) runs `prepare`,
+then `step` in as many transactions as it takes, then `finish`, and resumes where it
+stopped if interrupted. On PostgreSQL an advisory lock, taken in every one of those
+transactions, keeps two instances from migrating at once. To change the schema, append
+to `MIGRATIONS` and never edit old entries.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from typing import Protocol
 
 import peewee
 
 from fieldwatch.errors import StorageError
 from fieldwatch.storage.db import is_sqlite, write_transaction
+from fieldwatch.storage.migrate_v2 import SchemaV2
 
 __all__ = ["MIGRATIONS", "LATEST_VERSION", "migrate", "schema_version"]
 
@@ -31,6 +37,7 @@ _SQLITE_TYPES = {
     "bool": "INTEGER",
     "true": "1",
     "false": "0",
+    "norowid": " WITHOUT ROWID",
 }
 _PG_TYPES = {
     "pk": "SERIAL PRIMARY KEY",
@@ -41,6 +48,7 @@ _PG_TYPES = {
     "bool": "BOOLEAN",
     "true": "TRUE",
     "false": "FALSE",
+    "norowid": "",
 }
 
 
@@ -156,8 +164,22 @@ def _v1(db: peewee.Database) -> None:
     _ddl(db, _V1)
 
 
+class Staged(Protocol):
+    """A migration of populated tables, done in chunks (see the module doc)."""
+
+    def prepared(self, db: peewee.Database) -> bool: ...
+
+    def prepare(self, db: peewee.Database, ddl: Callable[[peewee.Database, tuple[str, ...]], None]) -> None: ...
+
+    def step(self, db: peewee.Database) -> bool: ...
+
+    def finish(self, db: peewee.Database) -> None: ...
+
+    def reset(self) -> None: ...
+
+
 #: Migration n (1-based) is MIGRATIONS[n - 1]. Append only.
-MIGRATIONS: tuple[Callable[[peewee.Database], None], ...] = (_v1,)
+MIGRATIONS: tuple[Callable[[peewee.Database], None] | Staged, ...] = (_v1, SchemaV2())
 LATEST_VERSION = len(MIGRATIONS)
 
 
@@ -178,8 +200,8 @@ def schema_version(db: peewee.Database) -> int:
     return int(row[0]) if row and row[0] is not None else 0
 
 
-def migrate(db: peewee.Database) -> int:
-    """Bring the schema to LATEST_VERSION, one transaction per version; return the version.
+def migrate(db: peewee.Database, target: int = LATEST_VERSION) -> int:
+    """Bring the schema to `target` (default: the latest), version by version; return the version.
 
     Idempotent: an up-to-date database is left alone. A database newer than this code
     is refused with StorageError rather than touched.
@@ -187,24 +209,71 @@ def migrate(db: peewee.Database) -> int:
     try:
         with write_transaction(db):
             _ensure_version_table(db)
-        for version, migration in enumerate(MIGRATIONS, start=1):
-            with write_transaction(db):
-                if not is_sqlite(db):
-                    db.execute_sql("SELECT pg_advisory_xact_lock(%s)", (_ADVISORY_LOCK_KEY,))
-                current = schema_version(db)
-                if current > LATEST_VERSION:
-                    raise StorageError(
-                        f"database schema is version {current}, newer than this fieldwatch "
-                        f"(version {LATEST_VERSION}); upgrade fieldwatch"
-                    )
-                if version <= current:
+        for version, migration in enumerate(MIGRATIONS[:target], start=1):
+            if not callable(migration):
+                _staged(db, version, migration)
+                continue
+            with _locked(db):
+                if not _due(db, version):
                     continue
                 logger.info("migrating storage schema to version %d", version)
+                assert callable(migration)
                 migration(db)
-                db.execute_sql(
-                    f"INSERT INTO schema_version (version, applied_at) VALUES ({db.param}, {db.param})",
-                    (version, time.time()),
-                )
+                _record(db, version)
         return schema_version(db)
     except peewee.DatabaseError as err:
         raise StorageError(f"schema migration failed: {err}") from err
+
+
+@contextlib.contextmanager
+def _locked(db: peewee.Database) -> Iterator[None]:
+    """A write transaction holding the migration lock (PostgreSQL: an advisory lock)."""
+    with write_transaction(db):
+        if not is_sqlite(db):
+            db.execute_sql("SELECT pg_advisory_xact_lock(%s)", (_ADVISORY_LOCK_KEY,))
+        yield
+
+
+def _due(db: peewee.Database, version: int) -> bool:
+    """Whether `version` still has to run (StorageError for a schema newer than this code)."""
+    current = schema_version(db)
+    if current > LATEST_VERSION:
+        raise StorageError(
+            f"database schema is version {current}, newer than this fieldwatch "
+            f"(version {LATEST_VERSION}); upgrade fieldwatch"
+        )
+    return version > current
+
+
+def _record(db: peewee.Database, version: int) -> None:
+    db.execute_sql(
+        f"INSERT INTO schema_version (version, applied_at) VALUES ({db.param}, {db.param})",
+        (version, time.time()),
+    )
+
+
+def _staged(db: peewee.Database, version: int, migration: Staged) -> None:
+    """Run a staged migration: prepare once, step until done, finish (each locked)."""
+    with _locked(db):
+        if not _due(db, version):
+            return
+        if not migration.prepared(db):
+            logger.info("migrating storage schema to version %d", version)
+            migration.prepare(db, _ddl)
+        else:
+            logger.info("resuming the interrupted migration to schema version %d", version)
+    started = time.monotonic()
+    done = False
+    migration.reset()
+    try:
+        while not done:
+            with _locked(db):
+                done = migration.step(db)
+    except BaseException:
+        migration.reset()  # what it cached of a rolled-back chunk is not in the database
+        raise
+    with _locked(db):
+        if _due(db, version):
+            migration.finish(db)
+            _record(db, version)
+    logger.info("storage schema is at version %d (%.1f s)", version, time.monotonic() - started)

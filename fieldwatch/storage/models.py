@@ -14,7 +14,7 @@ __all__ = [
     "Site",
     "Endpoint",
     "Event",
-    "Reading",
+    "Series",
     "Alert",
     "Topic",
     "ParseError",
@@ -84,19 +84,18 @@ class Event(BaseModel):
     generation = peewee.IntegerField(default=0)
 
 
-class Reading(BaseModel):
-    """A value read or received (ICMP probes too: rtt_avg_s, rtt_min_s, rtt_max_s, loss)."""
+class Series(BaseModel):
+    """What a stored reading belongs to: (endpoint, name, device); `aux` names a companion value's series.
 
-    id = peewee.BigAutoField()
+    The raw rows (`reading_raw`) and rollups (`rollup_1m`, `rollup_1h`) are read with SQL
+    in `storage.readings`: they have composite keys and no model.
+    """
+
+    id = peewee.AutoField()
     endpoint = peewee.ForeignKeyField(Endpoint, on_delete="CASCADE")
     name = peewee.TextField()
-    device = peewee.TextField(null=True)
-    value_num = peewee.DoubleField(null=True)
-    value_text = peewee.TextField(null=True)
-    quality = peewee.TextField()
-    source_time = peewee.DoubleField(null=True)
-    received_at = peewee.DoubleField()
-    msg_key = peewee.TextField(null=True)
+    device = peewee.TextField(default="")
+    aux = peewee.ForeignKeyField("self", null=True, on_delete="SET NULL")
 
 
 class Alert(BaseModel):
@@ -148,4 +147,4 @@ class Device(BaseModel):
     online = peewee.BooleanField()
 
 
-ALL_MODELS: tuple[type[BaseModel], ...] = (Site, Endpoint, Event, Reading, Alert, Topic, ParseError, Device)
+ALL_MODELS: tuple[type[BaseModel], ...] = (Site, Endpoint, Event, Series, Alert, Topic, ParseError, Device)

@@ -19,7 +19,7 @@ import peewee
 
 from fieldwatch.errors import StorageError
 from fieldwatch.storage.db import DATABASE_ERRORS, database_proxy, reset_connection
-from fieldwatch.storage.models import Endpoint, Reading, Site
+from fieldwatch.storage.models import Endpoint, Site
 from fieldwatch.timeutil import to_rfc3339
 
 __all__ = [
@@ -32,12 +32,10 @@ __all__ = [
     "reading_value",
     "public_config",
     "SECRET_KEYS",
-    "READING_FIELDS",
     "read_errors",
     "tuples",
     "endpoint_ids",
     "endpoint_names",
-    "reading_items",
     "rfc",
 ]
 
@@ -180,37 +178,3 @@ def endpoint_names(ids: set[int]) -> dict[int, tuple[str, str]]:
         return {}
     query = Endpoint.select(Endpoint.id, Site.name, Endpoint.name).join(Site).where(Endpoint.id.in_(list(ids)))
     return {eid: (site_name, name) for eid, site_name, name in tuples(query)}
-
-
-def reading_items(rows: list[Any], names: dict[int, tuple[str, str]]) -> list[dict[str, Any]]:
-    """Rows selected with READING_FIELDS as SPEC §6 reading dicts."""
-    items = []
-    for received_at, rid, eid, name, device, value_num, value_text, quality, source_time in rows:
-        site_name, endpoint_name = names.get(eid, (None, None))
-        items.append(
-            {
-                "id": rid,
-                "site": site_name,
-                "endpoint": endpoint_name,
-                "name": name,
-                "device": device,
-                "value": reading_value(value_num, value_text),
-                "quality": quality,
-                "source_time": rfc(source_time),
-                "received_at": rfc(received_at),
-            }
-        )
-    return items
-
-
-READING_FIELDS = (
-    Reading.received_at,
-    Reading.id,
-    Reading.endpoint,
-    Reading.name,
-    Reading.device,
-    Reading.value_num,
-    Reading.value_text,
-    Reading.quality,
-    Reading.source_time,
-)

@@ -13,21 +13,20 @@ from typing import Any
 
 import peewee
 
-from fieldwatch.storage.models import Alert, Device, Endpoint, Event, ParseError, Reading, Site, Topic
+from fieldwatch.storage.models import Alert, Device, Endpoint, Event, ParseError, Site, Topic
 from fieldwatch.storage.paging import (
     MAX_LIMIT,
-    READING_FIELDS,
     Page,
     check_limit,
     endpoint_ids,
     endpoint_names,
     keyset_page,
     read_errors,
-    reading_items,
     rfc,
     tuples,
 )
-from fieldwatch.storage.site_queries import effective_state, get_endpoint, get_site, latest_readings, list_sites
+from fieldwatch.storage.readings import latest_readings, readings
+from fieldwatch.storage.site_queries import effective_state, get_endpoint, get_site, list_sites
 
 __all__ = [
     "LEVELS",
@@ -169,36 +168,6 @@ def alerts(
             }
         )
     return items, nxt
-
-
-def readings(
-    *,
-    site: str | None = None,
-    endpoint: str | None = None,
-    name: str | None = None,
-    device: str | None = None,
-    since: float | None = None,
-    limit: int = 100,
-    cursor: str | None = None,
-) -> Page:
-    """Stored readings newest first (by received_at)."""
-    check_limit(limit)
-    query = Reading.select(*READING_FIELDS)
-    with read_errors():
-        ids = endpoint_ids(site, endpoint)
-        if ids is not None:
-            if not ids:
-                return [], None
-            query = query.where(Reading.endpoint.in_(ids))
-        if name is not None:
-            query = query.where(Reading.name == name)
-        if device is not None:
-            query = query.where(Reading.device == device)
-        if since is not None:
-            query = query.where(Reading.received_at >= since)
-        rows, nxt = keyset_page(query, "readings", Reading.received_at, Reading.id, limit, cursor)
-        names = endpoint_names({r[2] for r in rows})
-    return reading_items(rows, names), nxt
 
 
 def topics(

@@ -8,24 +8,17 @@ from __future__ import annotations
 
 from typing import Any
 
-import peewee
-
 from fieldwatch import states
 from fieldwatch.errors import NotFoundError
-from fieldwatch.storage.db import database_proxy
-from fieldwatch.storage.models import Endpoint, Reading, Site
+from fieldwatch.storage.models import Endpoint, Site
 from fieldwatch.storage.paging import (
-    READING_FIELDS,
-    endpoint_names,
     public_config,
     read_errors,
-    reading_items,
     rfc,
-    tuples,
 )
 from fieldwatch.timeutil import now as _now
 
-__all__ = ["effective_state", "list_sites", "get_site", "get_endpoint", "latest_readings"]
+__all__ = ["effective_state", "list_sites", "get_site", "get_endpoint"]
 
 
 def _stale_after_s(kind: str, config: dict[str, Any]) -> float | None:
@@ -111,31 +104,7 @@ def get_endpoint(site: str, name: str) -> dict[str, Any]:
         if row is None:
             raise NotFoundError(f"endpoint {site}/{name} does not exist")
         result = _endpoint_dict(row, site, _now())
+    from fieldwatch.storage.readings import latest_readings  # readings imports paging, as we do
+
     result["readings"] = latest_readings(row.id)
     return result
-
-
-def latest_readings(endpoint_id: int, per_name: int = 1) -> list[dict[str, Any]]:
-    """The newest `per_name` readings of each reading name of an endpoint, by name."""
-    p = "?" if isinstance(database_proxy.obj, peewee.SqliteDatabase) else "%s"
-    # A loose index scan: jump from name to name on (endpoint_id, name, received_at).
-    distinct_names = (
-        "WITH RECURSIVE names(n) AS ("
-        f" SELECT (SELECT MIN(name) FROM reading WHERE endpoint_id = {p})"
-        f" UNION ALL SELECT (SELECT MIN(name) FROM reading WHERE endpoint_id = {p} AND name > n)"
-        " FROM names WHERE n IS NOT NULL)"
-        " SELECT n FROM names WHERE n IS NOT NULL"
-    )
-    rows: list[Any] = []
-    with read_errors():
-        found = [r[0] for r in database_proxy.execute_sql(distinct_names, (endpoint_id, endpoint_id)).fetchall()]
-        for reading_name in found:
-            query = (
-                Reading.select(*READING_FIELDS)
-                .where((Reading.endpoint == endpoint_id) & (Reading.name == reading_name))
-                .order_by(Reading.received_at.desc(), Reading.id.desc())
-                .limit(per_name)
-            )
-            rows.extend(tuples(query))
-        names = endpoint_names({endpoint_id}) if rows else {}
-    return reading_items(rows, names)

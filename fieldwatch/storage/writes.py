@@ -88,14 +88,18 @@ class EventRecord:
     endpoint_name: str | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class ReadingRecord:
-    """A value to store; `msg_key` suppresses duplicates per endpoint.
+    """A value to store (keyword-only); `msg_key` suppresses duplicates per endpoint.
+
+    `aux_name`/`aux_num` carry a companion value measured together with this one
+    (an ICMP probe: `rtt` with its `packet_loss`): both are one stored row, read back
+    as two readings. The reading's time is `source_time` when given, else `received_at`.
 
     `on_commit(inserted)` is called (on the writer's thread; keep it quick) once the
-    transaction holding this reading committed: inserted is True when the row was
-    inserted, False when the msg_key unique index suppressed it (a reading with that key
-    was already stored). Never called when the write is discarded (old generation,
+    transaction holding this reading committed: `inserted` is True when the row was
+    stored, False when an earlier reading of the endpoint with the same `msg_key`
+    suppressed it. It is never called when the write is discarded (old generation,
     deleted endpoint).
     """
 
@@ -103,12 +107,14 @@ class ReadingRecord:
     generation: int
     name: str
     value_num: float | None
-    value_text: str | None
-    quality: str
-    source_time: float | None
+    value_text: str | None = None
+    quality: str = "Good"
+    source_time: float | None = None
     received_at: float
     device: str | None = None
     msg_key: str | None = None
+    aux_name: str | None = None
+    aux_num: float | None = None
     on_commit: Callable[[bool], None] | None = None
 
 

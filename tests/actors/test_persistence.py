@@ -158,7 +158,18 @@ def test_state_changes_keep_their_order_under_concurrent_writers(gateway: Storag
             now = time.time()
             gateway.submit(w.StateChange(endpoint_id, generation, state, now, f"step {i}", None, now))
             gateway.submit(w.EventRecord(endpoint_id, generation, now, "info", "state", f"{i}"))
-            gateway.submit(w.ReadingRecord(endpoint_id, generation, "x", float(i), None, "good", None, now))
+            gateway.submit(
+                w.ReadingRecord(
+                    endpoint_id=endpoint_id,
+                    generation=generation,
+                    name="x",
+                    value_num=float(i),
+                    value_text=None,
+                    quality="good",
+                    source_time=None,
+                    received_at=now,
+                )
+            )
 
     threads = [threading.Thread(target=actor, args=(endpoint_ids[n],)) for n in names]
     for t in threads:
@@ -193,7 +204,17 @@ def test_writes_of_an_older_generation_are_discarded(
         gateway.submit(w.StateChange(endpoint_id, new, "connecting", 2.0, "restarted", None, 1.0))
         gateway.submit(w.StateChange(endpoint_id, old, "up", 3.0, "hung actor", None, 3.0))  # must not win
         gateway.submit(
-            w.ReadingRecord(endpoint_id, old, "x", 1.0, None, "good", None, 3.0, on_commit=lambda _inserted: acks.append(1))
+            w.ReadingRecord(
+                endpoint_id=endpoint_id,
+                generation=old,
+                name="x",
+                value_num=1.0,
+                value_text=None,
+                quality="good",
+                source_time=None,
+                received_at=3.0,
+                on_commit=lambda _inserted: acks.append(1),
+            )
         )
         drained(gateway)
     row = db.execute_sql(f"SELECT state, reason, generation FROM endpoint WHERE id = {db.param}", (endpoint_id,))
@@ -221,7 +242,15 @@ def test_writes_for_a_deleted_endpoint_are_discarded_and_logged_once(
                 gateway.submit(w.StateChange(gone, generation, "up", float(i), None, None, None))
                 gateway.submit(
                     w.ReadingRecord(
-                        gone, generation, "x", 1.0, None, "good", None, 1.0, on_commit=lambda _inserted: acks.append(1)
+                        endpoint_id=gone,
+                        generation=generation,
+                        name="x",
+                        value_num=1.0,
+                        value_text=None,
+                        quality="good",
+                        source_time=None,
+                        received_at=1.0,
+                        on_commit=lambda _inserted: acks.append(1),
                     )
                 )
             drained(gateway)
@@ -243,17 +272,29 @@ def test_duplicate_msg_key_is_stored_once_and_still_acknowledged(gateway: Storag
 
     def reading(key: str, value: float) -> w.ReadingRecord:
         return w.ReadingRecord(
-            endpoint_id, generation, "t", value, None, "good", None, time.time(), "dev", key,
-            lambda inserted: acks.append((key, inserted)),
+            endpoint_id=endpoint_id,
+            generation=generation,
+            name="t",
+            value_num=value,
+            value_text=None,
+            quality="good",
+            source_time=None,
+            received_at=time.time(),
+            device="dev",
+            msg_key=key,
+            on_commit=lambda inserted: acks.append(f"{key}:{inserted}"),
         )
 
     gateway.submit_many([reading("m1", 1.0), reading("m1", 2.0), reading("m2", 3.0)])  # same batch
     drained(gateway)
     gateway.submit(reading("m1", 4.0))  # a redelivery in a later batch
     drained(gateway)
-    assert acks == [("m1", True), ("m1", False), ("m2", True), ("m1", False)]
-    rows = db.execute_sql("SELECT msg_key, value_num FROM reading ORDER BY msg_key").fetchall()
-    assert rows == [("m1", 1.0), ("m2", 3.0)]
+    # every one is acknowledged; `inserted` tells the stored ones from the suppressed ones
+    assert acks == ["m1:True", "m1:False", "m2:True", "m1:False"]
+    rows = db.execute_sql("SELECT value_num FROM reading ORDER BY value_num").fetchall()
+    assert rows == [(1.0,), (3.0,)]
+    keys = db.execute_sql("SELECT msg_key FROM reading_key ORDER BY msg_key").fetchall()
+    assert keys == [("m1",), ("m2",)]
 
 
 @pytest.mark.usefixtures("writer")
@@ -289,8 +330,18 @@ def test_a_row_the_database_refuses_does_not_block_the_queue(
     acks: list[str] = []
     with caplog.at_level(logging.WARNING):
         for name in ("a", "b", "a", "b"):
-            ack = functools.partial(lambda who, _inserted: acks.append(who), name)
-            reading = w.ReadingRecord(endpoint_ids[name], g[name], "x", 1.0, None, "good", None, 1.0, on_commit=ack)
+            ack = functools.partial(lambda n, _inserted: acks.append(n), name)
+            reading = w.ReadingRecord(
+                endpoint_id=endpoint_ids[name],
+                generation=g[name],
+                name="x",
+                value_num=1.0,
+                value_text=None,
+                quality="good",
+                source_time=None,
+                received_at=1.0,
+                on_commit=ack,
+            )
             gateway.submit(reading)
         drained(gateway)
     assert scalar(db, "SELECT COUNT(*) FROM reading") == 2
@@ -308,7 +359,18 @@ def test_a_restarted_writer_takes_over_the_queue(
     ref.stop()
     assert not gateway.stats().ready
     for i in range(500):  # nobody writes now: everything waits in the gateway
-        gateway.submit(w.ReadingRecord(endpoint_id, generation, "x", float(i), None, "good", None, 1.0))
+        gateway.submit(
+            w.ReadingRecord(
+                endpoint_id=endpoint_id,
+                generation=generation,
+                name="x",
+                value_num=float(i),
+                value_text=None,
+                quality="good",
+                source_time=None,
+                received_at=1.0,
+            )
+        )
     assert gateway.queue_depth == 500
     PersistenceActor.start(gateway, policy=POLICY, scheduler=scheduler)
     drained(gateway)

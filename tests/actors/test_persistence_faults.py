@@ -78,7 +78,7 @@ class Load:
         self._lock = threading.Lock()
         self.last_state: dict[int, str] = {}
 
-    def _ack(self, inserted: bool) -> None:
+    def _ack(self, _inserted: bool) -> None:
         with self._lock:
             self.acked += 1
 
@@ -90,14 +90,14 @@ class Load:
                 e = self.endpoints[n % ENDPOINTS]
                 self.gateway.submit(
                     w.ReadingRecord(
-                        e,
-                        self.generations[e],
-                        "v",
-                        float(n),
-                        None,
-                        "good",
-                        None,
-                        time.time(),
+                        endpoint_id=e,
+                        generation=self.generations[e],
+                        name="v",
+                        value_num=float(n),
+                        value_text=None,
+                        quality="good",
+                        source_time=None,
+                        received_at=time.time(),
                         msg_key=f"m{n}",
                         on_commit=self._ack,
                     )
@@ -118,7 +118,8 @@ class Load:
         wait_for(lambda: self.gateway.queue_depth == 0, "every write to be committed", timeout_s=30)
         reset_connection(db)  # the test thread's own connection may have been killed too
         assert db.execute_sql("SELECT COUNT(*) FROM reading").fetchone()[0] == READINGS
-        assert db.execute_sql("SELECT COUNT(DISTINCT msg_key) FROM reading").fetchone()[0] == READINGS
+        assert db.execute_sql("SELECT COUNT(DISTINCT value_num) FROM reading").fetchone()[0] == READINGS
+        assert db.execute_sql("SELECT COUNT(DISTINCT msg_key) FROM reading_key").fetchone()[0] == READINGS
         messages = {m for (m,) in db.execute_sql("SELECT message FROM event").fetchall()}
         assert messages == {f"change {k}" for k in range(STATE_CHANGES)}  # none lost (at least once)
         for e in self.endpoints:

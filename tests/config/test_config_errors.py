@@ -366,7 +366,7 @@ def test_every_error_is_reported_not_just_the_first(files: ConfigFiles) -> None:
 def test_unreadable_file(files: ConfigFiles) -> None:
     import pytest
 
-    from fieldwatch.config import load_config
+    from fieldwatch.config.loader import load_config
     from fieldwatch.errors import ConfigError
 
     with pytest.raises(ConfigError) as info:
@@ -388,4 +388,31 @@ def test_mqtt_json_paths_compile(files: ConfigFiles) -> None:
         """)
     assert errors == [
         "fieldwatch.yaml:9: sites[0].endpoints[0].parsers[0].value: JSON path '$..x': expected a key name at column 3"
+    ]
+
+
+def test_retention_tiers_and_the_old_key(files: ConfigFiles) -> None:
+    from fieldwatch.config.loader import load_config
+
+    tiers = files.write("""
+        storage:
+          retention: {raw_days: 2.5, hour_days: 365}
+        """)
+    retention = load_config(tiers).storage.effective_retention()
+    assert (retention.raw_days, retention.minute_days, retention.hour_days, retention.events_days) == (2.5, 90, 365, 90)
+    old = files.write("""
+        storage:
+          retention_days: 30
+        """)
+    retention = load_config(old).storage.effective_retention()  # the old key: raw_days = events_days = N
+    assert (retention.raw_days, retention.minute_days, retention.hour_days, retention.events_days) == (30, 90, 730, 30)
+    errors = files.errors("""
+        storage:
+          retention: {raw_days: 0, weeks: 2}
+          retention_days: 30
+        """)
+    assert errors == [
+        "fieldwatch.yaml:2: storage.retention.raw_days: must be > 0, got 0.0",
+        "fieldwatch.yaml:2: storage.retention.weeks: unknown key 'weeks'",
+        "fieldwatch.yaml:3: storage.retention_days: give storage.retention (the tiers) or the old retention_days, not both",
     ]

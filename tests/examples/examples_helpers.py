@@ -43,6 +43,8 @@ def _board() -> StatusBoard:
     board.set_alert(1, "threshold", "level", True)
     board.set_alert(2, "down", "", True)
     board.set_alert(3, "offline", "dev1", True)
+    board.observe_value(1, "level", None, 4.2)
+    board.observe_value(3, "temp", "dev1", 21.5)
     return board
 
 

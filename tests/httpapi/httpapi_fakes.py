@@ -219,8 +219,9 @@ class FakeQueries:
         return self._page("alerts", limit, cursor, site=site, endpoint=endpoint, active=active)
 
     def readings(self, *, site: str | None = None, endpoint: str | None = None, name: str | None = None,
-                 since: float | None = None, limit: int = 100, cursor: str | None = None) -> Page:  # fmt: skip
-        self.calls.append(("readings", {"name": name, "since": since}))
+                 device: str | None = None, since: float | None = None, until: float | None = None,
+                 step: int | None = None, limit: int = 100, cursor: str | None = None) -> Page:  # fmt: skip
+        self.calls.append(("readings", {"name": name, "since": since, "until": until, "step": step}))
         return self._page("readings", limit, cursor, site=site, endpoint=endpoint, name=name)
 
     def topics(self, *, site: str | None = None, endpoint: str | None = None, limit: int = 100,

@@ -37,6 +37,9 @@ def _board() -> StatusBoard:
     board.set_alert(3, "offline", "dev1", True)
     board.set_alert(3, "offline", "dev2", True)
     board.set_alert(1, "threshold", "level", True)
+    board.observe_value(1, "level", None, 4.0)
+    board.observe_value(1, "level", None, 4.25)  # the latest wins
+    board.observe_value(3, "temp", 'dev "1"\\', 21.5)  # label values are escaped
     return board
 
 
@@ -97,6 +100,29 @@ def test_global_metrics(registry: prometheus_client.CollectorRegistry) -> None:
     assert v("fieldwatch_storage_write_seconds_count") == 3.0
     assert v("fieldwatch_storage_write_seconds_sum") == pytest.approx(0.2035)
     assert v("fieldwatch_supervisor_restarts_total", {"supervisor": "root/sites/alpha"}) == 2.0
+
+
+def test_reading_values_and_their_series_cap() -> None:
+    board = StatusBoard(max_reading_series=2)
+    board.register(EndpointStatus(1, "alpha", "plc", "opcua"))
+    board.register(EndpointStatus(3, "beta", "broker", "mqtt"))
+    board.observe_value(1, "level", None, 1.5)
+    board.observe_value(3, "temp", "d1", 20.0)
+    for _ in range(3):
+        board.observe_value(3, "temp", "d2", 30.0)  # a third series: left out, counted once
+    board.observe_value(3, "temp", "d1", 21.0)  # a kept series still moves
+    reg = prometheus_client.CollectorRegistry()
+    reg.register(FieldwatchCollector(board, TreeView(), FakeStorage()))
+    v = reg.get_sample_value
+    plc = {"site": "alpha", "endpoint": "plc", "kind": "opcua"}
+    broker = {"site": "beta", "endpoint": "broker", "kind": "mqtt"}
+    assert v("fieldwatch_reading_value", {**plc, "name": "level", "device": ""}) == 1.5
+    assert v("fieldwatch_reading_value", {**broker, "name": "temp", "device": "d1"}) == 21.0
+    assert v("fieldwatch_reading_value", {**broker, "name": "temp", "device": "d2"}) is None
+    assert v("fieldwatch_reading_series_dropped_total") == 1.0
+    board.remove(1)  # its series free room under the cap
+    board.observe_value(3, "temp", "d2", 30.0)
+    assert v("fieldwatch_reading_value", {**broker, "name": "temp", "device": "d2"}) == 30.0
 
 
 def test_series_vanish_with_the_endpoint() -> None:

@@ -204,6 +204,9 @@ def test_collections(client: TC, deps: AppDeps) -> None:
     assert [a["active"] for a in alerts["items"]] == [True]
     readings = client.simulate_get("/api/v1/readings", params={"name": "t"}).json
     assert [r["name"] for r in readings["items"]] == ["t"]
+    client.simulate_get("/api/v1/readings", params={"since": "1700000000", "until": "1700086400", "step": "3600"})
+    call = [c[1] for c in deps.queries.calls if c[0] == "readings"][-1]  # type: ignore[attr-defined]
+    assert (call["since"], call["until"], call["step"]) == (1700000000.0, 1700086400.0, 3600)
     assert client.simulate_get("/api/v1/topics", params={"site": "beta"}).json["items"][0]["topic"] == "sensors/a/t"
     client.simulate_get("/api/v1/events", params={"since": "2024-01-01T00:00:00Z"})
     client.simulate_get("/api/v1/events", params={"since": "1700000000"})
@@ -230,6 +233,12 @@ def test_collections(client: TC, deps: AppDeps) -> None:
         ("/api/v1/events", "colour=red"),
         ("/api/v1/alerts", "active=perhaps"),
         ("/api/v1/readings", "since=--"),
+        ("/api/v1/readings", "step=90"),
+        ("/api/v1/readings", "step=0"),
+        ("/api/v1/readings", "step=-60"),
+        ("/api/v1/readings", "step=1m"),
+        ("/api/v1/readings", "until=yesterday"),
+        ("/api/v1/readings", "since=100&until=100"),
         ("/api/v1/topics", "limit=-5"),
         ("/api/v1/logs", "lines=-1"),
         ("/api/v1/logs", "lines=many"),

@@ -107,7 +107,16 @@ def test_nul_characters_are_stored_replaced_on_every_backend(db: peewee.Database
         db,
         [
             w.ParseErrorRecord(e, 0, 1.0, "t/x", "json", "bad \x00 json", "ab\x00cd"),
-            w.ReadingRecord(e, 0, "r", None, "x\x00y", "Good", None, 1.0),
+            w.ReadingRecord(
+                endpoint_id=e,
+                generation=0,
+                name="r",
+                value_num=None,
+                value_text="x\x00y",
+                quality="Good",
+                source_time=None,
+                received_at=1.0,
+            ),
             w.EventRecord(e, 0, 1.0, "warning", "parse_error", "payload \x00"),
         ],
     )

@@ -12,7 +12,10 @@ from fieldwatch.storage.migrations import LATEST_VERSION, migrate, schema_versio
 from fieldwatch.storage.models import ALL_MODELS
 from fieldwatch.storage.testing import temporary_database
 
-TABLES = {"site", "endpoint", "event", "reading", "alert", "topic", "parse_error", "device", "schema_version"}
+TABLES = {
+    "site", "endpoint", "event", "series", "reading_raw", "reading_key", "rollup_1m", "rollup_1h",
+    "alert", "topic", "parse_error", "device", "schema_version",
+}
 
 
 def test_migrate_from_empty_creates_every_table(backend: str, tmp_path: Path) -> None:
@@ -20,6 +23,7 @@ def test_migrate_from_empty_creates_every_table(backend: str, tmp_path: Path) ->
         assert schema_version(db) == 0
         assert migrate(db) == LATEST_VERSION
         assert TABLES <= set(db.get_tables())
+        assert "reading" in {v.name for v in db.get_views()}  # the v1 columns, for tools and SQL
         for model in ALL_MODELS:  # the models match the DDL: every declared column exists
             columns = {c.name for c in db.get_columns(model._meta.table_name)}
             assert {f.column_name for f in model._meta.sorted_fields} <= columns, model

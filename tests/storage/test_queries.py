@@ -63,7 +63,16 @@ def test_endpoint_has_its_latest_readings(db: peewee.Database, ids: dict[str, in
     write(
         db,
         [
-            w.ReadingRecord(e, 0, name, float(i), None, "good", 1.0, float(i))
+            w.ReadingRecord(
+                endpoint_id=e,
+                generation=0,
+                name=name,
+                value_num=float(i),
+                value_text=None,
+                quality="good",
+                source_time=1.0,
+                received_at=float(i),
+            )
             for i in range(5)
             for name in ("level", "pump", "temp")
         ],
@@ -71,8 +80,26 @@ def test_endpoint_has_its_latest_readings(db: peewee.Database, ids: dict[str, in
     write(
         db,
         [
-            w.ReadingRecord(e, 0, "mode", None, '{"auto": true}', "good", None, 9.0),
-            w.ReadingRecord(e, 0, "label", None, "plain text", "good", None, 9.0),
+            w.ReadingRecord(
+                endpoint_id=e,
+                generation=0,
+                name="mode",
+                value_num=None,
+                value_text='{"auto": true}',
+                quality="good",
+                source_time=None,
+                received_at=9.0,
+            ),
+            w.ReadingRecord(
+                endpoint_id=e,
+                generation=0,
+                name="label",
+                value_num=None,
+                value_text="plain text",
+                quality="good",
+                source_time=None,
+                received_at=9.0,
+            ),
         ],
     )
     endpoint = queries.get_endpoint("a", "plc")
@@ -119,21 +146,58 @@ def test_bad_parameters_are_value_errors(db: peewee.Database, bad: dict[str, obj
 
 
 def test_a_cursor_of_another_collection_is_refused(db: peewee.Database, ids: dict[str, int]) -> None:
-    write(db, [w.ReadingRecord(ids["plc"], 0, "x", float(i), None, "good", None, float(i)) for i in range(3)])
+    write(
+        db,
+        [
+            w.ReadingRecord(
+                endpoint_id=ids["plc"],
+                generation=0,
+                name="x",
+                value_num=float(i),
+                value_text=None,
+                quality="good",
+                source_time=None,
+                received_at=float(i),
+            )
+            for i in range(3)
+        ],
+    )
     _, cursor = queries.readings(limit=1)
     assert cursor is not None
     with pytest.raises(ValueError):
         queries.events(cursor=cursor)
 
 
-def test_readings_page_by_received_at(db: peewee.Database, ids: dict[str, int]) -> None:
+def test_readings_page_by_reading_time(db: peewee.Database, ids: dict[str, int]) -> None:
     write(
         db,
         [
-            w.ReadingRecord(ids["plc"], 0, "level", float(i), None, "good", 100.0 + i, float(i), device=None)
+            w.ReadingRecord(
+                endpoint_id=ids["plc"],
+                generation=0,
+                name="level",
+                value_num=float(i),
+                value_text=None,
+                quality="good",
+                source_time=100.0 + i,
+                received_at=float(i),
+                device=None,
+            )
             for i in range(30)
         ]
-        + [w.ReadingRecord(ids["broker"], 0, "t", 1.5, None, "good", None, 50.0, "dev1")],
+        + [
+            w.ReadingRecord(
+                endpoint_id=ids["broker"],
+                generation=0,
+                name="t",
+                value_num=1.5,
+                value_text=None,
+                quality="good",
+                source_time=None,
+                received_at=50.0,
+                device="dev1",
+            )
+        ],
     )
     items, cursor = queries.readings(site="a", endpoint="plc", name="level", limit=20)
     assert [r["value"] for r in items] == [float(i) for i in range(29, 9, -1)]
@@ -141,7 +205,6 @@ def test_readings_page_by_received_at(db: peewee.Database, ids: dict[str, int]) 
     assert [r["value"] for r in rest] == [float(i) for i in range(9, -1, -1)] and last is None
     reading = items[0]
     assert reading == {
-        "id": reading["id"],
         "site": "a",
         "endpoint": "plc",
         "name": "level",
@@ -152,7 +215,9 @@ def test_readings_page_by_received_at(db: peewee.Database, ids: dict[str, int]) 
         "received_at": to_rfc3339(29.0),
     }
     assert queries.readings(endpoint="broker")[0][0]["device"] == "dev1"
-    assert queries.readings(since=25.0, limit=100)[0][-1]["value"] == 25.0
+    # since/until filter (and pages sort by) the reading's time: its source time when it has one
+    assert queries.readings(since=125.0, limit=100)[0][-1]["value"] == 25.0
+    assert [r["value"] for r in queries.readings(since=125.0, until=127.0, limit=100)[0]] == [26.0, 25.0]
     assert queries.readings(site="nope") == ([], None)
 
 
@@ -185,10 +250,47 @@ def test_alerts_topics_devices_parse_errors(db: peewee.Database, ids: dict[str, 
 
 
 def test_a_failing_database_is_a_storage_error(db: peewee.Database, ids: dict[str, int]) -> None:
-    db.execute_sql("ALTER TABLE reading RENAME TO reading_gone")
+    db.execute_sql("ALTER TABLE series RENAME TO series_gone")
     try:
         with pytest.raises(StorageError):
             queries.readings()
     finally:
-        db.execute_sql("ALTER TABLE reading_gone RENAME TO reading")
+        db.execute_sql("ALTER TABLE series_gone RENAME TO series")
     assert queries.readings() == ([], None)  # the next call works again
+
+
+def test_probe_rows_read_as_two_readings_and_pages_never_split_or_repeat(
+    db: peewee.Database, ids: dict[str, int]
+) -> None:
+    probes = [
+        w.ReadingRecord(endpoint_id=ids["router"], generation=0, name="rtt", value_num=None if i % 4 == 0 else i / 1000,
+                        source_time=1000.0 + i, received_at=1000.0 + i + 0.01, aux_name="packet_loss",
+                        aux_num=1.0 if i % 4 == 0 else 0.0)
+        for i in range(20)
+    ]  # fmt: skip
+    others = [
+        w.ReadingRecord(endpoint_id=ids["plc"], generation=0, name="level", value_num=float(i), received_at=1000.5 + i)
+        for i in range(20)
+    ]
+    write(db, probes + others)
+    assert db.execute_sql("SELECT COUNT(*) FROM reading_raw").fetchone()[0] == 40  # one row a probe
+    everything, nxt = queries.readings(limit=1000)
+    assert nxt is None and len(everything) == 20 + 15 + 20  # loss always, rtt when something answered
+    times = [r["source_time"] or r["received_at"] for r in everything]
+    assert times == sorted(times, reverse=True)
+    for limit in (1, 2, 7):
+        paged, cursor = [], None
+        while True:
+            items, cursor = queries.readings(limit=limit, cursor=cursor)
+            paged += items
+            if cursor is None:
+                break
+        assert paged == everything, limit
+    loss = queries.readings(site="a", endpoint="router", name="packet_loss", limit=1000)[0]
+    assert [r["value"] for r in loss] == [1.0 if i % 4 == 0 else 0.0 for i in range(19, -1, -1)]
+    rtt = queries.readings(site="a", endpoint="router", name="rtt", limit=1000)[0]
+    assert len(rtt) == 15 and all(r["value"] is not None for r in rtt)
+    latest = {r["name"]: r["value"] for r in queries.latest_readings(ids["router"])}
+    assert latest == {"rtt": 0.019, "packet_loss": 0.0}
+    buckets = queries.readings(site="a", endpoint="router", name="packet_loss", step=60, since=960, until=1080)[0]
+    assert [(b["count"], b["avg"]) for b in buckets] == [(20, 0.25)]

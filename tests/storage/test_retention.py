@@ -1,23 +1,32 @@
-"""Retention: old readings, events and parse errors go, in chunks; the rest stays."""
+"""Retention tiers: raw readings, rollups, events and parse errors each go after their own time, in chunks."""
 
 from __future__ import annotations
 
+import logging
+import sqlite3
 import time
 
 import peewee
 import pykka
+import pytest
 from storage_helpers import create_site, write
 
-from fieldwatch.actors.retention import RetentionActor, RunRetention
+from fieldwatch.actors.retention import DEFAULT_INTERVAL_S, RetentionActor, RunRetention
 from fieldwatch.actors.scheduler import Scheduler
+from fieldwatch.storage import queries
 from fieldwatch.storage import writes as w
-from fieldwatch.storage.retention import delete_chunk, purge
+from fieldwatch.storage.retention import TARGETS, Pass, Retention, purge
 
 DAY = 86_400.0
+THIRTY = Retention(raw_days=30, minute_days=90, hour_days=730, events_days=30)
 
 
 def count(db: peewee.Database, table: str) -> int:
     return int(db.execute_sql(f"SELECT COUNT(*) FROM {table}").fetchone()[0])
+
+
+def reading(e: int, t: float, value: float = 1.0) -> w.ReadingRecord:
+    return w.ReadingRecord(endpoint_id=e, generation=0, name="x", value_num=value, received_at=t)
 
 
 def fill(db: peewee.Database, now: float) -> int:
@@ -25,22 +34,30 @@ def fill(db: peewee.Database, now: float) -> int:
     old, new = now - 31 * DAY, now - 1 * DAY
     rows: list[w.Write] = []
     for t in (old, new):
-        rows += [w.ReadingRecord(e, 0, "x", 1.0, None, "good", None, t + i) for i in range(2500)]
+        rows += [reading(e, t + i) for i in range(2500)]
         rows += [w.EventRecord(e, 0, t + i, "info", "e", "") for i in range(1200)]
         rows += [w.ParseErrorRecord(e, 0, t + i, "t", "json", "bad", "x") for i in range(10)]
-    rows.append(w.AlertOpen(e, 0, "down", "critical", "old alerts stay", old))
+    rows.append(w.AlertOpen(e, 0, "down", "critical", "active alerts stay", old))
     write(db, rows)
     return e
 
 
-def test_purge_deletes_old_rows_in_chunks(db: peewee.Database) -> None:
+def test_purge_deletes_each_tier_after_its_own_time_in_chunks(db: peewee.Database) -> None:
     now = time.time()
     fill(db, now)
-    assert delete_chunk(db, "reading", "received_at", now - 30 * DAY, 1000) == 1000
-    deleted = purge(db, now - 30 * DAY, chunk_rows=1000)
-    assert deleted == {"reading": 1500, "event": 1200, "parse_error": 10}
-    assert (count(db, "reading"), count(db, "event"), count(db, "parse_error")) == (2500, 1200, 10)
-    assert count(db, "alert") == 1
+    minutes = count(db, "rollup_1m")
+    run = Pass(THIRTY, now, chunk_rows=1000)
+    assert run.step(db) is False  # one chunk, not the whole backlog
+    assert 0 < 5000 - count(db, "reading_raw") < 2500
+    deleted = purge(db, THIRTY, now, chunk_rows=1000)
+    assert deleted["event"] == 1200 and deleted["parse_error"] == 10
+    assert (count(db, "reading_raw"), count(db, "event"), count(db, "parse_error")) == (2500, 1200, 10)
+    assert count(db, "rollup_1m") == minutes  # 31-day-old rollups are kept 90 days
+    assert count(db, "alert") == 1  # active: never expires
+    hours = count(db, "rollup_1h")
+    shorter = purge(db, Retention(raw_days=30, minute_days=30, hour_days=30, events_days=30), now)
+    assert shorter["rollup_1m"] > 0 and shorter["rollup_1h"] > 0
+    assert count(db, "rollup_1m") < minutes and count(db, "rollup_1h") < hours
 
 
 def test_retention_actor_runs_on_its_timer_and_on_demand(db: peewee.Database) -> None:
@@ -50,16 +67,77 @@ def test_retention_actor_runs_on_its_timer_and_on_demand(db: peewee.Database) ->
     scheduler.start()
     try:
         ref = RetentionActor.start(
-            retention_days=30, scheduler=scheduler, interval_s=0.05, first_delay_s=0.0, chunk_rows=700, pause_s=0.0
+            retention=THIRTY, scheduler=scheduler, interval_s=0.05, first_delay_s=0.0, chunk_rows=700, pause_s=0.0
         )
         deadline = time.monotonic() + 10
-        while count(db, "reading") > 2500 or count(db, "parse_error") > 10:  # the periodic pass
+        while count(db, "reading_raw") > 2500 or count(db, "parse_error") > 10:  # the periodic pass
             assert time.monotonic() < deadline, "retention did not run"
             time.sleep(0.01)
-        assert ref.ask(RunRetention(), timeout=10) == {"reading": 0, "event": 0, "parse_error": 0}
-        off = RetentionActor.start(retention_days=0, scheduler=scheduler)
-        assert off.ask(RunRetention(), timeout=10) == {"reading": 0, "event": 0, "parse_error": 0}
+        assert ref.ask(RunRetention(), timeout=10) == {target.table: 0 for target in TARGETS}
+        forever = Retention(raw_days=0, minute_days=0, hour_days=0, events_days=0)
+        off = RetentionActor.start(retention=forever, scheduler=scheduler)
+        assert off.ask(RunRetention(), timeout=10) == {target.table: 0 for target in TARGETS}
     finally:
         pykka.ActorRegistry.stop_all(block=True, timeout=5)
         scheduler.stop()
     assert count(db, "event") == 1200
+
+
+def test_expired_raw_readings_go_within_a_minute_and_their_rollups_answer_step_queries(db: peewee.Database) -> None:
+    """Acceptance (issue 16): at the default interval, raw rows older than raw_days are
+    gone within a minute of expiring; their 1-minute rollups stay and answer `step`."""
+    assert DEFAULT_INTERVAL_S <= 60
+    e = create_site(db, "s", ("plc", "opcua", "{}"))["plc"]
+    raw_s = 10.0
+    written = time.time() - 4.0  # expires 6 s from now: after the first pass (5 s), before the second
+    write(db, [reading(e, written + i / 1000, float(i)) for i in range(50)])
+    expires = written + 0.049 + raw_s
+    retention = Retention(raw_days=raw_s / DAY, minute_days=90, hour_days=730, events_days=90)
+    scheduler = Scheduler("test-retention")
+    scheduler.start()
+    try:
+        RetentionActor.start(retention=retention, scheduler=scheduler)  # default interval and first delay
+        deadline = time.monotonic() + 90
+        while count(db, "reading_raw"):
+            assert time.monotonic() < deadline, "expired raw readings still stored after 90 s"
+            time.sleep(0.2)
+        gone = time.time()
+    finally:
+        pykka.ActorRegistry.stop_all(block=True, timeout=5)
+        scheduler.stop()
+    assert expires < gone < expires + 60, (expires, gone)
+    assert queries.readings(site="s", endpoint="plc") == ([], None)
+    buckets, _ = queries.readings(site="s", endpoint="plc", name="x", step=60, since=written - 120, until=written + 120)
+    assert sum(b["count"] for b in buckets) == 50
+    assert min(b["min"] for b in buckets) == 0.0 and max(b["max"] for b in buckets) == 49.0
+
+
+def test_a_chunk_that_finds_the_database_locked_is_retried_not_abandoned(
+    db: peewee.Database, backend: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    if backend != "sqlite":
+        pytest.skip("a SQLite write lock held by another connection")
+    now = time.time()
+    fill(db, now)
+    path = db.database
+    scheduler = Scheduler("test-retention")
+    scheduler.start()
+    locker = sqlite3.connect(path, timeout=0.1)
+    try:
+        locker.execute("BEGIN IMMEDIATE")  # another writer holds the lock for longer than the busy timeout
+        with caplog.at_level(logging.WARNING, logger="fieldwatch.actors.retention"):
+            RetentionActor.start(retention=THIRTY, scheduler=scheduler, interval_s=3600, first_delay_s=0.0)
+            deadline = time.monotonic() + 10
+            while not any("retrying with backoff" in r.getMessage() for r in caplog.records):
+                assert time.monotonic() < deadline, "the locked chunk was not reported"
+                time.sleep(0.05)
+        assert count(db, "reading_raw") == 5000
+        locker.rollback()
+        deadline = time.monotonic() + 30  # the next pass would be an hour away: only the retry can do it
+        while count(db, "reading_raw") > 2500 or count(db, "event") > 1200:
+            assert time.monotonic() < deadline, "the pass did not resume after the lock was released"
+            time.sleep(0.05)
+    finally:
+        locker.close()
+        pykka.ActorRegistry.stop_all(block=True, timeout=5)
+        scheduler.stop()

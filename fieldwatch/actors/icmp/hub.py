@@ -71,19 +71,24 @@ class ProbeSlot:
 
 
 def probe_readings(endpoint_id: int, generation: int, result: ProbeResult, now: float) -> list[Any]:
-    """The readings one probe stores: its packet loss, and its RTT when anything answered."""
-    rows: list[Any] = [
-        writes.ReadingRecord(endpoint_id, generation, "packet_loss", result.loss, None, "Good",
-                             result.started_at, now, None, None, None)
+    """The row one probe stores: its mean RTT (None when nothing answered) with its packet loss.
+
+    One row per probe (issue 16: `rtt` with the companion `packet_loss`), read back by the
+    API as the two readings `rtt` and `packet_loss`.
+    """
+    rtts = result.rtts
+    return [
+        writes.ReadingRecord(
+            endpoint_id=endpoint_id,
+            generation=generation,
+            name="rtt",
+            value_num=sum(rtts) / len(rtts) if rtts else None,
+            source_time=result.started_at,
+            received_at=now,
+            aux_name="packet_loss",
+            aux_num=result.loss,
+        )
     ]
-    if result.rtts:
-        rtts = result.rtts
-        avg = sum(rtts) / len(rtts)
-        text = (f"min/avg/max = {1000 * min(rtts):.3f}/{1000 * avg:.3f}/{1000 * max(rtts):.3f} ms, "
-                f"{result.received}/{result.sent} replies")
-        rows.append(writes.ReadingRecord(endpoint_id, generation, "rtt", avg, text, "Good",
-                                         result.started_at, now, None, None, None))
-    return rows
 
 
 #: Rows of applied results wait this long in the hub, so the writer is woken and commits a

@@ -286,9 +286,12 @@ class MqttActor(ConnectionActor):
                 self.devices.seen(reading.device, now)
         on_commit = acks.add(message, len(readings))
         for r in readings:
+            if r.value_num is not None:
+                self.ep.board.observe_value(self.ep.endpoint_id, r.name, r.device, r.value_num)
             records.append(writes.ReadingRecord(
-                self.ep.endpoint_id, self.generation, r.name, r.value_num, r.value_text, "Good", r.source_time,
-                now, r.device, None if r.by_content else r.identity, on_commit))  # msg_key: parser identity only
+                endpoint_id=self.ep.endpoint_id, generation=self.generation, name=r.name, value_num=r.value_num,
+                value_text=r.value_text, quality="Good", source_time=r.source_time, received_at=now, device=r.device,
+                msg_key=None if r.by_content else r.identity, on_commit=on_commit))  # msg_key: parser identity only
 
     def _on_tick(self) -> None:
         self._flush_topics()

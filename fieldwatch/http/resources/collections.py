@@ -115,19 +115,32 @@ class AlertCollection(Resource):
 
 
 class ReadingCollection(Resource):
-    """`GET /api/v1/readings?site=&endpoint=&name=&since=&limit=&cursor=`: newest first."""
+    """`GET /api/v1/readings?site=&endpoint=&name=&device=&since=&until=&step=&limit=&cursor=`: newest first.
 
-    PARAMS = ("site", "endpoint", "name", "since", "limit", "cursor")
+    With `step` (seconds, a multiple of 60) the items are rollup buckets (SPEC §6).
+    """
+
+    PARAMS = ("site", "endpoint", "name", "device", "since", "until", "step", "limit", "cursor")
+    MAX_STEP_S = 366 * 86_400
 
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
-        """A page of stored readings."""
+        """A page of stored readings, or of rollup buckets."""
         params.check_known(req, self.PARAMS)
+        since, until = params.since(req), params.since(req, "until")
+        if since is not None and until is not None and until <= since:
+            raise falcon.HTTPBadRequest(title="Invalid parameter", description="until: must be later than since")
+        step = params.integer(req, "step", 0, minimum=60, maximum=self.MAX_STEP_S) or None
+        if step is not None and step % 60:
+            raise falcon.HTTPBadRequest(title="Invalid parameter", description="step: must be a multiple of 60 seconds")
         items, nxt = _query(
             self.deps.queries.readings,
             site=params.text(req, "site"),
             endpoint=params.text(req, "endpoint"),
             name=params.text(req, "name"),
-            since=params.since(req),
+            device=params.text(req, "device"),
+            since=since,
+            until=until,
+            step=step,
             limit=params.limit(req),
             cursor=params.cursor(req),
         )

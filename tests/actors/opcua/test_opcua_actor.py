@@ -68,6 +68,7 @@ def test_reads_polled_and_subscribed_nodes_with_quality(fw: Harness, shared_sim:
     status = fw.status("plant", "plc")
     assert status.counters.get(("opcua_reads", "ok"), 0) >= 3
     assert status.last_data_at is not None and time.time() - status.last_data_at < 2
+    assert isinstance(status.values[("level", "")], float)  # exported as fieldwatch_reading_value
 
 
 def test_stopped_server_goes_down_and_comes_back(fw: Harness, sim_factory: Callable[..., SimProcess]) -> None:

@@ -1,0 +1,188 @@
+"""Storing raw readings in the compact v2 schema (the writer's side).
+
+A reading is one row of `reading_raw`, keyed by (series_id, t, seq): the series
+(endpoint, name, device) is an integer, `t` is the reading's time in integer
+milliseconds (its source time when it has one, else when it was received), and `seq`
+tells apart readings of one series at the same millisecond (0 for nearly all). `lag`
+is received minus source time (NULL: no source time), `quality` is NULL when "Good",
+`aux` holds a companion value (an ICMP probe's loss next to its RTT) whose own series
+is `series.aux_id`. Duplicate suppression keys live in `reading_key`, per endpoint.
+
+`SeriesCache` keeps series ids and each series' newest (t, seq) across transactions;
+what a transaction adds is staged and kept only once it committed (`commit`), so a
+rolled-back batch leaves no id behind that the database does not have.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import peewee
+
+from fieldwatch.storage.rollups import RollupBatch
+from fieldwatch.storage.sqlbits import insert_rows
+from fieldwatch.storage.writes import ReadingRecord
+
+__all__ = ["SeriesCache", "insert_readings", "to_ms"]
+
+_RAW_COLUMNS = "series_id, t, seq, value, aux, lag, quality, text"
+_KEY_CHUNK = 500
+
+SeriesKey = tuple[int, str, str]
+
+
+def to_ms(seconds: float) -> int:
+    """Unix seconds to integer milliseconds (ValueError for NaN or infinity)."""
+    if not math.isfinite(seconds):
+        raise ValueError(f"not a finite time: {seconds!r}")
+    return round(seconds * 1000.0)
+
+
+@dataclass(slots=True)
+class SeriesCache:
+    """Series ids and newest (t, seq) per series; a transaction's additions are staged."""
+
+    ids: dict[SeriesKey, tuple[int, int | None]] = field(default_factory=dict)
+    last: dict[int, tuple[int, int]] = field(default_factory=dict)
+    _ids: dict[SeriesKey, tuple[int, int | None]] = field(default_factory=dict)
+    _last: dict[int, tuple[int, int]] = field(default_factory=dict)
+    _taken: dict[tuple[int, int], int] = field(default_factory=dict)
+
+    def commit(self) -> None:
+        """The transaction committed: keep what it added."""
+        self.ids.update(self._ids)
+        self.last.update(self._last)
+        self.discard()
+
+    def discard(self) -> None:
+        """The transaction rolled back: forget what it added."""
+        self._ids.clear()
+        self._last.clear()
+        self._taken.clear()
+
+    def forget_endpoints(self, endpoint_ids: Iterable[int]) -> None:
+        """Drop the series of deleted endpoints (their rows went with them)."""
+        gone = set(endpoint_ids)
+        if not gone:
+            return
+        dropped = {sid for key, (sid, _aux) in self.ids.items() if key[0] in gone}
+        self.ids = {key: v for key, v in self.ids.items() if key[0] not in gone}
+        self.last = {sid: v for sid, v in self.last.items() if sid not in dropped}
+
+    def series(
+        self, db: peewee.Database, endpoint_id: int, name: str, device: str, aux_name: str | None
+    ) -> tuple[int, int | None]:
+        """(series id, aux series id) of a reading, creating the series on first use."""
+        key = (endpoint_id, name, device)
+        found = self._ids.get(key) or self.ids.get(key)
+        if found is not None and (aux_name is None or found[1] is not None):
+            return found
+        aux_id = None if aux_name is None else self.series(db, endpoint_id, aux_name, device, None)[0]
+        p = db.param
+        row = db.execute_sql(
+            f"SELECT id, aux_id FROM series WHERE endpoint_id = {p} AND name = {p} AND device = {p}", key
+        ).fetchone()
+        if row is None:
+            row = db.execute_sql(
+                f"INSERT INTO series (endpoint_id, name, device, aux_id) VALUES ({p}, {p}, {p}, {p}) RETURNING id, aux_id",
+                (*key, aux_id),
+            ).fetchone()
+        elif aux_id is not None and row[1] is None:
+            db.execute_sql(f"UPDATE series SET aux_id = {p} WHERE id = {p}", (aux_id, row[0]))
+            row = (row[0], aux_id)
+        found = (int(row[0]), None if row[1] is None else int(row[1]))
+        self._ids[key] = found
+        return found
+
+    def next_seq(self, db: peewee.Database, series_id: int, t: int) -> int:
+        """The `seq` that makes (series_id, t, seq) new: 0 unless `t` is already taken."""
+        p = db.param
+        newest = self._last.get(series_id) or self.last.get(series_id)
+        if newest is None:
+            row = db.execute_sql(
+                f"SELECT t, seq FROM reading_raw WHERE series_id = {p} ORDER BY t DESC, seq DESC LIMIT 1", (series_id,)
+            ).fetchone()
+            newest = (int(row[0]), int(row[1])) if row else (-(2**62), 0)
+        if t > newest[0]:
+            seq = 0
+        elif t == newest[0]:
+            seq = newest[1] + 1
+        elif (series_id, t) in self._taken:  # late, at a millisecond this batch already used
+            seq = self._taken[(series_id, t)] + 1
+        else:  # a late reading: look at its millisecond in the table (rare)
+            row = db.execute_sql(
+                f"SELECT MAX(seq) FROM reading_raw WHERE series_id = {p} AND t = {p}", (series_id, t)
+            ).fetchone()
+            seq = 0 if row is None or row[0] is None else int(row[0]) + 1
+        self._taken[(series_id, t)] = seq  # rows of this batch are inserted after all are numbered
+        if t >= newest[0]:
+            self._last[series_id] = (t, seq)
+        return seq
+
+
+def _text(value: str) -> str:
+    """PostgreSQL text cannot hold NUL: replace it (as `sqlbits.clean` does for whole rows)."""
+    return value.replace("\x00", "\ufffd") if "\x00" in value else value
+
+
+def _new_keys(db: peewee.Database, records: Sequence[ReadingRecord]) -> set[int]:
+    """Indexes of records whose msg_key is new for their endpoint (also within the batch)."""
+    wanted: dict[int, dict[str, int]] = {}
+    for i, r in enumerate(records):
+        if r.msg_key is not None:
+            per_endpoint = wanted.setdefault(r.endpoint_id, {})
+            per_endpoint.setdefault(r.msg_key, i)  # a repeat inside the batch is a duplicate
+    p = db.param
+    new: set[int] = set()
+    for endpoint_id, keys in wanted.items():
+        names = list(keys)
+        existing: set[str] = set()
+        for start in range(0, len(names), _KEY_CHUNK):
+            chunk = names[start : start + _KEY_CHUNK]
+            marks = ", ".join([p] * len(chunk))
+            cursor = db.execute_sql(
+                f"SELECT msg_key FROM reading_key WHERE endpoint_id = {p} AND msg_key IN ({marks})",
+                (endpoint_id, *chunk),
+            )
+            existing.update(row[0] for row in cursor.fetchall())
+        new.update(i for key, i in keys.items() if key not in existing)
+    return new
+
+
+def insert_readings(db: peewee.Database, cache: SeriesCache, records: Sequence[ReadingRecord]) -> list[bool]:
+    """Insert readings and fold them into the rollups, inside the caller's transaction.
+
+    Returns, per record, whether it was inserted (False: its msg_key was already stored).
+    """
+    if not records:
+        return []
+    new_keys = _new_keys(db, records)
+    inserted: list[bool] = []
+    raw: list[tuple[Any, ...]] = []
+    keys: list[tuple[Any, ...]] = []
+    rollups = RollupBatch()
+    for i, r in enumerate(records):
+        if r.msg_key is not None and i not in new_keys:
+            inserted.append(False)
+            continue
+        inserted.append(True)
+        received = to_ms(r.received_at)
+        t = received if r.source_time is None else to_ms(r.source_time)
+        lag = None if r.source_time is None else received - t
+        series_id, aux_id = cache.series(db, r.endpoint_id, r.name, r.device or "", r.aux_name)
+        seq = cache.next_seq(db, series_id, t)
+        quality = None if r.quality == "Good" else _text(r.quality)
+        text = None if r.value_text is None else _text(r.value_text)
+        raw.append((series_id, t, seq, r.value_num, r.aux_num, lag, quality, text))
+        if r.msg_key is not None:
+            keys.append((r.endpoint_id, r.msg_key, received))
+        rollups.add(series_id, t, r.value_num)
+        if aux_id is not None:
+            rollups.add(aux_id, t, r.aux_num)
+    insert_rows(db, "reading_key", "endpoint_id, msg_key, t", 3, keys)
+    insert_rows(db, "reading_raw", _RAW_COLUMNS, 8, raw, cleaned=True)
+    rollups.flush(db)
+    return inserted

@@ -1,0 +1,345 @@
+"""Reading stored readings back: raw pages, rollup buckets (`step`), the latest per name.
+
+Raw rows (`storage.raw`) come back in the SPEC §6 reading shape; a row with an `aux`
+value (an ICMP probe) reads as two readings, the series' own (`rtt`, left out when it
+has no value) and its companion's (`packet_loss`). Pages are newest first by the
+reading's time (its source time when it has one) with keyset cursors. With `step`,
+the answer is rollup buckets from the coarsest tier whose width divides `step`: the
+tiers summarise exactly the same raw readings, so the answer is the same from any
+tier that covers the range, and the coarsest reads the fewest rows.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import peewee
+
+from fieldwatch.storage.db import database_proxy
+from fieldwatch.storage.paging import Page, check_limit, decode_cursor, encode_cursor, read_errors, reading_value, rfc
+from fieldwatch.storage.rollups import TIERS, Tier
+from fieldwatch.storage.sqlbits import int_list
+
+__all__ = ["readings", "latest_readings", "STEP_UNIT_S"]
+
+#: `step` must be a positive multiple of this many seconds.
+STEP_UNIT_S = 60
+
+_RAW_CHUNK = 500
+_FIRST_WINDOW_MS = 10_000
+_RAW_COLUMNS = "series_id, t, seq, value, aux, lag, quality, text"
+_PRIMARY, _AUX = 1, 0
+
+
+@dataclass(frozen=True, slots=True)
+class _Series:
+    id: int
+    site: str
+    endpoint: str
+    name: str
+    device: str | None
+    aux_id: int | None
+    aux_name: str | None
+    parts: frozenset[int]  # which of the row's readings this query wants
+
+
+def _db() -> peewee.Database:
+    db = database_proxy.obj
+    assert isinstance(db, peewee.Database)
+    return db
+
+
+def _series(
+    db: peewee.Database, site: str | None, endpoint: str | None, name: str | None, device: str | None
+) -> dict[int, _Series]:
+    """The series matching the filters; a name matches a series' own readings or its companion's."""
+    p = db.param
+    where, params = [], []
+    for column, value in (("si.name", site), ("e.name", endpoint), ("s.device", device)):
+        if value is not None:
+            where.append(f"{column} = {p}")
+            params.append(value)
+    if name is not None:
+        where.append(f"(s.name = {p} OR a.name = {p})")
+        params += [name, name]
+    sql = (
+        "SELECT s.id, si.name, e.name, s.name, s.device, s.aux_id, a.name FROM series s "
+        "JOIN endpoint e ON e.id = s.endpoint_id JOIN site si ON si.id = e.site_id "
+        "LEFT JOIN series a ON a.id = s.aux_id" + (" WHERE " + " AND ".join(where) if where else "")
+    )
+    out: dict[int, _Series] = {}
+    for sid, site_name, ep, sname, dev, aux_id, aux_name in db.execute_sql(sql, params).fetchall():
+        parts = {_PRIMARY, _AUX} if name is None else set()
+        if name is not None and sname == name:
+            parts.add(_PRIMARY)
+        if name is not None and aux_name == name:
+            parts.add(_AUX)
+        if aux_id is None:
+            parts.discard(_AUX)
+        out[sid] = _Series(sid, site_name, ep, sname, dev or None, aux_id, aux_name, frozenset(parts))
+    return out
+
+
+def _items(row: tuple[Any, ...], s: _Series) -> list[tuple[int, dict[str, Any]]]:
+    """The readings of one raw row (part, item), primary first."""
+    _sid, t, _seq, value, aux, lag, quality, text = row
+    source = None if lag is None else rfc(t / 1000.0)
+    received = rfc((t + (lag or 0)) / 1000.0)
+    base = {"site": s.site, "endpoint": s.endpoint, "device": s.device, "quality": quality or "Good"}
+    out = []
+    if _PRIMARY in s.parts and (s.aux_id is None or value is not None or text is not None):
+        item = {**base, "name": s.name, "value": reading_value(value, text)}
+        out.append((_PRIMARY, {**item, "source_time": source, "received_at": received}))
+    if _AUX in s.parts and aux is not None:
+        item = {**base, "name": s.aux_name, "value": reading_value(aux, None)}
+        out.append((_AUX, {**item, "source_time": source, "received_at": received}))
+    return out
+
+
+def _pack(sid: int, seq: int, part: int) -> int:
+    return (sid << 32) | (seq << 1) | part
+
+
+def _unpack(packed: int) -> tuple[int, int, int]:
+    if packed < 0:
+        raise ValueError("not a readings cursor")
+    return packed >> 32, (packed & 0xFFFFFFFF) >> 1, packed & 1
+
+
+def _raw_query(
+    db: peewee.Database, sids: list[int], lo: int | None, hi: int | None, key: tuple[int, int, int] | None
+) -> list[tuple[Any, ...]]:
+    """Up to _RAW_CHUNK rows with lo <= t < hi and (t, series_id, seq) < key, newest first."""
+    where = [f"series_id = {sids[0]}" if len(sids) == 1 else f"series_id IN {int_list(sids)}"]
+    if lo is not None:
+        where.append(f"t >= {int(lo)}")
+    if hi is not None:
+        where.append(f"t < {int(hi)}")
+    if key is not None:
+        kt, ks, kq = (int(k) for k in key)
+        where.append(f"t <= {kt} AND (t, series_id, seq) < ({kt}, {ks}, {kq})")
+    sql = (
+        f"SELECT {_RAW_COLUMNS} FROM reading_raw WHERE {' AND '.join(where)} "
+        f"ORDER BY t DESC, series_id DESC, seq DESC LIMIT {_RAW_CHUNK}"
+    )
+    return [tuple(r) for r in db.execute_sql(sql).fetchall()]
+
+
+def _raw_rows(
+    db: peewee.Database, sids: list[int], since: int | None, until: int | None, key: tuple[int, int, int] | None
+) -> Iterator[tuple[Any, ...]]:
+    """Rows newest first. Several series are read through a widening time window, so
+    a page costs the rows near its time, not a sort of the whole range."""
+    if len(sids) == 1:
+        while True:
+            rows = _raw_query(db, sids, since, until, key)
+            yield from rows
+            if len(rows) < _RAW_CHUNK:
+                return
+            key = rows[-1][1], rows[-1][0], rows[-1][2]
+    oldest = db.execute_sql(
+        f"SELECT MIN((SELECT MIN(t) FROM reading_raw r WHERE r.series_id = s.id)) FROM series s WHERE s.id IN {int_list(sids)}"
+    ).fetchone()
+    if oldest is None or oldest[0] is None:
+        return
+    floor = max(int(oldest[0]), since) if since is not None else int(oldest[0])
+    top = until if until is not None else int(time.time() * 1000) + 86_400_000
+    if key is not None:
+        top = min(top, key[0] + 1)
+    newest = db.execute_sql(
+        f"SELECT MAX((SELECT MAX(t) FROM reading_raw r WHERE r.series_id = s.id)) FROM series s WHERE s.id IN {int_list(sids)}"
+    ).fetchone()
+    if newest is not None and newest[0] is not None:
+        top = min(top, int(newest[0]) + 1)
+    width = _FIRST_WINDOW_MS
+    while top > floor:
+        lo = max(floor, top - width)
+        while True:
+            rows = _raw_query(db, sids, lo, top, key)
+            yield from rows
+            if len(rows) < _RAW_CHUNK:
+                break
+            key = rows[-1][1], rows[-1][0], rows[-1][2]
+        top, width = lo, width * 8
+
+
+def _raw_page(
+    db: peewee.Database,
+    series: dict[int, _Series],
+    since: float | None,
+    until: float | None,
+    limit: int,
+    cursor: str | None,
+) -> Page:
+    key: tuple[int, int, int] | None = None
+    pending: list[tuple[tuple[int, int, int, int], dict[str, Any]]] = []
+    if cursor:
+        t, packed = decode_cursor("readings", cursor)
+        sid, seq, part = _unpack(packed)
+        key = (int(t), sid, seq)
+        if part == _PRIMARY and sid in series:  # the companion reading of that row is still due
+            row = db.execute_sql(
+                f"SELECT {_RAW_COLUMNS} FROM reading_raw WHERE series_id = {sid} AND t = {int(t)} AND seq = {seq}"
+            ).fetchone()
+            if row is not None:
+                pending += [((int(t), sid, seq, p), i) for p, i in _items(tuple(row), series[sid]) if p < part]
+    since_ms = None if since is None else int(since * 1000)
+    until_ms = None if until is None else int(until * 1000)
+    for row in _raw_rows(db, sorted(series), since_ms, until_ms, key):
+        if len(pending) > limit:
+            break
+        pending += [((row[1], row[0], row[2], p), i) for p, i in _items(row, series[row[0]])]
+    if len(pending) <= limit:
+        return [i for _, i in pending], None
+    last = pending[limit - 1][0]
+    return [i for _, i in pending[:limit]], encode_cursor("readings", last[0], _pack(last[1], last[2], last[3]))
+
+
+def _tier(step: int) -> Tier:
+    """The coarsest tier whose buckets tile `step` exactly."""
+    return [tier for tier in TIERS if step % tier.seconds == 0][-1]
+
+
+def _bucket_page(
+    db: peewee.Database,
+    series: dict[int, _Series],
+    step: int,
+    since: float | None,
+    until: float | None,
+    limit: int,
+    cursor: str | None,
+) -> Page:
+    tier = _tier(step)
+    table = tier.table
+    hi = int(until if until is not None else time.time() + step)
+    lo = int(since) if since is not None else hi - step * limit
+    lo = (lo // step) * step  # the bucket holding `since`, whole
+    ids: list[int] = []
+    for s in series.values():
+        if _PRIMARY in s.parts:
+            ids.append(s.id)
+        if _AUX in s.parts and s.aux_id is not None:
+            ids.append(s.aux_id)
+    if not ids:
+        return [], None
+    names = _bucket_names(db, series, ids)
+    keyset = ""
+    if cursor:
+        kb, ks = decode_cursor("buckets", cursor)
+        keyset = f" AND (g.b < {int(kb)} OR (g.b = {int(kb)} AND g.series_id < {int(ks)}))"
+    in_ids = int_list(sorted(set(ids)))
+    if step == tier.seconds:  # the tier's own buckets: read them as they are
+        sql = (
+            f"SELECT series_id, bucket, v_min, v_max, v_sum, n, v_last FROM {table} g "
+            f"WHERE series_id IN {in_ids} AND bucket >= {lo} AND bucket < {hi}"
+            f"{keyset.replace('g.b ', 'g.bucket ')} ORDER BY bucket DESC, series_id DESC LIMIT {limit + 1}"
+        )
+    else:
+        grouped = (
+            f"SELECT series_id, (bucket / {step}) * {step} AS b, MIN(v_min) AS mn, MAX(v_max) AS mx, "
+            f"SUM(v_sum) AS sm, SUM(n) AS cnt, MAX(last_t) AS lt FROM {table} "
+            f"WHERE series_id IN {in_ids} AND bucket >= {lo} AND bucket < {hi} GROUP BY series_id, b"
+        )
+        sql = (
+            f"SELECT g.series_id, g.b, g.mn, g.mx, g.sm, g.cnt, (SELECT x.v_last FROM {table} x "
+            f"WHERE x.series_id = g.series_id AND x.bucket >= g.b AND x.bucket < g.b + {step} AND x.last_t = g.lt "
+            f"LIMIT 1) FROM ({grouped}) g WHERE 1 = 1{keyset} ORDER BY g.b DESC, g.series_id DESC LIMIT {limit + 1}"
+        )
+    rows = db.execute_sql(sql).fetchall()
+    items = []
+    for sid, b, mn, mx, sm, cnt, last in rows[:limit]:
+        site, endpoint, name, device = names[sid]
+        items.append(
+            {
+                "site": site,
+                "endpoint": endpoint,
+                "name": name,
+                "device": device,
+                "time": rfc(float(b)),
+                "min": mn,
+                "max": mx,
+                "avg": sm / cnt if cnt else None,
+                "count": int(cnt),
+                "last": last,
+            }
+        )
+    nxt = encode_cursor("buckets", rows[limit - 1][1], rows[limit - 1][0]) if len(rows) > limit else None
+    return items, nxt
+
+
+def _bucket_names(
+    db: peewee.Database, series: dict[int, _Series], ids: list[int]
+) -> dict[int, tuple[str, str, str, str | None]]:
+    names = {s.id: (s.site, s.endpoint, s.name, s.device) for s in series.values()}
+    missing = [i for i in ids if i not in names]
+    if missing:
+        sql = (
+            "SELECT s.id, si.name, e.name, s.name, s.device FROM series s JOIN endpoint e ON e.id = s.endpoint_id "
+            f"JOIN site si ON si.id = e.site_id WHERE s.id IN {int_list(missing)}"
+        )
+        for sid, site, ep, name, dev in db.execute_sql(sql).fetchall():
+            names[sid] = (site, ep, name, dev or None)
+    return names
+
+
+def readings(
+    *,
+    site: str | None = None,
+    endpoint: str | None = None,
+    name: str | None = None,
+    device: str | None = None,
+    since: float | None = None,
+    until: float | None = None,
+    step: int | None = None,
+    limit: int = 100,
+    cursor: str | None = None,
+) -> Page:
+    """Stored readings newest first; with `step` (seconds, a multiple of 60) rollup buckets.
+
+    `until` is exclusive. Without `since`, a `step` query answers the `limit` buckets
+    before `until` (default: now).
+    """
+    check_limit(limit)
+    if step is not None and (isinstance(step, bool) or step <= 0 or step % STEP_UNIT_S):
+        raise ValueError(f"step must be a positive multiple of {STEP_UNIT_S} seconds, got {step!r}")
+    if since is not None and until is not None and until <= since:
+        return [], None
+    db = _db()
+    with read_errors():
+        series = _series(db, site, endpoint, name, device)
+        series = {sid: s for sid, s in series.items() if s.parts}
+        if not series:
+            return [], None
+        if step is not None:
+            return _bucket_page(db, series, step, since, until, limit, cursor)
+        return _raw_page(db, series, since, until, limit, cursor)
+
+
+def latest_readings(endpoint_id: int, per_name: int = 1) -> list[dict[str, Any]]:
+    """The newest `per_name` readings of each reading name of an endpoint, by name."""
+    db = _db()
+    p = db.param
+    found: dict[str, list[tuple[tuple[int, int, int], dict[str, Any]]]] = {}
+    with read_errors():
+        row = db.execute_sql(
+            f"SELECT si.name, e.name FROM endpoint e JOIN site si ON si.id = e.site_id WHERE e.id = {p}", (endpoint_id,)
+        ).fetchone()
+        if row is None:
+            return []
+        series = _series(db, row[0], row[1], None, None)
+        for sid, s in series.items():
+            rows = db.execute_sql(
+                f"SELECT {_RAW_COLUMNS} FROM reading_raw WHERE series_id = {sid} "
+                f"ORDER BY t DESC, seq DESC LIMIT {int(per_name)}",
+            ).fetchall()
+            for r in rows:
+                for _part, item in _items(tuple(r), s):
+                    found.setdefault(item["name"], []).append(((r[1], sid, r[2]), item))
+    out: list[dict[str, Any]] = []
+    for reading_name in sorted(found):
+        newest = sorted(found[reading_name], key=lambda pair: pair[0], reverse=True)[:per_name]
+        out += [item for _, item in newest]
+    return out
