@@ -429,8 +429,8 @@ def test_on_commit_tells_each_reading_whether_it_was_inserted(gateway: StorageGa
         def on_commit(inserted: bool) -> None:
             seen.append((label, inserted))
 
-        return w.ReadingRecord(endpoint_id, generation, "x", 1.0, None, "good", None, 1.0, msg_key=key,
-                               on_commit=on_commit)
+        return w.ReadingRecord(endpoint_id=endpoint_id, generation=generation, name="x", value_num=1.0,
+                               quality="good", received_at=1.0, msg_key=key, on_commit=on_commit)
 
     gateway.submit_many([
         reading(a, ga, "a-k1", "k1"), reading(a, ga, "a-none-1", None), reading(a, ga, "a-k1-again", "k1"),

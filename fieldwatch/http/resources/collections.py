@@ -127,8 +127,6 @@ class ReadingCollection(Resource):
         """A page of stored readings, or of rollup buckets."""
         params.check_known(req, self.PARAMS)
         since, until = params.since(req), params.since(req, "until")
-        if since is not None and until is not None and until <= since:
-            raise falcon.HTTPBadRequest(title="Invalid parameter", description="until: must be later than since")
         step = params.integer(req, "step", 0, minimum=60, maximum=self.MAX_STEP_S) or None
         if step is not None and step % 60:
             raise falcon.HTTPBadRequest(title="Invalid parameter", description="step: must be a multiple of 60 seconds")

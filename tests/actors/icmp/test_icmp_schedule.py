@@ -118,7 +118,8 @@ def test_steady_answer_is_applied_without_a_message(board: StatusBoard) -> None:
     assert status is not None and status.last_data_at == 1000.0 and status.rtt_count == 1
     assert status.packet_loss == 0.0 and status.rtt_buckets[2] == 1  # 2 ms: the 2.5 ms bucket
     rows = _queued(storage)
-    assert {r.name for r in rows if isinstance(r, ReadingRecord)} == {"packet_loss", "rtt"}
+    probe_rows = [r for r in rows if isinstance(r, ReadingRecord)]  # one row per probe: rtt with its loss
+    assert [(r.name, r.value_num, r.aux_name, r.aux_num) for r in probe_rows] == [("rtt", 0.002, "packet_loss", 0.0)]
     assert [r.last_data_at for r in rows if isinstance(r, Touch)] == [1000.0]
 
 
@@ -180,16 +181,16 @@ def test_applied_rows_reach_storage_within_the_flush_delay_and_before_a_told_res
         assert _queued(storage) == []  # buffered for one writer wake-up per FLUSH_S
         wait_for(lambda: _queued(storage), 5.0, what="the buffered rows handed to storage")
         assert time.monotonic() - applied_at >= FLUSH_S * 0.5
-        assert len(_queued(storage)) == 3  # packet_loss, rtt, Touch
+        assert len(_queued(storage)) == 2  # the probe's row (rtt with packet_loss), Touch
 
         hub.deliver([(slot, _result(True, 1010.0))])
         hub.deliver([(slot, _result(False, 1020.0))])  # told to the actor: what came before goes first
-        assert len(_queued(storage)) == 6 and len(ref.told) == 1
+        assert len(_queued(storage)) == 4 and len(ref.told) == 1
 
         slot.steady, slot.handled = True, 1
         hub.deliver([(slot, _result(True, 1030.0))])
         hub.unregister(slot)  # the run ends: its rows are not left behind
-        assert len(_queued(storage)) == 9
+        assert len(_queued(storage)) == 6
     finally:
         scheduler.stop()
 
@@ -208,4 +209,4 @@ def test_rows_are_not_stranded_when_the_flush_timer_is_lost(board: StatusBoard) 
     while time.monotonic() < deadline:  # let the lost timer's due time pass (nothing to poll for)
         time.sleep(0.01)
     hub.deliver([(slot, _result(True, 1010.0))])  # the next delivery hands everything over
-    assert len(_queued(storage)) == 6
+    assert len(_queued(storage)) == 4
