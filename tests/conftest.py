@@ -19,3 +19,17 @@ def _stop_all_actors() -> Iterator[None]:
         pykka.ActorRegistry.stop_all(block=True, timeout=5)
     except pykka.Timeout:
         pass  # a deliberately hung test actor: it is abandoned, as the supervisor does
+
+
+#: Folders whose tests start real processes of other programs (peers, browsers, Prometheus,
+#: the daemon itself, the soak): all `slow`, so `-m "not slow"` is the quick subset.
+_SLOW_FOLDERS = ("peers", "e2e", "soak", "examples", "cluster")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Mark every test under a slow folder `slow` (README: the quick subset is `-m "not slow"`)."""
+    root = os.path.dirname(__file__)
+    for item in items:
+        rel = os.path.relpath(str(item.path), root)
+        if rel.split(os.sep, 1)[0] in _SLOW_FOLDERS:
+            item.add_marker(pytest.mark.slow)

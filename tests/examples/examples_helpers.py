@@ -11,6 +11,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from fieldwatch import states
 from fieldwatch.actors.tree import TreeView
+from fieldwatch.cluster.view import ClusterCollector, FencedWrites, LocalCluster
 from fieldwatch.http.metrics import FieldwatchCollector
 from fieldwatch.status import EndpointStatus, StatusBoard
 from fieldwatch.storage.gateway import StorageGateway
@@ -55,6 +56,8 @@ def exported_names() -> tuple[frozenset[str], frozenset[str]]:
     collector = FieldwatchCollector(_board(), tree, StorageGateway())
     registry = prometheus_client.CollectorRegistry()
     registry.register(collector)
+    sites = lambda: ["site-a"]  # noqa: E731
+    registry.register(ClusterCollector(LocalCluster("gw-1", sites), sites, FencedWrites()))  # SPEC 7 cluster families
     families = list(text_string_to_metric_families(collector.render(registry).decode()))
     samples = {s.name for family in families for s in family.samples}
     standard = {s.name for family in registry.collect() for s in family.samples}
