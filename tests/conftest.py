@@ -24,6 +24,22 @@ def _stop_all_actors() -> Iterator[None]:
 #: Folders whose tests start real processes of other programs (peers, browsers, Prometheus,
 #: the daemon itself, the soak): all `slow`, so `-m "not slow"` is the quick subset.
 _SLOW_FOLDERS = ("peers", "e2e", "soak", "examples", "cluster")
+#: Modules of real-server fault scenarios and fuzzers (seconds each): `slow` too.
+_SLOW_MODULES = frozenset({
+    "actors/test_persistence_faults.py",
+    "actors/opcua/test_opcua_session.py",
+    "actors/opcua/test_opcua_actor.py",
+    "actors/mqtt/test_mqtt_noloss.py",
+    "actors/mqtt/test_mqtt_detection.py",
+    "actors/mqtt/test_mqtt_duplicates.py",
+    "httpapi/test_http_fuzz.py",
+    "httpapi/test_http_schemathesis.py",
+    "httpapi/test_http_abuse.py",
+    "httpapi/test_http_readings_history.py",
+    "storage/test_retention.py",
+    "storage/test_raw_size.py",
+    "storage/test_migrate_v2.py",
+})
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -31,5 +47,5 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     root = os.path.dirname(__file__)
     for item in items:
         rel = os.path.relpath(str(item.path), root)
-        if rel.split(os.sep, 1)[0] in _SLOW_FOLDERS:
+        if rel.split(os.sep, 1)[0] in _SLOW_FOLDERS or rel.replace(os.sep, "/") in _SLOW_MODULES:
             item.add_marker(pytest.mark.slow)
