@@ -120,6 +120,19 @@ MAX_READING_SERIES = 10_000
 _DROPPED_REMEMBERED = 100_000
 
 
+def _observe(item: EndpointStatus, rtts: Iterable[float], loss: float) -> None:
+    """Fold one probe's round-trip times (seconds) and loss ratio into `item` (under the board's lock)."""
+    for rtt in rtts:
+        item.last_rtt = rtt
+        item.rtt_sum += rtt
+        item.rtt_count += 1
+        for i, bound in enumerate(RTT_BUCKETS):
+            if rtt <= bound:
+                item.rtt_buckets[i] += 1
+                break
+    item.packet_loss = loss
+
+
 class StatusBoard:
     """Thread-safe map endpoint_id -> EndpointStatus, generation-aware.
 
@@ -231,15 +244,7 @@ class StatusBoard:
             item = self._items.get(endpoint_id)
             if item is None:
                 return
-            for rtt in rtts:
-                item.last_rtt = rtt
-                item.rtt_sum += rtt
-                item.rtt_count += 1
-                for i, bound in enumerate(RTT_BUCKETS):
-                    if rtt <= bound:
-                        item.rtt_buckets[i] += 1
-                        break
-            item.packet_loss = loss
+            _observe(item, rtts, loss)
 
     def observe_probes(self, observations: list[tuple[int, int, float, tuple[float, ...], float]]) -> list[int]:
         """Answered ICMP probes in one lock: (endpoint_id, generation, last_data_at, rtts, loss) each.
@@ -248,7 +253,6 @@ class StatusBoard:
         refused because the endpoint is gone or a newer generation owns it.
         """
         refused = []
-        buckets = RTT_BUCKETS
         with self._lock:
             items = self._items
             for index, (endpoint_id, generation, at, rtts, loss) in enumerate(observations):
@@ -258,15 +262,9 @@ class StatusBoard:
                     continue
                 item.last_data_at = at
                 self._refresh(item)
-                for rtt in rtts:
-                    item.rtt_sum += rtt
-                    item.rtt_count += 1
-                    for i, bound in enumerate(buckets):
-                        if rtt <= bound:
-                            item.rtt_buckets[i] += 1
-                            break
-                item.packet_loss = loss
+                _observe(item, rtts, loss)
         return refused
+
     def observe_value(self, endpoint_id: int, name: str, device: str | None, value: float) -> None:
         """The latest numeric value of a reading (OPC UA node, MQTT reading), within the series cap."""
         key = (name, device or "")
