@@ -125,7 +125,7 @@ class Controller:
         """Sync the YAML into storage, then start a supervisor per enabled site."""
         # SyncConfig writes a row per endpoint (20,000 took over 10 s on a loaded 2-core machine).
         timeout = _ASK_TIMEOUT_S + 0.002 * sum(len(s.endpoints) for s in config_sites)
-        stored = self.storage.command(cmd.SyncConfig([site_spec_of(s) for s in config_sites]), timeout)
+        stored = self.storage.command(cmd.SyncConfig([site_spec_of(s) for s in config_sites], self.sync_instance), timeout)
         declared = {s.name: s for s in config_sites}
         with self._lock:
             for row in stored:
@@ -235,6 +235,8 @@ class Controller:
             )
 
     def _start_site(self, name: str) -> None:
+        if not self.runs_site(name):
+            return  # cluster: another instance owns the site (adopt_site starts it here if that changes)
         options = SupervisorOptions(self.policy.sites.strategy, self.policy.sites.intensity, self.tree)
         specs_now = self._site_specs(name)
 
@@ -272,8 +274,8 @@ class Controller:
     def _mark_disabled(self, endpoint_id: int, reason: str) -> None:
         """An endpoint whose actor was stopped by a command: `disabled`, stored, alerts resolved."""
         status = self.board.get(endpoint_id)
-        if status is None:
-            return
+        if status is None or not self.runs_site(status.site):
+            return  # cluster: the owner (told through NOTIFY) records it
         now = time.time()
         generation = status.generation
         self.board.update(endpoint_id, generation, state=states.DISABLED, since=now, reason=reason, enabled=False)
@@ -550,3 +552,121 @@ class Controller:
         with self._lock:
             return {(s, e): i for s, site in self._sites.items() for e, i in site.endpoint_ids.items()}
 
+    # -- cluster (SPEC section 10): the sites this instance runs ---------------------------
+    # Added for high availability (fieldwatch/cluster/runner.py). Existing code consults
+    # `runs_site` only in `_start_site` and `_mark_disabled`; everything else is below.
+
+    #: cluster: the instance name `load()`'s SyncConfig records as declaring its sites (SPEC 10)
+    sync_instance: str | None = None
+
+    #: None: a single instance, which runs every site; else the cluster's "do I hold it now"
+    _runs_filter: Callable[[str], bool] | None = None
+
+    def set_site_filter(self, runs: Callable[[str], bool] | None) -> None:
+        """Run only the sites `runs` accepts (set before `load()`; the lease manager's `owns`)."""
+        self._runs_filter = runs
+
+    def runs_site(self, name: str) -> bool:
+        """Whether this instance may run `name` now (always, outside a cluster)."""
+        runs = self._runs_filter
+        return runs is None or runs(name)
+
+    def adopt_site(self, name: str) -> bool:
+        """This instance just got `name`'s lease: start its actors if it is enabled.
+
+        A site created on another instance since `load()` is read from storage first.
+        Returns whether the site's actors were started.
+        """
+        with self._lock:
+            if name not in self._sites and not self.refresh_site(name):
+                return False
+            if not self._sites[name].enabled or not self.runs_site(name):
+                return False
+            self._stop_site(name)  # never two supervisors for one site
+            self._start_site(name)
+            return True
+
+    def release_site(self, name: str) -> None:
+        """This instance lost (or handed over) `name`'s lease: stop its actors now.
+
+        Nothing is written for the site's endpoints (the new owner records their states);
+        this instance's board keeps them as `disabled`, "runs on another instance".
+        """
+        with self._lock:
+            site = self._sites.get(name)
+            self._stop_site(name)
+            if site is None:
+                return
+            now = time.time()
+            for endpoint_id in site.endpoint_ids.values():
+                status = self.board.get(endpoint_id)
+                if status is not None:
+                    self.board.update(endpoint_id, status.generation, state=states.DISABLED, since=now,
+                                      reason="runs on another instance")
+                    for condition, subject in sorted(status.alerts):
+                        self.board.set_alert(endpoint_id, condition, subject, False)
+
+    def running_sites(self) -> list[str]:
+        """The sites whose supervisor runs in this instance's tree (tests and the cluster view)."""
+        from fieldwatch.actors.supervisor import ChildRef
+
+        with self._lock:
+            names = sorted(self._sites)
+        running = []
+        for name in names:
+            try:
+                ref: Any = self.root.ask(ChildRef(self._site_child_id(name)), timeout=_ASK_TIMEOUT_S)
+            except (NotFoundError, pykka.ActorDeadError):
+                continue
+            if isinstance(ref, pykka.ActorRef):
+                running.append(name)
+        return running
+
+    def _stored_row(self, name: str) -> cmd.StoredSite | None:
+        rows = self.storage.command(cmd.LoadSites((name,)), _ASK_TIMEOUT_S)
+        return next((r for r in rows if r.name == name), None)
+
+    def refresh_flags(self, name: str) -> None:
+        """Another instance stored new enabled flags for `name` (or its endpoints): apply them
+        here through the usual command paths (storing the same flags again is harmless)."""
+        with self._lock:
+            row = self._stored_row(name)
+            site = self._sites.get(name)
+            if row is None or site is None:
+                self.refresh_site(name)
+                return
+            if site.enabled != row.enabled:
+                self.set_site_enabled(name, row.enabled)
+            for ep in row.endpoints:
+                if ep.name in site.endpoint_ids and site.endpoint_enabled.get(ep.name) != ep.enabled:
+                    self.set_endpoint_enabled(name, ep.name, ep.enabled)
+
+    def refresh_site(self, name: str) -> bool:
+        """Another instance created, replaced or deleted `name`: read it from storage again
+        (its actors here are restarted when this instance runs it). Returns whether it exists.
+
+        A site this instance's YAML declares keeps its YAML config (with secrets); any
+        other is run from its stored config.
+        """
+        with self._lock:
+            row = self._stored_row(name)
+            site = self._sites.get(name)
+            if site is not None:
+                self._stop_site(name)
+                for endpoint_id in site.endpoint_ids.values():
+                    self.board.remove(endpoint_id)
+                self._views.forget(list(site.endpoint_ids.values()))
+                del self._sites[name]
+            if row is None:
+                return False
+            declared = site.config if site is not None and site.origin == "config" else None
+            try:
+                config = declared if declared is not None and row.origin == "config" else parse_site_body(
+                    self._stored_body(row))
+            except Exception as err:  # noqa: BLE001 - a stored config that no longer validates: keep the daemon up
+                logger.error("site %s: stored config is invalid, not started: %s", name, err)
+                config = SiteConfig(name=row.name, enabled=False, endpoints=())
+            self._register(config, row)
+            if row.enabled:
+                self._start_site(name)
+            return True

@@ -120,6 +120,7 @@ class Daemon:
         self.log_ring: LogRing | None = None
         self._stop = threading.Event()
         self._restart_tree = threading.Event()
+        self.cluster: Any = None  # a ClusterRunner when `cluster:` is set
 
     # -- start -------------------------------------------------------------------
 
@@ -143,9 +144,6 @@ class Daemon:
             secrets=self._secrets(),
         )
         logger.info("fieldwatch starting: instance %s, %d sites", cfg.instance, len(cfg.sites))
-        if cfg.cluster is not None:
-            logger.warning("cluster: is configured, but this version does not run site leases yet: "
-                           "instance %s runs every site (see docs/operating.md)", cfg.instance)
         db = init_database(cfg.storage.url)
         version = migrate(db)
         logger.info("storage ready: schema version %d", version)
@@ -156,7 +154,12 @@ class Daemon:
         root_ctx = ChildContext("root", "root", 1, 0, None, self.scheduler)
         root_options = SupervisorOptions(policy.root.strategy, policy.root.intensity, self.tree, self._exhausted)
         self.root = Supervisor.start(root_ctx, root_options, [self._storage_spec()])
-        self.controller = Controller(
+        controller_class: Any = Controller
+        if cfg.cluster is not None:  # high availability (SPEC 10): see fieldwatch/cluster/runner.py
+            from fieldwatch.cluster.runner import ClusterRunner, clustered_controller
+
+            controller_class = clustered_controller(Controller)
+        self.controller = controller_class(
             root=self.root,
             board=self.board,
             tree=self.tree,
@@ -166,7 +169,12 @@ class Daemon:
             queries=_queries_module(),
         )
         self._wait_storage(deadline=time.monotonic() + 15)
+        if cfg.cluster is not None:
+            self.cluster = ClusterRunner(cfg.instance, cfg.storage.url, cfg.cluster.lease_ttl_s, self.controller)
+            self.cluster.prepare()
         self.controller.load(cfg.sites)
+        if self.cluster is not None:
+            self.cluster.start()
         if self.with_http:
             self._start_http()
         if self.install_signals:
@@ -241,6 +249,10 @@ class Daemon:
         from fieldwatch.cluster.view import ClusterCollector, FencedWrites, LocalCluster
 
         assert self.controller is not None
+        if self.cluster is not None:
+            self.controller.site_owner = self.cluster.owner_of
+            self.registry.register(self.cluster.collector())
+            return self.cluster.view
         cluster = LocalCluster(self.config.instance, self.controller.site_names)
         self.controller.site_owner = cluster.owner_of
         self.registry.register(ClusterCollector(cluster, self.controller.site_names, FencedWrites()))
@@ -348,6 +360,11 @@ class Daemon:
         if self.http is not None:
             self.http.stop()
             self.http = None
+        if self.cluster is not None:
+            try:
+                self.cluster.stop()  # hands the leases back: the others take the sites over at once
+            except Exception:  # noqa: BLE001 - shutdown boundary: keep stopping the rest
+                logger.exception("stopping the cluster runner failed")
         if self.controller is not None:
             try:
                 self.controller.stop_sites()
