@@ -578,8 +578,8 @@ class Controller:
         Returns whether the site's actors were started.
         """
         with self._lock:
-            if name not in self._sites and not self.refresh_site(name):
-                return False
+            if name not in self._sites:  # created elsewhere: refresh_site starts it (we hold it)
+                return self.refresh_site(name) and self._sites[name].enabled and self.runs_site(name)
             if not self._sites[name].enabled or not self.runs_site(name):
                 return False
             self._stop_site(name)  # never two supervisors for one site
@@ -651,6 +651,12 @@ class Controller:
         with self._lock:
             row = self._stored_row(name)
             site = self._sites.get(name)
+            signatures: dict[str, Any] = self.__dict__.setdefault("_site_signatures", {})
+            signature = None if row is None else (row.enabled, row.config_json, tuple(
+                (ep.name, ep.id, ep.kind, ep.enabled, ep.config_json) for ep in row.endpoints))
+            if site is not None and signature is not None and signatures.get(name) == signature:
+                return True  # already in line (e.g. adopted before the announcement arrived)
+            signatures.pop(name, None)
             if site is not None:
                 self._stop_site(name)
                 for endpoint_id in site.endpoint_ids.values():
@@ -667,6 +673,7 @@ class Controller:
                 logger.error("site %s: stored config is invalid, not started: %s", name, err)
                 config = SiteConfig(name=row.name, enabled=False, endpoints=())
             self._register(config, row)
+            signatures[name] = signature
             if row.enabled:
                 self._start_site(name)
             return True

@@ -5,6 +5,8 @@ itself, a command sent to a non-owner is applied by the owner, no site is ever o
 from __future__ import annotations
 
 import signal
+import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -92,7 +94,37 @@ def test_a_killed_owners_sites_run_elsewhere_and_commands_reach_the_owner(cluste
         assert site not in other.running()
         assert other.get(f"/api/v1/sites/{site}")["owner"] == owner.name
 
+        # a site created on one instance runs on exactly one; deleted on another, it stops everywhere
+        creator, deleter = cluster[0], cluster[1]
+        body = {"name": "fresh", "endpoints": [{"name": "lo", "kind": "icmp", "host": "127.0.0.1", "interval_s": 1}]}
+        status, _ = creator.request("POST", "/api/v1/sites", body)
+        assert status in (200, 201), status
+
+        def runs_fresh() -> list[str]:
+            return [i.name for i in cluster if "fresh" in i.running()]
+
+        wait_for(lambda: len(runs_fresh()) == 1, timeout=10, interval=0.1, what="the created site runs on one instance")
+
+        def listed_with_owner() -> bool:
+            running = runs_fresh()
+            return len(running) == 1 and all(i.get("/api/v1/sites/fresh")["owner"] == running[0] for i in cluster)
+
+        wait_for(listed_with_owner,
+                 timeout=5, interval=0.1, what="every instance lists the new site with its owner")  # fmt: skip
+        status, _ = deleter.request("DELETE", "/api/v1/sites/fresh")
+        assert status in (200, 204), status
+        wait_for(lambda: not runs_fresh(), timeout=5, interval=0.1, what="the deleted site stops everywhere")
+        wait_for(lambda: all(i.status_of("/api/v1/sites/fresh") == 404 for i in cluster), timeout=5,
+                 interval=0.1, what="every instance forgets the deleted site")  # fmt: skip
+
+        # `fieldwatch status` shows each site's owner
         owners = _spread(cluster)
+        out = subprocess.run([sys.executable, "-m", "fieldwatch", "status", "--url", cluster[2].url],
+                             capture_output=True, text=True, timeout=30, check=True).stdout.splitlines()  # fmt: skip
+        assert out[0].split()[:2] == ["SITE", "OWNER"]
+        shown = {line.split()[0]: line.split()[1] for line in out[1:]}
+        assert shown == {site: inst.name for site, inst in owners.items()}
+
         victim = max(cluster, key=lambda i: len(i.owned()))
         lost = set(victim.owned())
         fault = time.monotonic()
