@@ -16,6 +16,8 @@ from cluster_helpers import assert_never_owned_twice
 from daemon_cluster import SITES, HttpSampler, Instance, storage_url
 from harness import wait_for
 
+from fieldwatch.cluster.placement import preferred_owner
+
 TTL = 5.0
 
 Spawn = Callable[[str], Instance]
@@ -57,7 +59,11 @@ def _spread(instances: list[Instance]) -> dict[str, Instance]:
                 if site in owners:
                     return None
                 owners[site] = inst
-        return owners if set(owners) == set(SITES) else None
+        if set(owners) != set(SITES):
+            return None
+        live = [i.name for i in instances if not i.frozen and i.proc is not None and i.proc.poll() is None]
+        placed = all(owners[site].name == preferred_owner(site, live) for site in SITES)
+        return owners if placed else None  # not only consistent: spread as rendezvous hashing places them
 
     return wait_for(settled, timeout=6 * TTL, interval=0.2, what="every site owned and running on one instance")
 
