@@ -85,6 +85,8 @@ class ClusterRunner:
         self.listener = CommandListener(self.dsn, self.schema, self.channel, instance, self._apply)
         self._adopt: queue.Queue[str | None] = queue.Queue()
         self._adopter = threading.Thread(target=self._adopt_loop, name=f"cluster-adopt:{instance}", daemon=True)
+        self._mirror = threading.Thread(target=self._mirror_loop, name=f"cluster-mirror:{instance}", daemon=True)
+        self._stopping = threading.Event()
         self._notify_lock = threading.Lock()
         self._notify_conn: Any = None
         self._owners: dict[str, str | None] = {}
@@ -114,6 +116,7 @@ class ClusterRunner:
         """After `controller.load()`: a lease row per site, then the lease threads and the listener."""
         self.manager.declare_sites(self.controller.site_names())
         self._adopter.start()
+        self._mirror.start()
         self.listener.start()
         self.manager.start()
         logger.info(
@@ -125,8 +128,10 @@ class ClusterRunner:
 
     def stop(self) -> None:
         """Hand every lease back (their sites stop here first) and stop the threads (a drain)."""
+        self._stopping.set()
         self.listener.stop()
         self.manager.stop(release=True)
+        self._mirror.join(timeout=5)
         self._adopt.put(None)
         self._adopter.join(timeout=10)
         with self._notify_lock:
@@ -159,6 +164,56 @@ class ClusterRunner:
         logger.info("cluster: site %s (epoch %d) stopped here in %.3f s", site, epoch, time.monotonic() - started)
 
     # -- views ---------------------------------------------------------------------------------
+
+    def _mirror_loop(self) -> None:
+        """Once a second, copy the stored state of the endpoints of sites run elsewhere into
+        this instance's board, so any instance answers the API with the owner's states (as
+        of the owner's last commit). Sites this instance holds are never touched."""
+        conn: Any = None
+        failing = False
+        while not self._stopping.wait(1.0):
+            try:
+                if conn is None or conn.closed:
+                    conn = _connect(self.dsn, self.schema, f"fieldwatch-mirror:{self.instance}")
+                    conn.autocommit = True
+                self.mirror_once(conn)
+                failing = False
+            except psycopg2.Error as err:
+                if not failing:
+                    logger.warning("cluster: cannot read other instances' endpoint states: %s", str(err).strip())
+                failing = True
+                if conn is not None:
+                    conn.close()
+                    conn = None
+        if conn is not None:
+            conn.close()
+
+    def mirror_once(self, conn: Any) -> int:
+        """One pass of `_mirror_loop`; returns the number of endpoints updated."""
+        elsewhere = [site for site in self.controller.site_names() if not self.manager.owns(site)]
+        if not elsewhere:
+            return 0
+        with conn.cursor() as cur:
+            cur.execute(
+                "SET statement_timeout = 2000; "
+                "SELECT s.name, e.name, e.state, e.since, e.reason, e.down_since, e.last_data_at, e.generation, "
+                "e.restarts, e.reconnects FROM endpoint e JOIN site s ON s.id = e.site_id WHERE s.name = ANY(%s)",
+                (elsewhere,),
+            )
+            rows = cur.fetchall()
+        ids = self.controller.endpoint_ids()
+        board = self.controller.board
+        updated = 0
+        for site, name, state, since, reason, down_since, last_data_at, generation, restarts, reconnects in rows:
+            endpoint_id = ids.get((site, name))
+            if endpoint_id is None or self.manager.owns(site):
+                continue
+            board.begin_generation(endpoint_id, generation, restarts)  # never lowers it
+            generation = board.current_generation(endpoint_id) or generation
+            changes = {"state": state, "since": since, "reason": reason, "down_since": down_since,
+                       "last_data_at": last_data_at, "reconnects": reconnects}  # fmt: skip
+            updated += bool(board.update(endpoint_id, generation, **changes))
+        return updated
 
     def owner_of(self, site: str) -> str | None:
         """This instance when it holds `site`; else its live owner by the lease table (read at

@@ -53,13 +53,16 @@ class Instance(DaemonProc):
         body = self.get("/api/v1/cluster")
         return {s["site"]: s["epoch"] for s in body["sites"] if s["owner"] == self.name}
 
-    def metrics_owned(self) -> set[str]:
-        """Sites with fieldwatch_site_owned 1 in this instance's metrics."""
+    def metrics_text(self) -> str:
+        """This instance's /metrics."""
         status, text = self.request("GET", "/metrics", token=None)
         assert status == 200
-        body = text.decode() if isinstance(text, bytes) else str(text)
+        return text.decode() if isinstance(text, bytes) else str(text)
+
+    def metrics_owned(self) -> set[str]:
+        """Sites with fieldwatch_site_owned 1 in this instance's metrics."""
         out = set()
-        for line in body.splitlines():
+        for line in self.metrics_text().splitlines():
             if line.startswith("fieldwatch_site_owned{") and line.rstrip().endswith(" 1.0"):
                 out.add(line.split('site="', 1)[1].split('"', 1)[0])
         return out

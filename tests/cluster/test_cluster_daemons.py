@@ -99,6 +99,11 @@ def test_a_killed_owners_sites_run_elsewhere_and_commands_reach_the_owner(cluste
         )
         assert site not in other.running()
         assert other.get(f"/api/v1/sites/{site}")["owner"] == owner.name
+        # a non-owner answers with the owner's endpoint states (stored), not "disabled"
+        other.wait_state(site, "lo", "up", timeout=10)
+        # per-endpoint series only from the owner (SPEC 7)
+        assert f'fieldwatch_endpoint_up{{endpoint="lo",kind="icmp",site="{site}"}}' in owner.metrics_text()
+        assert f'site="{site}"' not in other.metrics_text().split("fieldwatch_site_owned", 1)[0]
 
         # a site created on one instance runs on exactly one; deleted on another, it stops everywhere
         creator, deleter = cluster[0], cluster[1]

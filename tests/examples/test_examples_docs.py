@@ -15,7 +15,7 @@ from fieldwatch.http.app import AppDeps, create_app
 from fieldwatch.status import StatusBoard
 from fieldwatch.storage.gateway import StorageGateway
 
-DOCS = (REPO / "docs" / "operating.md", EXAMPLES / "README.md")
+DOCS = (REPO / "docs" / "operating.md", REPO / "docs" / "cluster.md", EXAMPLES / "README.md")
 _ROUTE = re.compile(r"/(?:api/v1|healthz|readyz|metrics|openapi\.json)[A-Za-z0-9_{}./-]*")
 
 
