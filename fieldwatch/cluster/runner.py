@@ -288,6 +288,8 @@ class ClusterRunner:
                 controller.refresh_site(site)
             elif op == "restart" and controller.runs_site(site):
                 controller.restart_endpoint(site, str(message.get("endpoint")))
+            elif op == "resync":
+                self._resync()
             elif op == "topic" and controller.runs_site(site):
                 controller.set_topic_active(
                     site, str(message.get("endpoint")), str(message.get("topic")), bool(message.get("active"))
@@ -295,6 +297,19 @@ class ClusterRunner:
             else:
                 return
         self.commands_applied += 1
+
+
+    def _resync(self) -> None:
+        """Bring every site in line with storage (after the listener missed notifications)."""
+        from fieldwatch.storage.commands import LoadSites
+
+        stored = {row.name for row in self.controller.storage.command(LoadSites(), 30.0)}
+        known = set(self.controller.site_names())
+        for name in sorted(stored | known):
+            if name in known:
+                self.controller.refresh_flags(name)
+            else:
+                self.controller.refresh_site(name)
 
 
 def _connect(dsn: str, schema: str | None, label: str) -> Any:
@@ -326,7 +341,6 @@ class CommandListener:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"cluster-listen:{instance}", daemon=True)
         self._conn: Any = None
-        self.on_reconnect: Callable[[], None] | None = None
 
     def start(self) -> None:
         """Connect (so no notification sent after this returns is missed), then listen."""
@@ -353,8 +367,9 @@ class CommandListener:
             try:
                 if self._conn is None or self._conn.closed:
                     self._listen()
-                    logger.info("cluster: listening for commands again")
+                    logger.info("cluster: listening for commands again; catching up with the stored sites")
                     failing = False
+                    self._handle(json.dumps({"op": "resync", "from": ""}))  # what was announced meanwhile
                 if select.select([self._conn], [], [], 0.5)[0]:
                     self._conn.poll()
                     while self._conn.notifies:

@@ -99,6 +99,12 @@ def test_a_killed_owners_sites_run_elsewhere_and_commands_reach_the_owner(cluste
         )
         assert site not in other.running()
         assert other.get(f"/api/v1/sites/{site}")["owner"] == owner.name
+        # a restart sent to a non-owner: the owner's actor gets a new generation
+        before = owner.endpoint(site, "lo")["generation"]
+        status, _ = other.request("POST", f"/api/v1/endpoints/{site}/lo/restart")
+        assert status == 202, status
+        wait_for(lambda: owner.endpoint(site, "lo")["generation"] > before, timeout=5, interval=0.05,
+                 what="the owner restarts the endpoint")  # fmt: skip
         # a non-owner answers with the owner's endpoint states (stored), not "disabled"
         other.wait_state(site, "lo", "up", timeout=10)
         # per-endpoint series only from the owner (SPEC 7)
