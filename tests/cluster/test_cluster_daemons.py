@@ -159,28 +159,27 @@ def test_a_frozen_owner_is_replaced_and_demotes_itself_when_it_wakes(cluster: li
     with HttpSampler(cluster) as sampler:
         _spread(cluster)
         victim = max(cluster, key=lambda i: len(i.owned()))
-        lost = set(victim.owned())
+        lost = victim.owned()
         assert lost
         fault = time.monotonic()
         victim.frozen = True
         victim.signal(signal.SIGSTOP)
-        took = _takeover(cluster, victim, lost, fault)
+        took = _takeover(cluster, victim, set(lost), fault)
         print(f"SIGSTOP: {sorted(lost)} running elsewhere after {took:.2f}s (ttl {TTL}s)")
         assert took <= TTL + 5
         victim.signal(signal.SIGCONT)
-        # the resumed instance never claims the sites it lost, and its actors for them stop
         resumed = time.monotonic()
         victim.frozen = False
-        wait_for(
-            lambda: not (lost & victim.running()),
-            timeout=5,
-            interval=0.05,
-            what="the resumed instance stops the lost sites",
-        )
-        demoted = time.monotonic() - resumed
-        assert not (lost & set(victim.owned()))
-        assert not (lost & victim.metrics_owned())
-        print(f"SIGCONT: the resumed instance stopped its lost sites within {demoted:.2f}s")
+
+        # Awake, it stops the actors of every lease it lost (its watchdog, not a renewal) and
+        # never claims those epochs again; it may get its share back later at newer epochs.
+        def demoted() -> bool:
+            log = victim.output()
+            return all(f"site {site} (epoch {epoch}) stopped here" in log for site, epoch in lost.items())
+
+        wait_for(demoted, timeout=5, interval=0.05, what="the resumed instance stops the sites it lost")
+        print(f"SIGCONT: the resumed instance stopped its lost sites within {time.monotonic() - resumed:.2f}s")
+        assert not {site for site, epoch in victim.owned().items() if lost.get(site) == epoch}
         _spread(cluster)  # it rejoins: every site on exactly one instance again
     assert assert_never_owned_twice(sampler.samples) >= len(SITES)
     assert "not renewed in time: stopping it" in victim.output()
