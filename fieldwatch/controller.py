@@ -246,6 +246,9 @@ class Controller:
 
         spec = ChildSpec(id=self._site_child_id(name), start=_start, policy=_SUPERVISOR_POLICY, kind="supervisor")
         self.root.ask(AddChild(spec), timeout=_ASK_TIMEOUT_S)
+        if not self.runs_site(name):  # cluster: the lease was lost while starting (release_site may have missed it)
+            self._stop_site(name)
+            return
         site = self._sites[name]
         for ep_name, endpoint_id in site.endpoint_ids.items():
             if site.endpoint_enabled.get(ep_name):
@@ -592,7 +595,10 @@ class Controller:
         Nothing is written for the site's endpoints (the new owner records their states);
         this instance's board keeps them as `disabled`, "runs on another instance".
         """
-        with self._lock:
+        # The actors must stop before the lease can expire: a command holding the lock (a
+        # storage command waiting on a stalled database) must not delay that for long.
+        locked = self._lock.acquire(timeout=1.0)
+        try:
             site = self._sites.get(name)
             self._stop_site(name)
             if site is None:
@@ -605,22 +611,9 @@ class Controller:
                                       reason="runs on another instance")
                     for condition, subject in sorted(status.alerts):
                         self.board.set_alert(endpoint_id, condition, subject, False)
-
-    def running_sites(self) -> list[str]:
-        """The sites whose supervisor runs in this instance's tree (tests and the cluster view)."""
-        from fieldwatch.actors.supervisor import ChildRef
-
-        with self._lock:
-            names = sorted(self._sites)
-        running = []
-        for name in names:
-            try:
-                ref: Any = self.root.ask(ChildRef(self._site_child_id(name)), timeout=_ASK_TIMEOUT_S)
-            except (NotFoundError, pykka.ActorDeadError):
-                continue
-            if isinstance(ref, pykka.ActorRef):
-                running.append(name)
-        return running
+        finally:
+            if locked:
+                self._lock.release()
 
     def _stored_row(self, name: str) -> cmd.StoredSite | None:
         rows = self.storage.command(cmd.LoadSites((name,)), _ASK_TIMEOUT_S)
