@@ -142,6 +142,10 @@ def command_trial(instances: list[Instance], site: str) -> list[float]:
         sent = time.monotonic()
         status, _ = other.request("POST", f"/api/v1/sites/{site}/{action}")
         if status != 202 or not _wait(lambda runs=runs: (site in owner.running()) == runs, 5, 0.005):
+            views = {i.name: i.get(f"/api/v1/sites/{site}")["enabled"] for i in _live(instances)}
+            print(f"command {action} {site} via {other.name} not applied by {owner.name} within 5 s "
+                  f"(HTTP {status}; enabled as each instance sees it: {views})", file=sys.stderr, flush=True)  # fmt: skip
+            owner.request("POST", f"/api/v1/sites/{site}/enable")  # leave it enabled for the next trials
             return out
         out.append(time.monotonic() - sent)
     return out

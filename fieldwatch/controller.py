@@ -621,7 +621,7 @@ class Controller:
 
     def refresh_flags(self, name: str) -> None:
         """Another instance stored new enabled flags for `name` (or its endpoints): apply them
-        here through the usual command paths (storing the same flags again is harmless)."""
+        here through the usual command paths (not stored again: see cluster.runner.RemoteAwareStorage)."""
         with self._lock:
             row = self._stored_row(name)
             site = self._sites.get(name)

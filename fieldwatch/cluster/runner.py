@@ -36,8 +36,16 @@ import psycopg2
 from fieldwatch.cluster.leases import LeaseManager
 from fieldwatch.cluster.schema import LEASE_TABLE
 from fieldwatch.cluster.view import ClusterCollector, DatabaseCluster, FencedWrites
+from fieldwatch.storage.commands import SetEndpointEnabled, SetSiteEnabled, SetTopicActive
 
-__all__ = ["ClusterRunner", "CommandListener", "channel_name", "clustered_controller", "split_storage_url"]
+__all__ = [
+    "ClusterRunner",
+    "CommandListener",
+    "RemoteAwareStorage",
+    "channel_name",
+    "clustered_controller",
+    "split_storage_url",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -111,6 +119,7 @@ class ClusterRunner:
         self.controller.set_site_filter(self.manager.owns)
         self.controller.sync_instance = self.instance
         self.controller.announce = self.announce
+        self.controller.storage = RemoteAwareStorage(self.controller.storage, self.controller.remote_flag())
 
     def start(self) -> None:
         """After `controller.load()`: a lease row per site, then the lease threads and the listener."""
@@ -298,7 +307,6 @@ class ClusterRunner:
                 return
         self.commands_applied += 1
 
-
     def _resync(self) -> None:
         """Bring every site in line with storage (after the listener missed notifications)."""
         from fieldwatch.storage.commands import LoadSites
@@ -310,6 +318,30 @@ class ClusterRunner:
                 self.controller.refresh_flags(name)
             else:
                 self.controller.refresh_site(name)
+
+
+class RemoteAwareStorage:
+    """The controller's storage, except that a command applied on behalf of another instance
+    does not store its flags again: the sender stored them, and storing again a value read a
+    moment earlier could overwrite a newer command sent meanwhile through a third instance."""
+
+    _ALREADY_STORED = (SetSiteEnabled, SetEndpointEnabled, SetTopicActive)
+
+    def __init__(self, inner: Any, remote: threading.local) -> None:
+        self._inner = inner
+        self._remote = remote
+
+    def command(self, command: Any, *args: Any, **kwargs: Any) -> Any:
+        """`inner.command`, or nothing for a flag another instance stored (see the class)."""
+        if getattr(self._remote, "active", False) and isinstance(command, self._ALREADY_STORED):
+            return None
+        return self._inner.command(command, *args, **kwargs)
+
+    def __getattr__(self, name: str) -> Any:
+        value = getattr(self._inner, name)
+        if callable(value):
+            self.__dict__[name] = value  # bound methods are looked up once (submit is a hot path)
+        return value
 
 
 def _connect(dsn: str, schema: str | None, label: str) -> Any:
@@ -412,6 +444,9 @@ def clustered_controller(base: type) -> type:
 
         def remote_command(self) -> _Remote:
             return _Remote(self._remote)
+
+        def remote_flag(self) -> threading.local:
+            return self._remote
 
         def _announce(self, op: str, site: str, **details: Any) -> None:
             if not getattr(self._remote, "active", False):
