@@ -244,8 +244,8 @@ class Daemon:
         return [ChildSpec("retention", _start, ChildPolicy(), kind="retention")]
 
     def _cluster_view(self) -> Any:
-        """This instance alone (leases are not run by the daemon yet): it owns every site.
-        Sets the sites' `owner` and registers the cluster metrics (SPEC 7)."""
+        """The cluster runner's view (`cluster:` set), else this instance alone, owning every
+        site. Sets the sites' `owner` and registers the cluster metrics (SPEC 7)."""
         from fieldwatch.cluster.view import ClusterCollector, FencedWrites, LocalCluster
 
         assert self.controller is not None
