@@ -8,7 +8,7 @@ import signal
 import threading
 import time
 from types import FrameType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import prometheus_client
 import pykka
@@ -30,6 +30,10 @@ from fieldwatch.storage import queries
 from fieldwatch.storage.db import init_database
 from fieldwatch.storage.gateway import StorageGateway
 from fieldwatch.storage.migrations import migrate
+
+if TYPE_CHECKING:
+    from fieldwatch.cluster.view import LocalCluster
+    from fieldwatch.http.server import HttpServer
 
 __all__ = ["Daemon", "EXIT_OK", "EXIT_RUNTIME", "EXIT_EXHAUSTED"]
 
@@ -57,7 +61,7 @@ class Daemon:
         self.registry = prometheus_client.CollectorRegistry()
         self.root: pykka.ActorRef[Any] | None = None
         self.controller: Controller | None = None
-        self.http: Any = None
+        self.http: HttpServer | None = None
         self.exit_code = EXIT_OK
         self.log_ring: LogRing | None = None
         self._stop = threading.Event()
@@ -175,7 +179,7 @@ class Daemon:
 
         return [ChildSpec("retention", _start, ChildPolicy(), kind="retention")]
 
-    def _cluster_view(self) -> Any:
+    def _cluster_view(self) -> LocalCluster:
         """This instance alone (leases are not run by the daemon yet): it owns every site.
         Sets the sites' `owner` and registers the cluster metrics (SPEC 7)."""
         from fieldwatch.cluster.view import ClusterCollector, FencedWrites, LocalCluster

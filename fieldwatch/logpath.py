@@ -8,7 +8,7 @@ from typing import Any
 __all__ = ["PathLogger", "path_logger"]
 
 
-class PathLogger(logging.LoggerAdapter):  # type: ignore[type-arg]
+class PathLogger(logging.LoggerAdapter[logging.Logger]):
     """Prefixes every line with the actor's path in the tree and sets `extra['path']`."""
 
     def process(self, msg: Any, kwargs: Any) -> tuple[Any, Any]:

@@ -76,13 +76,16 @@ class PersistenceActor(SupervisedActor):
         commit_listener: CommitListener | None = None,
         drain_on_stop_s: float = 0.0,
     ) -> None:
+        own_scheduler: Scheduler | None = None
+        if scheduler is None:  # on its own: a timer thread of its own, started with the actor
+            scheduler = own_scheduler = Scheduler("fieldwatch-storage-retry")
         super().__init__(ctx or ChildContext("writer", "root/storage/writer", 1, 0, None, scheduler))
         self.log = path_logger(logger, self.ctx.path)
         self._drain_on_stop_s = drain_on_stop_s
         self._gateway = gateway
         self._policy = policy or StoragePolicy()
         self._scheduler = scheduler
-        self._own_scheduler: Scheduler | None = None
+        self._own_scheduler = own_scheduler
         self._commit_listener = commit_listener
         self._index = EndpointIndex()
         self._index_loaded = False
@@ -94,10 +97,8 @@ class PersistenceActor(SupervisedActor):
 
     def started(self) -> None:
         """Take over the gateway's queue; load the endpoint index (or start retrying)."""
-        if self._scheduler is None:
-            self._own_scheduler = Scheduler("fieldwatch-storage-retry")
+        if self._own_scheduler is not None:
             self._own_scheduler.start()
-            self._scheduler = self._own_scheduler
         self._gateway.attach(self.actor_ref)
         try:
             self._load_index()
@@ -250,7 +251,6 @@ class PersistenceActor(SupervisedActor):
         self._attempt += 1
         if self._retry_handle is not None:
             self._retry_handle.cancel()
-        assert self._scheduler is not None
         self._retry_handle = self._scheduler.tell_later(delay, self.actor_ref, _Retry())
 
     def _on_success(self) -> None:

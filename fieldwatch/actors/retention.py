@@ -65,11 +65,14 @@ class RetentionActor(SupervisedActor):
         pause_s: float = 0.01,
         clock: Callable[[], float] = time.time,
     ) -> None:
+        own_scheduler: Scheduler | None = None
+        if scheduler is None:  # on its own: a timer thread of its own, started with the actor
+            scheduler = own_scheduler = Scheduler("fieldwatch-retention")
         super().__init__(ctx or ChildContext("retention", "root/storage/retention", 1, 0, None, scheduler))
         self.log = path_logger(logger, self.ctx.path)
         self._retention = retention
         self._scheduler = scheduler
-        self._own_scheduler: Scheduler | None = None
+        self._own_scheduler = own_scheduler
         self._interval_s = interval_s
         self._first_delay_s = first_delay_s
         self._chunk_rows = chunk_rows
@@ -90,10 +93,8 @@ class RetentionActor(SupervisedActor):
         if not self._enabled():
             self.log.info("retention off: keeping every reading and event")
             return
-        if self._scheduler is None:
-            self._own_scheduler = Scheduler("fieldwatch-retention")
+        if self._own_scheduler is not None:
             self._own_scheduler.start()
-            self._scheduler = self._own_scheduler
         ref = self.actor_ref
         self._timer = self._scheduler.every(
             self._interval_s, lambda: _tell(ref, _Tick()), first_delay_s=self._first_delay_s
@@ -136,7 +137,6 @@ class RetentionActor(SupervisedActor):
         run = self._pass
         if run is None:
             return
-        assert self._scheduler is not None
         try:
             done = run.step(get_database())
         except DATABASE_ERRORS as err:
