@@ -3,18 +3,14 @@
 from __future__ import annotations
 
 import json
-import sys
 import urllib.parse
 import urllib.request
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from harness import Harness  # noqa: E402
-
-from fieldwatch.config.model import EndpointConfig, OpcuaOptions, SiteConfig  # noqa: E402
-from fieldwatch.storage import writes as w  # noqa: E402
+from fieldwatch.config.model import EndpointConfig, OpcuaOptions, SiteConfig
+from fieldwatch.storage import writes as w
+from tests.harness import Harness
 
 T0 = 1_764_000_000.0  # a minute boundary
 

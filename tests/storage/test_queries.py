@@ -6,12 +6,12 @@ import json
 
 import peewee
 import pytest
-from storage_helpers import create_site, write
 
 from fieldwatch.errors import StorageError
 from fieldwatch.storage import queries
 from fieldwatch.storage import writes as w
 from fieldwatch.timeutil import to_rfc3339
+from tests.storage.storage_helpers import create_site, write
 
 OPCUA = json.dumps({"url": "opc.tcp://x", "stale_after_s": 30, "password": "hunter2", "security": {"token": "t"}})
 

@@ -8,12 +8,13 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from harness import Harness, fast_policy, wait_for
-from netns import VethNamespace
 
 from fieldwatch.actors.icmp.prober import resolve, stop_shared_prober
 from fieldwatch.config.loader import parse_config_text
 from fieldwatch.config.model import EndpointConfig, IcmpOptions, SiteConfig
+from tests.harness import Harness, fast_policy
+from tests.netns import VethNamespace
+from tests.waiting import wait_for
 
 
 @pytest.fixture(autouse=True)

@@ -9,11 +9,11 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from harness import Harness, fast_policy, wait_for
-from mosquitto import MosquittoBroker, write_password_file
-from mqtt_helpers import publish
-
 from fieldwatch.config.model import EndpointConfig, MqttOptions, ParserConfig, SiteConfig
+from tests.actors.mqtt.mqtt_helpers import publish
+from tests.harness import Harness, fast_policy
+from tests.mosquitto import MosquittoBroker, write_password_file
+from tests.waiting import wait_for
 
 PARSER = ParserConfig(match="sensors/+device/+metric", format="json", value="$.value", timestamp="$.ts")
 

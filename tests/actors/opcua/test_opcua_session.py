@@ -8,10 +8,11 @@ import time
 from collections.abc import Callable, Iterator
 
 import pytest
-from opcua_sim import SimProcess, close, done, free_port, wait_until
 
 from fieldwatch.actors.opcua.session import NodeValue, OpcuaSession, SessionError
 from fieldwatch.sim.opcua_server import NODES, SimOptions, SimServerThread
+from tests.actors.opcua.opcua_sim import SimProcess, close, done, free_port
+from tests.waiting import wait_for
 
 TIMEOUT_S = 1.0
 
@@ -147,8 +148,8 @@ def test_stopped_server_is_down_and_lost_callback_fires(
             return err.failure.state == "down"
         return False
 
-    assert wait_until(health_fails, TIMEOUT_S + 1)
-    assert wait_until(lambda: bool(lost), 3)
+    assert wait_for(health_fails, TIMEOUT_S + 1)
+    assert wait_for(lambda: bool(lost), 3)
     sim.start()
     done(session.connect_nowait())
     assert done(session.health_nowait()).running
@@ -185,7 +186,7 @@ def test_bad_after_gives_bad_quality_with_session_up(
     sim = sim_factory("--bad-after", "0.5")
     session = sessions(sim.url)
     done(session.connect_nowait())
-    assert wait_until(lambda: not done(session.read_nowait([NODES["level"]]))[0].good, 5)
+    assert wait_for(lambda: not done(session.read_nowait([NODES["level"]]))[0].good, 5)
     value = done(session.read_nowait([NODES["level"]]))[0]
     assert value.quality == "BadNoCommunication"
     assert done(session.health_nowait()).running

@@ -17,10 +17,10 @@ from collections.abc import Iterator
 import pytest
 from asyncua import ua
 from asyncua.ua.ua_binary import uatcp_to_binary
-from opcua_sim import close, done
 
 from fieldwatch.actors.opcua.classify import status_failure
 from fieldwatch.actors.opcua.session import OpcuaSession, SessionError
+from tests.actors.opcua.opcua_sim import close, done
 
 
 def _read_message(conn: socket.socket) -> bytes:
