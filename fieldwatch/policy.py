@@ -10,6 +10,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from fieldwatch.kinds import KINDS
+
 __all__ = [
     "Backoff",
     "HealthCheck",
@@ -128,19 +130,15 @@ class SupervisionPolicy:
     """The whole supervision.yaml: root, endpoint defaults, sites, storage, per-kind overrides.
 
     `kinds` maps a kind name to a partial ChildPolicy as a plain nested mapping
-    (only the keys given), applied over `defaults`.
+    (only the keys given), applied over `defaults`; by default each kind's own
+    (`KIND.supervision`, see fieldwatch/kinds.py), which supervision.yaml merges over.
     """
 
     root: RootPolicy = field(default_factory=lambda: RootPolicy(intensity=Intensity(10, 60.0)))
     defaults: ChildPolicy = field(default_factory=ChildPolicy)
     sites: SupervisorPolicy = field(default_factory=lambda: SupervisorPolicy(intensity=Intensity(20, 60.0)))
     storage: StoragePolicy = field(default_factory=StoragePolicy)
-    kinds: Mapping[str, Mapping[str, Any]] = field(
-        default_factory=lambda: {
-            "icmp": {"health_check": {"interval_s": 10.0}},
-            "opcua": {"backoff": {"max_s": 30.0}},
-        }
-    )
+    kinds: Mapping[str, Mapping[str, Any]] = field(default_factory=KINDS.supervision_defaults)
 
     def for_endpoint(self, kind: str, override: Mapping[str, Any] | None = None) -> ChildPolicy:
         """The effective ChildPolicy of an endpoint: defaults, then its kind, then its own."""

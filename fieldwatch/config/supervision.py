@@ -13,10 +13,18 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import replace
-from functools import lru_cache
 from typing import Any
 
-from fieldwatch.config._schema import (
+from fieldwatch.errors import ConfigError
+from fieldwatch.kinds import KINDS
+from fieldwatch.policy import (
+    DEFAULT_POLICY,
+    RESTART_TYPES,
+    STRATEGIES,
+    ChildPolicy,
+    SupervisionPolicy,
+)
+from fieldwatch.schema.dsl import (
     INVALID,
     Ctx,
     Float,
@@ -26,15 +34,7 @@ from fieldwatch.config._schema import (
     Schema,
     Str,
 )
-from fieldwatch.config._yaml import Node, PathT, compose, sort_errors
-from fieldwatch.errors import ConfigError
-from fieldwatch.policy import (
-    DEFAULT_POLICY,
-    RESTART_TYPES,
-    STRATEGIES,
-    ChildPolicy,
-    SupervisionPolicy,
-)
+from fieldwatch.schema.nodes import Node, PathT, compose, sort_errors
 
 __all__ = [
     "CHILD_OVERRIDE",
@@ -77,17 +77,13 @@ _STORAGE = Obj(None, {
 })
 
 
-@lru_cache(maxsize=1)
 def _file_schema() -> Obj:
-    # Imported here: the kind table imports the actor schemas, which import this package.
-    from fieldwatch.actors.kinds_schema import KINDS
-
     return Obj(None, {
         "root": _ROOT,
         "defaults": CHILD_OVERRIDE,
         "sites": _SITES,
         "storage": _STORAGE,
-        "kinds": MapOf(CHILD_OVERRIDE, keys=KINDS),
+        "kinds": MapOf(CHILD_OVERRIDE, keys=KINDS.names()),
     })
 
 
