@@ -48,7 +48,7 @@ class Kind:
       callable returning the class.
     - `metrics`: its own metric families, fed only its endpoints' rows; `alert_conditions`:
       the conditions always exported for its endpoints.
-    - `reading`: what one of its readings is ("MQTT reading"), for the HELP text of
+    - `reading`: what one of its readings is ("PLC tag", "sensor reading"), for the HELP text of
       fieldwatch_reading_value; None when it exports no reading values.
     - `supervision`: its default partial ChildPolicy (supervision.yaml `kinds.<name>` merges over it).
     - `view_extras`: (the storage queries module, endpoint_id) -> fields added to `GET .../endpoints/<name>`.
