@@ -26,6 +26,7 @@ __all__ = [
     "STRATEGIES",
     "RESTART_TYPES",
     "DEFAULT_POLICY",
+    "default_policy",
 ]
 
 STRATEGIES = ("one_for_one", "one_for_all", "rest_for_one")
@@ -130,8 +131,8 @@ class SupervisionPolicy:
     """The whole supervision.yaml: root, endpoint defaults, sites, storage, per-kind overrides.
 
     `kinds` maps a kind name to a partial ChildPolicy as a plain nested mapping
-    (only the keys given), applied over `defaults`; by default each kind's own
-    (`KIND.supervision`, see fieldwatch/kinds.py), which supervision.yaml merges over.
+    (only the keys given), applied over `defaults`; by default each registered kind's
+    own (`KIND.supervision`, see fieldwatch/kinds.py), which supervision.yaml merges over.
     """
 
     root: RootPolicy = field(default_factory=lambda: RootPolicy(intensity=Intensity(10, 60.0)))
@@ -151,3 +152,10 @@ class SupervisionPolicy:
 
 
 DEFAULT_POLICY = SupervisionPolicy()
+"""The defaults with the kinds registered at import; `default_policy()` for the kinds registered now."""
+
+
+def default_policy() -> SupervisionPolicy:
+    """The default policy with the per-kind defaults of the kinds registered now (config loading uses it)."""
+    kinds = KINDS.supervision_defaults()
+    return DEFAULT_POLICY if kinds == DEFAULT_POLICY.kinds else replace(DEFAULT_POLICY, kinds=kinds)

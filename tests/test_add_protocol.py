@@ -190,6 +190,7 @@ def test_a_toy_kind_runs_through_config_actor_status_metrics_and_api(tmp_path: A
     listener = socket.create_server(("127.0.0.1", 0), backlog=128)  # the kernel completes the handshakes
     port = listener.getsockname()[1]
     config = parse_config_text(CONFIG.format(dir=tmp_path, token=TOKEN, port=port), os.path.join(tmp_path, "f.yaml"))
+    assert config.supervision.for_endpoint("tcp").backoff.max_s == 0.5  # the kind's own supervision default
     daemon = Daemon(config, console_log=False, install_signals=False, http=True)
     daemon.start()
     try:

@@ -22,7 +22,7 @@ from fieldwatch.config.model import (
 from fieldwatch.config.supervision import load_supervision, validate_endpoint_override
 from fieldwatch.errors import ConfigError
 from fieldwatch.kinds import KINDS
-from fieldwatch.policy import DEFAULT_POLICY, SupervisionPolicy
+from fieldwatch.policy import SupervisionPolicy, default_policy
 from fieldwatch.schema.dsl import (
     INVALID,
     Bool,
@@ -207,19 +207,19 @@ def _load_policy(root: Node, ctx: Ctx, env: Mapping[str, str],
     if node is not None:
         path = PathStr().validate(node, ctx, ("supervision",))
         if path is INVALID:
-            return DEFAULT_POLICY
+            return default_policy()
         if not os.path.isfile(path):
             ctx.error(node.line, ("supervision",), f"file not found: {path}")
-            return DEFAULT_POLICY
+            return default_policy()
     else:
         path = os.path.join(ctx.base_dir, "supervision.yaml")
         if not os.path.isfile(path):
-            return DEFAULT_POLICY
+            return default_policy()
     try:
         return load_supervision(path, env)
     except ConfigError as err:
         sup_errors.extend(err.errors)
-        return DEFAULT_POLICY
+        return default_policy()
 
 
 def parse_config_text(text: str, filename: str, env: Mapping[str, str] | None = None,

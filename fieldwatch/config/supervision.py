@@ -18,11 +18,11 @@ from typing import Any
 from fieldwatch.errors import ConfigError
 from fieldwatch.kinds import KINDS
 from fieldwatch.policy import (
-    DEFAULT_POLICY,
     RESTART_TYPES,
     STRATEGIES,
     ChildPolicy,
     SupervisionPolicy,
+    default_policy,
 )
 from fieldwatch.schema.dsl import (
     INVALID,
@@ -154,14 +154,14 @@ def _salvage(schema: Schema, node: Node) -> Any:
 def _parse_into(node: Node | None, ctx: Ctx) -> SupervisionPolicy:
     """Validate a supervision.yaml tree, recording errors in `ctx`; returns the merged policy."""
     if node is None:
-        return DEFAULT_POLICY
+        return default_policy()
     data = _file_schema().validate(node, ctx, ())
     if data is INVALID:
         # Keep every part that is valid on its own, so cross-key checks still run there.
         data = _salvage(_file_schema(), node)
         if data is INVALID:
-            return DEFAULT_POLICY
-    policy = DEFAULT_POLICY
+            return default_policy()
+    policy = default_policy()
     for key in ("root", "defaults", "sites", "storage"):
         if key in data:
             policy = replace(policy, **{key: _apply(getattr(policy, key), data[key])})

@@ -119,22 +119,11 @@ _GENERIC: tuple[Family, ...] = (
 )  # fmt: skip
 
 
-def _of_kind(kind: str, family: Family) -> Family:
-    """`family` fed only the rows of endpoints of `kind`."""
-
-    def samples(r: Row) -> Samples:
-        if r.status.kind == kind:
-            yield from family.samples(r)
-
-    return family._replace(samples=samples)
-
-
-def _families() -> list[Family]:
-    """Every per-endpoint family in exposition order, from the registry as it is now."""
+def _families() -> list[tuple[Family, str | None]]:
+    """Every per-endpoint family in exposition order, with the kind whose rows it reads (None: all),
+    from the registry as it is now."""
     readings = " and ".join(k.reading for k in KINDS if k.reading) or "reading"
-    return [
-        *_GENERIC,
-        *(_of_kind(kind, family) for kind, family in KINDS.metric_families()),
+    last = [
         Family("fieldwatch_alerts_active", "gauge", "Active alerts per endpoint and condition.", _alerts),
         Family(
             "fieldwatch_reading_value", "gauge",
@@ -142,6 +131,21 @@ def _families() -> list[Family]:
             _reading_values,
         ),
     ]  # fmt: skip
+    return [
+        *((family, None) for family in _GENERIC),
+        *((family, kind) for kind, family in KINDS.metric_families()),
+        *((family, None) for family in last),
+    ]
+
+
+def _rows_of(rows: list[Row], kind: str | None, by_kind: dict[str, list[Row]]) -> list[Row]:
+    """The rows a family reads: all, or those of one kind (grouped once per scrape)."""
+    if kind is None:
+        return rows
+    if not by_kind:
+        for row in rows:
+            by_kind.setdefault(row.status.kind, []).append(row)
+    return by_kind.get(kind, [])
 
 
 class _Stats(Protocol):
@@ -175,9 +179,10 @@ class FieldwatchCollector:
         if getattr(self._local, "rendering", False):
             return  # render() writes these itself
         rows = self._rows()
-        for family in _families():
+        by_kind: dict[str, list[Row]] = {}
+        for family, kind in _families():
             metric = Metric(family.name, family.help, family.type)
-            for row in rows:
+            for row in _rows_of(rows, kind, by_kind):
                 for name, extra, extra_value, value in family.samples(row):
                     labels = row.labels if extra is None else {**row.labels, **_extra_labels(extra, extra_value)}
                     metric.samples.append(Sample(name, labels, value))
@@ -187,11 +192,12 @@ class FieldwatchCollector:
     def render(self, registry: CollectorRegistry) -> bytes:
         """The text exposition of `registry` (this collector included), fast for many endpoints."""
         rows = self._rows()
+        by_kind: dict[str, list[Row]] = {}
         out: list[str] = []
-        for family in _families():
+        for family, kind in _families():
             shown = family.name + "_total" if family.type == "counter" else family.name
             out.append(f"# HELP {shown} {family.help}\n# TYPE {shown} {family.type}\n")
-            for row in rows:
+            for row in _rows_of(rows, kind, by_kind):
                 base = row.text
                 for name, extra, extra_value, value in family.samples(row):
                     shown_value = _COMMON_VALUES.get(value) or _value(value)
