@@ -23,7 +23,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "tests"))
 
 from harness import Harness  # noqa: E402
 
-from fieldwatch.actors.icmp.schema import IcmpOptions
+from fieldwatch.actors.icmp.schema import IcmpOptions  # noqa: E402
 from fieldwatch.config.model import EndpointConfig, SiteConfig  # noqa: E402
 from fieldwatch.storage.models import Endpoint  # noqa: E402
 
