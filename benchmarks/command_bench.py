@@ -23,7 +23,8 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "tests"))
 
 from harness import Harness  # noqa: E402
 
-from fieldwatch.config.model import EndpointConfig, IcmpOptions, SiteConfig  # noqa: E402
+from fieldwatch.actors.icmp.schema import IcmpOptions  # noqa: E402
+from fieldwatch.config.model import EndpointConfig, SiteConfig  # noqa: E402
 from fieldwatch.storage.models import Endpoint  # noqa: E402
 
 

@@ -236,7 +236,8 @@ def main() -> None:  # noqa: PLR0915 - one linear measurement script
     from harness import Harness
 
     from fieldwatch.actors.icmp import prober as prober_mod
-    from fieldwatch.config.model import EndpointConfig, IcmpOptions, SiteConfig
+    from fieldwatch.actors.icmp.schema import IcmpOptions
+    from fieldwatch.config.model import EndpointConfig, SiteConfig
     from fieldwatch.status import effective_state
 
     print(f"load average at start: {loadavg()}", flush=True)

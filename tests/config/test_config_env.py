@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from config_files import ConfigFiles
 
-from fieldwatch.config import MqttOptions
+from fieldwatch.actors.mqtt.schema import MqttOptions
 
 MQTT = """
 sites:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from config_files import ConfigFiles
 
-from fieldwatch.config import EndpointConfig, IcmpOptions, endpoint_public_dict
+from fieldwatch.actors.icmp.schema import IcmpOptions
+from fieldwatch.config import EndpointConfig, endpoint_public_dict
 from fieldwatch.config.redact import redact_url
 
 

@@ -15,7 +15,8 @@ from harness import Harness, fast_policy, wait_for
 
 from fieldwatch import views as views_mod
 from fieldwatch.actors.icmp.prober import stop_shared_prober
-from fieldwatch.config.model import EndpointConfig, IcmpOptions, SiteConfig
+from fieldwatch.actors.icmp.schema import IcmpOptions
+from fieldwatch.config.model import EndpointConfig, SiteConfig
 
 _N = 200
 

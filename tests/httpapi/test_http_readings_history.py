@@ -13,7 +13,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from harness import Harness  # noqa: E402
 
-from fieldwatch.config.model import EndpointConfig, OpcuaOptions, SiteConfig  # noqa: E402
+from fieldwatch.actors.opcua.schema import OpcuaOptions  # noqa: E402
+from fieldwatch.config.model import EndpointConfig, SiteConfig  # noqa: E402
 from fieldwatch.storage import writes as w  # noqa: E402
 
 T0 = 1_764_000_000.0  # a minute boundary

@@ -18,7 +18,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from harness import Harness, wait_for  # noqa: E402
 
-from fieldwatch.config.model import EndpointConfig, IcmpOptions, SiteConfig  # noqa: E402
+from fieldwatch.actors.icmp.schema import IcmpOptions  # noqa: E402
+from fieldwatch.config.model import EndpointConfig, SiteConfig  # noqa: E402
 
 ENDPOINTS = 200
 READINGS = 12_000  # a minute of probes

@@ -12,8 +12,9 @@ from harness import Harness, fast_policy, wait_for
 from netns import VethNamespace
 
 from fieldwatch.actors.icmp.prober import resolve, stop_shared_prober
+from fieldwatch.actors.icmp.schema import IcmpOptions
 from fieldwatch.config.loader import parse_config_text
-from fieldwatch.config.model import EndpointConfig, IcmpOptions, SiteConfig
+from fieldwatch.config.model import EndpointConfig, SiteConfig
 
 
 @pytest.fixture(autouse=True)

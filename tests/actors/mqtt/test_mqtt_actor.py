@@ -13,7 +13,8 @@ from harness import Harness, fast_policy, wait_for
 from mosquitto import MosquittoBroker, write_password_file
 from mqtt_helpers import publish
 
-from fieldwatch.config.model import EndpointConfig, MqttOptions, ParserConfig, SiteConfig
+from fieldwatch.actors.mqtt.schema import MqttOptions, ParserConfig
+from fieldwatch.config.model import EndpointConfig, SiteConfig
 
 PARSER = ParserConfig(match="sensors/+device/+metric", format="json", value="$.value", timestamp="$.ts")
 

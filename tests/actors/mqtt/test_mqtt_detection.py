@@ -20,7 +20,8 @@ from mosquitto import MosquittoBroker
 from mqtt_helpers import Recorder
 
 from fieldwatch.actors.mqtt.client import RC_CONNECT_FAILED, MqttClient
-from fieldwatch.config.model import EndpointConfig, MqttOptions, SiteConfig
+from fieldwatch.actors.mqtt.schema import MqttOptions
+from fieldwatch.config.model import EndpointConfig, SiteConfig
 
 KEEPALIVE_S = 2
 #: the client's silence limit (`MqttClient.silence_limit_s`: max(1.5 x keepalive, keepalive + 1.5 s),

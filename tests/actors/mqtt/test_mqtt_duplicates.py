@@ -18,7 +18,8 @@ from mosquitto import MosquittoBroker
 from mqtt_helpers import publish
 from raw_broker import RawBroker
 
-from fieldwatch.config.model import EndpointConfig, MqttOptions, ParserConfig, SiteConfig
+from fieldwatch.actors.mqtt.schema import MqttOptions, ParserConfig
+from fieldwatch.config.model import EndpointConfig, SiteConfig
 from fieldwatch.storage.writes import ReadingRecord
 
 TOPIC = "sensors/dev/level"

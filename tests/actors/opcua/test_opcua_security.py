@@ -13,9 +13,9 @@ from opcua_certs import make_client_cert
 from opcua_sim import free_port
 
 from fieldwatch.actors.opcua._certs import CertificateError, certificate_uri, load_certificate, load_private_key
+from fieldwatch.actors.opcua.schema import OpcuaOptions, SecurityConfig
 from fieldwatch.actors.opcua.session import OpcuaSession, SessionError
 from fieldwatch.config import load_config
-from fieldwatch.config.model import OpcuaOptions, SecurityConfig
 from fieldwatch.errors import ConfigError
 
 CONFIG = """\
