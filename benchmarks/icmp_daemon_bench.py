@@ -234,7 +234,8 @@ def main() -> None:  # noqa: PLR0915 - one linear measurement script
         return
 
     from fieldwatch.actors.icmp import prober as prober_mod
-    from fieldwatch.config.model import EndpointConfig, IcmpOptions, SiteConfig
+    from fieldwatch.actors.icmp.schema import IcmpOptions
+    from fieldwatch.config.model import EndpointConfig, SiteConfig
     from fieldwatch.status import effective_state
     from tests.harness import Harness
 

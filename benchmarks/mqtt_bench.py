@@ -218,16 +218,8 @@ def fieldwatch_ingest(port: int, messages: int, qos: int, mode: str, timeout_s: 
     The rate counts messages whose readings are committed (the `stored` counter, which
     moves in the commit callback that also acks the message), polled every 5 ms.
     """
-    from fieldwatch.config.model import (
-        Config,
-        EndpointConfig,
-        HttpConfig,
-        LoggingConfig,
-        MqttOptions,
-        ParserConfig,
-        SiteConfig,
-        StorageConfig,
-    )
+    from fieldwatch.actors.mqtt.schema import MqttOptions, ParserConfig
+    from fieldwatch.config.model import Config, EndpointConfig, HttpConfig, LoggingConfig, SiteConfig, StorageConfig
     from fieldwatch.daemon import Daemon
     from fieldwatch.policy import DEFAULT_POLICY
 

@@ -20,7 +20,6 @@ import pykka
 from fieldwatch import states
 from fieldwatch.actors.base import ChildContext
 from fieldwatch.actors.connection import START_REQUESTED, EndpointContext
-from fieldwatch.actors.kinds import actor_class
 from fieldwatch.actors.scheduler import Scheduler
 from fieldwatch.actors.supervisor import (
     AddChild,
@@ -35,6 +34,7 @@ from fieldwatch.config.model import EndpointConfig, SiteConfig
 from fieldwatch.config.redact import endpoint_public_dict
 from fieldwatch.config.sites import parse_site_body
 from fieldwatch.errors import NotFoundError
+from fieldwatch.kinds import KINDS
 from fieldwatch.policy import Backoff, ChildPolicy, HealthCheck, SupervisionPolicy
 from fieldwatch.status import EndpointStatus, StatusBoard
 from fieldwatch.storage import commands as cmd
@@ -186,7 +186,7 @@ class Controller:
         endpoint_id = site.endpoint_ids[ep.name]
         policy = self.policy.for_endpoint(ep.kind, ep.supervision)
         context = EndpointContext(endpoint_id, site.config.name, ep, policy, self.board, self.storage, self.scheduler)
-        cls = actor_class(ep.kind)
+        cls = KINDS[ep.kind].actor_class()
 
         def _next_generation() -> int:
             generation = int(self.storage.next_generation(endpoint_id))
@@ -401,7 +401,7 @@ class Controller:
             del self._sites[name]
 
     def set_topic_active(self, site_name: str, endpoint: str, topic: str, active: bool) -> dict[str, Any]:
-        """Switch processing of one discovered MQTT topic; applied by the actor at once."""
+        """Switch processing of one discovered topic; applied by the actor at once."""
         with self._lock:
             site = self._site(site_name)
             endpoint_id = site.endpoint_ids.get(endpoint)
@@ -541,8 +541,9 @@ class Controller:
             view = endpoint_view(status, site_name, name, status.kind, site.endpoint_enabled.get(name, False),
                                  site.public.get(name), time.time())
         view["readings"] = self.queries.latest_readings(status.endpoint_id) if self.queries is not None else []
-        if status.kind == "mqtt" and self.queries is not None:
-            view["devices"] = self.queries.devices(status.endpoint_id)
+        kind = KINDS.get(status.kind)
+        if kind is not None and kind.view_extras is not None and self.queries is not None:
+            view.update(kind.view_extras(self.queries, status.endpoint_id))
         return view
 
     def endpoint_ids(self) -> dict[tuple[str, str], int]:

@@ -21,6 +21,7 @@ from fieldwatch.actors.supervisor import ChildSpec, Supervisor, SupervisorOption
 from fieldwatch.actors.tree import TreeView
 from fieldwatch.config.model import Config
 from fieldwatch.controller import Controller
+from fieldwatch.kinds import KINDS
 from fieldwatch.logring import LogRing
 from fieldwatch.logsetup import setup_logging
 from fieldwatch.policy import ChildPolicy
@@ -219,19 +220,8 @@ class Daemon:
 
     @staticmethod
     def _stop_shared_resources() -> None:
-        """The shared ICMP prober and OPC UA loop outlive actors; stop them after the tree."""
-        import sys
-
-        if "fieldwatch.actors.icmp.prober" in sys.modules:
-            from fieldwatch.actors.icmp.prober import stop_shared_prober
-
-            stop_shared_prober()
-        if "fieldwatch.actors.opcua.loop" in sys.modules:
-            from fieldwatch.actors.opcua.loop import OpcuaLoop
-
-            loop = OpcuaLoop._shared  # only stop one that exists; shared() would start one
-            if loop is not None:
-                loop.stop()
+        """A kind's shared resources (a prober, an event loop) outlive actors; stop them after the tree."""
+        KINDS.stop_shared()
 
     def _flush(self, deadline: float) -> None:
         """Wait (bounded) until every queued write is committed."""

@@ -10,16 +10,14 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, NamedTuple
 
 from fieldwatch import states
+from fieldwatch.actors.icmp.stats import fold_probe
 
-__all__ = ["EndpointStatus", "LightStatus", "StatusBoard", "StatusRow", "effective_state", "fresh_state", "RTT_BUCKETS"]
-
-#: Histogram buckets of fieldwatch_icmp_rtt_seconds.
-RTT_BUCKETS: tuple[float, ...] = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
+__all__ = ["EndpointStatus", "LightStatus", "StatusBoard", "StatusRow", "effective_state", "fresh_state"]
 
 
 @dataclass(slots=True)
@@ -42,14 +40,10 @@ class EndpointStatus:
     connected_once: bool = False
     #: readers demote `up` to `stale` when last_data_at is older than this
     fresh_within_s: float | None = None
-    #: (family, label) -> value, e.g. ("mqtt_messages", "stored"), ("opcua_reads", "ok")
+    #: (family, label) -> value, e.g. ("messages", "stored"): a kind's result counters
     counters: dict[tuple[str, str], float] = field(default_factory=dict)
-    rtt_buckets: list[int] = field(default_factory=lambda: [0] * len(RTT_BUCKETS))
-    rtt_sum: float = 0.0
-    rtt_count: int = 0
-    packet_loss: float | None = None
-    #: the latest ICMP round-trip time (seconds), shown on the status page
-    last_rtt: float | None = None
+    #: the kind's own live statistics (its metric families and page facts read them), or None
+    extra: Any = None
     #: active alerts: (condition, subject)
     alerts: set[tuple[str, str]] = field(default_factory=set)
     #: latest numeric value per (reading name, device or ""), for fieldwatch_reading_value
@@ -60,7 +54,7 @@ class EndpointStatus:
         return replace(
             self,
             counters=dict(self.counters),
-            rtt_buckets=list(self.rtt_buckets),
+            extra=None if self.extra is None else self.extra.copy(),
             alerts=set(self.alerts),
             values=dict(self.values),
         )
@@ -112,7 +106,7 @@ class LightStatus(NamedTuple):
     down_since: float | None
     last_data_at: float | None
     fresh_within_s: float | None
-    last_rtt: float | None
+    extra: Any
 
 
 #: Default cap on fieldwatch_reading_value series (SPEC §3 http.max_reading_series).
@@ -120,17 +114,9 @@ MAX_READING_SERIES = 10_000
 _DROPPED_REMEMBERED = 100_000
 
 
-def _observe(item: EndpointStatus, rtts: Iterable[float], loss: float) -> None:
-    """Fold one probe's round-trip times (seconds) and loss ratio into `item` (under the board's lock)."""
-    for rtt in rtts:
-        item.last_rtt = rtt
-        item.rtt_sum += rtt
-        item.rtt_count += 1
-        for i, bound in enumerate(RTT_BUCKETS):
-            if rtt <= bound:
-                item.rtt_buckets[i] += 1
-                break
-    item.packet_loss = loss
+def _observe(item: EndpointStatus, rtts: Sequence[float], loss: float) -> None:
+    """Fold one probe's round-trip times (seconds) and loss ratio into `item.extra` (under the board's lock)."""
+    item.extra = fold_probe(item.extra, (rtts, loss))
 
 
 class StatusBoard:
@@ -169,7 +155,7 @@ class StatusBoard:
             old = self._items.get(status.endpoint_id)
             if old is not None:
                 status.counters = old.counters
-                status.rtt_buckets, status.rtt_sum, status.rtt_count = old.rtt_buckets, old.rtt_sum, old.rtt_count
+                status.extra = old.extra
                 status.reconnects = max(status.reconnects, old.reconnects)
                 status.restarts = max(status.restarts, old.restarts)
                 status.generation = max(status.generation, old.generation)
@@ -238,8 +224,8 @@ class StatusBoard:
                 key = (family, label)
                 item.counters[key] = item.counters.get(key, 0.0) + amount
 
-    def observe_rtt(self, endpoint_id: int, rtts: Iterable[float], loss: float) -> None:
-        """Record ICMP round-trip times (seconds) and the probe's packet loss ratio."""
+    def observe_rtt(self, endpoint_id: int, rtts: Sequence[float], loss: float) -> None:
+        """Record one probe's round-trip times (seconds) and packet loss ratio into the endpoint's `extra`."""
         with self._lock:
             item = self._items.get(endpoint_id)
             if item is None:
@@ -247,7 +233,7 @@ class StatusBoard:
             _observe(item, rtts, loss)
 
     def observe_probes(self, observations: list[tuple[int, int, float, tuple[float, ...], float]]) -> list[int]:
-        """Answered ICMP probes in one lock: (endpoint_id, generation, last_data_at, rtts, loss) each.
+        """Answered probes in one lock: (endpoint_id, generation, last_data_at, rtts, loss) each.
 
         Like `update(last_data_at=...)` plus `observe_rtt()` per item; returns the indexes
         refused because the endpoint is gone or a newer generation owns it.
@@ -266,7 +252,7 @@ class StatusBoard:
         return refused
 
     def observe_value(self, endpoint_id: int, name: str, device: str | None, value: float) -> None:
-        """The latest numeric value of a reading (OPC UA node, MQTT reading), within the series cap."""
+        """The latest numeric value of a reading, within the series cap."""
         key = (name, device or "")
         with self._lock:
             item = self._items.get(endpoint_id)
@@ -320,7 +306,7 @@ class StatusBoard:
         with self._lock:
             return [
                 LightStatus(i.site, i.name, i.kind, i.enabled, i.state, i.since, i.reason, i.down_since,
-                            i.last_data_at, i.fresh_within_s, i.last_rtt)
+                            i.last_data_at, i.fresh_within_s, i.extra)
                 for i in self._items.values()
             ]  # fmt: skip
 

@@ -91,6 +91,6 @@ def test_board_rows_follow_every_write() -> None:
     assert (row.state, row.reason, row.down_since, row.generation, row.restarts, row.reconnects, row.last_data_at) == (
         "down", "no reply", 1001.0, 3, 4, 1, 1002.0)
     full = board.get(1)
-    assert full is not None and (full.state, full.last_data_at, full.rtt_count) == ("down", 1002.0, 1)
+    assert full is not None and (full.state, full.last_data_at, full.extra.count) == ("down", 1002.0, 1)
     board.remove(1)
     assert board.rows([1]) == [None]

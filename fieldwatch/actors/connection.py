@@ -304,7 +304,7 @@ class ConnectionActor(SupervisedActor):
         self.ep.storage.submit(writes.AlertResolve(self.ep.endpoint_id, self.generation, condition, time.time(), subject))
 
     def count(self, family: str, label: str, amount: float = 1.0) -> None:
-        """Add to a per-endpoint metric counter (e.g. ("mqtt_messages", "stored"))."""
+        """Add to a per-endpoint metric counter (e.g. ("messages", "stored")), read by the kind's families."""
         self.ep.board.incr(self.ep.endpoint_id, family, label, amount)
 
     # -- helpers: timers ---------------------------------------------------------

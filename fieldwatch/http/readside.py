@@ -72,7 +72,7 @@ class Queries(Protocol):
         limit: int = 100,
         cursor: str | None = None,
     ) -> Page:
-        """Discovered MQTT topics, most recently seen first."""
+        """Discovered topics, most recently seen first."""
         ...
 
     def parse_errors(
@@ -84,7 +84,7 @@ class Queries(Protocol):
         limit: int = 100,
         cursor: str | None = None,
     ) -> Page:
-        """Payloads MQTT parsers rejected, newest first, with truncated samples."""
+        """Payloads parsers rejected, newest first, with truncated samples."""
         ...
 
 

@@ -147,7 +147,7 @@ class EndpointIndex:
 def _update_endpoints(db: peewee.Database, columns: tuple[str, ...], rows: list[tuple[Any, ...]]) -> None:
     """UPDATE endpoint rows that set the same columns with one prepared statement.
 
-    One statement per endpoint was most of the writer's time at 10,000 ICMP endpoints
+    One statement per endpoint was most of the writer's time at 10,000 pinged endpoints
     (a last_data_at Touch per probe): issue 17.
     """
     sets = ", ".join(f"{column} = {db.param}" for column in columns)

@@ -93,7 +93,7 @@ class ReadingRecord:
     """A value to store (keyword-only); `msg_key` suppresses duplicates per endpoint.
 
     `aux_name`/`aux_num` carry a companion value measured together with this one
-    (an ICMP probe: `rtt` with its `packet_loss`): both are one stored row, read back
+    (a ping probe: `rtt` with its `packet_loss`): both are one stored row, read back
     as two readings. The reading's time is `source_time` when given, else `received_at`.
 
     `on_commit(inserted)` is called (on the writer's thread; keep it quick) once the

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from fieldwatch.config import MqttOptions
+from fieldwatch.actors.mqtt.schema import MqttOptions
 from tests.config.config_files import ConfigFiles
 
 MQTT = """

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from fieldwatch.config import EndpointConfig, IcmpOptions, endpoint_public_dict
+from fieldwatch.actors.icmp.schema import IcmpOptions
+from fieldwatch.config import EndpointConfig, endpoint_public_dict
 from fieldwatch.config.redact import redact_url
 from tests.config.config_files import ConfigFiles
 

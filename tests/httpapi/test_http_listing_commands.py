@@ -14,7 +14,8 @@ import pytest
 
 from fieldwatch import views as views_mod
 from fieldwatch.actors.icmp.prober import stop_shared_prober
-from fieldwatch.config.model import EndpointConfig, IcmpOptions, SiteConfig
+from fieldwatch.actors.icmp.schema import IcmpOptions
+from fieldwatch.config.model import EndpointConfig, SiteConfig
 from tests.harness import Harness, fast_policy
 from tests.waiting import wait_for
 

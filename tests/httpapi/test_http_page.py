@@ -45,7 +45,7 @@ def _board_deps(cache_s: float = 0.0) -> tuple[falcon.testing.TestClient, object
     deps = make_deps(overview_cache_s=cache_s)
     now = time.time()
     board = deps.board
-    board.register(EndpointStatus(1, "alpha", "plc", "opcua", state="up", since=now - 60, last_data_at=now,
+    board.register(EndpointStatus(1, "alpha", "plc", "icmp", state="up", since=now - 60, last_data_at=now,
                                   fresh_within_s=30))  # fmt: skip
     board.register(EndpointStatus(2, "alpha", "router", "icmp", state="down", since=now - 5, down_since=now - 312,
                                   reason="no reply", last_data_at=now - 320))  # fmt: skip
@@ -69,6 +69,8 @@ def test_overview_rows_counts_and_etag() -> None:
     assert rows["alpha/router"]["state"] == "down" and rows["alpha/router"]["reason"] == "no reply"
     assert rows["alpha/router"]["down_since"] < rows["alpha/router"]["since"]
     assert rows["alpha/router"]["rtt_ms"] is None
+    assert rows["beta/old"]["rtt_ms"] is None and rows["beta/broker"]["rtt_ms"] is None  # kinds without an RTT
+    assert body["topic_kinds"] == ["mqtt"]  # the page offers a Topics button for these kinds only
     # the readers' freshness rule: `up` with data older than stale_after_s is shown stale, with why
     assert rows["beta/old"]["state"] == "stale" and "no data within 30s" in rows["beta/old"]["reason"]
     assert body["counts"] == {"up": 1, "down": 1, "stale": 1, "disabled": 1, "connecting": 0, "faulty": 0}

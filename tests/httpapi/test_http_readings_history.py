@@ -8,7 +8,8 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from fieldwatch.config.model import EndpointConfig, OpcuaOptions, SiteConfig
+from fieldwatch.actors.opcua.schema import OpcuaOptions
+from fieldwatch.config.model import EndpointConfig, SiteConfig
 from fieldwatch.storage import writes as w
 from tests.harness import Harness
 

@@ -13,7 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from fieldwatch.config.model import EndpointConfig, IcmpOptions, SiteConfig
+from fieldwatch.actors.icmp.schema import IcmpOptions
+from fieldwatch.config.model import EndpointConfig, SiteConfig
 from tests.harness import Harness
 from tests.waiting import wait_for
 

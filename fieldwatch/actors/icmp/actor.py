@@ -23,9 +23,9 @@ from fieldwatch.actors.connection import ConnectionActor, EndpointContext
 from fieldwatch.actors.icmp.capability import HostNotResolved, IcmpUnavailable
 from fieldwatch.actors.icmp.hub import IcmpHub, ProbeDone, ProbeSlot, probe_readings, shared_hub
 from fieldwatch.actors.icmp.prober import Prober, ProbeResult, resolve, shared_prober
+from fieldwatch.actors.icmp.schema import IcmpOptions
 from fieldwatch.actors.messages import Health
 from fieldwatch.actors.pool import PooledActor
-from fieldwatch.config.model import IcmpOptions
 
 __all__ = ["IcmpActor", "ProbeDone"]
 

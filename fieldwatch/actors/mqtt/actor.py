@@ -29,8 +29,8 @@ from fieldwatch.actors.mqtt.client import MqttClient, is_permanent_failure
 from fieldwatch.actors.mqtt.delivery import AckGroup, DuplicateSummary, Message, Redeliveries, log_duplicates
 from fieldwatch.actors.mqtt.devices import DeviceTimeout, DeviceTracker
 from fieldwatch.actors.mqtt.parsers import ParseFailure, ParserSet
+from fieldwatch.actors.mqtt.schema import MqttOptions
 from fieldwatch.actors.topics import TopicSwitch
-from fieldwatch.config.model import MqttOptions
 from fieldwatch.storage import writes
 
 __all__ = ["MqttActor"]

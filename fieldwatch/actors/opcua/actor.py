@@ -27,10 +27,10 @@ from fieldwatch import states
 from fieldwatch.actors.base import ChildContext
 from fieldwatch.actors.connection import ConnectionActor, EndpointContext
 from fieldwatch.actors.opcua.classify import Failure
+from fieldwatch.actors.opcua.schema import NodeConfig, OpcuaOptions, ThresholdConfig
 from fieldwatch.actors.opcua.session import NodeValue, OpcuaSession, ServerHealth, SessionError
 from fieldwatch.actors.opcua.thresholds import ThresholdTracker, numeric
 from fieldwatch.actors.scheduler import TimerHandle
-from fieldwatch.config.model import NodeConfig, OpcuaOptions, ThresholdConfig
 
 __all__ = ["ConnectionLost", "FreshnessRead", "HealthTick", "NodeData", "OpcuaActor", "PollTick"]
 

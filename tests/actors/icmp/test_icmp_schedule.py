@@ -115,9 +115,9 @@ def test_steady_answer_is_applied_without_a_message(board: StatusBoard) -> None:
     hub.deliver([(slot, _result(True, 1000.0))])
     assert ref.told == []
     status = board.get(7)
-    assert status is not None and status.last_data_at == 1000.0 and status.rtt_count == 1
-    assert status.packet_loss == 0.0 and status.rtt_buckets[2] == 1  # 2 ms: the 2.5 ms bucket
-    assert status.last_rtt == 0.002  # the page's RTT column follows the hub's answers too
+    assert status is not None and status.last_data_at == 1000.0 and status.extra.count == 1
+    assert status.extra.packet_loss == 0.0 and status.extra.buckets[2] == 1  # 2 ms: the 2.5 ms bucket
+    assert status.extra.last_rtt == 0.002  # the page's RTT column follows the hub's answers too
     rows = _queued(storage)
     probe_rows = [r for r in rows if isinstance(r, ReadingRecord)]  # one row per probe: rtt with its loss
     assert [(r.name, r.value_num, r.aux_name, r.aux_num) for r in probe_rows] == [("rtt", 0.002, "packet_loss", 0.0)]

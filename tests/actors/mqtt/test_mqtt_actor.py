@@ -9,7 +9,8 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from fieldwatch.config.model import EndpointConfig, MqttOptions, ParserConfig, SiteConfig
+from fieldwatch.actors.mqtt.schema import MqttOptions, ParserConfig
+from fieldwatch.config.model import EndpointConfig, SiteConfig
 from tests.actors.mqtt.mqtt_helpers import publish
 from tests.harness import Harness, fast_policy
 from tests.mosquitto import MosquittoBroker, write_password_file

@@ -17,7 +17,8 @@ from collections.abc import Iterator
 import pytest
 
 from fieldwatch.actors.mqtt.client import RC_CONNECT_FAILED, MqttClient
-from fieldwatch.config.model import EndpointConfig, MqttOptions, SiteConfig
+from fieldwatch.actors.mqtt.schema import MqttOptions
+from fieldwatch.config.model import EndpointConfig, SiteConfig
 from tests.actors.mqtt.mqtt_helpers import Recorder
 from tests.harness import Harness, fast_policy
 from tests.mosquitto import MosquittoBroker

@@ -14,7 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from fieldwatch.config.model import EndpointConfig, MqttOptions, ParserConfig, SiteConfig
+from fieldwatch.actors.mqtt.schema import MqttOptions, ParserConfig
+from fieldwatch.config.model import EndpointConfig, SiteConfig
 from fieldwatch.storage.writes import ReadingRecord
 from tests.actors.mqtt.mqtt_helpers import publish
 from tests.actors.mqtt.raw_broker import RawBroker

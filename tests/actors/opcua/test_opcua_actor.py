@@ -8,8 +8,9 @@ from pathlib import Path
 
 import pytest
 
+from fieldwatch.actors.opcua.schema import NodeConfig, OpcuaOptions, ThresholdConfig
 from fieldwatch.config.loader import parse_config_text
-from fieldwatch.config.model import EndpointConfig, NodeConfig, OpcuaOptions, SiteConfig, ThresholdConfig
+from fieldwatch.config.model import EndpointConfig, SiteConfig
 from fieldwatch.sim.opcua_server import NODES
 from fieldwatch.timeutil import parse_since
 from tests.actors.opcua.opcua_sim import SimProcess, free_port

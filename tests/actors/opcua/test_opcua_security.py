@@ -11,9 +11,9 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from fieldwatch.actors.opcua._certs import CertificateError, certificate_uri, load_certificate, load_private_key
+from fieldwatch.actors.opcua.schema import OpcuaOptions, SecurityConfig
 from fieldwatch.actors.opcua.session import OpcuaSession, SessionError
 from fieldwatch.config import load_config
-from fieldwatch.config.model import OpcuaOptions, SecurityConfig
 from fieldwatch.errors import ConfigError
 from tests.actors.opcua.opcua_sim import close, done, free_port
 from tests.opcua_certs import make_client_cert

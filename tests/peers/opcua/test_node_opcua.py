@@ -15,7 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from fieldwatch.config.model import EndpointConfig, NodeConfig, OpcuaOptions, SecurityConfig, SiteConfig
+from fieldwatch.actors.opcua.schema import NodeConfig, OpcuaOptions, SecurityConfig
+from fieldwatch.config.model import EndpointConfig, SiteConfig
 from tests.harness import Harness, fast_policy
 from tests.peers.opcua.opcua_peers import PeerProcess, make_client_cert, trust_rejected
 from tests.waiting import wait_for

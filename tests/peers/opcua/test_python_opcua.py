@@ -12,7 +12,8 @@ from collections.abc import Callable
 
 import pytest
 
-from fieldwatch.config.model import EndpointConfig, NodeConfig, OpcuaOptions, SiteConfig
+from fieldwatch.actors.opcua.schema import NodeConfig, OpcuaOptions
+from fieldwatch.config.model import EndpointConfig, SiteConfig
 from tests.harness import Harness, fast_policy
 from tests.peers.opcua.opcua_peers import PeerProcess
 from tests.waiting import wait_for
