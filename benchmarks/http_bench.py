@@ -25,14 +25,13 @@ from dataclasses import dataclass
 import prometheus_client
 from prometheus_client.exposition import generate_latest
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", "httpapi"))
-
-from httpapi_fakes import FakeController, FakeQueries, FakeStorage  # noqa: E402
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))  # the repo root: tests.* helpers
 
 from fieldwatch import states  # noqa: E402
 from fieldwatch.actors.tree import TreeView  # noqa: E402
 from fieldwatch.http import AppDeps, FieldwatchCollector, create_app, serve  # noqa: E402
 from fieldwatch.status import EndpointStatus, StatusBoard  # noqa: E402
+from tests.httpapi.httpapi_fakes import FakeController, FakeQueries, FakeStorage  # noqa: E402
 
 _RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "RESULTS.md")
 _KINDS = ("icmp", "mqtt", "opcua")

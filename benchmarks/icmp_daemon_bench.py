@@ -33,7 +33,7 @@ import time
 import urllib.request
 from typing import Any
 
-sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "tests"))
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))  # the repo root: tests.* helpers
 
 
 def addresses(n: int) -> list[str]:
@@ -233,12 +233,11 @@ def main() -> None:  # noqa: PLR0915 - one linear measurement script
         print(json.dumps(poll(url, float(duration), float(every), float(interval))))
         return
 
-    from harness import Harness
-
     from fieldwatch.actors.icmp import prober as prober_mod
     from fieldwatch.actors.icmp.schema import IcmpOptions
     from fieldwatch.config.model import EndpointConfig, SiteConfig
     from fieldwatch.status import effective_state
+    from tests.harness import Harness
 
     print(f"load average at start: {loadavg()}", flush=True)
     lateness = prober_mod.LatenessLog()

@@ -38,10 +38,9 @@ import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tests"))
 sys.path.insert(0, str(ROOT))
 
-from mosquitto import MosquittoBroker  # noqa: E402 - tests/ helper, path set above
+from tests.mosquitto import MosquittoBroker  # noqa: E402 - path set above
 
 TOPIC_FILTER = "sensors/#"
 _BACKLOG_NOTE = (
@@ -320,7 +319,7 @@ def run_case(name: str, messages: int, qos: int, mode: str, inflight: int, timeo
 
 def mosquitto_version() -> str:
     """`mosquitto -h` first line, e.g. `mosquitto version 2.0.11`."""
-    from mosquitto import mosquitto_binary
+    from tests.mosquitto import mosquitto_binary
 
     binary = mosquitto_binary() or "mosquitto"
     out = subprocess.run([binary, "-h"], capture_output=True, text=True, check=False).stdout

@@ -28,16 +28,16 @@ import urllib.request
 from typing import Any
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, os.path.join(HERE, "..", "tests", "e2e"))  # browser.py: chromium under Selenium
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))  # the repo root: tests.* helpers
 
 import prometheus_client  # noqa: E402
-from browser import start_browser  # noqa: E402
 from http_bench import board_with, record  # noqa: E402
-from httpapi_fakes import FakeController, FakeQueries, FakeStorage  # noqa: E402
 
 from fieldwatch import states  # noqa: E402
 from fieldwatch.actors.tree import TreeView  # noqa: E402
 from fieldwatch.http import AppDeps, create_app, serve  # noqa: E402
+from tests.e2e.browser import start_browser  # noqa: E402
+from tests.httpapi.httpapi_fakes import FakeController, FakeQueries, FakeStorage  # noqa: E402
 
 _STATES = (states.UP, states.DOWN, states.STALE, states.CONNECTING, states.FAULTY, states.DISABLED)
 

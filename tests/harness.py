@@ -11,8 +11,7 @@ the persistence actor. Reads go through `fieldwatch.storage.queries` like the AP
 from __future__ import annotations
 
 import os
-import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import replace
 from typing import Any
 
@@ -22,18 +21,7 @@ from fieldwatch.config.model import Config, HttpConfig, LoggingConfig, SiteConfi
 from fieldwatch.daemon import Daemon
 from fieldwatch.policy import DEFAULT_POLICY, SupervisionPolicy
 from fieldwatch.status import EndpointStatus, effective_state
-
-
-def wait_for(predicate: Callable[[], Any], timeout: float, interval: float = 0.02, what: str = "condition") -> Any:
-    """Poll `predicate` until truthy or the deadline; returns its value or fails the test."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() >= deadline:
-            pytest.fail(f"timed out after {timeout:.1f}s waiting for {what}")
-        time.sleep(interval)
+from tests.waiting import wait_for
 
 
 class Harness:

@@ -18,7 +18,6 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import pytest
-from harness import wait_for
 
 from fieldwatch import states
 from fieldwatch.actors.connection import ConnectionActor
@@ -30,6 +29,7 @@ from fieldwatch.families import counter_family
 from fieldwatch.kinds import KINDS
 from fieldwatch.protocol import DEFAULT_CONDITIONS, Kind
 from fieldwatch.schema.dsl import Field, Float, Int, Obj, Str
+from tests.waiting import wait_for
 
 # -- the kind: everything a protocol folder would hold -----------------------------------
 

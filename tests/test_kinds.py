@@ -19,7 +19,6 @@ _OWN = ("actors/icmp/", "actors/opcua/", "actors/mqtt/", "kinds.py", "demo.py", 
 #: still be true (the test fails once the file is fixed or gone: then delete its line).
 _PENDING = {
     "status.py": "the status board's probe fold (the status-ledger change moves it)",
-    "storage/site_queries.py": "the second read side, deleted by the leftovers change",
 }
 
 

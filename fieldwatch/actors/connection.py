@@ -20,6 +20,7 @@ from fieldwatch.actors.base import ChildContext, SupervisedActor
 from fieldwatch.actors.messages import Health
 from fieldwatch.actors.scheduler import Scheduler, TimerHandle
 from fieldwatch.actors.supervisor import backoff_delay
+from fieldwatch.logpath import PathLogger
 from fieldwatch.policy import ChildPolicy
 from fieldwatch.status import StatusBoard
 from fieldwatch.storage import writes
@@ -52,15 +53,6 @@ class Reconnect:
     """Self-message: try to (re)connect now (sent at start and after each backoff)."""
 
     generation: int
-
-
-class PathLogger(logging.LoggerAdapter):  # type: ignore[type-arg]
-    """Prefixes every line with the actor's path in the tree and sets `extra['path']`."""
-
-    def process(self, msg: Any, kwargs: Any) -> tuple[Any, Any]:
-        path = self.extra["path"] if self.extra else "?"
-        kwargs.setdefault("extra", {})["path"] = path
-        return f"[{path}] {msg}", kwargs
 
 
 class ConnectionActor(SupervisedActor):

@@ -24,6 +24,7 @@ import pykka
 
 from fieldwatch.actors.base import ChildContext, SupervisedActor
 from fieldwatch.actors.messages import ChildExited, Health, HealthCheck, HealthReport
+from fieldwatch.actors.scheduler import TimerHandle
 from fieldwatch.actors.tree import TreeNode, TreeView
 from fieldwatch.errors import ConflictError, NotFoundError
 from fieldwatch.policy import Backoff, ChildPolicy, Intensity
@@ -160,7 +161,7 @@ class Supervisor(SupervisedActor):
         self._hc_due: list[tuple[float, int, str, int]] = []
         self._hc_deadlines: list[tuple[float, int, str, int, int]] = []
         self._hc_seq = itertools.count()
-        self._sweep_timer: Any = None
+        self._sweep_timer: TimerHandle | None = None
         self._sweep_pending = False
         self._restart_times: deque[float] = deque()
         self._tokens = itertools.count(1)

@@ -128,7 +128,7 @@ class AppDeps:
     cluster: ClusterSource | None = None
 
 
-class FieldwatchApp(falcon.App):  # type: ignore[type-arg]
+class FieldwatchApp(falcon.App):
     """The Falcon app with its `gate`: what `serve()` may refuse before reading a body."""
 
     gate: RequestGate

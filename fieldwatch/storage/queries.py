@@ -26,16 +26,11 @@ from fieldwatch.storage.paging import (
     tuples,
 )
 from fieldwatch.storage.readings import latest_readings, readings
-from fieldwatch.storage.site_queries import effective_state, get_endpoint, get_site, list_sites
 
 __all__ = [
     "LEVELS",
     "MAX_LIMIT",
     "Page",
-    "effective_state",
-    "list_sites",
-    "get_site",
-    "get_endpoint",
     "events",
     "alerts",
     "readings",

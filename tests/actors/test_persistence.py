@@ -6,7 +6,7 @@ import functools
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import peewee
@@ -21,6 +21,7 @@ from fieldwatch.storage import commands as c
 from fieldwatch.storage import writes as w
 from fieldwatch.storage.gateway import StorageGateway
 from fieldwatch.storage.testing import PG_ENV, pg_url, temporary_database
+from tests.waiting import wait_for
 
 BACKENDS = [
     pytest.param("sqlite"),
@@ -56,16 +57,10 @@ def writer(gateway: StorageGateway, scheduler: Scheduler) -> Iterator[pykka.Acto
     pykka.ActorRegistry.stop_all(block=True, timeout=5)
 
 
-def wait_for(condition: Callable[[], bool], what: str, timeout_s: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
-        time.sleep(0.005)
 
 
 def drained(gateway: StorageGateway) -> None:
-    wait_for(lambda: gateway.queue_depth == 0, "the queue to drain")
+    wait_for(lambda: gateway.queue_depth == 0, 10, what="the queue to drain")
 
 
 def spec(name: str, *endpoints: str, enabled: bool = True) -> c.SiteSpec:
@@ -398,8 +393,8 @@ def test_a_state_change_is_visible_to_readers_quickly(gateway: StorageGateway, d
     gateway.submit(w.StateChange(endpoint_id, generation, "down", time.time(), "refused", time.time(), None))
     wait_for(
         lambda: scalar(db, "SELECT state FROM endpoint WHERE id = ?", endpoint_id) == "down",
-        "the state change to be readable",
-        timeout_s=2,
+        2,
+        what="the state change to be readable",
     )
     # max_delay_ms (50) plus commit time, with slack for a loaded CI machine
     assert time.monotonic() - start < 0.5

@@ -8,12 +8,12 @@ from typing import Any
 
 import prometheus_client
 import pytest
-from examples_helpers import EXAMPLES, REPO, metric_names
 
 from fieldwatch.actors.tree import TreeView
 from fieldwatch.http.app import AppDeps, create_app
 from fieldwatch.status import StatusBoard
 from fieldwatch.storage.gateway import StorageGateway
+from tests.examples.examples_helpers import EXAMPLES, REPO, metric_names
 
 DOCS = (REPO / "docs" / "operating.md", EXAMPLES / "README.md")
 _ROUTE = re.compile(r"/(?:api/v1|healthz|readyz|metrics|openapi\.json)[A-Za-z0-9_{}./-]*")

@@ -9,7 +9,6 @@ import time
 import falcon.testing
 import prometheus_client
 import pytest
-from httpapi_fakes import FakeStorage, make_deps
 from prometheus_client.exposition import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -17,6 +16,7 @@ from fieldwatch import states
 from fieldwatch.actors.tree import TreeView
 from fieldwatch.http import AppDeps, FieldwatchCollector, create_app
 from fieldwatch.status import EndpointStatus, StatusBoard
+from tests.httpapi.httpapi_fakes import FakeStorage, make_deps
 
 
 def _board() -> StatusBoard:

@@ -9,12 +9,12 @@ import time
 import urllib.request
 
 import falcon.testing
-from httpapi_fakes import make_deps
 
 from fieldwatch.http import create_app, serve
 from fieldwatch.http.page import COLUMNS
 from fieldwatch.logring import LogRing
 from fieldwatch.status import EndpointStatus
+from tests.httpapi.httpapi_fakes import make_deps
 
 ASSETS = ("/static/page.js", "/static/page.css", "/static/favicon.svg")
 

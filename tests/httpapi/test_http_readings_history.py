@@ -3,19 +3,15 @@
 from __future__ import annotations
 
 import json
-import sys
 import urllib.parse
 import urllib.request
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from harness import Harness  # noqa: E402
-
-from fieldwatch.actors.opcua.schema import OpcuaOptions  # noqa: E402
-from fieldwatch.config.model import EndpointConfig, SiteConfig  # noqa: E402
-from fieldwatch.storage import writes as w  # noqa: E402
+from fieldwatch.actors.opcua.schema import OpcuaOptions
+from fieldwatch.config.model import EndpointConfig, SiteConfig
+from fieldwatch.storage import writes as w
+from tests.harness import Harness
 
 T0 = 1_764_000_000.0  # a minute boundary
 

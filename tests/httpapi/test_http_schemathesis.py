@@ -11,8 +11,6 @@ a readings cursor given with `step` (or a buckets cursor without) is a 400 the d
 
 from __future__ import annotations
 
-import os
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,7 +18,6 @@ from typing import Any
 
 import pytest
 import schemathesis
-from httpapi_fakes import TOKEN, make_deps
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from schemathesis.config import SchemathesisConfig
@@ -29,9 +26,8 @@ from fieldwatch.http import StorageQueries, create_app
 from fieldwatch.storage import writes as w
 from fieldwatch.storage.paging import encode_cursor
 from fieldwatch.storage.testing import temporary_database
-
-sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "storage"))
-from storage_helpers import create_site, write  # noqa: E402
+from tests.httpapi.httpapi_fakes import TOKEN, make_deps
+from tests.storage.storage_helpers import create_site, write
 
 _KINDS = ("events", "alerts", "readings", "topics", "parse_errors")
 for _kind in _KINDS:

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import peewee
-from storage_helpers import create_site, write
 
 from fieldwatch.storage import writes as w
 from fieldwatch.storage.batch import EndpointIndex
+from tests.storage.storage_helpers import create_site, write
 
 
 def row(db: peewee.Database, sql: str, *params: object) -> tuple[object, ...]:

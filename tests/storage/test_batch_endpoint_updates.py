@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import peewee
-from storage_helpers import create_site, write
 
 from fieldwatch.storage import writes as w
+from tests.storage.storage_helpers import create_site, write
 
 
 def test_many_endpoints_touched_and_changed_in_one_batch(db: peewee.Database) -> None:

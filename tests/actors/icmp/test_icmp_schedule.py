@@ -12,13 +12,13 @@ import time
 from typing import Any
 
 import pytest
-from harness import wait_for
 
 from fieldwatch.actors.icmp.hub import IcmpHub, ProbeDone, ProbeSlot
 from fieldwatch.actors.icmp.prober import Prober, ProbeResult
 from fieldwatch.status import EndpointStatus, StatusBoard
 from fieldwatch.storage.gateway import StorageGateway
 from fieldwatch.storage.writes import ReadingRecord, Touch
+from tests.waiting import wait_for
 
 
 class _Batches:
