@@ -17,9 +17,8 @@ from typing import Any
 
 import pykka
 
-from fieldwatch import states
 from fieldwatch.actors.base import ChildContext
-from fieldwatch.actors.connection import START_REQUESTED, EndpointContext
+from fieldwatch.actors.connection import EndpointContext
 from fieldwatch.actors.kinds import actor_class
 from fieldwatch.actors.scheduler import Scheduler
 from fieldwatch.actors.supervisor import (
@@ -35,10 +34,11 @@ from fieldwatch.config.model import EndpointConfig, SiteConfig
 from fieldwatch.config.redact import endpoint_public_dict
 from fieldwatch.config.sites import parse_site_body
 from fieldwatch.errors import NotFoundError
+from fieldwatch.ledger import EndpointLedger
 from fieldwatch.policy import Backoff, ChildPolicy, HealthCheck, SupervisionPolicy
-from fieldwatch.status import EndpointStatus, StatusBoard
+from fieldwatch.status import EndpointStatus
 from fieldwatch.storage import commands as cmd
-from fieldwatch.storage import writes
+from fieldwatch.storage.gateway import StorageGateway
 from fieldwatch.views import ViewCache, endpoint_view
 
 __all__ = ["Controller", "site_spec_of"]
@@ -98,15 +98,15 @@ class Controller:
         self,
         *,
         root: pykka.ActorRef[Any],
-        board: StatusBoard,
+        ledger: EndpointLedger,
         tree: TreeView,
-        storage: Any,
+        storage: StorageGateway,
         scheduler: Scheduler,
         policy: SupervisionPolicy,
         queries: Any = None,
     ) -> None:
         self.root = root
-        self.board = board
+        self.ledger = ledger
         self.tree = tree
         self.storage = storage
         self.scheduler = scheduler
@@ -161,19 +161,15 @@ class Controller:
                 continue
             site.endpoint_ids[ep.name] = stored.id
             site.endpoint_enabled[ep.name] = stored.enabled
-            self.board.register(
-                EndpointStatus(
-                    endpoint_id=stored.id,
-                    site=config.name,
-                    name=ep.name,
-                    kind=ep.kind,
-                    enabled=stored.enabled and row.enabled,
-                    state=states.DISABLED,
-                    reason="disabled" if not (stored.enabled and row.enabled) else "not started yet",
-                    generation=stored.generation,
-                    restarts=stored.restarts,
-                    reconnects=stored.reconnects,
-                )
+            self.ledger.register(
+                stored.id,
+                site=config.name,
+                name=ep.name,
+                kind=ep.kind,
+                enabled=stored.enabled and row.enabled,
+                generation=stored.generation,
+                restarts=stored.restarts,
+                reconnects=stored.reconnects,
             )
         self._sites[config.name] = site
 
@@ -185,16 +181,11 @@ class Controller:
     def _endpoint_child_spec(self, site: _Site, ep: EndpointConfig) -> ChildSpec:
         endpoint_id = site.endpoint_ids[ep.name]
         policy = self.policy.for_endpoint(ep.kind, ep.supervision)
-        context = EndpointContext(endpoint_id, site.config.name, ep, policy, self.board, self.storage, self.scheduler)
+        context = EndpointContext(endpoint_id, site.config.name, ep, policy, self.ledger, self.storage, self.scheduler)
         cls = actor_class(ep.kind)
 
-        def _next_generation() -> int:
-            generation = int(self.storage.next_generation(endpoint_id))
-            self.board.begin_generation(endpoint_id, generation, 0)
-            return generation
-
-        def _on_started(ctx: ChildContext) -> None:
-            self.board.begin_generation(endpoint_id, ctx.generation, ctx.restarts)
+        def _next_generation(restarts: int) -> int:
+            return self.ledger.begin(endpoint_id, restarts).generation
 
         def _start(ctx: ChildContext) -> pykka.ActorRef[Any]:
             return cls.start(ctx, context)
@@ -205,7 +196,6 @@ class Controller:
             policy=policy,
             kind=ep.kind,
             next_generation=_next_generation,
-            on_started=_on_started,
         )
 
     def _site_specs(self, name: str) -> list[ChildSpec]:
@@ -217,22 +207,8 @@ class Controller:
             try:
                 specs.append(self._endpoint_child_spec(site, ep))
             except Exception as err:  # noqa: BLE001 - a kind that cannot load must not take the site down
-                self._mark_faulty(site.endpoint_ids[ep.name], f"cannot load the {ep.kind} actor: {err}")
+                self.ledger.fault(site.endpoint_ids[ep.name], f"cannot load the {ep.kind} actor: {err}")
         return specs
-
-    def _mark_faulty(self, endpoint_id: int, reason: str) -> None:
-        logger.error("endpoint %d: %s", endpoint_id, reason)
-        status = self.board.get(endpoint_id)
-        if status is not None:
-            now = time.time()
-            self.board.update(endpoint_id, status.generation, state=states.FAULTY, since=now, reason=reason)
-            self.storage.submit(
-                writes.StateChange(endpoint_id, status.generation, states.FAULTY, now, reason, None, status.last_data_at)
-            )
-            self.board.set_alert(endpoint_id, states.FAULTY, "", True)
-            self.storage.submit(
-                writes.AlertOpen(endpoint_id, status.generation, states.FAULTY, "critical", reason, now, "")
-            )
 
     def _start_site(self, name: str) -> None:
         options = SupervisorOptions(self.policy.sites.strategy, self.policy.sites.intensity, self.tree)
@@ -247,15 +223,7 @@ class Controller:
         site = self._sites[name]
         for ep_name, endpoint_id in site.endpoint_ids.items():
             if site.endpoint_enabled.get(ep_name):
-                self._mark_starting(endpoint_id)
-
-    def _mark_starting(self, endpoint_id: int) -> None:
-        """An actor was just spawned for the endpoint: readers see `connecting` at once."""
-        status = self.board.get(endpoint_id)
-        if status is not None and status.state == states.DISABLED:
-            self.board.update(
-                endpoint_id, status.generation, state=states.CONNECTING, since=time.time(), reason=START_REQUESTED, enabled=True
-            )
+                self.ledger.starting(endpoint_id)
 
     def _stop_site(self, name: str) -> None:
         try:
@@ -268,27 +236,6 @@ class Controller:
 
         ref: Any = self.root.ask(ChildRef(self._site_child_id(name)), timeout=_ASK_TIMEOUT_S)
         return ref if isinstance(ref, pykka.ActorRef) else None
-
-    def _mark_disabled(self, endpoint_id: int, reason: str) -> None:
-        """An endpoint whose actor was stopped by a command: `disabled`, stored, alerts resolved."""
-        status = self.board.get(endpoint_id)
-        if status is None:
-            return
-        now = time.time()
-        generation = status.generation
-        self.board.update(endpoint_id, generation, state=states.DISABLED, since=now, reason=reason, enabled=False)
-        self.storage.submit(
-            writes.StateChange(endpoint_id, generation, states.DISABLED, now, reason, None, status.last_data_at)
-        )
-        self.storage.submit(
-            writes.EventRecord(
-                endpoint_id, generation, now, "info", f"{status.state}->disabled", reason, None, None, status.site,
-                status.name,
-            )
-        )
-        for condition, subject in sorted(status.alerts):
-            self.board.set_alert(endpoint_id, condition, subject, False)
-            self.storage.submit(writes.AlertResolve(endpoint_id, generation, condition, now, subject))
 
     # -- commands ----------------------------------------------------------------
 
@@ -306,13 +253,11 @@ class Controller:
             was = site.enabled
             site.enabled = enabled
             if enabled and not was:
-                for ep_name, endpoint_id in site.endpoint_ids.items():
-                    self.board.update(endpoint_id, 0, enabled=site.endpoint_enabled.get(ep_name, False))
                 self._start_site(name)
             elif was and not enabled:
                 self._stop_site(name)
                 for endpoint_id in site.endpoint_ids.values():
-                    self._mark_disabled(endpoint_id, "site disabled by command")
+                    self.ledger.disable(endpoint_id, "site disabled by command")
             return self.get_site(name)
 
     def set_endpoint_enabled(self, site_name: str, name: str, enabled: bool) -> dict[str, Any]:
@@ -328,18 +273,17 @@ class Controller:
             endpoint_id = site.endpoint_ids[name]
             sup = self._site_supervisor(site_name) if site.enabled else None
             if enabled and not was:
-                self.board.update(endpoint_id, 0, enabled=site.enabled)
                 if sup is not None:
                     ep = next(e for e in site.config.endpoints if e.name == name)
                     sup.ask(AddChild(self._endpoint_child_spec(site, ep)), timeout=_ASK_TIMEOUT_S)
-                    self._mark_starting(endpoint_id)
+                    self.ledger.starting(endpoint_id)
             elif was and not enabled:
                 if sup is not None:
                     try:
                         sup.ask(RemoveChild(name), timeout=_ASK_TIMEOUT_S)
                     except NotFoundError:
                         pass
-                self._mark_disabled(endpoint_id, "endpoint disabled by command")
+                self.ledger.disable(endpoint_id, "endpoint disabled by command")
             return self.get_site(site_name)
 
     def restart_endpoint(self, site_name: str, name: str) -> dict[str, Any]:
@@ -379,14 +323,14 @@ class Controller:
             kept = {ep.id for ep in row.endpoints}
             for endpoint_id in old.endpoint_ids.values():
                 if endpoint_id not in kept:
-                    self.board.remove(endpoint_id)
+                    self.ledger.remove(endpoint_id)
             self._views.forget(list(old.endpoint_ids.values()))
             self._register(config, row)
             if row.enabled:
                 self._start_site(name)
             else:
                 for endpoint_id in self._sites[name].endpoint_ids.values():
-                    self._mark_disabled(endpoint_id, "site disabled")
+                    self.ledger.disable(endpoint_id, "site disabled")
             return self.get_site(name)
 
     def delete_site(self, name: str) -> None:
@@ -395,7 +339,7 @@ class Controller:
             site = self._site(name)
             self._stop_site(name)
             for endpoint_id in site.endpoint_ids.values():
-                self.board.remove(endpoint_id)
+                self.ledger.remove(endpoint_id)
             self._views.forget(list(site.endpoint_ids.values()))
             self.storage.command(cmd.DeleteSite(name), _ASK_TIMEOUT_S)
             del self._sites[name]
@@ -475,18 +419,18 @@ class Controller:
     def _site_views(self, name: str) -> tuple[bool, list[str]]:
         """The site's enabled flag and each endpoint's view as JSON text, from the view cache.
 
-        Only the site's shape is copied under the controller's lock; the board is read in
+        Only the site's shape is copied under the controller's lock; the ledger is read in
         one of its own locks and the views are built outside both, so a listing of
         thousands of endpoints never holds back a command.
         """
         enabled, parts = self._site_parts(name)
-        rows = self.board.rows([endpoint_id for _, endpoint_id, _, _ in parts])
+        rows = self.ledger.rows([endpoint_id for _, endpoint_id, _, _ in parts])
         return enabled, self._views.texts(name, parts, rows, time.time())
 
     def get_site(self, name: str) -> dict[str, Any]:
-        """One site with its endpoints' live states (the board read in one lock, outside ours)."""
+        """One site with its endpoints' live states (the ledger read in one lock, outside ours)."""
         enabled, parts = self._site_parts(name)
-        rows = self.board.rows([endpoint_id for _, endpoint_id, _, _ in parts])
+        rows = self.ledger.rows([endpoint_id for _, endpoint_id, _, _ in parts])
         now = time.time()
         endpoints = [
             endpoint_view(row, name, ep.name, ep.kind, ep_enabled, public, now)
@@ -535,7 +479,7 @@ class Controller:
             site = self._site(site_name)
             endpoint_id = site.endpoint_ids.get(name)
             config = next((e for e in site.config.endpoints if e.name == name), None)
-            status = self.board.get(endpoint_id) if endpoint_id is not None else None
+            status = self.ledger.get(endpoint_id) if endpoint_id is not None else None
             if status is None or config is None:
                 raise NotFoundError(f"no endpoint {name!r} in site {site_name!r}")
             view = endpoint_view(status, site_name, name, status.kind, site.endpoint_enabled.get(name, False),

@@ -21,11 +21,11 @@ from fieldwatch.actors.supervisor import ChildSpec, Supervisor, SupervisorOption
 from fieldwatch.actors.tree import TreeView
 from fieldwatch.config.model import Config
 from fieldwatch.controller import Controller
+from fieldwatch.ledger import EndpointLedger
 from fieldwatch.logring import LogRing
 from fieldwatch.logsetup import setup_logging
 from fieldwatch.policy import ChildPolicy
 from fieldwatch.policy import HealthCheck as HealthPolicy
-from fieldwatch.status import StatusBoard
 from fieldwatch.storage.db import init_database
 from fieldwatch.storage.gateway import StorageGateway
 from fieldwatch.storage.migrations import migrate
@@ -109,9 +109,9 @@ class Daemon:
         self.console_log = console_log
         self.install_signals = install_signals
         self.scheduler = Scheduler()
-        self.board = StatusBoard(max_reading_series=config.http.max_reading_series)
         self.tree = TreeView()
         self.storage = StorageGateway(max_queue=config.storage.max_queue)
+        self.ledger = EndpointLedger(self.storage, max_reading_series=config.http.max_reading_series)
         self.registry = prometheus_client.CollectorRegistry()
         self.root: pykka.ActorRef[Any] | None = None
         self.controller: Controller | None = None
@@ -149,8 +149,8 @@ class Daemon:
         db = init_database(cfg.storage.url)
         version = migrate(db)
         logger.info("storage ready: schema version %d", version)
-        # generation counters: the writer seeds them from the endpoint table in its on_start,
-        # before the first command (_wait_storage) returns
+        # generations: the ledger continues from the stored endpoint rows (controller.load);
+        # the writer seeds its own index from the endpoint table in its on_start
         self.scheduler.start()
         policy = cfg.supervision
         root_ctx = ChildContext("root", "root", 1, 0, None, self.scheduler)
@@ -158,7 +158,7 @@ class Daemon:
         self.root = Supervisor.start(root_ctx, root_options, [self._storage_spec()])
         self.controller = Controller(
             root=self.root,
-            board=self.board,
+            ledger=self.ledger,
             tree=self.tree,
             storage=self.storage,
             scheduler=self.scheduler,
@@ -254,7 +254,7 @@ class Daemon:
         cluster = self._cluster_view()
         deps = AppDeps(
             controller=self.controller,
-            board=self.board,
+            board=self.ledger,
             tree=self.tree,
             storage=self.storage,
             registry=self.registry,

@@ -1,6 +1,6 @@
 """The Prometheus collector of SPEC section 7: fresh families per scrape from lock-protected snapshots.
 
-It reads `StatusBoard.snapshot()`, `TreeView.supervisor_restarts()` and the storage
+It reads `EndpointLedger.snapshot()`, `TreeView.supervisor_restarts()` and the storage
 gateway's `stats()`; it never asks an actor. Label values are names, kinds, states,
 conditions and results only (never error text), and an endpoint's series vanish with it.
 
@@ -27,8 +27,10 @@ from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamil
 from prometheus_client.samples import Sample
 
 from fieldwatch import states
+from fieldwatch.actors.icmp.stats import RTT_BUCKETS, RttStats
 from fieldwatch.actors.tree import TreeView
-from fieldwatch.status import RTT_BUCKETS, EndpointStatus, StatusBoard, effective_state
+from fieldwatch.ledger import EndpointLedger
+from fieldwatch.status import EndpointStatus, effective_state
 from fieldwatch.storage.gateway import StorageStats
 
 __all__ = ["ALERT_CONDITIONS", "COUNTER_RESULTS", "CONTENT_TYPE", "FieldwatchCollector"]
@@ -104,19 +106,22 @@ def _reconnects(r: _Row) -> _Samples:
 
 
 def _rtt(r: _Row) -> _Samples:
-    s = r.status
-    if s.kind != "icmp":
-        return
-    cumulative = (*itertools.accumulate(s.rtt_buckets), s.rtt_count)
+    s = r.status.extra
+    if not isinstance(s, RttStats):
+        if r.status.kind != "icmp":
+            return
+        s = RttStats()  # not probed yet: an empty histogram
+    cumulative = (*itertools.accumulate(s.buckets), s.count)
     for le, count in zip(_RTT_LE, cumulative, strict=True):
         yield "fieldwatch_icmp_rtt_seconds_bucket", "le", le, float(count)
-    yield "fieldwatch_icmp_rtt_seconds_count", None, "", float(s.rtt_count)
-    yield "fieldwatch_icmp_rtt_seconds_sum", None, "", s.rtt_sum
+    yield "fieldwatch_icmp_rtt_seconds_count", None, "", float(s.count)
+    yield "fieldwatch_icmp_rtt_seconds_sum", None, "", s.sum
 
 
 def _loss(r: _Row) -> _Samples:
-    if r.status.kind == "icmp" and r.status.packet_loss is not None:
-        yield "fieldwatch_icmp_packet_loss_ratio", None, "", r.status.packet_loss
+    s = r.status.extra
+    if isinstance(s, RttStats) and s.packet_loss is not None:
+        yield "fieldwatch_icmp_packet_loss_ratio", None, "", s.packet_loss
 
 
 def _results(kind: str) -> Callable[[_Row], _Samples]:
@@ -199,7 +204,7 @@ class _Stats(Protocol):
 class FieldwatchCollector:
     """Register once on the injected registry; every scrape builds its families anew."""
 
-    def __init__(self, board: StatusBoard, tree: TreeView, storage: _Stats) -> None:
+    def __init__(self, board: EndpointLedger, tree: TreeView, storage: _Stats) -> None:
         self._board = board
         self._tree = tree
         self._storage = storage

@@ -3,7 +3,7 @@
 `GET /` is one hand-written HTML file; its script and style are static files of this
 package (`fieldwatch/http/static`), so nothing loads from elsewhere and the page works on
 a plant network without internet. The script polls `GET /api/v1/overview` with an ETag.
-The overview is built from the status board (the same lock-protected snapshot the API
+The overview is built from the ledger (the same lock-protected snapshot the API
 and the metrics read: no actor is asked), the lock-free site flags, and a few bounded
 storage reads (active alerts, latest events) plus the in-memory log ring (warnings).
 """
@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 import falcon
 
 from fieldwatch import states
+from fieldwatch.actors.icmp.stats import RttStats
 from fieldwatch.errors import StorageError
 from fieldwatch.http import params
 from fieldwatch.http.logtail import LogFilter
@@ -65,7 +66,10 @@ def _seconds(value: float | None) -> float | None:
 def endpoint_row(status: LightStatus, now: float) -> list[Any]:
     """One endpoint as a row of `COLUMNS`; the state after the readers' freshness rule."""
     state, reason = fresh_state(status.state, status.reason, status.last_data_at, status.fresh_within_s, now)
-    rtt = status.last_rtt if state in (states.UP, states.STALE) else None  # a lost probe has no RTT
+    extra = status.extra
+    rtt = (
+        extra.last_rtt if isinstance(extra, RttStats) and state in (states.UP, states.STALE) else None
+    )  # a lost probe has no RTT
     return [
         status.site,
         status.name,

@@ -26,7 +26,20 @@ def ids(db: peewee.Database) -> dict[str, int]:
 
 def test_sites_and_endpoints_shapes_without_secrets(db: peewee.Database, ids: dict[str, int]) -> None:
     now = time.time()
-    write(db, [w.StateChange(ids["plc"], 0, "up", now - 5, "connected", None, now - 1)])
+    write(
+        db,
+        [
+            w.StateChange(
+                endpoint_id=ids["plc"],
+                generation=0,
+                state="up",
+                since=now - 5,
+                reason="connected",
+                down_since=None,
+                last_data_at=now - 1,
+            )
+        ],
+    )
     sites = queries.list_sites()
     assert [s["name"] for s in sites] == ["a", "b"]
     plc = sites[0]["endpoints"][0]
@@ -48,9 +61,33 @@ def test_up_with_old_data_is_reported_stale(db: peewee.Database, ids: dict[str, 
     write(
         db,
         [
-            w.StateChange(ids["plc"], 0, "up", now - 100, "connected", None, now - 31),
-            w.StateChange(ids["router"], 0, "up", now - 100, "answers", None, now - 100),
-            w.StateChange(ids["broker"], 0, "up", now - 100, "connected", None, None),
+            w.StateChange(
+                endpoint_id=ids["plc"],
+                generation=0,
+                state="up",
+                since=now - 100,
+                reason="connected",
+                down_since=None,
+                last_data_at=now - 31,
+            ),
+            w.StateChange(
+                endpoint_id=ids["router"],
+                generation=0,
+                state="up",
+                since=now - 100,
+                reason="answers",
+                down_since=None,
+                last_data_at=now - 100,
+            ),
+            w.StateChange(
+                endpoint_id=ids["broker"],
+                generation=0,
+                state="up",
+                since=now - 100,
+                reason="connected",
+                down_since=None,
+                last_data_at=None,
+            ),
         ],
     )
     states = {e["name"]: e["state"] for s in queries.list_sites() for e in s["endpoints"]}
@@ -114,7 +151,14 @@ def test_events_pages_follow_and_filters(db: peewee.Database, ids: dict[str, int
     write(
         db,
         [
-            w.EventRecord(ids["plc"] if i % 2 else ids["broker"], 1, float(i // 3), levels[i % 4], "e", str(i))
+            w.EventRecord(
+                endpoint_id=ids["plc"] if i % 2 else ids["broker"],
+                generation=1,
+                time=float(i // 3),
+                level=levels[i % 4],
+                event="e",
+                message=str(i),
+            )
             for i in range(250)
         ],
     )
@@ -226,14 +270,26 @@ def test_alerts_topics_devices_parse_errors(db: peewee.Database, ids: dict[str, 
     write(
         db,
         [
-            w.AlertOpen(e, 0, "down", "critical", "broker down", 1.0),
-            w.AlertOpen(e, 0, "offline", "warning", "dev1 offline", 2.0, subject="dev1"),
-            w.TopicSeen(e, 0, "s/dev1/t", 3.0, 4, True),
-            w.DeviceSeen(e, 0, "dev1", 3.0, True),
-            w.ParseErrorRecord(e, 0, 4.0, "s/dev1/t", "json", "bad json", "{{"),
+            w.AlertOpen(
+                endpoint_id=e, generation=0, condition="down", severity="critical", message="broker down", time=1.0
+            ),
+            w.AlertOpen(
+                endpoint_id=e,
+                generation=0,
+                condition="offline",
+                severity="warning",
+                message="dev1 offline",
+                time=2.0,
+                subject="dev1",
+            ),
+            w.TopicSeen(endpoint_id=e, generation=0, topic="s/dev1/t", time=3.0, count=4, is_processable=True),
+            w.DeviceSeen(endpoint_id=e, generation=0, device="dev1", time=3.0, online=True),
+            w.ParseErrorRecord(
+                endpoint_id=e, generation=0, time=4.0, topic="s/dev1/t", parser="json", error="bad json", sample="{{"
+            ),
         ],
     )
-    write(db, [w.AlertResolve(e, 0, "down", 5.0)])
+    write(db, [w.AlertResolve(endpoint_id=e, generation=0, condition="down", time=5.0)])
     all_alerts = queries.alerts()[0]
     assert [a["condition"] for a in all_alerts] == ["offline", "down"]
     active = queries.alerts(active=True)[0]
