@@ -84,7 +84,7 @@ class EndpointLedger:
         self._rows: dict[int, StatusRow] = {}
         #: endpoints shown `connecting` by `starting()` whose actor has not written yet
         self._starting: set[int] = set()
-        #: the newest incarnation begun per endpoint, until its actor takes it (`incarnation`)
+        #: the newest incarnation begun per endpoint (its actor takes it by generation: `incarnation`)
         self._begun: dict[int, Incarnation] = {}
         self._max_values = max_reading_series
         self._n_values = 0
