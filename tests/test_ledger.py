@@ -73,6 +73,7 @@ def test_error_once_on_entering_failure_never_per_retry_info_on_recovery(caplog:
     ledger = _ledger()
     inc = ledger.begin(1)
     inc.transition(states.CONNECTING, "starting")
+    caplog.clear()  # the start's info line
     with caplog.at_level(logging.DEBUG, logger="fieldwatch.ledger"):
         delays = [inc.failed(Failure(states.DOWN, "connection refused"), _BACKOFF) for _ in range(5)]
         inc.failed(Failure(states.DOWN, "connection reset"), _BACKOFF)  # a new reason: stored, not an error line
