@@ -240,14 +240,14 @@ def fieldwatch_ingest(port: int, messages: int, qos: int, mode: str, timeout_s: 
         daemon.start()
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
-            status = daemon.board.find("bench", "mq")
+            status = daemon.ledger.find("bench", "mq")
             if status is not None and status.state == "up":
                 return daemon
             time.sleep(0.01)
         raise RuntimeError("fieldwatch endpoint not up")
 
     def stored(daemon: Daemon) -> float:
-        status = daemon.board.find("bench", "mq")
+        status = daemon.ledger.find("bench", "mq")
         return status.counters.get(("mqtt_messages", "stored"), 0.0) if status else 0.0
 
     daemon = start()

@@ -22,11 +22,11 @@ from fieldwatch.actors.tree import TreeView
 from fieldwatch.config.model import Config
 from fieldwatch.controller import Controller
 from fieldwatch.kinds import KINDS
+from fieldwatch.ledger import EndpointLedger
 from fieldwatch.logring import LogRing
 from fieldwatch.logsetup import setup_logging
 from fieldwatch.policy import ChildPolicy
 from fieldwatch.policy import HealthCheck as HealthPolicy
-from fieldwatch.status import StatusBoard
 from fieldwatch.storage import queries
 from fieldwatch.storage.db import init_database
 from fieldwatch.storage.gateway import StorageGateway
@@ -56,9 +56,9 @@ class Daemon:
         self.console_log = console_log
         self.install_signals = install_signals
         self.scheduler = Scheduler()
-        self.board = StatusBoard(max_reading_series=config.http.max_reading_series)
         self.tree = TreeView()
         self.storage = StorageGateway(max_queue=config.storage.max_queue)
+        self.ledger = EndpointLedger(self.storage, max_reading_series=config.http.max_reading_series)
         self.registry = prometheus_client.CollectorRegistry()
         self.root: pykka.ActorRef[Any] | None = None
         self.controller: Controller | None = None
@@ -99,13 +99,13 @@ class Daemon:
         db = init_database(cfg.storage.url)
         version = migrate(db)
         logger.info("storage ready: schema version %d", version)
-        # generation counters: the writer seeds them from the endpoint table in its on_start,
-        # before the first command (_wait_storage) returns
+        # generations: the ledger continues from the stored endpoint rows (controller.load);
+        # the writer seeds its own index from the endpoint table in its on_start
         self.scheduler.start()
         self.root = self._start_root()
         self.controller = Controller(
             root=self.root,
-            board=self.board,
+            ledger=self.ledger,
             tree=self.tree,
             storage=self.storage,
             scheduler=self.scheduler,
@@ -199,7 +199,7 @@ class Daemon:
         cluster = self._cluster_view()
         deps = AppDeps(
             controller=self.controller,
-            board=self.board,
+            board=self.ledger,
             tree=self.tree,
             storage=self.storage,
             registry=self.registry,

@@ -6,6 +6,7 @@ this module only holds the frozen shapes so the supervisor does not depend on YA
 
 from __future__ import annotations
 
+import random
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -27,6 +28,7 @@ __all__ = [
     "RESTART_TYPES",
     "DEFAULT_POLICY",
     "default_policy",
+    "backoff_delay",
 ]
 
 STRATEGIES = ("one_for_one", "one_for_all", "rest_for_one")
@@ -42,6 +44,13 @@ class Backoff:
     multiplier: float = 2.0
     jitter: float = 0.1
     reset_after_s: float = 120.0
+
+
+def backoff_delay(policy: Backoff, attempt: int, rng: random.Random | None = None) -> float:
+    """Capped exponential delay for the given attempt (0-based) with +-jitter (the one backoff function)."""
+    base = min(policy.max_s, policy.initial_s * (policy.multiplier**attempt))
+    jitter = (rng or random).uniform(-policy.jitter, policy.jitter) if policy.jitter else 0.0
+    return max(0.0, min(policy.max_s * (1 + policy.jitter), base * (1 + jitter)))
 
 
 @dataclass(frozen=True, slots=True)

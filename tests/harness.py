@@ -4,7 +4,7 @@
         d = harness.start([SiteConfig("s1", endpoints=(EndpointConfig("r", "icmp", IcmpOptions("127.0.0.1")),))])
         harness.wait_state("s1", "r", "up", timeout=5)
 
-Everything is real: scheduler, supervisors, status board, SQLite storage through
+Everything is real: scheduler, supervisors, the ledger, SQLite storage through
 the persistence actor. Reads go through `fieldwatch.storage.queries` like the API.
 """
 
@@ -55,8 +55,8 @@ class Harness:
 
     def status(self, site: str, endpoint: str) -> EndpointStatus:
         assert self.daemon is not None
-        status = self.daemon.board.find(site, endpoint)
-        assert status is not None, f"no endpoint {site}/{endpoint} on the board"
+        status = self.daemon.ledger.find(site, endpoint)
+        assert status is not None, f"no endpoint {site}/{endpoint} in the ledger"
         return status
 
     def state(self, site: str, endpoint: str) -> str:

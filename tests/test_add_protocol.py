@@ -20,7 +20,7 @@ from typing import Any, ClassVar
 import pytest
 
 from fieldwatch import states
-from fieldwatch.actors.connection import ConnectionActor
+from fieldwatch.actors.connection import ConnectionActor, Failure
 from fieldwatch.actors.scheduler import TimerHandle
 from fieldwatch.config import parse_config_text
 from fieldwatch.daemon import Daemon
@@ -98,7 +98,7 @@ class TcpActor(ConnectionActor):
         except OSError as err:
             self.count("tcp_checks", "failed")
             self.disconnect()  # no more checks until the reconnect the backoff schedules
-            self.retry_later(states.DOWN, f"{self._target()}: {err.strerror or err}")  # -> DOWN, alert
+            self.retry_later(Failure(states.DOWN, f"{self._target()}: {err.strerror or err}"))  # -> DOWN, alert
             return False
         self.count("tcp_checks", "ok")
         self.data_received()

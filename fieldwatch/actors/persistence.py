@@ -14,7 +14,6 @@ retrying the batch row by row and discarded with a log line.
 from __future__ import annotations
 
 import logging
-import random
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -24,7 +23,7 @@ from fieldwatch.actors.base import ChildContext, SupervisedActor
 from fieldwatch.actors.scheduler import Scheduler, TimerHandle
 from fieldwatch.errors import FieldwatchError, StorageError
 from fieldwatch.logpath import path_logger
-from fieldwatch.policy import StoragePolicy
+from fieldwatch.policy import Backoff, StoragePolicy, backoff_delay
 from fieldwatch.storage import sites
 from fieldwatch.storage.batch import EndpointIndex, apply_writes
 from fieldwatch.storage.commands import Command
@@ -84,6 +83,8 @@ class PersistenceActor(SupervisedActor):
         self._drain_on_stop_s = drain_on_stop_s
         self._gateway = gateway
         self._policy = policy or StoragePolicy()
+        retry = self._policy.retry
+        self._backoff = Backoff(initial_s=retry.initial_s, max_s=retry.max_s, multiplier=2.0, jitter=0.1)
         self._scheduler = scheduler
         self._own_scheduler = own_scheduler
         self._commit_listener = commit_listener
@@ -143,10 +144,8 @@ class PersistenceActor(SupervisedActor):
     # -- writes ----------------------------------------------------------------
 
     def _load_index(self) -> None:
-        db = get_database()
-        gone = self._index.refresh(db)
-        self._gateway.forget_generations(gone)
-        self._gateway.seed_generations(self._index.generations)
+        """Seed the index (names, generations) from the database; GenerationStarted writes keep it current."""
+        self._index.refresh(get_database())
         self._index_loaded = True
 
     def _drain_batch(self, limit: int | None = None) -> int | None:
@@ -246,8 +245,7 @@ class PersistenceActor(SupervisedActor):
             )
         else:
             self.log.debug("storage write retry %d failed: %s", self._attempt, message)
-        retry = self._policy.retry
-        delay = min(retry.max_s, retry.initial_s * (2**self._attempt)) * random.uniform(0.9, 1.1)
+        delay = backoff_delay(self._backoff, self._attempt)
         self._attempt += 1
         if self._retry_handle is not None:
             self._retry_handle.cancel()
@@ -285,7 +283,7 @@ class PersistenceActor(SupervisedActor):
         try:
             with write_transaction(db):
                 result = sites.execute(cmd, time.time())
-            gone = self._index.refresh(db)
+            self._index.refresh(db)  # sites and endpoints the command created or deleted
         except (FieldwatchError, ValueError, TypeError):
             raise
         except ROW_ERRORS as err:
@@ -294,8 +292,6 @@ class PersistenceActor(SupervisedActor):
             self._on_failure(err)
             raise StorageError(f"{type(cmd).__name__} failed: {err}") from err
         self._index_loaded = True
-        self._gateway.forget_generations(gone)
-        self._gateway.seed_generations(self._index.generations)
         if self._gateway.queue_depth:
             self._gateway.wake()
         return result

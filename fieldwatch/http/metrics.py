@@ -1,6 +1,6 @@
 """The Prometheus collector of SPEC section 7: fresh families per scrape from lock-protected snapshots.
 
-It reads `StatusBoard.snapshot()`, `TreeView.supervisor_restarts()` and the storage
+It reads `EndpointLedger.snapshot()`, `TreeView.supervisor_restarts()` and the storage
 gateway's `stats()`; it never asks an actor. Label values are names, kinds, states,
 conditions and results only (never error text), and an endpoint's series vanish with it.
 
@@ -30,7 +30,8 @@ from fieldwatch import states
 from fieldwatch.actors.tree import TreeView
 from fieldwatch.families import Family, Row, Samples
 from fieldwatch.kinds import KINDS
-from fieldwatch.status import StatusBoard, effective_state
+from fieldwatch.ledger import EndpointLedger
+from fieldwatch.status import effective_state
 from fieldwatch.storage.gateway import StorageStats
 
 __all__ = ["CONTENT_TYPE", "FieldwatchCollector"]
@@ -155,7 +156,7 @@ class _Stats(Protocol):
 class FieldwatchCollector:
     """Register once on the injected registry; every scrape builds its families anew."""
 
-    def __init__(self, board: StatusBoard, tree: TreeView, storage: _Stats) -> None:
+    def __init__(self, board: EndpointLedger, tree: TreeView, storage: _Stats) -> None:
         self._board = board
         self._tree = tree
         self._storage = storage

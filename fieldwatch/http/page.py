@@ -3,7 +3,7 @@
 `GET /` is one hand-written HTML file; its script and style are static files of this
 package (`fieldwatch/http/static`), so nothing loads from elsewhere and the page works on
 a plant network without internet. The script polls `GET /api/v1/overview` with an ETag.
-The overview is built from the status board (the same lock-protected snapshot the API
+The overview is built from the ledger (the same lock-protected snapshot the API
 and the metrics read: no actor is asked), the lock-free site flags, and a few bounded
 storage reads (active alerts, latest events) plus the in-memory log ring (warnings).
 """

@@ -66,14 +66,19 @@ class EndpointIndex:
         self._stale_log: dict[int, tuple[float, int]] = {}
 
     def refresh(self, db: peewee.Database) -> set[int]:
-        """Reload from the database; return the ids that disappeared (now deleted)."""
+        """Reload names from the database; return the ids that disappeared (now deleted).
+
+        An endpoint's generation is read once, when the index first sees it; from then on
+        only `GenerationStarted` writes move it (the ledger hands generations out, and
+        nothing is copied back to it from here).
+        """
         cursor = db.execute_sql(
             "SELECT e.id, s.name, e.name, e.generation FROM endpoint e JOIN site s ON s.id = e.site_id"
         )
         names: dict[int, tuple[str, str]] = {}
         for endpoint_id, site_name, name, generation in cursor.fetchall():
             names[endpoint_id] = (site_name, name)
-            self.generations[endpoint_id] = max(generation, self.generations.get(endpoint_id, 0))
+            self.generations.setdefault(endpoint_id, generation)
         gone = set(self.names) - set(names)
         self.series.forget_endpoints(gone)
         for endpoint_id in gone:

@@ -26,7 +26,7 @@ from fieldwatch.storage import commands as c
 from fieldwatch.storage import writes as w
 from fieldwatch.storage.db import reset_connection
 from fieldwatch.storage.gateway import StorageGateway
-from fieldwatch.storage.testing import PG_ENV, pg_url, temporary_database
+from fieldwatch.storage.testing import PG_ENV, pg_url, start_generation, temporary_database
 from tests.waiting import wait_for
 
 POLICY = StoragePolicy(retry=Retry(initial_s=0.05, max_s=0.5))
@@ -66,7 +66,7 @@ class Load:
         )
         self.gateway = gateway
         self.endpoints = [e.id for e in site.endpoints]
-        self.generations = {e: gateway.next_generation(e) for e in self.endpoints}
+        self.generations = {e: start_generation(gateway, e) for e in self.endpoints}
         self.acked = 0
         self._lock = threading.Lock()
         self.last_state: dict[int, str] = {}
@@ -100,8 +100,27 @@ class Load:
                 e = self.endpoints[k % ENDPOINTS]
                 state = STATES[k % len(STATES)]
                 now = time.time()
-                self.gateway.submit(w.StateChange(e, self.generations[e], state, now, f"change {k}", None, now))
-                self.gateway.submit(w.EventRecord(e, self.generations[e], now, "info", "state", f"change {k}"))
+                self.gateway.submit(
+                    w.StateChange(
+                        endpoint_id=e,
+                        generation=self.generations[e],
+                        state=state,
+                        since=now,
+                        reason=f"change {k}",
+                        down_since=None,
+                        last_data_at=now,
+                    )
+                )
+                self.gateway.submit(
+                    w.EventRecord(
+                        endpoint_id=e,
+                        generation=self.generations[e],
+                        time=now,
+                        level="info",
+                        event="state",
+                        message=f"change {k}",
+                    )
+                )
                 self.last_state[e] = f"change {k}"
                 k += 1
             between()

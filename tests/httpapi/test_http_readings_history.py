@@ -32,7 +32,7 @@ def test_until_step_and_pages_over_http(tmp_path: Path) -> None:
     try:
         daemon = harness.start([site], http=True)
         endpoint_id = harness.endpoint_id("plant", "plc")
-        generation = daemon.storage.current_generation(endpoint_id)
+        generation = harness.status("plant", "plc").generation
         # three hours of a reading every 10 s, sent late (source time in the past), values 0..1079
         daemon.storage.submit_many(
             w.ReadingRecord(endpoint_id=endpoint_id, generation=generation, name="level", value_num=float(i),

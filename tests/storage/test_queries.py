@@ -78,7 +78,14 @@ def test_events_pages_follow_and_filters(db: peewee.Database, ids: dict[str, int
     write(
         db,
         [
-            w.EventRecord(ids["plc"] if i % 2 else ids["broker"], 1, float(i // 3), levels[i % 4], "e", str(i))
+            w.EventRecord(
+                endpoint_id=ids["plc"] if i % 2 else ids["broker"],
+                generation=1,
+                time=float(i // 3),
+                level=levels[i % 4],
+                event="e",
+                message=str(i),
+            )
             for i in range(250)
         ],
     )
@@ -190,14 +197,26 @@ def test_alerts_topics_devices_parse_errors(db: peewee.Database, ids: dict[str, 
     write(
         db,
         [
-            w.AlertOpen(e, 0, "down", "critical", "broker down", 1.0),
-            w.AlertOpen(e, 0, "offline", "warning", "dev1 offline", 2.0, subject="dev1"),
-            w.TopicSeen(e, 0, "s/dev1/t", 3.0, 4, True),
-            w.DeviceSeen(e, 0, "dev1", 3.0, True),
-            w.ParseErrorRecord(e, 0, 4.0, "s/dev1/t", "json", "bad json", "{{"),
+            w.AlertOpen(
+                endpoint_id=e, generation=0, condition="down", severity="critical", message="broker down", time=1.0
+            ),
+            w.AlertOpen(
+                endpoint_id=e,
+                generation=0,
+                condition="offline",
+                severity="warning",
+                message="dev1 offline",
+                time=2.0,
+                subject="dev1",
+            ),
+            w.TopicSeen(endpoint_id=e, generation=0, topic="s/dev1/t", time=3.0, count=4, is_processable=True),
+            w.DeviceSeen(endpoint_id=e, generation=0, device="dev1", time=3.0, online=True),
+            w.ParseErrorRecord(
+                endpoint_id=e, generation=0, time=4.0, topic="s/dev1/t", parser="json", error="bad json", sample="{{"
+            ),
         ],
     )
-    write(db, [w.AlertResolve(e, 0, "down", 5.0)])
+    write(db, [w.AlertResolve(endpoint_id=e, generation=0, condition="down", time=5.0)])
     all_alerts = queries.alerts()[0]
     assert [a["condition"] for a in all_alerts] == ["offline", "down"]
     active = queries.alerts(active=True)[0]

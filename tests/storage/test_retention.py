@@ -36,9 +36,21 @@ def fill(db: peewee.Database, now: float) -> int:
     rows: list[w.Write] = []
     for t in (old, new):
         rows += [reading(e, t + i) for i in range(2500)]
-        rows += [w.EventRecord(e, 0, t + i, "info", "e", "") for i in range(1200)]
-        rows += [w.ParseErrorRecord(e, 0, t + i, "t", "json", "bad", "x") for i in range(10)]
-    rows.append(w.AlertOpen(e, 0, "down", "critical", "active alerts stay", old))
+        rows += [
+            w.EventRecord(endpoint_id=e, generation=0, time=t + i, level="info", event="e", message="")
+            for i in range(1200)
+        ]
+        rows += [
+            w.ParseErrorRecord(
+                endpoint_id=e, generation=0, time=t + i, topic="t", parser="json", error="bad", sample="x"
+            )
+            for i in range(10)
+        ]
+    rows.append(
+        w.AlertOpen(
+            endpoint_id=e, generation=0, condition="down", severity="critical", message="active alerts stay", time=old
+        )
+    )
     write(db, rows)
     return e
 

@@ -216,7 +216,7 @@ class OpcuaSession:
             failure = trace.explain(err)
             if failure.code == "BadTcpEndpointUrlInvalid":
                 offered = sorted({str(ep.EndpointUrl) for ep in await self._discover(url, base=True)})
-                failure = Failure(FAULTY, "BadTcpEndpointUrlInvalid", tuple(offered), failure.code)
+                failure = Failure(FAULTY, "BadTcpEndpointUrlInvalid", offered=tuple(offered), code=failure.code)
             elif trace.step == "open secure channel" and getattr(self._security, "server_cert", None):
                 failure = pin_mismatch(self._security, await self._discover(url)) or failure
             raise SessionError(failure) from err
