@@ -40,10 +40,10 @@ import psycopg2
 from fieldwatch.cluster.placement import preferred_owner
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, os.path.join(HERE, "..", "tests", "cluster"))
+sys.path.insert(0, os.path.join(HERE, ".."))  # the repo root: tests.* helpers
 
-from cluster_helpers import assert_never_owned_twice  # noqa: E402
-from daemon_cluster import SITES, HttpSampler, Instance, storage_url  # noqa: E402
+from tests.cluster.cluster_helpers import assert_never_owned_twice  # noqa: E402
+from tests.cluster.daemon_cluster import SITES, HttpSampler, Instance, storage_url  # noqa: E402
 
 
 def _wait(predicate: Callable[[], Any], timeout: float, interval: float = 0.05) -> Any:

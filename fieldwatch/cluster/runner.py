@@ -176,7 +176,7 @@ class ClusterRunner:
 
     def _mirror_loop(self) -> None:
         """Once a second, copy the stored state of the endpoints of sites run elsewhere into
-        this instance's board, so any instance answers the API with the owner's states (as
+        this instance's ledger, so any instance answers the API with the owner's states (as
         of the owner's last commit). Sites this instance holds are never touched."""
         conn: Any = None
         failing = False
@@ -211,17 +211,16 @@ class ClusterRunner:
             )
             rows = cur.fetchall()
         ids = self.controller.endpoint_ids()
-        board = self.controller.board
+        ledger = self.controller.ledger
         updated = 0
         for site, name, state, since, reason, down_since, last_data_at, generation, restarts, reconnects in rows:
             endpoint_id = ids.get((site, name))
             if endpoint_id is None or self.manager.owns(site):
                 continue
-            board.begin_generation(endpoint_id, generation, restarts)  # never lowers it
-            generation = board.current_generation(endpoint_id) or generation
             changes = {"state": state, "since": since, "reason": reason, "down_since": down_since,
-                       "last_data_at": last_data_at, "reconnects": reconnects}  # fmt: skip
-            updated += bool(board.update(endpoint_id, generation, **changes))
+                       "last_data_at": last_data_at, "generation": generation, "restarts": restarts,
+                       "reconnects": reconnects}  # fmt: skip
+            updated += ledger.mirror(endpoint_id, **changes)
         return updated
 
     def owner_of(self, site: str) -> str | None:
@@ -438,7 +437,7 @@ def clustered_controller(base: type) -> type:
     to the other instances (`self.announce`, set by `ClusterRunner.prepare`). Commands
     applied on behalf of another instance (`remote_command()`) are not announced again."""
 
-    class ClusteredController(base):  # type: ignore[misc, valid-type]
+    class ClusteredController(base):
         announce: Callable[..., None] = staticmethod(lambda op, site, **details: None)
         _remote = threading.local()
 

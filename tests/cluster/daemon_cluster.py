@@ -3,17 +3,14 @@
 from __future__ import annotations
 
 import os
-import sys
 import threading
 import time
 from collections.abc import Iterable
 from typing import Any
 from urllib.parse import quote
 
-sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "e2e"))
-
-from cluster_helpers import Sample  # noqa: E402
-from daemon_proc import DaemonProc  # noqa: E402
+from tests.cluster.cluster_helpers import Sample
+from tests.e2e.daemon_proc import DaemonProc
 
 SITES = tuple(f"s{i}" for i in range(6))
 

@@ -12,11 +12,11 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from cluster_helpers import assert_never_owned_twice
-from daemon_cluster import SITES, HttpSampler, Instance, storage_url
-from harness import wait_for
 
 from fieldwatch.cluster.placement import preferred_owner
+from tests.cluster.cluster_helpers import assert_never_owned_twice
+from tests.cluster.daemon_cluster import SITES, HttpSampler, Instance, storage_url
+from tests.waiting import wait_for
 
 TTL = 5.0
 

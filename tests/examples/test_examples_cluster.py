@@ -10,10 +10,10 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from examples_helpers import EXAMPLES
 
 from fieldwatch.cli import EXIT_CONFIG, _parser
 from fieldwatch.config.loader import load_config
+from tests.examples.examples_helpers import EXAMPLES
 
 CLUSTER = EXAMPLES / "cluster"
 CONFIGS = (CLUSTER / "fieldwatch-a.yaml", CLUSTER / "fieldwatch-b.yaml")
