@@ -370,7 +370,8 @@ class Controller(SiteViews):
 
     # -- cluster (SPEC section 10): the sites this instance runs ---------------------------
     # Added for high availability (fieldwatch/cluster/runner.py). Existing code consults
-    # `runs_site` only in `_start_site` and `_mark_disabled`; everything else is below.
+    # `runs_site` only in `_start_site` (and `load()` passes `sync_instance`); the ledger
+    # consults its `runs_site` in `disable`. Everything else is below.
 
     #: cluster: the instance name `load()`'s SyncConfig records as declaring its sites (SPEC 10)
     sync_instance: str | None = None
