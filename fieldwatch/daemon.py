@@ -8,7 +8,7 @@ import signal
 import threading
 import time
 from types import FrameType
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import prometheus_client
 import pykka
@@ -19,8 +19,12 @@ from fieldwatch.actors.retention import RetentionActor
 from fieldwatch.actors.scheduler import Scheduler
 from fieldwatch.actors.supervisor import ChildSpec, Supervisor, SupervisorOptions
 from fieldwatch.actors.tree import TreeView
+from fieldwatch.cluster.view import ClusterCollector, FencedWrites, LocalCluster
 from fieldwatch.config.model import Config
 from fieldwatch.controller import Controller
+from fieldwatch.errors import StorageError
+from fieldwatch.http.app import AppDeps, create_app
+from fieldwatch.http.server import HttpServer, serve
 from fieldwatch.kinds import KINDS
 from fieldwatch.ledger import EndpointLedger
 from fieldwatch.logring import LogRing
@@ -28,13 +32,10 @@ from fieldwatch.logsetup import setup_logging
 from fieldwatch.policy import ChildPolicy
 from fieldwatch.policy import HealthCheck as HealthPolicy
 from fieldwatch.storage import queries
+from fieldwatch.storage.commands import LoadSites
 from fieldwatch.storage.db import init_database
 from fieldwatch.storage.gateway import StorageGateway
 from fieldwatch.storage.migrations import migrate
-
-if TYPE_CHECKING:
-    from fieldwatch.cluster.view import LocalCluster
-    from fieldwatch.http.server import HttpServer
 
 __all__ = ["Daemon", "EXIT_OK", "EXIT_RUNTIME", "EXIT_EXHAUSTED"]
 
@@ -127,9 +128,6 @@ class Daemon:
 
     def _wait_storage(self, deadline: float) -> None:
         """Wait for the writer actor (started asynchronously by the storage supervisor)."""
-        from fieldwatch.errors import StorageError
-        from fieldwatch.storage.commands import LoadSites
-
         while True:
             try:
                 self.storage.command(LoadSites(), 5.0)
@@ -183,8 +181,6 @@ class Daemon:
     def _cluster_view(self) -> LocalCluster:
         """This instance alone (leases are not run by the daemon yet): it owns every site.
         Sets the sites' `owner` and registers the cluster metrics (SPEC 7)."""
-        from fieldwatch.cluster.view import ClusterCollector, FencedWrites, LocalCluster
-
         assert self.controller is not None
         cluster = LocalCluster(self.config.instance, self.controller.site_names)
         self.controller.site_owner = cluster.owner_of
@@ -192,9 +188,6 @@ class Daemon:
         return cluster
 
     def _start_http(self) -> None:
-        from fieldwatch.http.app import AppDeps, create_app
-        from fieldwatch.http.server import serve
-
         assert self.controller is not None
         cluster = self._cluster_view()
         deps = AppDeps(
