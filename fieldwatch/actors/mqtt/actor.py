@@ -25,7 +25,8 @@ import pykka
 from fieldwatch import states
 from fieldwatch.actors.base import ChildContext
 from fieldwatch.actors.connection import ConnectionActor, EndpointContext, Failure
-from fieldwatch.actors.mqtt.client import MqttClient, is_permanent_failure
+from fieldwatch.actors.mqtt.client import MqttClient
+from fieldwatch.actors.mqtt.codes import is_permanent_failure
 from fieldwatch.actors.mqtt.delivery import AckGroup, DuplicateSummary, Message, Redeliveries, log_duplicates
 from fieldwatch.actors.mqtt.devices import DeviceTimeout, DeviceTracker
 from fieldwatch.actors.mqtt.parsers import ParseFailure, ParserSet
