@@ -18,7 +18,6 @@ import random
 import sys
 import tempfile
 import time
-import uuid
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -27,6 +26,7 @@ from fieldwatch.storage import commands as c  # noqa: E402
 from fieldwatch.storage import sites  # noqa: E402
 from fieldwatch.storage.db import close_database, init_database, is_sqlite, open_database, write_transaction  # noqa: E402
 from fieldwatch.storage.migrations import migrate  # noqa: E402
+from fieldwatch.storage.testing import create_schema, drop_schema  # noqa: E402
 
 _V1_INSERT = (
     "INSERT INTO reading (endpoint_id, name, device, value_num, value_text, quality, source_time, received_at, msg_key)"
@@ -42,12 +42,7 @@ def main() -> None:
     args = ap.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="fw-migrate-"))
     url = args.url or f"sqlite:///{tmp / 'v1.db'}"
-    schema = None
-    if not url.startswith("sqlite"):
-        schema = f"fwmigrate_{uuid.uuid4().hex[:8]}"
-        admin = open_database(url)
-        admin.execute_sql(f"CREATE SCHEMA {schema}")
-        admin.close()
+    schema = create_schema(url, "fwmigrate")
     db = init_database(open_database(url, schema=schema) if schema else url)
     migrate(db, target=1)
     spec = c.SiteSpec("plant", True, "{}", tuple(c.EndpointSpec(f"e{i}", "icmp" if i % 2 == 0 else "mqtt", True)
@@ -97,9 +92,7 @@ def main() -> None:
         print(f"file after migration {size1 / 1e6:.0f} MB; VACUUM {vacuum:.0f} s -> {size2 / 1e6:.0f} MB")
     close_database()
     if schema is not None:  # the run's own schema goes with it
-        admin = open_database(url)
-        admin.execute_sql(f"DROP SCHEMA {schema} CASCADE")
-        admin.close()
+        drop_schema(url, schema)
 
 
 if __name__ == "__main__":

@@ -33,6 +33,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
+from typing import Any
 
 import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion
@@ -44,7 +45,7 @@ from tests.mosquitto import MosquittoBroker  # noqa: E402 - path set above
 
 TOPIC_FILTER = "sensors/#"
 _BACKLOG_NOTE = (
-    "In *backlog* mode (the receiver alone) ingest beats raw paho although it also parses, hashes the identity, inserts into SQLite (unique index on msg_key) and acks after the commit: fieldwatch's client reads the socket in 64 KiB chunks, handles every buffered packet before it selects again, and wakes paho's loop once per burst of acks (`_BufferedClient` in fieldwatch/actors/mqtt/client.py), where plain paho makes three or more `recv` calls per packet and one wake-up `send` per ack. Each of those system calls lets go of the GIL, and with the actor and writer threads busy, getting it back is what cost the earlier version half its rate (48 % of raw on 2026-11-23 12:27, 55 % in a same-machine rerun before the change). The wrapper row shows the reader alone at about twice raw paho; ingest runs at about 60 % of the wrapper. The broker's in-flight window does not matter on loopback (same rate with 20, 100, 1000 and unlimited), the commit round trip being 1-2 ms."
+    "In *backlog* mode (the receiver alone) ingest beats raw paho although it also parses, hashes the identity, inserts into SQLite (unique index on msg_key) and acks after the commit: fieldwatch's client reads the socket in 64 KiB chunks, handles every buffered packet before it selects again, and wakes paho's loop once per burst of acks (`BufferedClient` in fieldwatch/actors/mqtt/buffered.py), where plain paho makes three or more `recv` calls per packet and one wake-up `send` per ack. Each of those system calls lets go of the GIL, and with the actor and writer threads busy, getting it back is what cost the earlier version half its rate (48 % of raw on 2026-11-23 12:27, 55 % in a same-machine rerun before the change). The wrapper row shows the reader alone at about twice raw paho; ingest runs at about 60 % of the wrapper. The broker's in-flight window does not matter on loopback (same rate with 20, 100, 1000 and unlimited), the commit round trip being 1-2 ms."
 )
 
 
@@ -118,15 +119,35 @@ class RawCounter:
         self.seqs: set[int] = set()
         self.done = threading.Event()
 
-    def on_message(self, client: paho.Client, userdata: object, message: paho.MQTTMessage) -> None:
+    def add(self, payload: bytes) -> None:
+        """One arrival."""
         now = time.perf_counter()
         if self.count == 0:
             self.first = now
         self.last = now
         self.count += 1
-        self.seqs.add(json.loads(message.payload)["seq"])
+        self.seqs.add(json.loads(payload)["seq"])
         if len(self.seqs) >= self.expected:
             self.done.set()
+
+    def on_message(self, client: paho.Client, userdata: object, message: paho.MQTTMessage) -> None:
+        self.add(message.payload)
+
+
+def receive(connect: Callable[[], Any], stop: Callable[[Any], None], counter: RawCounter, port: int, messages: int,
+            qos: int, mode: str, timeout_s: float) -> None:
+    """Receive `messages` with clients made by `connect`: published live, or (backlog) while none is connected."""
+    client = connect()
+    if mode == "backlog":
+        stop(client)
+        run_publisher(port, messages, qos, timeout_s)
+        client = connect()
+        counter.done.wait(timeout_s)
+    else:
+        publisher = start_publisher(port, messages, qos)
+        counter.done.wait(timeout_s)
+        publisher.wait(timeout_s)
+    stop(client)
 
 
 def raw_paho(port: int, messages: int, qos: int, mode: str, timeout_s: float) -> Result:
@@ -141,24 +162,17 @@ def raw_paho(port: int, messages: int, qos: int, mode: str, timeout_s: float) ->
         client.on_subscribe = lambda *_: subscribed.set()
         client.connect("127.0.0.1", port, keepalive=60)
         client.loop_start()
+        if not subscribed.is_set():  # the first connection subscribes; the session keeps it
+            client.subscribe(TOPIC_FILTER, qos=qos)
+            if not subscribed.wait(10):
+                raise RuntimeError("no SUBACK")
         return client
 
-    client = connect()
-    client.subscribe(TOPIC_FILTER, qos=qos)
-    if not subscribed.wait(10):
-        raise RuntimeError("no SUBACK")
-    if mode == "backlog":
+    def stop(client: paho.Client) -> None:
         client.disconnect()
         client.loop_stop()
-        run_publisher(port, messages, qos, timeout_s)
-        client = connect()
-        counter.done.wait(timeout_s)
-    else:
-        publisher = start_publisher(port, messages, qos)
-        counter.done.wait(timeout_s)
-        publisher.wait(timeout_s)
-    client.disconnect()
-    client.loop_stop()
+
+    receive(connect, stop, counter, port, messages, qos, mode, timeout_s)
     return Result("raw paho-mqtt", mode, qos, messages, counter.count, len(counter.seqs),
                   counter.last - counter.first)
 
@@ -173,15 +187,8 @@ def wrapper_client(port: int, messages: int, qos: int, mode: str, timeout_s: flo
     holder: list[MqttClient] = []
 
     def on_message(topic: str, payload: bytes, q: int, mid: int, dup: bool) -> None:
-        now = time.perf_counter()
-        if counter.count == 0:
-            counter.first = now
-        counter.last = now
-        counter.count += 1
-        counter.seqs.add(json.loads(payload)["seq"])
-        holder[0].ack(mid, q)
-        if len(counter.seqs) >= messages:
-            counter.done.set()
+        holder[0].ack(mid, q)  # before the count: the last message is acked before `done` lets the run stop
+        counter.add(payload)
 
     def connect() -> MqttClient:
         connected.clear()
@@ -197,17 +204,7 @@ def wrapper_client(port: int, messages: int, qos: int, mode: str, timeout_s: flo
             raise RuntimeError("no CONNACK or SUBACK")
         return client
 
-    client = connect()
-    if mode == "backlog":
-        client.stop()
-        run_publisher(port, messages, qos, timeout_s)
-        client = connect()
-        counter.done.wait(timeout_s)
-    else:
-        publisher = start_publisher(port, messages, qos)
-        counter.done.wait(timeout_s)
-        publisher.wait(timeout_s)
-    client.stop()
+    receive(connect, lambda client: client.stop(), counter, port, messages, qos, mode, timeout_s)
     return Result("MqttClient wrapper", mode, qos, messages, counter.count, len(counter.seqs),
                   counter.last - counter.first)
 

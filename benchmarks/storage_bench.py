@@ -18,7 +18,6 @@ import sys
 import tempfile
 import threading
 import time
-import uuid
 from pathlib import Path
 
 import pykka
@@ -32,7 +31,11 @@ from fieldwatch.storage import commands as c  # noqa: E402
 from fieldwatch.storage.db import close_database, init_database, open_database  # noqa: E402
 from fieldwatch.storage.gateway import StorageGateway  # noqa: E402
 from fieldwatch.storage.migrations import migrate  # noqa: E402
-from fieldwatch.storage.testing import start_generation  # noqa: E402
+from fieldwatch.storage.testing import (  # noqa: E402
+    create_schema,
+    drop_schema,
+    start_generation,  # noqa: E402
+)
 from fieldwatch.storage.writes import ReadingRecord  # noqa: E402
 
 
@@ -43,12 +46,7 @@ def _percentile(values: list[float], q: float) -> float:
 
 def run(url: str, readings: int, endpoints: int, producers: int, max_rows: int, msg_keys: bool) -> dict[str, object]:
     """Write `readings` readings through gateway + actor; return the measurements."""
-    schema = None
-    if url.startswith(("postgresql://", "postgres://")):
-        schema = f"fwbench_{uuid.uuid4().hex[:8]}"
-        admin = open_database(url)
-        admin.execute_sql(f"CREATE SCHEMA {schema}")
-        admin.close()
+    schema = create_schema(url, "fwbench")
     db = init_database(open_database(url, schema=schema) if schema else url)
     migrate(db)
     scheduler = Scheduler("bench-scheduler")
@@ -110,10 +108,8 @@ def run(url: str, readings: int, endpoints: int, producers: int, max_rows: int, 
     scheduler.stop()
     stored = db.execute_sql("SELECT COUNT(*) FROM reading").fetchone()[0]
     close_database()
-    if schema:
-        admin = open_database(url)
-        admin.execute_sql(f"DROP SCHEMA {schema} CASCADE")
-        admin.close()
+    if schema is not None:
+        drop_schema(url, schema)
     seconds = [s for s, _ in commits]
     total = per_producer * producers
     return {

@@ -29,7 +29,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import uuid
 from pathlib import Path
 from typing import Any
 
@@ -46,7 +45,11 @@ from fieldwatch.storage.db import close_database, init_database, is_sqlite, open
 from fieldwatch.storage.gateway import StorageGateway  # noqa: E402
 from fieldwatch.storage.migrations import migrate  # noqa: E402
 from fieldwatch.storage.retention import DAY_S, Pass, Retention  # noqa: E402
-from fieldwatch.storage.testing import start_generation  # noqa: E402
+from fieldwatch.storage.testing import (  # noqa: E402
+    create_schema,
+    drop_schema,
+    start_generation,  # noqa: E402
+)
 from fieldwatch.storage.writes import ReadingRecord  # noqa: E402
 
 DEFAULT = Retention()
@@ -106,12 +109,7 @@ def main() -> None:  # noqa: PLR0915 - one linear script
     rng = random.Random(16)
     tmp = Path(tempfile.mkdtemp(prefix="fw-growth-"))
     url = args.url or f"sqlite:///{tmp / 'growth.db'}"
-    schema = None
-    if not url.startswith("sqlite"):
-        schema = f"fwgrowth_{uuid.uuid4().hex[:8]}"
-        admin = open_database(url)
-        admin.execute_sql(f"CREATE SCHEMA {schema}")
-        admin.close()
+    schema = create_schema(url, "fwgrowth")
     db = init_database(open_database(url, schema=schema) if schema else url)
     migrate(db)
     scheduler = Scheduler("growth")
@@ -243,9 +241,7 @@ def main() -> None:  # noqa: PLR0915 - one linear script
     scheduler.stop()
     close_database()
     if schema is not None:  # the run's own schema goes with it
-        admin = open_database(url)
-        admin.execute_sql(f"DROP SCHEMA {schema} CASCADE")
-        admin.close()
+        drop_schema(url, schema)
     if om is not None:
         om.write("# EOF\n")
         om.close()

@@ -9,12 +9,14 @@ supervisor gave up.
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from fieldwatch import __version__
 from fieldwatch.client import CLIENT_COMMANDS
+from fieldwatch.config import load_config
 from fieldwatch.errors import ConfigError
 
 __all__ = ["COMMANDS", "EXIT_CONFIG", "EXIT_OK", "EXIT_RUNTIME", "EXIT_SUPERVISOR", "main"]
@@ -38,8 +40,6 @@ def _add_check_config(sub: SubParsers) -> None:
 
 def _cmd_check_config(args: argparse.Namespace) -> int:
     """Validate FILE (and its supervision file): `ok: ...` and 0, or the errors and 2."""
-    from fieldwatch.config import load_config
-
     try:
         config = load_config(args.file)
     except ConfigError as err:
@@ -57,34 +57,31 @@ def _cmd_check_config(args: argparse.Namespace) -> int:
 # (default $FIELDWATCH_URL, else http://127.0.0.1:8080) and --token
 # (default $FIELDWATCH_TOKEN).
 
+
 def _lazy(module: str, name: str) -> Handler:
     """A handler imported on use, so `check-config` never imports the daemon."""
 
     def _run(args: argparse.Namespace) -> int:
-        import importlib
-
         handler: Handler = getattr(importlib.import_module(module), name)
         return handler(args)
 
     return _run
 
 
-def _add_run(sub: SubParsers) -> None:
-    from fieldwatch.runcmd import add_run
+def _lazy_add(module: str, name: str) -> Callable[[SubParsers], None]:
+    """A subcommand declaration imported on use (its module imports the daemon)."""
 
-    add_run(sub)
+    def _add(sub: SubParsers) -> None:
+        declare: Callable[[SubParsers], None] = getattr(importlib.import_module(module), name)
+        declare(sub)
 
-
-def _add_demo(sub: SubParsers) -> None:
-    from fieldwatch.demo import add_demo
-
-    add_demo(sub)
+    return _add
 
 
 COMMANDS: dict[str, tuple[Callable[[SubParsers], None], Handler]] = {
     "check-config": (_add_check_config, _cmd_check_config),
-    "run": (_add_run, _lazy("fieldwatch.runcmd", "cmd_run")),
-    "demo": (_add_demo, _lazy("fieldwatch.demo", "cmd_demo")),
+    "run": (_lazy_add("fieldwatch.runcmd", "add_run"), _lazy("fieldwatch.runcmd", "cmd_run")),
+    "demo": (_lazy_add("fieldwatch.demo", "add_demo"), _lazy("fieldwatch.demo", "cmd_demo")),
 }
 """Subcommand name -> (declare its arguments, run it)."""
 COMMANDS.update(CLIENT_COMMANDS)  # status, enable, disable, logs, events: clients of the HTTP API

@@ -7,17 +7,17 @@ unreachable, refused or failed), 2 usage error. Only the standard library is use
 from __future__ import annotations
 
 import argparse
-import http.client
-import json
 import os
 import sys
 import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, TextIO
+
+from fieldwatch.apiclient import DEFAULT_URL, ClientError, call, run_command, stream
 
 __all__ = [
     "CLIENT_COMMANDS",
@@ -35,131 +35,7 @@ __all__ = [
 if TYPE_CHECKING:
     SubParsers = argparse._SubParsersAction[argparse.ArgumentParser]
 
-DEFAULT_URL = "http://127.0.0.1:8080"
-_TIMEOUT_S = 10.0
-_FOLLOW_TIMEOUT_S = 60.0  # the server writes a heartbeat every few seconds
 _COLOURS = {"up": "32", "connecting": "36", "stale": "33", "down": "31", "faulty": "1;35", "disabled": "2"}
-
-
-class ClientError(Exception):
-    """A failure to report in one line; `code` is the exit code."""
-
-    def __init__(self, message: str, code: int = 1) -> None:
-        super().__init__(message)
-        self.code = code
-
-
-def _base_url(args: argparse.Namespace) -> str:
-    url = str(getattr(args, "url", None) or os.environ.get("FIELDWATCH_URL") or DEFAULT_URL).rstrip("/")
-    parts = urllib.parse.urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.netloc:
-        raise ClientError(f"invalid --url {url!r}: expected http://host:port", code=2)
-    return url
-
-
-def _token(args: argparse.Namespace) -> str | None:
-    """The token of --token or FIELDWATCH_TOKEN, checked before use; an error never shows it."""
-    token = getattr(args, "token", None) or os.environ.get("FIELDWATCH_TOKEN")
-    if not token:
-        return None
-    source = "--token" if getattr(args, "token", None) else "FIELDWATCH_TOKEN"
-    for position, char in enumerate(token):
-        if not "!" <= char <= "~":  # a header value: visible ASCII only (no space, newline or other text)
-            raise ClientError(
-                f"the token of {source} has a character that cannot be sent in an HTTP header at position "
-                f"{position + 1} ({_char_name(char)}); a token is printable ASCII without spaces",
-                code=2,
-            )
-    return token
-
-
-def _char_name(char: str) -> str:
-    if char in "\r\n\t ":
-        return {"\r": "a carriage return", "\n": "a newline", "\t": "a tab", " ": "a space"}[char]
-    return f"U+{ord(char):04X}"
-
-
-def _open(args: argparse.Namespace, method: str, path: str, query: dict[str, Any], timeout_s: float) -> Any:
-    base = _base_url(args)
-    params = {k: v for k, v in query.items() if v is not None and v is not False}
-    url = base + path + ("?" + urllib.parse.urlencode(params) if params else "")
-    headers = {"Accept": "application/json", "User-Agent": "fieldwatch-cli"}
-    token = _token(args)
-    if token:
-        headers["Authorization"] = f"Bearer {token}"
-    data = b"" if method in ("POST", "PUT") else None
-    request = urllib.request.Request(url, data=data, method=method, headers=headers)
-    try:
-        return urllib.request.urlopen(request, timeout=timeout_s)
-    except urllib.error.HTTPError as err:
-        raise ClientError(_http_error(err, bool(token))) from None
-    except urllib.error.URLError as err:
-        reason = err.reason
-        if isinstance(reason, ConnectionRefusedError):
-            raise ClientError(
-                f"cannot connect to {base}: connection refused (is fieldwatch running? set --url or FIELDWATCH_URL)"
-            ) from None
-        if isinstance(reason, TimeoutError):
-            raise ClientError(f"no answer from {base} within {timeout_s:g} s") from None
-        raise ClientError(f"cannot reach {base}: {reason}") from None
-    except TimeoutError:
-        raise ClientError(f"no answer from {base} within {timeout_s:g} s") from None
-    except OSError as err:
-        raise ClientError(f"cannot reach {base}: {err}") from None
-
-
-def _http_error(err: urllib.error.HTTPError, had_token: bool) -> str:
-    try:
-        body = json.loads(err.read() or b"{}")
-    except ValueError:
-        body = {}
-    title = body.get("title") if isinstance(body, dict) else None
-    description = body.get("description") if isinstance(body, dict) else None
-    message = f"{err.code} {title or err.reason}" + (f": {description}" if description else "")
-    if err.code == 401 and not had_token:
-        message += " (set --token or FIELDWATCH_TOKEN)"
-    return message.replace("\n", "; ")
-
-
-def _call(args: argparse.Namespace, method: str, path: str, **query: Any) -> Any:
-    with _open(args, method, path, query, _TIMEOUT_S) as resp:
-        raw = resp.read()
-    try:
-        return json.loads(raw) if raw else None
-    except ValueError:
-        raise ClientError(f"the server's answer to {path} is not JSON") from None
-
-
-def _stream(args: argparse.Namespace, path: str, **query: Any) -> Iterator[dict[str, Any]]:
-    with _open(args, "GET", path, {**query, "follow": "1"}, _FOLLOW_TIMEOUT_S) as resp:
-        try:
-            for line in resp:
-                if line.strip():  # blank lines are heartbeats
-                    yield json.loads(line)
-        except TimeoutError:
-            raise ClientError(f"the stream from {_base_url(args)} went silent (no heartbeat)") from None
-        except (OSError, http.client.HTTPException, ValueError) as err:
-            raise ClientError(f"the stream from {_base_url(args)} broke: {type(err).__name__}") from None
-    raise ClientError(f"{_base_url(args)} closed the stream (daemon stopping?)")
-
-
-def _run(body: Callable[[], None]) -> int:
-    """Run a command body: ClientError -> its message and code; Ctrl-C or a closed pipe -> 0."""
-    for stream in (sys.stdout, sys.stderr):
-        reconfigure = getattr(stream, "reconfigure", None)
-        if reconfigure is not None:  # text the terminal cannot show is escaped, never a traceback
-            reconfigure(errors="backslashreplace")
-    try:
-        body()
-    except ClientError as err:
-        print(f"fieldwatch: {err}", file=sys.stderr)
-        return err.code
-    except KeyboardInterrupt:
-        return 0
-    except BrokenPipeError:
-        sys.stderr.close()  # `fieldwatch logs | head`: not an error
-        return 0
-    return 0
 
 
 # -- formatting ---------------------------------------------------------------
@@ -226,7 +102,7 @@ def format_table(sites: list[dict[str, Any]], *, colour: bool, now: float | None
 def _in_cluster(args: argparse.Namespace) -> bool:
     """Whether the daemon runs in a cluster (its sites have lease epochs); False when unknown."""
     try:
-        return any(site.get("epoch") is not None for site in _call(args, "GET", "/api/v1/cluster")["sites"])
+        return any(site.get("epoch") is not None for site in call(args, "GET", "/api/v1/cluster")["sites"])
     except Exception:  # noqa: BLE001 - an older daemon without the route: no owner column
         return False
 
@@ -244,24 +120,24 @@ def cmd_status(args: argparse.Namespace) -> int:
     """Print every site's endpoints with state, age and last data."""
 
     def body() -> None:
-        sites = _call(args, "GET", "/api/v1/sites")["items"]
+        sites = call(args, "GET", "/api/v1/sites")["items"]
         if not sites:
             print("no sites configured")
             return
         print(format_table(sites, colour=_colour_enabled(sys.stdout), owners=_in_cluster(args)))
 
-    return _run(body)
+    return run_command(body)
 
 
 def _set_site(args: argparse.Namespace, enabled: bool) -> int:
     def body() -> None:
         action = "enable" if enabled else "disable"
-        site = _call(args, "POST", f"/api/v1/sites/{urllib.parse.quote(args.site, safe='')}/{action}")
+        site = call(args, "POST", f"/api/v1/sites/{urllib.parse.quote(args.site, safe='')}/{action}")
         print(f"site {site.get('name')}: {'enabled' if site.get('enabled') else 'disabled'}")
         if site.get("endpoints"):
             print(format_table([site], colour=_colour_enabled(sys.stdout)))
 
-    return _run(body)
+    return run_command(body)
 
 
 def cmd_enable(args: argparse.Namespace) -> int:
@@ -280,13 +156,13 @@ def cmd_logs(args: argparse.Namespace) -> int:
 
     def body() -> None:
         if args.follow:
-            for item in _stream(args, "/api/v1/logs", **query):
+            for item in stream(args, "/api/v1/logs", **query):
                 print(item.get("line", ""), flush=True)
             return
-        for item in _call(args, "GET", "/api/v1/logs", **query)["items"]:
+        for item in call(args, "GET", "/api/v1/logs", **query)["items"]:
             print(item.get("line", ""))
 
-    return _run(body)
+    return run_command(body)
 
 
 def format_alerts(alerts: list[dict[str, Any]], *, show_resolved: bool, now: float | None = None) -> str:
@@ -315,13 +191,13 @@ def cmd_alerts(args: argparse.Namespace) -> int:
 
     def body() -> None:
         query = {"limit": args.limit, "active": None if args.all else "true"}
-        alerts = _call(args, "GET", "/api/v1/alerts", **query)["items"]
+        alerts = call(args, "GET", "/api/v1/alerts", **query)["items"]
         if not alerts:
             print("no alerts" if args.all else "no active alerts")
             return
         print(format_alerts(alerts, show_resolved=args.all))
 
-    return _run(body)
+    return run_command(body)
 
 
 def cmd_events(args: argparse.Namespace) -> int:
@@ -330,13 +206,13 @@ def cmd_events(args: argparse.Namespace) -> int:
 
     def body() -> None:
         if args.follow:
-            for event in _stream(args, "/api/v1/events", **query):
+            for event in stream(args, "/api/v1/events", **query):
                 print(_event_line(event), flush=True)
             return
-        for event in reversed(_call(args, "GET", "/api/v1/events", **query)["items"]):
+        for event in reversed(call(args, "GET", "/api/v1/events", **query)["items"]):
             print(_event_line(event))
 
-    return _run(body)
+    return run_command(body)
 
 
 # -- argparse -----------------------------------------------------------------

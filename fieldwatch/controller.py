@@ -12,6 +12,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import asdict
 from typing import Any
 
 import pykka
@@ -22,18 +23,20 @@ from fieldwatch.actors.connection import EndpointContext
 from fieldwatch.actors.scheduler import Scheduler
 from fieldwatch.actors.supervisor import (
     AddChild,
+    ChildRef,
     ChildSpec,
     RemoveChild,
     RestartChild,
     Supervisor,
     SupervisorOptions,
 )
+from fieldwatch.actors.topics import TopicSwitch
 from fieldwatch.actors.tree import TreeView
 from fieldwatch.config.model import EndpointConfig, SiteConfig
 from fieldwatch.config.redact import endpoint_public_dict
 from fieldwatch.config.sites import parse_site_body
 from fieldwatch.controller_views import SiteEntry, SiteViews
-from fieldwatch.errors import NotFoundError
+from fieldwatch.errors import ConfigError, NotFoundError
 from fieldwatch.kinds import KINDS
 from fieldwatch.ledger import EndpointLedger
 from fieldwatch.policy import Backoff, ChildPolicy, HealthCheck, SupervisionPolicy
@@ -63,8 +66,6 @@ def _endpoint_spec_of(ep: EndpointConfig, full: bool) -> cmd.EndpointSpec:
 
 def _endpoint_full_dict(ep: EndpointConfig) -> dict[str, Any]:
     """The endpoint config with secrets (stored for API-created endpoints only)."""
-    from dataclasses import asdict
-
     data: dict[str, Any] = {"name": ep.name, "kind": ep.kind, "enabled": ep.enabled}
     data.update({k: v for k, v in asdict(ep.options).items() if v is not None})
     if ep.supervision:
@@ -224,8 +225,6 @@ class Controller(SiteViews):
             pass  # not running (or the root already gave up and stopped everything)
 
     def _site_supervisor(self, name: str) -> pykka.ActorRef[Any] | None:
-        from fieldwatch.actors.supervisor import ChildRef
-
         ref: Any = self.root.ask(ChildRef(self._site_child_id(name)), timeout=_ASK_TIMEOUT_S)
         return ref if isinstance(ref, pykka.ActorRef) else None
 
@@ -299,8 +298,6 @@ class Controller(SiteViews):
         body.setdefault("name", name)
         config = parse_site_body(body)
         if config.name != name:
-            from fieldwatch.errors import ConfigError
-
             raise ConfigError([f"name: {config.name!r} does not match the URL's site {name!r}"])
         with self._lock:
             old = self._site(name)
@@ -342,15 +339,11 @@ class Controller(SiteViews):
             return {"site": site_name, "endpoint": endpoint, "topic": topic, "is_active": active, "changed": changed}
 
     def _notify_topic(self, site_name: str, endpoint: str, topic: str, active: bool) -> None:
-        from fieldwatch.actors.supervisor import ChildRef
-
         sup = self._site_supervisor(site_name) if self._sites[site_name].enabled else None
         if sup is None:
             return
         ref: Any = sup.ask(ChildRef(endpoint), timeout=_ASK_TIMEOUT_S)
         if isinstance(ref, pykka.ActorRef):
-            from fieldwatch.actors.topics import TopicSwitch
-
             ref.tell(TopicSwitch(topic, active))
 
     def reset(self, root: pykka.ActorRef[Any]) -> None:

@@ -8,7 +8,7 @@ import signal
 import threading
 import time
 from types import FrameType
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import prometheus_client
 import pykka
@@ -19,8 +19,13 @@ from fieldwatch.actors.retention import RetentionActor
 from fieldwatch.actors.scheduler import Scheduler
 from fieldwatch.actors.supervisor import ChildSpec, Supervisor, SupervisorOptions
 from fieldwatch.actors.tree import TreeView
+from fieldwatch.cluster.runner import ClusterRunner, clustered_controller
+from fieldwatch.cluster.view import ClusterCollector, FencedWrites, LocalCluster
 from fieldwatch.config.model import Config
 from fieldwatch.controller import Controller
+from fieldwatch.errors import StorageError
+from fieldwatch.http.app import AppDeps, create_app
+from fieldwatch.http.server import HttpServer, serve
 from fieldwatch.kinds import KINDS
 from fieldwatch.ledger import EndpointLedger
 from fieldwatch.logring import LogRing
@@ -28,12 +33,10 @@ from fieldwatch.logsetup import setup_logging
 from fieldwatch.policy import ChildPolicy
 from fieldwatch.policy import HealthCheck as HealthPolicy
 from fieldwatch.storage import queries
+from fieldwatch.storage.commands import LoadSites
 from fieldwatch.storage.db import init_database
 from fieldwatch.storage.gateway import StorageGateway
 from fieldwatch.storage.migrations import migrate
-
-if TYPE_CHECKING:
-    from fieldwatch.http.server import HttpServer
 
 __all__ = ["Daemon", "EXIT_OK", "EXIT_RUNTIME", "EXIT_EXHAUSTED"]
 
@@ -99,8 +102,6 @@ class Daemon:
         self.root = self._start_root()
         controller_class: Any = Controller
         if cfg.cluster is not None:  # high availability (SPEC 10): see fieldwatch/cluster/runner.py
-            from fieldwatch.cluster.runner import ClusterRunner, clustered_controller
-
             controller_class = clustered_controller(Controller)
         self.controller = controller_class(
             root=self.root,
@@ -131,9 +132,6 @@ class Daemon:
 
     def _wait_storage(self, deadline: float) -> None:
         """Wait for the writer actor (started asynchronously by the storage supervisor)."""
-        from fieldwatch.errors import StorageError
-        from fieldwatch.storage.commands import LoadSites
-
         while True:
             try:
                 self.storage.command(LoadSites(), 5.0)
@@ -187,8 +185,6 @@ class Daemon:
     def _cluster_view(self) -> Any:
         """The cluster runner's view (`cluster:` set), else this instance alone, owning every
         site. Sets the sites' `owner` and registers the cluster metrics (SPEC 7)."""
-        from fieldwatch.cluster.view import ClusterCollector, FencedWrites, LocalCluster
-
         assert self.controller is not None
         if self.cluster is not None:
             self.controller.site_owner = self.cluster.owner_of
@@ -200,9 +196,6 @@ class Daemon:
         return cluster
 
     def _start_http(self) -> None:
-        from fieldwatch.http.app import AppDeps, create_app
-        from fieldwatch.http.server import serve
-
         assert self.controller is not None
         cluster = self._cluster_view()
         deps = AppDeps(

@@ -24,6 +24,10 @@ from fieldwatch.actors.mqtt.schema import MqttOptions, ParserConfig
 from fieldwatch.actors.opcua.schema import NodeConfig, OpcuaOptions, ThresholdConfig
 from fieldwatch.config.model import Config, EndpointConfig, HttpConfig, LoggingConfig, SiteConfig, StorageConfig
 from fieldwatch.policy import DEFAULT_POLICY
+from fieldwatch.runcmd import run_config
+from fieldwatch.sim.mqtt_broker import start_broker
+from fieldwatch.sim.mqtt_publisher import SimulatedPublisher
+from fieldwatch.sim.opcua_server import SimOptions, SimServerThread
 
 __all__ = ["add_demo", "cmd_demo", "demo_config", "SILENT_ADDRESS"]
 
@@ -108,11 +112,6 @@ def demo_config(
 
 def cmd_demo(args: argparse.Namespace) -> int:
     """Start the simulated field and the daemon; Ctrl-C stops everything."""
-    from fieldwatch.runcmd import run_config
-    from fieldwatch.sim.mqtt_broker import start_broker
-    from fieldwatch.sim.mqtt_publisher import SimulatedPublisher
-    from fieldwatch.sim.opcua_server import SimOptions, SimServerThread
-
     workdir = args.dir or tempfile.mkdtemp(prefix="fieldwatch-demo-")
     os.makedirs(workdir, exist_ok=True)
     token = os.environ.get("FIELDWATCH_TOKEN") or secrets.token_urlsafe(18)

@@ -1,4 +1,4 @@
-"""Prometheus metric families over the status board's rows, shared by the collector and the kinds.
+"""Prometheus metric families over the ledger's rows, shared by the collector and the kinds.
 
 A `Family` turns one endpoint `Row` into samples. The generic families live in
 `fieldwatch.http.metrics`; a kind's own families (its `KIND.metrics`) are written

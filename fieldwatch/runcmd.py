@@ -7,6 +7,8 @@ import logging
 import sys
 from typing import Any
 
+from fieldwatch.config import load_config
+from fieldwatch.daemon import EXIT_RUNTIME, Daemon
 from fieldwatch.errors import ConfigError, FieldwatchError
 
 __all__ = ["add_run", "cmd_run", "run_config"]
@@ -22,8 +24,6 @@ def add_run(sub: Any) -> None:
 
 def run_config(config: Any, *, on_started: Any = None) -> int:
     """Start a Daemon on a loaded Config and block until it stops; the exit code."""
-    from fieldwatch.daemon import EXIT_RUNTIME, Daemon
-
     daemon = Daemon(config)
     try:
         daemon.start()
@@ -44,8 +44,6 @@ def run_config(config: Any, *, on_started: Any = None) -> int:
 
 def cmd_run(args: argparse.Namespace) -> int:
     """Load the config (exit 2 with every error) and run the daemon."""
-    from fieldwatch.config import load_config
-
     try:
         config = load_config(args.config)
     except ConfigError as err:

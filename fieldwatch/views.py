@@ -4,7 +4,7 @@
 formatting 30,000 timestamps and encoding it all took most of a second per listing
 (and most of the daemon's CPU when polled every few seconds), while between two
 listings most endpoints did not change at all. So each endpoint's view is kept as
-JSON text, rebuilt only when its board row, its enabled flag or its config changed,
+JSON text, rebuilt only when its ledger row, its enabled flag or its config changed,
 or when the freshness rule may have changed what a reader is shown; and a rebuild
 only formats the few fields that change (the site, name, kind and config parts are
 encoded once).

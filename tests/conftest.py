@@ -15,6 +15,8 @@ from collections.abc import Iterator
 import pykka
 import pytest
 
+from fieldwatch.actors.scheduler import Scheduler
+
 
 @pytest.fixture(autouse=True)
 def _stop_all_actors() -> Iterator[None]:
@@ -23,6 +25,15 @@ def _stop_all_actors() -> Iterator[None]:
         pykka.ActorRegistry.stop_all(block=True, timeout=5)
     except pykka.Timeout:
         pass  # a deliberately hung test actor: it is abandoned, as the supervisor does
+
+
+@pytest.fixture
+def scheduler() -> Iterator[Scheduler]:
+    """A started scheduler (the timers of actors and the writer), stopped after the test."""
+    sched = Scheduler("test-scheduler")
+    sched.start()
+    yield sched
+    sched.stop()
 
 
 #: Folders whose tests start real processes of other programs (peers, browsers, Prometheus,

@@ -3,7 +3,7 @@
 A TCP-connect check (`kind: tcp`) is an options dataclass, its schema, a ConnectionActor
 and one `Kind` record. Registering it is one line (`KINDS.registered(TCP)`); no other
 file of fieldwatch knows about it, yet it runs through config validation, the actor
-tree, the status board, the metrics and the API of a real daemon, against a real
+tree, the ledger (status), the metrics and the API of a real daemon, against a real
 listening socket: `up` while the port accepts, `down` once it is closed.
 """
 

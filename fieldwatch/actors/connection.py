@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -165,22 +164,6 @@ class ConnectionActor(SupervisedActor):
     ) -> None:
         """Append to the connection event log (through the persistence actor)."""
         self.inc.event(level, event, message, exc_type=exc_type, attempt=attempt)
-
-    def store_reading(
-        self,
-        name: str,
-        value_num: float | None,
-        value_text: str | None = None,
-        *,
-        quality: str = "Good",
-        source_time: float | None = None,
-        device: str | None = None,
-        msg_key: str | None = None,
-        on_commit: Callable[[bool], None] | None = None,
-    ) -> None:
-        """Queue a reading for storage; a numeric value is also the endpoint's latest reading value."""
-        self.inc.reading(name, value_num, value_text, quality=quality, source_time=source_time, device=device,
-                         msg_key=msg_key, on_commit=on_commit)  # fmt: skip
 
     def open_alert(self, condition: str, severity: str, message: str, subject: str = "") -> None:
         """Open (idempotently) the alert for (condition, subject)."""

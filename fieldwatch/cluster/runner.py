@@ -36,7 +36,7 @@ import psycopg2
 from fieldwatch.cluster.leases import LeaseManager
 from fieldwatch.cluster.schema import LEASE_TABLE
 from fieldwatch.cluster.view import ClusterCollector, DatabaseCluster, FencedWrites
-from fieldwatch.storage.commands import SetEndpointEnabled, SetSiteEnabled, SetTopicActive
+from fieldwatch.storage.commands import LoadSites, SetEndpointEnabled, SetSiteEnabled, SetTopicActive
 
 __all__ = [
     "ClusterRunner",
@@ -308,8 +308,6 @@ class ClusterRunner:
 
     def _resync(self) -> None:
         """Bring every site in line with storage (after the listener missed notifications)."""
-        from fieldwatch.storage.commands import LoadSites
-
         stored = {row.name for row in self.controller.storage.command(LoadSites(), 30.0)}
         known = set(self.controller.site_names())
         for name in sorted(stored | known):

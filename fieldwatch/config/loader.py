@@ -41,7 +41,7 @@ from fieldwatch.schema.dsl import (
     resolve_path,
     type_name,
 )
-from fieldwatch.schema.nodes import Node, PathT, compose, sort_errors
+from fieldwatch.schema.nodes import Node, PathT, compose, read_file, sort_errors
 
 __all__ = ["NAME_PATTERN", "load_config", "parse_config_text"]
 
@@ -260,11 +260,6 @@ def parse_config_text(text: str, filename: str, env: Mapping[str, str] | None = 
 
 def load_config(path: str | os.PathLike[str], env: Mapping[str, str] | None = None) -> Config:
     """Read and validate a fieldwatch.yaml (and its supervision file); raises ConfigError."""
-    filename = os.fspath(path)
-    try:
-        with open(filename, encoding="utf-8") as handle:
-            text = handle.read()
-    except (OSError, UnicodeDecodeError) as err:
-        raise ConfigError([f"{filename}: cannot read: {err}"]) from err
+    filename, text = read_file(path)
     config = parse_config_text(text, filename, env)
     return replace(config, path=os.path.abspath(filename))

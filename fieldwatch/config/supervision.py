@@ -34,7 +34,7 @@ from fieldwatch.schema.dsl import (
     Schema,
     Str,
 )
-from fieldwatch.schema.nodes import Node, PathT, compose, sort_errors
+from fieldwatch.schema.nodes import Node, PathT, compose, read_file, sort_errors
 
 __all__ = [
     "CHILD_OVERRIDE",
@@ -213,10 +213,5 @@ def parse_supervision_text(text: str, filename: str,
 def load_supervision(path: str | os.PathLike[str],
                      env: Mapping[str, str] | None = None) -> SupervisionPolicy:
     """Read, validate and merge a supervision.yaml over the built-in defaults."""
-    filename = os.fspath(path)
-    try:
-        with open(filename, encoding="utf-8") as handle:
-            text = handle.read()
-    except (OSError, UnicodeDecodeError) as err:
-        raise ConfigError([f"{filename}: cannot read: {err}"]) from err
+    filename, text = read_file(path)
     return parse_supervision_text(text, filename, env)

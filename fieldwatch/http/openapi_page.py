@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from fieldwatch.http.openapi import _API, _BAD, _OBJ, _json, _query, _ref
+from fieldwatch.http.openapi_parts import _API, _BAD, _OBJ, _json, _query, _ref
 
 __all__ = ["page_paths"]
 

@@ -8,7 +8,7 @@ and nowhere else:
   the stored endpoint rows), `starting`, `disable`, `fault`;
 - the current incarnation's writes, by its actor through the `Incarnation` that
   `begin` returned: `transition`, `connected`, `failed`, `data`, `alert`, `resolve`,
-  `count`, `value`, `observe`, `event`, `reading`. A write of an incarnation that is no
+  `count`, `value`, `observe`, `event`, `store` (a reading built by `reading_record`). A write of an incarnation that is no
   longer the newest is refused here, in one place; the "log an error once on entering a
   failure state, info on recovery, never a line per retry" rule is here, in one place;
 - the readers' view: `get`, `find`, `snapshot`, `rows`, `light_snapshot`; readers apply

@@ -296,32 +296,15 @@ class Incarnation:
         """Append to the connection event log (through the writer)."""
         self.storage.submit(self._event_record(time.time(), level, event, message, exc_type, attempt))
 
-    def reading(
-        self,
-        name: str,
-        value_num: float | None,
-        value_text: str | None = None,
-        *,
-        quality: str = "Good",
-        source_time: float | None = None,
-        device: str | None = None,
-        msg_key: str | None = None,
-        aux_name: str | None = None,
-        aux_num: float | None = None,
-        on_commit: Callable[[bool], None] | None = None,
-        gauge: bool = True,
-    ) -> None:
-        """Queue a reading for storage (`aux_*`: a companion value stored in the same row).
+    def store(self, record: writes.ReadingRecord, *, gauge: bool = True) -> None:
+        """Queue a reading (built by `reading_record`) for storage.
 
         A numeric value also becomes the endpoint's fieldwatch_reading_value for this
         name and device, unless `gauge` is False (a kind with metrics of its own).
         """
-        if gauge and value_num is not None:
-            self.value(name, device, value_num)
-        self.storage.submit(self.reading_record(
-            name, value_num, value_text, quality=quality, source_time=source_time, device=device, msg_key=msg_key,
-            aux_name=aux_name, aux_num=aux_num, on_commit=on_commit,
-        ))  # fmt: skip
+        if gauge and record.value_num is not None:
+            self.value(record.name, record.device, record.value_num)
+        self.storage.submit(record)
 
     def reading_record(
         self,

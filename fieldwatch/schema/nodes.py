@@ -8,6 +8,7 @@ a scalar) and the 1-based line of its key (or of itself, for list items).
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -15,9 +16,10 @@ from typing import Any
 
 import yaml
 
+from fieldwatch.errors import ConfigError
 from fieldwatch.textcheck import text_problem
 
-__all__ = ["Node", "PathT", "compose", "fmt_error", "fmt_path", "sort_errors"]
+__all__ = ["Node", "PathT", "compose", "fmt_error", "fmt_path", "read_file", "sort_errors"]
 
 PathT = tuple[str | int, ...]
 """A key path: mapping keys and sequence indexes, e.g. ("sites", 0, "name")."""
@@ -40,6 +42,16 @@ class Node:
     line: int
     substituted: bool = False
     ok: bool = True
+
+
+def read_file(path: str | os.PathLike[str]) -> tuple[str, str]:
+    """(file name, text) of a configuration file; a ConfigError naming the file when it cannot be read."""
+    filename = os.fspath(path)
+    try:
+        with open(filename, encoding="utf-8") as handle:
+            return filename, handle.read()
+    except (OSError, UnicodeDecodeError) as err:
+        raise ConfigError([f"{filename}: cannot read: {err}"]) from err
 
 
 def fmt_path(path: PathT) -> str:

@@ -29,7 +29,6 @@ __all__ = ["BrokerHandle", "BrokerStartError", "find_mosquitto", "mosquitto_conf
 logger = logging.getLogger(__name__)
 
 
-
 class BrokerStartError(FieldwatchError):
     """The demo broker could not be started."""
 
@@ -75,8 +74,14 @@ def mosquitto_config(port: int, workdir: Path, host: str = "127.0.0.1") -> str:
     return "\n".join(lines) + "\n"
 
 
-def start_broker(port: int, workdir: Path | str, *, use_mosquitto: bool | None = None,
-                 host: str = "127.0.0.1", timeout_s: float = 10.0) -> BrokerHandle:
+def start_broker(
+    port: int,
+    workdir: Path | str,
+    *,
+    use_mosquitto: bool | None = None,
+    host: str = "127.0.0.1",
+    timeout_s: float = 10.0,
+) -> BrokerHandle:
     """Start a broker on host:port and wait until it accepts connections.
 
     use_mosquitto: None picks Mosquitto when installed, else amqtt; True requires it.
@@ -106,12 +111,14 @@ def _start_mosquitto(binary: str, port: int, workdir: Path, host: str, timeout_s
     config = workdir / "mosquitto.conf"
     config.write_text(mosquitto_config(port, workdir, host))
     with (workdir / "mosquitto.stderr").open("ab") as err:
-        proc = subprocess.Popen([binary, "-c", str(config)], stdout=subprocess.DEVNULL, stderr=err,
-                                start_new_session=True)
+        proc = subprocess.Popen(
+            [binary, "-c", str(config)], stdout=subprocess.DEVNULL, stderr=err, start_new_session=True
+        )
     if not _wait_port(host, port, time.monotonic() + timeout_s, lambda: proc.poll() is None):
         _terminate(proc)
-        raise BrokerStartError(f"mosquitto did not start on {host}:{port} (exit code {proc.returncode}); "
-                               f"see {workdir / 'mosquitto.log'}")
+        raise BrokerStartError(
+            f"mosquitto did not start on {host}:{port} (exit code {proc.returncode}); see {workdir / 'mosquitto.log'}"
+        )
     logger.info("mosquitto %s listening on %s:%d (pid %d)", binary, host, port, proc.pid)
     return BrokerHandle("mosquitto", host, port, lambda: _terminate(proc))
 
@@ -156,8 +163,9 @@ def _start_amqtt(port: int, host: str, timeout_s: float) -> BrokerHandle:
     thread = threading.Thread(target=run, name=f"amqtt-{port}", daemon=True)
     thread.start()
     if not ready.wait(timeout_s) or failure:
-        raise BrokerStartError(f"embedded amqtt broker did not start on {host}:{port}: "
-                               f"{failure[0] if failure else 'timeout'}")
+        raise BrokerStartError(
+            f"embedded amqtt broker did not start on {host}:{port}: {failure[0] if failure else 'timeout'}"
+        )
     if not _wait_port(host, port, time.monotonic() + timeout_s, thread.is_alive):
         raise BrokerStartError(f"embedded amqtt broker does not accept connections on {host}:{port}")
 

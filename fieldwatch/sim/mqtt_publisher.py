@@ -114,8 +114,13 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--malformed-every", type=int, default=0)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO)
-    publisher = SimulatedPublisher(args.host, args.port, interval_s=args.interval,
-                                   silent_after_s=args.silent_after, malformed_every=args.malformed_every)
+    publisher = SimulatedPublisher(
+        args.host,
+        args.port,
+        interval_s=args.interval,
+        silent_after_s=args.silent_after,
+        malformed_every=args.malformed_every,
+    )
     publisher.start()
     try:
         while True:

@@ -30,11 +30,13 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlsplit
 
 from asyncua import ua
 from asyncua.common.node import Node
+from asyncua.crypto.permission_rules import User, UserRole
 from asyncua.server import binary_server_asyncio
 from asyncua.server.server import Server
 from asyncua.server.user_managers import UserManager
@@ -149,10 +151,9 @@ class _OneUser(UserManager):
         name, _, password = (user or "").partition(":")
         self._name, self._password, self._anonymous = name, password, anonymous
 
-    def get_user(self, iserver: Any, username: str | None = None, password: str | None = None,
-                 certificate: Any = None) -> Any:
-        from asyncua.crypto.permission_rules import User, UserRole
-
+    def get_user(
+        self, iserver: Any, username: str | None = None, password: str | None = None, certificate: Any = None
+    ) -> Any:
         if username is None and certificate is None:
             return User(role=UserRole.User) if self._anonymous else None
         if username == self._name and password == self._password:
@@ -174,9 +175,15 @@ async def _build(options: SimOptions) -> tuple[Server, dict[str, Node]]:
     idx = await sim.register_namespace(NAMESPACE)
     plant = await sim.nodes.objects.add_object(ua.NodeId.from_string(f"ns={idx};s=Plant"), "Plant")
     nodes = {
-        "level": await plant.add_variable(ua.NodeId.from_string(f"ns={idx};s=Tank1.Level"), "Level", 5.0, ua.VariantType.Double),
-        "pump": await plant.add_variable(ua.NodeId.from_string(f"ns={idx};s=Pump1.Running"), "Running", False, ua.VariantType.Boolean),
-        "counter": await plant.add_variable(ua.NodeId.from_string(f"ns={idx};s=Counter"), "Counter", 0, ua.VariantType.Int64),
+        "level": await plant.add_variable(
+            ua.NodeId.from_string(f"ns={idx};s=Tank1.Level"), "Level", 5.0, ua.VariantType.Double
+        ),
+        "pump": await plant.add_variable(
+            ua.NodeId.from_string(f"ns={idx};s=Pump1.Running"), "Running", False, ua.VariantType.Boolean
+        ),
+        "counter": await plant.add_variable(
+            ua.NodeId.from_string(f"ns={idx};s=Counter"), "Counter", 0, ua.VariantType.Int64
+        ),
     }
     return sim, nodes
 
@@ -190,7 +197,9 @@ async def _simulate(sim: Server, nodes: dict[str, Node], options: SimOptions) ->
             bad = _status(StatusCodes.BadNoCommunication)
             for node in nodes.values():
                 current = await node.read_data_value(raise_on_bad_status=False)
-                await sim.write_attribute_value(node.nodeid, ua.DataValue(current.Value, StatusCode=bad, SourceTimestamp=_utcnow()))
+                await sim.write_attribute_value(
+                    node.nodeid, ua.DataValue(current.Value, StatusCode=bad, SourceTimestamp=_utcnow())
+                )
             logger.info("values are now BadNoCommunication and frozen")
             return
         level = 5.0 + 4.0 * math.sin(elapsed / 10.0) + rng.uniform(-0.1, 0.1)
@@ -206,8 +215,6 @@ async def _simulate(sim: Server, nodes: dict[str, Node], options: SimOptions) ->
 
 
 def _utcnow() -> Any:
-    from datetime import UTC, datetime
-
     return datetime.now(UTC)
 
 
@@ -290,8 +297,15 @@ def _parse_args(argv: list[str] | None) -> SimOptions:
     args = parser.parse_args(argv)
     path = args.path if args.path.startswith("/") else "/" + args.path
     return SimOptions(
-        port=args.port, host=args.host, path=path, strict_path=args.strict_path, bad_after_s=args.bad_after,
-        freeze_values=args.freeze_values, update_s=args.update, user=args.user, anonymous=not args.no_anonymous,
+        port=args.port,
+        host=args.host,
+        path=path,
+        strict_path=args.strict_path,
+        bad_after_s=args.bad_after,
+        freeze_values=args.freeze_values,
+        update_s=args.update,
+        user=args.user,
+        anonymous=not args.no_anonymous,
     )
 
 
@@ -318,4 +332,3 @@ def main(argv: list[str] | None = None) -> int:
 
 if __name__ == "__main__":
     sys.exit(main())
-

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import peewee
+from psycopg2.extras import execute_batch
 
 from fieldwatch.storage.db import is_sqlite
 from fieldwatch.storage.raw import SeriesCache, insert_readings
@@ -162,8 +163,6 @@ def _update_endpoints(db: peewee.Database, columns: tuple[str, ...], rows: list[
         if is_sqlite(db):
             cursor.executemany(sql, rows)
         else:
-            from psycopg2.extras import execute_batch
-
             execute_batch(cursor, sql, rows, page_size=1000)
 
 

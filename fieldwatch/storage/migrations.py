@@ -18,6 +18,7 @@ from typing import Protocol
 
 import peewee
 
+from fieldwatch.cluster.schema import CLUSTER_DDL
 from fieldwatch.errors import StorageError
 from fieldwatch.storage.db import is_sqlite, write_transaction
 from fieldwatch.storage.migrate_v2 import SchemaV2
@@ -194,8 +195,6 @@ def _v3(db: peewee.Database) -> None:
     cluster's instance and lease tables (fieldwatch/cluster/schema.py)."""
     _ddl(db, _V3_DECLARATION)
     if not is_sqlite(db):
-        from fieldwatch.cluster.schema import CLUSTER_DDL
-
         db.execute_sql(CLUSTER_DDL)
 
 

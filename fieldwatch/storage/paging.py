@@ -32,7 +32,7 @@ __all__ = [
     "reading_value",
     "read_errors",
     "tuples",
-    "endpoint_ids",
+    "for_endpoints",
     "endpoint_names",
     "rfc",
 ]
@@ -138,16 +138,18 @@ def tuples(query: Any) -> list[tuple[Any, ...]]:
     return list(query.tuples())
 
 
-def endpoint_ids(site: str | None, endpoint: str | None) -> list[int] | None:
-    """Ids matching the site/endpoint filters (None: no filter)."""
+def for_endpoints(query: Any, column: Any, site: str | None, endpoint: str | None) -> Any:
+    """query kept to the endpoints the site/endpoint filters name (unchanged without filters);
+    None when no endpoint matches (the page is empty)."""
     if site is None and endpoint is None:
-        return None
-    query = Endpoint.select(Endpoint.id).join(Site)
+        return query
+    ids = Endpoint.select(Endpoint.id).join(Site)
     if site is not None:
-        query = query.where(Site.name == site)
+        ids = ids.where(Site.name == site)
     if endpoint is not None:
-        query = query.where(Endpoint.name == endpoint)
-    return [row[0] for row in tuples(query)]
+        ids = ids.where(Endpoint.name == endpoint)
+    found = [row[0] for row in tuples(ids)]
+    return query.where(column.in_(found)) if found else None
 
 
 def endpoint_names(ids: set[int]) -> dict[int, tuple[str, str]]:

@@ -18,8 +18,8 @@ from fieldwatch.storage.paging import (
     MAX_LIMIT,
     Page,
     check_limit,
-    endpoint_ids,
     endpoint_names,
+    for_endpoints,
     keyset_page,
     read_errors,
     rfc,
@@ -130,11 +130,9 @@ def alerts(
     )
     query = Alert.select(*fields)
     with read_errors():
-        ids = endpoint_ids(site, endpoint)
-        if ids is not None:
-            if not ids:
-                return [], None
-            query = query.where(Alert.endpoint.in_(ids))
+        query = for_endpoints(query, Alert.endpoint, site, endpoint)
+        if query is None:
+            return [], None
         if active is True:
             query = query.where(Alert.resolved_at.is_null())
         elif active is False:
@@ -182,11 +180,9 @@ def topics(
     )
     query = Topic.select(*fields)
     with read_errors():
-        ids = endpoint_ids(site, endpoint)
-        if ids is not None:
-            if not ids:
-                return [], None
-            query = query.where(Topic.endpoint.in_(ids))
+        query = for_endpoints(query, Topic.endpoint, site, endpoint)
+        if query is None:
+            return [], None
         rows, nxt = keyset_page(query, "topics", Topic.last_seen, Topic.id, limit, cursor)
         names = endpoint_names({r[2] for r in rows})
     items = []
@@ -243,11 +239,9 @@ def parse_errors(
     )
     query = ParseError.select(*fields)
     with read_errors():
-        ids = endpoint_ids(site, endpoint)
-        if ids is not None:
-            if not ids:
-                return [], None
-            query = query.where(ParseError.endpoint.in_(ids))
+        query = for_endpoints(query, ParseError.endpoint, site, endpoint)
+        if query is None:
+            return [], None
         if since is not None:
             query = query.where(ParseError.time >= since)
         rows, nxt = keyset_page(query, "parse_errors", ParseError.time, ParseError.id, limit, cursor)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import peewee
+from psycopg2.extras import execute_values
 
 from fieldwatch.storage.db import is_sqlite
 
@@ -44,8 +45,6 @@ def insert_rows(
             marks = ", ".join("?" * width)
             cursor.executemany(f"INSERT INTO {table} ({columns}) VALUES ({marks}) {tail}", rows)
         else:
-            from psycopg2.extras import execute_values
-
             execute_values(cursor, f"INSERT INTO {table} ({columns}) VALUES %s {tail}", rows, page_size=1000)
 
 

@@ -47,6 +47,32 @@ def pg_url() -> str | None:
     return os.environ.get(PG_ENV) or None
 
 
+def create_schema(url: str, prefix: str) -> str | None:
+    """A new, empty schema `<prefix>_<random>` on a PostgreSQL url; None for SQLite (a file needs none)."""
+    if url.startswith("sqlite"):
+        return None
+    schema = f"{prefix}_{uuid.uuid4().hex[:12]}"
+    admin = open_database(url)
+    admin.connect()
+    admin.execute_sql(f"CREATE SCHEMA {schema}")
+    admin.close()
+    return schema
+
+
+def drop_schema(url: str, schema: str, *, application: str | None = None) -> None:
+    """Drop a schema made by `create_schema`, ending first the connections named `application`."""
+    admin = open_database(url)
+    admin.connect()
+    if application is not None:
+        admin.execute_sql(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+            "WHERE application_name = %s AND pid <> pg_backend_pid()",
+            (application,),
+        )
+    admin.execute_sql(f"DROP SCHEMA {schema} CASCADE")
+    admin.close()
+
+
 @contextlib.contextmanager
 def temporary_database(
     backend: str, directory: Path, *, migrated: bool = True, **kwargs: Any
@@ -66,11 +92,8 @@ def temporary_database(
         if base is None:
             raise RuntimeError(f"{PG_ENV} is not set")
         url = base
-        schema = f"fwtest_{uuid.uuid4().hex[:12]}"
-        admin = open_database(base)
-        admin.connect()
-        admin.execute_sql(f"CREATE SCHEMA {schema}")
-        admin.close()
+        schema = create_schema(base, "fwtest")
+        assert schema is not None
         kwargs.setdefault("application_name", schema)
         db = open_database(base, schema=schema, **kwargs)
     else:
@@ -85,12 +108,4 @@ def temporary_database(
     finally:
         close_database()
         if schema is not None:
-            admin = open_database(url)
-            admin.connect()
-            admin.execute_sql(
-                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                "WHERE application_name = %s AND pid <> pg_backend_pid()",
-                (schema,),
-            )
-            admin.execute_sql(f"DROP SCHEMA {schema} CASCADE")
-            admin.close()
+            drop_schema(url, schema, application=schema)

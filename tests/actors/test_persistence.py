@@ -38,14 +38,6 @@ def db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[peewee.Databa
 
 
 @pytest.fixture
-def scheduler() -> Iterator[Scheduler]:
-    sched = Scheduler("test-storage")
-    sched.start()
-    yield sched
-    sched.stop()
-
-
-@pytest.fixture
 def gateway(db: peewee.Database) -> StorageGateway:
     return StorageGateway(max_queue=10_000)
 
@@ -55,8 +47,6 @@ def writer(gateway: StorageGateway, scheduler: Scheduler) -> Iterator[pykka.Acto
     ref = PersistenceActor.start(gateway, policy=POLICY, scheduler=scheduler)
     yield ref
     pykka.ActorRegistry.stop_all(block=True, timeout=5)
-
-
 
 
 def drained(gateway: StorageGateway) -> None:

@@ -5,22 +5,18 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import urllib.error
 import urllib.request
 from typing import Any
 
+from tests.ports import free_port
 from tests.waiting import wait_for
 
 TOKEN = "e2e-token-123456"
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 class DaemonProc:

@@ -103,7 +103,7 @@ def test_events_and_follow(server: HttpServer, deps: AppDeps, capsys: pytest.Cap
         q.add_event("alpha", "plc", "warning", "third")
 
     threading.Thread(target=later, daemon=True).start()
-    monkeypatch.setattr("fieldwatch.client._FOLLOW_TIMEOUT_S", 0.5)  # gives up after the stream is stopped
+    monkeypatch.setattr("fieldwatch.apiclient.FOLLOW_TIMEOUT_S", 0.5)  # gives up after the stream is stopped
     stopper = threading.Timer(1.5, server.stop)
     stopper.start()
     code = main(["events", "-f", "--url", server.url, "--limit", "1"])
@@ -136,8 +136,18 @@ def test_alerts_command_active_and_all(server: HttpServer, deps: AppDeps, capsys
     rows = deps.queries.rows["alerts"]  # type: ignore[attr-defined]
     assert main(["alerts", "--url", server.url]) == 0
     assert capsys.readouterr().out.strip() == "no active alerts"
-    rows.append({"site": "alpha", "endpoint": "plc", "condition": "down", "severity": "critical", "message": "refused",
-                 "triggered_at": "2024-01-01T00:00:00.000Z", "resolved_at": "2024-01-01T00:05:00.000Z", "active": False})
+    rows.append(
+        {
+            "site": "alpha",
+            "endpoint": "plc",
+            "condition": "down",
+            "severity": "critical",
+            "message": "refused",
+            "triggered_at": "2024-01-01T00:00:00.000Z",
+            "resolved_at": "2024-01-01T00:05:00.000Z",
+            "active": False,
+        }
+    )
     rows.append({"site": "beta", "endpoint": "broker", "condition": "stale", "severity": "warning", "message": "quiet",
                  "triggered_at": "2024-01-02T00:00:00.000Z", "resolved_at": None, "active": True})  # fmt: skip
     assert main(["alerts", "--url", server.url]) == 0

@@ -9,7 +9,6 @@ import peewee
 import pykka
 import pytest
 
-from fieldwatch.actors.scheduler import Scheduler
 from fieldwatch.storage.testing import PG_ENV, pg_url, temporary_database
 
 BACKEND_PARAMS = [
@@ -32,12 +31,3 @@ def db(backend: str, tmp_path: Path) -> Iterator[peewee.Database]:
     with temporary_database(backend, tmp_path) as database:
         yield database
         pykka.ActorRegistry.stop_all(block=True, timeout=5)
-
-
-@pytest.fixture
-def scheduler() -> Iterator[Scheduler]:
-    """A started scheduler, stopped after the test."""
-    sched = Scheduler("test-scheduler")
-    sched.start()
-    yield sched
-    sched.stop()

@@ -25,13 +25,16 @@ import pykka
 from fieldwatch import states
 from fieldwatch.actors.base import ChildContext
 from fieldwatch.actors.connection import ConnectionActor, EndpointContext, Failure
-from fieldwatch.actors.mqtt.client import MqttClient, is_permanent_failure
+from fieldwatch.actors.mqtt.client import MqttClient
+from fieldwatch.actors.mqtt.codes import is_permanent_failure
 from fieldwatch.actors.mqtt.delivery import AckGroup, DuplicateSummary, Message, Redeliveries, log_duplicates
 from fieldwatch.actors.mqtt.devices import DeviceTimeout, DeviceTracker
 from fieldwatch.actors.mqtt.parsers import ParseFailure, ParserSet
 from fieldwatch.actors.mqtt.schema import MqttOptions
 from fieldwatch.actors.topics import TopicSwitch
 from fieldwatch.storage import writes
+from fieldwatch.storage.db import database_proxy, reset_connection
+from fieldwatch.storage.models import Device, Topic
 
 __all__ = ["MqttActor"]
 
@@ -153,8 +156,7 @@ class MqttActor(ConnectionActor):
             on_connect=on_connect,
             on_disconnect=lambda code, reason: tell(_Lost(conn, code, reason)),
             on_message=on_message,
-            on_subscribe_error=lambda topic, reason: self.log.warning("subscription to %r refused: %s",
-                                                                      topic, reason),
+            on_subscribe_error=lambda topic, reason: self.log.warning("subscription to %r refused: %s", topic, reason),
         )
         holder.append(client)
         client.subscribe(list(opts.topics) or self.parsers.subscriptions, opts.qos)
@@ -261,8 +263,16 @@ class MqttActor(ConnectionActor):
         processable = self._processable.get(topic)
         if processable is None:  # first sight: recorded at once, so the API can switch it off
             processable = self._processable[topic] = self.parsers.processable(topic)
-            records.append(writes.TopicSeen(endpoint_id=self.ep.endpoint_id, generation=self.generation, topic=topic,
-                                            time=now, count=1, is_processable=processable))
+            records.append(
+                writes.TopicSeen(
+                    endpoint_id=self.ep.endpoint_id,
+                    generation=self.generation,
+                    topic=topic,
+                    time=now,
+                    count=1,
+                    is_processable=processable,
+                )
+            )
         else:
             self._topic_counts[topic] = self._topic_counts.get(topic, 0) + 1
         if not processable or topic in self._inactive:
@@ -275,9 +285,17 @@ class MqttActor(ConnectionActor):
         except ParseFailure as failure:
             self.count("mqtt_messages", "parse_error")
             self.log.debug("parse error on %s (%s): %s", topic, failure.parser, failure.error)
-            records.append(writes.ParseErrorRecord(
-                endpoint_id=self.ep.endpoint_id, generation=self.generation, time=now, topic=topic,
-                parser=failure.parser, error=failure.error, sample=failure.sample))
+            records.append(
+                writes.ParseErrorRecord(
+                    endpoint_id=self.ep.endpoint_id,
+                    generation=self.generation,
+                    time=now,
+                    topic=topic,
+                    parser=failure.parser,
+                    error=failure.error,
+                    sample=failure.sample,
+                )
+            )
             if client is not None:
                 client.ack(message.mid, message.qos)  # a poison message must not block the session
             return
@@ -291,9 +309,18 @@ class MqttActor(ConnectionActor):
         for r in readings:
             if r.value_num is not None:
                 inc.value(r.name, r.device, r.value_num)
-            records.append(inc.reading_record(
-                r.name, r.value_num, r.value_text, source_time=r.source_time, received_at=now, device=r.device,
-                msg_key=None if r.by_content else r.identity, on_commit=on_commit))  # msg_key: parser identity only
+            records.append(
+                inc.reading_record(
+                    r.name,
+                    r.value_num,
+                    r.value_text,
+                    source_time=r.source_time,
+                    received_at=now,
+                    device=r.device,
+                    msg_key=None if r.by_content else r.identity,
+                    on_commit=on_commit,
+                )
+            )  # msg_key: parser identity only
 
     def _on_tick(self) -> None:
         self._flush_topics()
@@ -312,8 +339,14 @@ class MqttActor(ConnectionActor):
             return
         now = time.time()
         self.ep.storage.submit_many(
-            writes.TopicSeen(endpoint_id=self.ep.endpoint_id, generation=self.generation, topic=topic, time=now,
-                             count=count, is_processable=self._processable.get(topic, False))
+            writes.TopicSeen(
+                endpoint_id=self.ep.endpoint_id,
+                generation=self.generation,
+                topic=topic,
+                time=now,
+                count=count,
+                is_processable=self._processable.get(topic, False),
+            )
             for topic, count in self._topic_counts.items()
         )
         self._topic_counts = {}
@@ -329,12 +362,10 @@ class MqttActor(ConnectionActor):
         """Load stored topic switches and devices (the read side, this thread's connection)."""
         self._restored = True
         try:
-            from fieldwatch.storage.models import Device, Topic
-
             eid = self.ep.endpoint_id
             self._inactive = {
-                row.topic for row in Topic.select(Topic.topic).where(
-                    (Topic.endpoint == eid) & (Topic.is_active == False))  # noqa: E712 - peewee expression
+                row.topic
+                for row in Topic.select(Topic.topic).where((Topic.endpoint == eid) & (Topic.is_active == False))  # noqa: E712 - peewee expression
             }
             self.devices.restore(
                 (row.name, row.last_seen, bool(row.online))
@@ -345,8 +376,6 @@ class MqttActor(ConnectionActor):
         finally:
             # One read at start: do not keep this thread's connection open for the actor's life
             # (an actor restarted by each reconnect or toggle would otherwise leave one per thread).
-            from fieldwatch.storage.db import database_proxy, reset_connection
-
             if database_proxy.obj is not None:
                 reset_connection(database_proxy.obj)
 
@@ -354,8 +383,11 @@ class MqttActor(ConnectionActor):
 
     def device_seen(self, device: str, at: float, online: bool) -> None:
         """Record a device's last message (online) or its going offline."""
-        self.ep.storage.submit(writes.DeviceSeen(endpoint_id=self.ep.endpoint_id, generation=self.generation,
-                                                 device=device, time=at, online=online))
+        self.ep.storage.submit(
+            writes.DeviceSeen(
+                endpoint_id=self.ep.endpoint_id, generation=self.generation, device=device, time=at, online=online
+            )
+        )
 
     def device_offline(self, device: str, silent_s: float) -> None:
         """A device went silent: event and `offline` alert (subject = device)."""
@@ -370,7 +402,6 @@ class MqttActor(ConnectionActor):
         self.log.info("%s", message)
         self.event("info", "device-online", message)
         self.resolve_alert("offline", subject=device)
-
 
     # -- LedgerHost (the writer's thread: no actor state but thread-safe objects) ---
 

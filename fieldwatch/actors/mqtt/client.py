@@ -19,20 +19,13 @@ noticed by `_BufferedSocket`.  A connection attempt gets the same limit, from
 its start: the TCP/TLS handshake times out after at most that long (a host
 that drops our SYN), and the CONNACK must come before it runs out.
 
-Throughput: paho reads a packet with three or more `recv` calls and wakes its
-loop with one `send` per queued packet; each is a system call that lets go of
-the GIL, and in a daemon whose other threads are busy (parsing, the SQLite
-writer) every such release can cost a wait for the GIL to come back.
-`_BufferedClient` reads the socket in 64 KiB chunks, handles every packet
-already buffered before it selects again, and wakes its loop once per burst of
-acks instead of once per ack.
+Throughput: paho runs as `buffered.BufferedClient` (chunked reads, one wake-up per
+burst). The outcome codes and how a failure is named are in `codes`.
 """
 
 from __future__ import annotations
 
 import logging
-import socket
-import ssl
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -44,69 +37,28 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
-from fieldwatch.actors.mqtt.tls import (
-    TLS_CLIENT_CERT_HINT,
-    TlsLike,
-    alert_text,
-    certificate_alert,
-    probe_tls_session,
-    speaks_tls,
+from fieldwatch.actors.mqtt.buffered import BufferedClient
+from fieldwatch.actors.mqtt.codes import (
+    PROTOCOL_V5,
+    PROTOCOL_V311,
+    RC_CONNECT_FAILED,
+    RC_KEEPALIVE_TIMEOUT,
+    closed_before_connack,
+    connack_code,
+    connect_failure,
+    disconnect_text,
 )
+from fieldwatch.actors.mqtt.tls import TlsLike
 
-__all__ = [
-    "AUTH_FAILURES",
-    "DEFAULT_RECEIVE_MAXIMUM",
-    "PROTOCOL_V311",
-    "PROTOCOL_V5",
-    "RC_CONNECT_FAILED",
-    "RC_KEEPALIVE_TIMEOUT",
-    "RC_TLS_EXPECTED",
-    "RC_TLS_FAILED",
-    "RC_UNRESOLVED",
-    "MqttClient",
-    "TlsLike",
-    "is_auth_failure",
-    "is_permanent_failure",
-]
+__all__ = ["DEFAULT_RECEIVE_MAXIMUM", "MqttClient"]
 
 logger = logging.getLogger(__name__)
 
-PROTOCOL_V311 = int(MQTTProtocolVersion.MQTTv311)
-PROTOCOL_V5 = int(MQTTProtocolVersion.MQTTv5)
 #: Receive Maximum sent by v5 clients (Mosquitto then ignores max_inflight_messages for us).
 DEFAULT_RECEIVE_MAXIMUM = 1000
 
-# Client-side outcomes (negative: never sent by a broker).
-RC_CONNECT_FAILED = -1  # TCP connect refused / timed out, or no CONNACK in time
-RC_UNRESOLVED = -2  # the host name does not resolve
-RC_TLS_FAILED = -3  # TLS files unreadable, handshake or certificate verification failed, client cert refused
-RC_TLS_EXPECTED = -4  # plain TCP to a port that answers a TLS handshake
-#: MQTT v5 "Keep alive timeout"; also what the watchdog reports for a silent broker.
-RC_KEEPALIVE_TIMEOUT = 141
-
-#: CONNACK codes for rejected credentials: v3.1.1 (4, 5) and v5 (134, 135).
-AUTH_FAILURES: frozenset[int] = frozenset({4, 5, 134, 135})
-_PERMANENT: frozenset[int] = AUTH_FAILURES | {1, 2, 132, 133, 138, RC_UNRESOLVED, RC_TLS_FAILED, RC_TLS_EXPECTED}
-_V311_CONNACK = {
-    "Unsupported protocol version": 1,
-    "Client identifier not valid": 2,
-    "Server unavailable": 3,
-    "Bad user name or password": 4,
-    "Not authorized": 5,
-}
 _TICK_S = 0.1  # watchdog period
-_READ_CHUNK = 65536
 _NEW, _CONNECTING, _CONNECTED, _ENDED = range(4)
-
-
-def is_auth_failure(code: int) -> bool:
-    """True when a CONNACK code means the credentials were rejected."""
-    return code in AUTH_FAILURES
-
-
-def is_permanent_failure(code: int) -> bool:
-    """True for failures retrying will not fix (credentials, client id, protocol, DNS, TLS): `faulty`."""
-    return code in _PERMANENT
 
 
 class MqttClient:
@@ -225,14 +177,15 @@ class MqttClient:
         if thread is not None and thread is not threading.current_thread():
             thread.join(timeout_s)
             if thread.is_alive():
-                logger.warning("mqtt %s:%s: network thread still busy after %.1f s; abandoned",
-                               self.host, self.port, timeout_s)
+                logger.warning(
+                    "mqtt %s:%s: network thread still busy after %.1f s; abandoned", self.host, self.port, timeout_s
+                )
 
     # --- our thread ---------------------------------------------------------------------------
 
-    def _make_paho(self) -> _BufferedClient:
+    def _make_paho(self) -> BufferedClient:
         v5 = self._protocol == PROTOCOL_V5
-        client = _BufferedClient(
+        client = BufferedClient(
             CallbackAPIVersion.VERSION2,
             client_id=self.client_id,
             clean_session=None if v5 else self.clean_session,
@@ -272,22 +225,17 @@ class MqttClient:
                     properties.SessionExpiryInterval = 0xFFFFFFFF  # the session outlives the connection
                 if self._receive_maximum:
                     properties.ReceiveMaximum = self._receive_maximum
-                self._paho.connect(self.host, self.port, keepalive=self.keepalive_s,
-                                   clean_start=self.clean_session, properties=properties)
+                self._paho.connect(
+                    self.host,
+                    self.port,
+                    keepalive=self.keepalive_s,
+                    clean_start=self.clean_session,
+                    properties=properties,
+                )
             else:
                 self._paho.connect(self.host, self.port, keepalive=self.keepalive_s)
-        except socket.gaierror as err:
-            self._end_connect(RC_UNRESOLVED, f"host {self.host!r} does not resolve: {err}")
-            return False
-        except (ssl.SSLError, ssl.CertificateError) as err:
-            hint = f"{TLS_CLIENT_CERT_HINT} " if certificate_alert(err) else ""
-            self._end_connect(RC_TLS_FAILED, f"{hint}TLS with {target} failed: {err}")
-            return False
-        except FileNotFoundError as err:
-            self._end_connect(RC_TLS_FAILED, f"TLS file missing: {err}")
-            return False
-        except (OSError, ValueError) as err:
-            self._end_connect(RC_CONNECT_FAILED, f"connect to {target} failed: {err}")
+        except (OSError, ValueError) as err:  # socket.gaierror, ssl.SSLError, FileNotFoundError are OSErrors
+            self._end_connect(*connect_failure(err, self.host, target))
             return False
         self._last_inbound = began  # the CONNACK deadline counts from the attempt's start, handshake included
         return True
@@ -303,12 +251,14 @@ class MqttClient:
                 return
             silence = time.monotonic() - max(self._last_inbound, self._paho.last_received)
             if state == _CONNECTING and silence > connack_limit:
-                self._end_connect(RC_CONNECT_FAILED, f"no CONNACK from {self.host}:{self.port} "
-                                                     f"within {connack_limit:.1f} s")
+                self._end_connect(
+                    RC_CONNECT_FAILED, f"no CONNACK from {self.host}:{self.port} within {connack_limit:.1f} s"
+                )
                 return
             if state == _CONNECTED and limit and silence > limit:
-                self._end_disconnect(RC_KEEPALIVE_TIMEOUT,
-                                     f"keepalive timeout: nothing from the broker for {silence:.1f} s")
+                self._end_disconnect(
+                    RC_KEEPALIVE_TIMEOUT, f"keepalive timeout: nothing from the broker for {silence:.1f} s"
+                )
                 return
 
     def _teardown(self) -> None:
@@ -354,13 +304,11 @@ class MqttClient:
 
     # --- paho callbacks (paho's thread) ---------------------------------------------------------
 
-    def _on_connect(self, client: paho.Client, userdata: Any, flags: Any,
-                    reason: ReasonCode, properties: Properties | None) -> None:
+    def _on_connect(
+        self, client: paho.Client, userdata: Any, flags: Any, reason: ReasonCode, properties: Properties | None
+    ) -> None:
         if reason.is_failure:
-            code = reason.value
-            if self._protocol == PROTOCOL_V311:
-                code = _V311_CONNACK.get(reason.getName(), code)
-            self._end_connect(code, reason.getName())
+            self._end_connect(connack_code(reason, self._protocol), reason.getName())
             return
         with self._lock:
             if self._state != _CONNECTING:
@@ -372,58 +320,48 @@ class MqttClient:
         if not closed:
             self._cb_connect(0, "session present" if self.session_present else reason.getName())
 
-    def _on_disconnect(self, client: paho.Client, userdata: Any, flags: Any,
-                       reason: ReasonCode, properties: Properties | None) -> None:
-        text = reason.getName()
-        from_broker = bool(getattr(flags, "is_disconnect_packet_from_server", False))
-        if not from_broker and reason.value == 128:
-            text = "connection lost (socket closed)"
-        elif from_broker:
-            text = f"broker sent DISCONNECT: {text}"
+    def _on_disconnect(
+        self, client: paho.Client, userdata: Any, flags: Any, reason: ReasonCode, properties: Properties | None
+    ) -> None:
+        text = disconnect_text(reason, flags)
         if self._state == _CONNECTING:
             if reason.value == RC_KEEPALIVE_TIMEOUT:
                 text = f"no CONNACK within {self.keepalive_s} s"
-            self._end_connect(*self._closed_before_connack(f"connection closed before CONNACK: {text}"))
+            probe_s = min(self._connect_timeout_s, 2.0)
+            self._end_connect(
+                *closed_before_connack(
+                    f"connection closed before CONNACK: {text}",
+                    self.host,
+                    self.port,
+                    self._tls,
+                    self._paho.buffered_socket,
+                    probe_s,
+                )
+            )
         else:
             self._end_disconnect(reason.value, text)
         self._wake.set()
-
-    def _closed_before_connack(self, text: str) -> tuple[int, str]:
-        """Classify a link the broker ended before its CONNACK by what it said (STYLE rule 12).
-
-        With TLS: a broker that ends the session right after the handshake, when we
-        offered no client certificate or it sent a TLS alert, is refusing our
-        certificate (with TLS 1.3 the client side of the handshake completes before the
-        server checks it). Without TLS: a port that answers a TLS handshake wants TLS.
-        """
-        sock = self._paho.buffered_socket
-        probe_s = min(self._connect_timeout_s, 2.0)
-        if self._tls is not None:
-            alert = alert_text(sock.error if sock is not None else None)
-            if not alert:  # paho's CONNECT made the broker reset the link, alert and all: ask again
-                probed = probe_tls_session(self.host, self.port, self._tls, probe_s)
-                if probed is None:  # it waits for a CONNECT (or is gone): not a refusal of our TLS identity
-                    return RC_CONNECT_FAILED, f"{text} (after the TLS handshake)"
-                alert = probed
-            return RC_TLS_FAILED, f"{TLS_CLIENT_CERT_HINT}{f' TLS alert: {alert}' if alert else ''} ({text})"
-        if (sock is None or not sock.received) and speaks_tls(self.host, self.port, probe_s):
-            return RC_TLS_EXPECTED, (f"the port answers a TLS handshake: the broker expects TLS, configure tls: "
-                                     f"for this endpoint ({text})")
-        return RC_CONNECT_FAILED, text
 
     def _on_message(self, client: paho.Client, userdata: Any, message: paho.MQTTMessage) -> None:
         if self._state == _CONNECTED and not self._closed:
             self._cb_message(message.topic, bytes(message.payload), message.qos, message.mid, bool(message.dup))
 
-    def _on_subscribe(self, client: paho.Client, userdata: Any, mid: int,
-                      reason_codes: list[ReasonCode], properties: Properties | None) -> None:
+    def _on_subscribe(
+        self,
+        client: paho.Client,
+        userdata: Any,
+        mid: int,
+        reason_codes: list[ReasonCode],
+        properties: Properties | None,
+    ) -> None:
         with self._sub_lock:
             topics = self._pending_subs.pop(mid, [])
         granted: list[str] = []
         for topic, code in zip(topics, reason_codes, strict=False):
             if code.is_failure:
-                logger.warning("mqtt %s:%s: subscription to %r refused: %s",
-                               self.host, self.port, topic, code.getName())
+                logger.warning(
+                    "mqtt %s:%s: subscription to %r refused: %s", self.host, self.port, topic, code.getName()
+                )
                 if self._cb_subscribe_error is not None and not self._closed:
                     self._cb_subscribe_error(topic, code.getName())
             else:
@@ -440,126 +378,3 @@ class MqttClient:
             result, mid = self._paho.subscribe([(topic, qos) for topic in topics])
             if result == paho.MQTT_ERR_SUCCESS and mid is not None:
                 self._pending_subs[mid] = topics
-
-
-class _BufferedSocket:
-    """A paho socket (TCP or TLS) read in large chunks; `recv(n)` serves from the buffer.
-
-    paho checks `pending()` before it selects (meant for TLS): buffered bytes
-    make it read again at once.  `last_received` is the monotonic time of the
-    last bytes from the peer (the keepalive watchdog's input).
-    """
-
-    __slots__ = ("_sock", "_buf", "last_received", "received", "error")
-
-    def __init__(self, sock: Any) -> None:
-        self._sock = sock
-        self._buf = bytearray()
-        self.last_received = 0.0
-        self.received = 0  # bytes from the peer so far
-        self.error: OSError | None = None  # what ended the link (a TLS alert, a reset), for the reason
-
-    def recv(self, size: int) -> bytes:
-        buf = self._buf
-        if not buf:
-            try:
-                data = self._sock.recv(max(size, _READ_CHUNK))
-            except (BlockingIOError, ssl.SSLWantReadError, ssl.SSLWantWriteError):
-                raise  # no data yet: paho selects again
-            except OSError as err:
-                self.error = err
-                raise
-            if not data:
-                return b""
-            self.received += len(data)
-            self.last_received = time.monotonic()
-            if len(data) <= size:
-                return data
-            buf += data
-        out = bytes(buf[:size])
-        del buf[:size]
-        return out
-
-    def pending(self) -> int:
-        inner = self._sock.pending() if hasattr(self._sock, "pending") else 0
-        return len(self._buf) + inner
-
-    @property
-    def buffered(self) -> int:
-        """Bytes read from the socket that paho has not taken yet."""
-        return len(self._buf)
-
-    def send(self, data: bytes | bytearray) -> int:
-        return self._sock.send(data)
-
-    def fileno(self) -> int:
-        return self._sock.fileno()
-
-    def __getattr__(self, name: str) -> Any:  # close, setblocking, settimeout...: the socket's own
-        return getattr(self._sock, name)
-
-
-class _BufferedClient(paho.Client):
-    """paho's client with a chunked reader, packets handled in bursts, and one wake-up per ack burst.
-
-    Overrides three private paho 2.x methods (`_create_socket`, `loop_read`'s
-    packet count, `_packet_queue`'s wake-up byte); setup.cfg pins paho-mqtt
-    below 3 and the MQTT client tests cover the behaviour.
-    """
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self._buffered: _BufferedSocket | None = None
-        self._wake_armed = False
-
-    @property
-    def buffered_socket(self) -> _BufferedSocket | None:
-        """The current connection's socket wrapper (None before the first connect)."""
-        return self._buffered
-
-    @property
-    def last_received(self) -> float:
-        """Monotonic time of the last bytes from the broker (0 before any)."""
-        sock = self._buffered
-        return sock.last_received if sock is not None else 0.0
-
-    def _create_socket(self) -> Any:
-        sock = self._buffered = _BufferedSocket(super()._create_socket())
-        return sock
-
-    def loop_read(self, max_packets: int = 1) -> paho.MQTTErrorCode:
-        rc = super().loop_read(max_packets)
-        sock = self._buffered
-        if sock is None:
-            return rc
-        # every complete packet already read: no select() and no recv() per packet
-        while rc == paho.MQTT_ERR_SUCCESS and sock.buffered > 0:
-            if self._sock is None:  # disconnected meanwhile
-                break
-            rc = super().loop_read(max_packets)
-        return rc
-
-    def loop_write(self) -> paho.MQTTErrorCode:
-        self._wake_armed = False  # before the queue is drained: a packet queued later wakes the loop again
-        return super().loop_write()
-
-    def _packet_queue(self, command: int, packet: bytes | bytearray, mid: int, qos: int,
-                      info: Any = None) -> paho.MQTTErrorCode:
-        # paho 2.2's _packet_queue, but the wake-up byte is sent once per burst: not from paho's own
-        # thread (it writes after its callbacks) and not while an earlier byte has not been served.
-        self._out_packet.append({"command": command, "mid": mid, "qos": qos, "pos": 0,
-                                 "to_process": len(packet), "packet": packet, "info": info})
-        thread = self._thread
-        if thread is None or (thread is not threading.current_thread() and not self._wake_armed):
-            self._wake_armed = thread is not None
-            sockpair = self._sockpairW
-            if sockpair is not None:
-                try:
-                    sockpair.send(b"0")
-                except (BlockingIOError, OSError):
-                    pass
-        if thread is None and self._on_socket_register_write is None and self._in_callback_mutex.acquire(False):
-            self._in_callback_mutex.release()
-            return self.loop_write()
-        self._call_socket_register_write()
-        return paho.MQTT_ERR_SUCCESS

@@ -55,8 +55,7 @@ class _Device:
 class DeviceTracker:
     """The devices of one endpoint; all methods run on the actor's thread."""
 
-    def __init__(self, host: DeviceHost, offline_after_s: float | None,
-                 clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, host: DeviceHost, offline_after_s: float | None, clock: Callable[[], float] = time.time) -> None:
         self._host = host
         self.offline_after_s = offline_after_s
         self._clock = clock

@@ -1,4 +1,6 @@
-"""MQTT payload parsers: topic patterns with named segments, json/number/text formats.
+"""MQTT payload parsers: which parsers match a topic, and the json/number/text formats.
+
+The topic patterns are in `patterns`, the timestamp formats in `timestamps`.
 
 Pure logic, no I/O: the MQTT actor calls `ParserSet.parse(topic, payload)` per
 message.  `None` means no parser matches (the message is `ignored`), a
@@ -11,13 +13,13 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import re
 from collections.abc import Sequence
-from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from fieldwatch.actors.mqtt.jsonpath import JsonPath, JsonPathError, JsonPathNotFound, compile_path
+from fieldwatch.actors.mqtt.patterns import TopicPattern
+from fieldwatch.actors.mqtt.timestamps import NUMBER_RE, parse_timestamp
 from fieldwatch.errors import FieldwatchError
 
 __all__ = [
@@ -27,20 +29,12 @@ __all__ = [
     "Parsed",
     "ParserLike",
     "ParserSet",
-    "TopicPattern",
-    "parse_timestamp",
     "parser_errors",
 ]
 
 FORMATS: tuple[str, ...] = ("json", "number", "text")
 #: A parse-error sample never holds more characters than this.
 SAMPLE_MAX_CHARS = 5000
-_MS_THRESHOLD = 1e11  # larger epoch values are milliseconds (1e11 s is the year 5138)
-_NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
-_NUMBER_RE = re.compile(r"\s*[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?\s*\Z")
-_RFC3339_RE = re.compile(
-    r"(\d{4})-(\d{2})-(\d{2})[Tt ](\d{2}):(\d{2}):(\d{2})(?:\.(\d+))?([Zz]|[+-]\d{2}:\d{2})\Z"
-)
 
 
 class ParserLike(Protocol):
@@ -90,115 +84,6 @@ class Parsed:
     source_time: float | None
     identity: str
     by_content: bool = False
-
-
-@dataclass(frozen=True, slots=True)
-class TopicPattern:
-    """A topic filter with named segments: `sensors/+device/+metric`, `site/#`, `+/status`.
-
-    `+name` matches one level and captures it, `+` matches one level, `#`
-    (last only) matches the rest, including nothing.  Like MQTT, a wildcard in
-    the first level does not match topics starting with `$`.
-    """
-
-    text: str
-    levels: tuple[str | None, ...] = field(init=False, repr=False)  # literal, or None = wildcard
-    names: tuple[str | None, ...] = field(init=False, repr=False)  # capture name per level
-    multi: bool = field(init=False, repr=False)  # ends with '#'
-
-    def __post_init__(self) -> None:
-        if not isinstance(self.text, str) or not self.text:
-            raise ValueError("a topic pattern must be a non-empty string")
-        parts = self.text.split("/")
-        multi = parts[-1] == "#"
-        if multi:
-            parts = parts[:-1]
-        levels: list[str | None] = []
-        names: list[str | None] = []
-        for part in parts:
-            if part.startswith("+"):
-                name = part[1:]
-                if name and not _NAME_RE.match(name):
-                    raise ValueError(f"topic pattern {self.text!r}: bad segment name {part!r}")
-                if name and name in names:
-                    raise ValueError(f"topic pattern {self.text!r}: segment name {name!r} used twice")
-                levels.append(None)
-                names.append(name or None)
-            elif "+" in part or "#" in part:
-                raise ValueError(f"topic pattern {self.text!r}: '+' and '#' must fill a whole level")
-            else:
-                levels.append(part)
-                names.append(None)
-        object.__setattr__(self, "levels", tuple(levels))
-        object.__setattr__(self, "names", tuple(names))
-        object.__setattr__(self, "multi", multi)
-
-    @property
-    def subscription(self) -> str:
-        """The plain MQTT topic filter for this pattern (`sensors/+/+`)."""
-        parts = ["+" if lvl is None else lvl for lvl in self.levels]
-        if self.multi:
-            parts.append("#")
-        return "/".join(parts)
-
-    @property
-    def captures(self) -> frozenset[str]:
-        """The names of the captured segments."""
-        return frozenset(n for n in self.names if n)
-
-    def match(self, topic: str) -> dict[str, str] | None:
-        """Captured segments when topic matches (an empty dict if nothing is named), else None."""
-        return self.match_levels(topic.split("/"))
-
-    def match_levels(self, parts: Sequence[str]) -> dict[str, str] | None:
-        """match() for a topic already split on '/'."""
-        count = len(self.levels)
-        if len(parts) < count or (not self.multi and len(parts) != count):
-            return None
-        if parts and parts[0].startswith("$") and (count == 0 or self.levels[0] is None):
-            return None
-        captured: dict[str, str] = {}
-        for part, level, name in zip(parts, self.levels, self.names, strict=False):
-            if level is None:
-                if name:
-                    captured[name] = part
-            elif part != level:
-                return None
-        return captured
-
-
-def parse_timestamp(value: Any) -> float:
-    """Unix seconds from a number (milliseconds when > 1e11), numeric text or RFC 3339 text."""
-    if isinstance(value, bool):
-        raise ValueError(f"timestamp {value!r} is a boolean")
-    if isinstance(value, str):
-        if _NUMBER_RE.match(value):
-            value = float(value)
-        else:
-            return _parse_rfc3339(value)
-    if not isinstance(value, (int, float)):
-        raise ValueError(f"timestamp {value!r} is neither a number nor an RFC 3339 string")
-    seconds = float(value)
-    if not math.isfinite(seconds) or seconds < 0:
-        raise ValueError(f"timestamp {value!r} is out of range")
-    return seconds / 1000.0 if seconds > _MS_THRESHOLD else seconds
-
-
-def _parse_rfc3339(text: str) -> float:
-    found = _RFC3339_RE.match(text.strip())
-    if not found:
-        raise ValueError(f"timestamp {text[:100]!r} is not RFC 3339")
-    year, month, day, hour, minute, second = (int(g) for g in found.groups()[:6])
-    fraction, offset = found.group(7), found.group(8)
-    leap = second == 60  # RFC 3339 allows a leap second; count it as the next second
-    try:
-        stamp = datetime(year, month, day, hour, minute, 59 if leap else second, tzinfo=UTC)
-    except ValueError as err:
-        raise ValueError(f"timestamp {text[:100]!r}: {err}") from None
-    if offset not in ("Z", "z"):
-        sign = 1 if offset[0] == "+" else -1
-        stamp -= sign * timedelta(hours=int(offset[1:3]), minutes=int(offset[4:6]))
-    return stamp.timestamp() + (1.0 if leap else 0.0) + (float("0." + fraction) if fraction else 0.0)
 
 
 def parser_errors(cfg: ParserLike) -> list[str]:
@@ -291,8 +176,7 @@ class ParserSet:
             name = captured.get("metric") or parser.name
             prefix = None
             if name:
-                prefix = hashlib.sha1(f"{topic}\x00{name}\x00".encode("utf-8", "surrogatepass"),
-                                      usedforsecurity=False)
+                prefix = hashlib.sha1(f"{topic}\x00{name}\x00".encode("utf-8", "surrogatepass"), usedforsecurity=False)
             matches.append(_Match(parser, name or "", captured.get("device") or None, prefix))
         found = tuple(matches)
         if len(self._cache) >= _TOPIC_CACHE_MAX:  # many distinct topics: start over rather than grow
@@ -393,7 +277,7 @@ def _json_value(parser: _Parser, doc: Any, payload: bytes, topic: str) -> tuple[
             return None, str(value)
         return (number, None) if math.isfinite(number) else (None, str(value))
     if isinstance(value, str):
-        if _NUMBER_RE.match(value):
+        if NUMBER_RE.match(value):
             number = float(value)
             if math.isfinite(number):
                 return number, None
@@ -416,7 +300,7 @@ def _number(label: str, payload: bytes, topic: str) -> float:
         text = payload.decode("ascii")
     except UnicodeDecodeError:
         raise ParseFailure(label, "not a number: non-ASCII payload", payload, topic) from None
-    if _NUMBER_RE.match(text):
+    if NUMBER_RE.match(text):
         number = float(text)
         if math.isfinite(number):
             return number

@@ -313,8 +313,7 @@ class OpcuaActor(ConnectionActor):
                 self.count("opcua_reads", "ok")
                 if not self._changed(node.name, value):
                     continue  # the freshness read (or a re-sent notification) of a value already stored
-                number, text = _split_value(value.value)
-                self.store_reading(node.name, number, text, quality=value.quality, source_time=value.source_time)
+                self._store(node, value)
                 if self._bad.pop(node.name, None) is not None:
                     self.event("info", "node_good", f"{node.name} ({node.id}) reads Good again")
                 self._thresholds(node.name, value.value)
@@ -323,13 +322,17 @@ class OpcuaActor(ConnectionActor):
             self._stored.pop(node.name, None)  # a Good value after this is a change
             if self._bad.get(node.name) != value.quality:  # report each bad status once, not per read
                 self._bad[node.name] = value.quality
-                number, text = _split_value(value.value)
-                self.store_reading(node.name, number, text, quality=value.quality, source_time=value.source_time)
+                self._store(node, value)
                 self.log.warning("node %s (%s): %s", node.name, node.id, value.quality)
                 self.event("warning", "node_bad_status", f"{node.name} ({node.id}): {value.quality}")
         if fresh:
             self.data_received()
         return fresh
+
+    def _store(self, node: NodeConfig, value: NodeValue) -> None:
+        number, text = _split_value(value.value)
+        self.inc.store(self.inc.reading_record(node.name, number, text, quality=value.quality,
+                                               source_time=value.source_time))  # fmt: skip
 
     def _changed(self, name: str, value: NodeValue) -> bool:
         """Whether a subscribed reading's value or source time differs from what was stored last.
@@ -377,7 +380,10 @@ class OpcuaActor(ConnectionActor):
         for index, cfg in enumerate(thresholds):
             subject = cfg.reading if per_reading[cfg.reading] == 1 else f"{cfg.reading}#{index}"
             tracker = ThresholdTracker(
-                cfg.reading, high=cfg.high, low=cfg.low, hysteresis=cfg.hysteresis,
+                cfg.reading,
+                high=cfg.high,
+                low=cfg.low,
+                hysteresis=cfg.hysteresis,
                 active=("threshold", subject) in active,
             )
             trackers[cfg.reading].append((subject, tracker, cfg))

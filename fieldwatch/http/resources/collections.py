@@ -94,89 +94,75 @@ class EventCollection(Resource):
         )
 
 
-class AlertCollection(Resource):
-    """`GET /api/v1/alerts?active=&site=&endpoint=&since=&limit=&cursor=`: newest first."""
+_ARGUMENTS: dict[str, Callable[[falcon.Request], Any]] = {
+    "site": lambda req: params.text(req, "site"),
+    "endpoint": lambda req: params.text(req, "endpoint"),
+    "name": lambda req: params.text(req, "name"),
+    "device": lambda req: params.text(req, "device"),
+    "active": lambda req: params.boolean(req, "active"),
+    "since": params.since,
+    "until": lambda req: params.since(req, "until"),
+    "limit": params.limit,
+    "cursor": params.cursor,
+}
+"""Query parameter -> how a collection reads it (each passed to the query under its own name)."""
 
-    PARAMS = ("site", "endpoint", "active", "since", "limit", "cursor")
+
+class _Listing(Resource):
+    """A collection answered by one read-side query (`QUERY`), its `PARAMS` passed on by name."""
+
+    PARAMS: tuple[str, ...] = ()
+    QUERY = ""
+
+    def arguments(self, req: falcon.Request) -> dict[str, Any]:
+        """The query's keyword arguments, read from the request (400 on a bad one)."""
+        return {name: _ARGUMENTS[name](req) for name in self.PARAMS}
 
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
-        """A page of alerts (`active=true`: only open ones)."""
+        """A page of the collection, newest first."""
         params.check_known(req, self.PARAMS)
-        items, nxt = _query(
-            self.deps.queries.alerts,
-            site=params.text(req, "site"),
-            endpoint=params.text(req, "endpoint"),
-            active=params.boolean(req, "active"),
-            since=params.since(req),
-            limit=params.limit(req),
-            cursor=params.cursor(req),
-        )
+        items, nxt = _query(getattr(self.deps.queries, self.QUERY), **self.arguments(req))
         resp.media = page(items, nxt)
 
 
-class ReadingCollection(Resource):
+class AlertCollection(_Listing):
+    """`GET /api/v1/alerts?active=&site=&endpoint=&since=&limit=&cursor=`: newest first (`active=true`: open ones)."""
+
+    PARAMS = ("site", "endpoint", "active", "since", "limit", "cursor")
+    QUERY = "alerts"
+
+
+class ReadingCollection(_Listing):
     """`GET /api/v1/readings?site=&endpoint=&name=&device=&since=&until=&step=&limit=&cursor=`: newest first.
 
     With `step` (seconds, a multiple of 60) the items are rollup buckets (SPEC §6).
     """
 
     PARAMS = ("site", "endpoint", "name", "device", "since", "until", "step", "limit", "cursor")
+    QUERY = "readings"
     MAX_STEP_S = 366 * 86_400
 
-    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
-        """A page of stored readings, or of rollup buckets."""
-        params.check_known(req, self.PARAMS)
-        since, until = params.since(req), params.since(req, "until")
+    def arguments(self, req: falcon.Request) -> dict[str, Any]:
+        """The readings query's arguments; `step` is checked here."""
         step = params.integer(req, "step", 0, minimum=60, maximum=self.MAX_STEP_S) or None
         if step is not None and step % 60:
             raise falcon.HTTPBadRequest(title="Invalid parameter", description="step: must be a multiple of 60 seconds")
-        items, nxt = _query(
-            self.deps.queries.readings,
-            site=params.text(req, "site"),
-            endpoint=params.text(req, "endpoint"),
-            name=params.text(req, "name"),
-            device=params.text(req, "device"),
-            since=since,
-            until=until,
-            step=step,
-            limit=params.limit(req),
-            cursor=params.cursor(req),
-        )
-        resp.media = page(items, nxt)
+        return {name: _ARGUMENTS[name](req) for name in self.PARAMS if name != "step"} | {"step": step}
 
 
-class ParseErrorCollection(Resource):
-    """`GET /api/v1/parse-errors?site=&endpoint=&since=&limit=&cursor=`: rejected payloads, newest first."""
+class ParseErrorCollection(_Listing):
+    """`GET /api/v1/parse-errors?site=&endpoint=&since=&limit=&cursor=`: rejected payloads, newest first.
+
+    Each: topic, parser, error and a payload sample of at most 5,000 characters.
+    """
 
     PARAMS = ("site", "endpoint", "since", "limit", "cursor")
-
-    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
-        """A page of parse errors: topic, parser, error and a payload sample of at most 5,000 characters."""
-        params.check_known(req, self.PARAMS)
-        items, nxt = _query(
-            self.deps.queries.parse_errors,
-            site=params.text(req, "site"),
-            endpoint=params.text(req, "endpoint"),
-            since=params.since(req),
-            limit=params.limit(req),
-            cursor=params.cursor(req),
-        )
-        resp.media = page(items, nxt)
+    QUERY = "parse_errors"
 
 
-class TopicCollection(Resource):
-    """`GET /api/v1/topics?site=&endpoint=&limit=&cursor=`: discovered topics."""
+class TopicCollection(_Listing):
+    """`GET /api/v1/topics?site=&endpoint=&limit=&cursor=`: discovered topics (first/last seen, count,
+    is_processable, is_active)."""
 
     PARAMS = ("site", "endpoint", "limit", "cursor")
-
-    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
-        """A page of topics: first/last seen, count, is_processable, is_active."""
-        params.check_known(req, self.PARAMS)
-        items, nxt = _query(
-            self.deps.queries.topics,
-            site=params.text(req, "site"),
-            endpoint=params.text(req, "endpoint"),
-            limit=params.limit(req),
-            cursor=params.cursor(req),
-        )
-        resp.media = page(items, nxt)
+    QUERY = "topics"

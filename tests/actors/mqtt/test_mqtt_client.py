@@ -8,13 +8,13 @@ from pathlib import Path
 
 import pytest
 
-from fieldwatch.actors.mqtt.client import (
+from fieldwatch.actors.mqtt.client import MqttClient
+from fieldwatch.actors.mqtt.codes import (
     PROTOCOL_V5,
     PROTOCOL_V311,
     RC_CONNECT_FAILED,
     RC_KEEPALIVE_TIMEOUT,
     RC_UNRESOLVED,
-    MqttClient,
     is_auth_failure,
     is_permanent_failure,
 )
@@ -40,9 +40,7 @@ def _started(clients: list[MqttClient], client: MqttClient, topics: list[str] | 
 
 
 @pytest.mark.parametrize("protocol", [PROTOCOL_V311, PROTOCOL_V5])
-def test_connect_subscribe_receive_and_ack(
-    broker: MosquittoBroker, clients: list[MqttClient], protocol: int
-) -> None:
+def test_connect_subscribe_receive_and_ack(broker: MosquittoBroker, clients: list[MqttClient], protocol: int) -> None:
     rec = Recorder()
     client = _started(clients, rec.client(broker.port, protocol=protocol), ["t/#"])
     rec.wait_for(lambda: bool(rec.connects))
@@ -136,8 +134,11 @@ def test_idle_link_is_not_declared_dead(broker: MosquittoBroker, clients: list[M
 
 @pytest.mark.parametrize(("protocol", "codes"), [(PROTOCOL_V311, {4, 5}), (PROTOCOL_V5, {134, 135})])
 def test_wrong_password_is_a_refused_connect(
-    broker_factory: Callable[..., MosquittoBroker], tmp_path: Path, clients: list[MqttClient],
-    protocol: int, codes: set[int],
+    broker_factory: Callable[..., MosquittoBroker],
+    tmp_path: Path,
+    clients: list[MqttClient],
+    protocol: int,
+    codes: set[int],
 ) -> None:
     passwords = write_password_file(tmp_path / "passwd", {"site13": "right"})
     broker = broker_factory(password_file=passwords)
@@ -169,9 +170,7 @@ def test_connect_failures_are_reported_once(clients: list[MqttClient]) -> None:
         client.start()
 
 
-def test_frozen_broker_at_connect_time_and_stop_never_hangs(
-    broker: MosquittoBroker, clients: list[MqttClient]
-) -> None:
+def test_frozen_broker_at_connect_time_and_stop_never_hangs(broker: MosquittoBroker, clients: list[MqttClient]) -> None:
     broker.freeze()
     try:
         rec = Recorder()
@@ -233,12 +232,12 @@ def test_buffered_socket_serves_packets_from_one_read() -> None:
     passes end-of-stream and would-block through."""
     import socket
 
-    from fieldwatch.actors.mqtt.client import _BufferedSocket
+    from fieldwatch.actors.mqtt.buffered import BufferedSocket
 
     a, b = socket.socketpair()
     try:
         a.setblocking(False)
-        sock = _BufferedSocket(a)
+        sock = BufferedSocket(a)
         with pytest.raises(BlockingIOError):
             sock.recv(1)
         assert sock.last_received == 0.0

@@ -16,7 +16,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from fieldwatch.actors.mqtt.client import RC_CONNECT_FAILED, MqttClient
+from fieldwatch.actors.mqtt.client import MqttClient
+from fieldwatch.actors.mqtt.codes import RC_CONNECT_FAILED
 from fieldwatch.actors.mqtt.schema import MqttOptions
 from fieldwatch.config.model import EndpointConfig, SiteConfig
 from tests.actors.mqtt.mqtt_helpers import Recorder
@@ -67,8 +68,15 @@ def test_unanswered_tcp_handshake_fails_the_attempt_within_the_bound(syn_dropper
 
 
 def _start(harness: Harness, port: int) -> None:
-    options = MqttOptions(host="127.0.0.1", port=port, client_id="fw-test", keepalive_s=KEEPALIVE_S, qos=1,
-                          topics=("sensors/#",), offline_after_s=None)
+    options = MqttOptions(
+        host="127.0.0.1",
+        port=port,
+        client_id="fw-test",
+        keepalive_s=KEEPALIVE_S,
+        qos=1,
+        topics=("sensors/#",),
+        offline_after_s=None,
+    )
     harness.start([SiteConfig("s1", endpoints=(EndpointConfig("mq", "mqtt", options),))], policy=fast_policy())
 
 
@@ -97,8 +105,7 @@ def test_first_connect_to_a_silent_host_shows_down_within_the_bound(syn_dropper:
     assert "timed out" in (harness.status("s1", "mq").reason or "")
 
 
-def test_frozen_broker_at_first_connect_shows_down_within_the_bound(broker: MosquittoBroker,
-                                                                    harness: Harness) -> None:
+def test_frozen_broker_at_first_connect_shows_down_within_the_bound(broker: MosquittoBroker, harness: Harness) -> None:
     """The handshake completes (the kernel queues it), the CONNACK never comes."""
     broker.freeze()
     try:
@@ -113,6 +120,7 @@ def test_frozen_broker_at_first_connect_shows_down_within_the_bound(broker: Mosq
 
 def test_connect_timeout_never_exceeds_the_silence_limit() -> None:
     """The TCP/TLS handshake gets at most the silence limit; with a long keepalive, the configured timeout."""
+
     def make(keepalive_s: int) -> MqttClient:
         return Recorder().client(1, keepalive_s=keepalive_s, connect_timeout_s=10.0)
 

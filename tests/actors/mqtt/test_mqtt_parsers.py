@@ -11,15 +11,10 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from fieldwatch.actors.mqtt.jsonpath import JsonPathError, JsonPathNotFound, compile_path
-from fieldwatch.actors.mqtt.parsers import (
-    SAMPLE_MAX_CHARS,
-    ParseFailure,
-    ParserSet,
-    TopicPattern,
-    parse_timestamp,
-    parser_errors,
-)
+from fieldwatch.actors.mqtt.parsers import SAMPLE_MAX_CHARS, ParseFailure, ParserSet, parser_errors
+from fieldwatch.actors.mqtt.patterns import TopicPattern
 from fieldwatch.actors.mqtt.schema import ParserConfig
+from fieldwatch.actors.mqtt.timestamps import parse_timestamp
 
 # --- topic patterns -------------------------------------------------------------------------
 

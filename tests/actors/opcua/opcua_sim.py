@@ -5,27 +5,21 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-import socket
 import subprocess
 import sys
-import threading
-import time
 from concurrent.futures import Future
 from pathlib import Path
 from typing import TypeVar
 
 from fieldwatch.actors.opcua.session import OpcuaSession, SessionError
+from tests.childproc import start_until_ready
+from tests.ports import free_port
 
 _T = TypeVar("_T")
 
 REPO = Path(__file__).resolve().parents[3]
 
 
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 class SimProcess:
@@ -43,26 +37,9 @@ class SimProcess:
         assert self.proc is None or self.proc.poll() is not None, "already running"
         env = dict(os.environ, PYTHONUNBUFFERED="1")
         cmd = [sys.executable, "-m", "fieldwatch.sim.opcua_server", "--port", str(self.port), *self.args]
-        self.proc = subprocess.Popen(
-            cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
-        )
-        ready = threading.Event()
-        proc = self.proc
-
-        def pump() -> None:
-            assert proc.stdout is not None
-            for line in proc.stdout:
-                self._lines.append(line.rstrip())
-                if line.startswith("READY "):
-                    self.url = line.split(" ", 1)[1].strip()
-                    ready.set()
-
-        threading.Thread(target=pump, daemon=True).start()
-        deadline = time.monotonic() + timeout_s
-        while not ready.wait(0.05):
-            if proc.poll() is not None or time.monotonic() > deadline:
-                self.kill()
-                raise RuntimeError("sim server did not start:\n" + "\n".join(self._lines))
+        self.proc, words = start_until_ready(cmd, cwd=REPO, env=env, lines=self._lines, timeout_s=timeout_s,
+                                             what="sim server")  # fmt: skip
+        self.url = words[0]
         return self.url
 
     @property

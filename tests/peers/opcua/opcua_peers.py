@@ -10,14 +10,13 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
-import threading
-import time
 from pathlib import Path
 
+from tests.childproc import start_until_ready
 from tests.opcua_certs import make_client_cert
+from tests.ports import free_port
 from tests.waiting import wait_for
 
 __all__ = [
@@ -42,11 +41,6 @@ def node_modules() -> Path | None:
     return folder
 
 
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 class PeerProcess:
@@ -62,27 +56,9 @@ class PeerProcess:
 
     def start(self, timeout_s: float = 60.0) -> PeerProcess:
         """Start and wait for the READY line (node-opcua makes its own certificate on first start)."""
-        self.proc = subprocess.Popen(
-            self.cmd, cwd=self.cwd, env={**os.environ, **self.env}, stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT, text=True, start_new_session=True,
-        )
-        ready = threading.Event()
-        proc = self.proc
-
-        def pump() -> None:
-            assert proc.stdout is not None
-            for line in proc.stdout:
-                self.lines.append(line.rstrip())
-                if line.startswith("READY "):
-                    _ready, self.url, self.version = line.split()[:3]
-                    ready.set()
-
-        threading.Thread(target=pump, daemon=True).start()
-        deadline = time.monotonic() + timeout_s
-        while not ready.wait(0.05):
-            if proc.poll() is not None or time.monotonic() > deadline:
-                self.kill()
-                raise RuntimeError("peer server did not start:\n" + "\n".join(self.lines[-30:]))
+        self.proc, words = start_until_ready(self.cmd, cwd=self.cwd, env={**os.environ, **self.env}, lines=self.lines,
+                                             timeout_s=timeout_s, what="peer server", start_new_session=True)  # fmt: skip
+        self.url, self.version = words[:2]
         return self
 
     @property
