@@ -36,7 +36,7 @@ if TYPE_CHECKING:
     from pykka._actor import ActorInbox
     from pykka._envelope import Envelope
 
-__all__ = ["ActorPool", "PoolStats", "PooledActor"]
+__all__ = ["ActorPool", "PoolStats", "PooledActor", "waits_for_a_worker"]
 
 logger = logging.getLogger(__name__)
 
@@ -208,6 +208,22 @@ class ActorPool:
                 compensations_total=self._compensations,
             )
 
+    def waits_for_a_worker(self, inbox: PooledInbox) -> bool:
+        """True when `inbox` holds messages and no worker is inside its actor's handlers.
+
+        Such an actor waits on the run queue behind other actors' work (e.g. thousands of
+        actors starting at once): it is not hung. False when a worker is inside one of its
+        handlers (hung or slow there), when its inbox is empty, or when every worker is
+        stuck (nothing is being served).
+        """
+        actor = inbox.actor
+        with self._lock:
+            if self._closed or len(self._workers) <= self._stuck:
+                return False
+            if any(worker.actor is actor for worker in self._workers):
+                return False
+        return not inbox.empty()
+
     # -- used by PooledActor / PooledInbox ------------------------------------
 
     def _attach(self, inbox: PooledInbox, actor: PooledActor) -> None:
@@ -310,6 +326,18 @@ class ActorPool:
                     logger.error(
                         "%s: %d workers stuck, at max_workers=%d: actors may starve", self.name, self._stuck, self._max
                     )
+
+
+def waits_for_a_worker(ref: pykka.ActorRef[Any]) -> bool:
+    """True when `ref` is a pooled actor waiting for a worker, not inside a handler.
+
+    A supervisor asks this before judging a health check that was not answered in time:
+    a check queued behind other actors' work says nothing about the child.
+    """
+    inbox = ref.actor_inbox
+    if not isinstance(inbox, PooledInbox) or inbox.pool is None or ref.actor_stopped.is_set():
+        return False
+    return inbox.pool.waits_for_a_worker(inbox)
 
 
 class PooledActor(pykka.Actor):

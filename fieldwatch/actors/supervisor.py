@@ -24,6 +24,7 @@ import pykka
 
 from fieldwatch.actors.base import ChildContext, SupervisedActor
 from fieldwatch.actors.messages import ChildExited, Health, HealthCheck, HealthReport
+from fieldwatch.actors.pool import waits_for_a_worker
 from fieldwatch.actors.tree import TreeNode, TreeView
 from fieldwatch.errors import ConflictError, NotFoundError
 from fieldwatch.policy import Backoff, ChildPolicy, Intensity
@@ -80,6 +81,11 @@ class _Sweep:
 #: How often a supervisor looks at its health-check schedule (the granularity of
 #: health-check intervals and timeouts).
 _SWEEP_S = 0.05
+
+#: A pooled child whose health check is still queued behind other actors' work (it waits
+#: for a worker, none is inside its handlers) is not hung: its deadline is extended, up to
+#: this long after the check was sent (e.g. 20,000 endpoints starting at once).
+_QUEUED_CHECK_MAX_S = 60.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,6 +148,7 @@ class _Child:
         self.health_failures = 0
         self.hc_seq = 0
         self.hc_pending: int | None = None
+        self.hc_sent_at = 0.0
         self.restarting = False
         self.abandoned = 0
         self.last_failure: tuple[str, str] | None = None
@@ -190,6 +197,10 @@ class Supervisor(SupervisedActor):
     # -- messages --------------------------------------------------------------
 
     def handle(self, message: Any) -> Any:
+        if self._exhausted and isinstance(message, (ChildExited, HealthReport, _Sweep, _RestartDue)):
+            # Stopping after escalating (our stop is queued behind these): the exits of the
+            # children we stopped must not escalate again, once per child.
+            return None
         if isinstance(message, ChildExited):
             return self._on_exit(message)
         if isinstance(message, HealthReport):
@@ -448,6 +459,7 @@ class Supervisor(SupervisedActor):
             return  # the previous check is still within its timeout
         child.hc_seq += 1
         child.hc_pending = child.hc_seq
+        child.hc_sent_at = now
         try:
             assert child.ref is not None
             child.ref.tell(HealthCheck(child.hc_seq, self.actor_ref))
@@ -477,6 +489,11 @@ class Supervisor(SupervisedActor):
         if child is None or child.generation != generation or child.hc_pending != seq:
             return
         timeout = child.spec.policy.health_check.timeout_s
+        now = time.monotonic()
+        if child.ref is not None and now - child.hc_sent_at < _QUEUED_CHECK_MAX_S and waits_for_a_worker(child.ref):
+            # Queued behind other actors' work, not hung: judge it when it has had its turn.
+            heapq.heappush(self._hc_deadlines, (now + timeout, next(self._hc_seq), child_id, generation, seq))
+            return
         self._replace(child, "HealthCheckTimeout", f"no answer to a health check within {timeout:g}s")
 
     def _replace(self, child: _Child, exc_type: str, message: str) -> None:
@@ -512,9 +529,7 @@ class Supervisor(SupervisedActor):
             return
         node = tree.get(self.ctx.path)
         if node is None:
-            tree.put(
-                TreeNode(self.ctx.path, "supervisor", state, self.ctx.generation, self.ctx.restarts, time.time())
-            )
+            tree.put(TreeNode(self.ctx.path, "supervisor", state, self.ctx.generation, self.ctx.restarts, time.time()))
         else:
             tree.update(self.ctx.path, state=state)
         if failure is not None:

@@ -1,0 +1,156 @@
+"""Supervision under a start-up backlog: a queued health check is not a hung child (issue 17).
+
+At 10,000-20,000 ICMP endpoints the pool's run queue holds thousands of actors' start-up
+turns; a health check sent meanwhile waits for a worker longer than its timeout. Those
+children were replaced as hung, their site supervisor exhausted its intensity, and the
+exits of the children it stopped escalated again, once per child (a restart storm).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import pykka
+import pytest
+from sup_helpers import FAST_BACKOFF, Crash, Hang, Recorder, Worker, spec
+
+from fieldwatch.actors.base import ChildContext
+from fieldwatch.actors.messages import Health
+from fieldwatch.actors.pool import ActorPool, PooledActor
+from fieldwatch.actors.scheduler import Scheduler
+from fieldwatch.actors.supervisor import ChildSpec, Supervisor, SupervisorOptions, WhichChildren
+from fieldwatch.policy import ChildPolicy, HealthCheck, Intensity
+
+
+@pytest.fixture
+def scheduler() -> Iterator[Scheduler]:
+    sched = Scheduler()
+    sched.start()
+    yield sched
+    sched.stop()
+
+
+@pytest.fixture
+def pool() -> Iterator[ActorPool]:
+    test_pool = ActorPool(2, stuck_after_s=1.0, turn_budget=1, name="startup-test-pool")
+    yield test_pool
+    pykka.ActorRegistry.stop_all(block=True, timeout=5)
+    test_pool.stop(timeout_s=2)
+
+
+def wait_until(predicate: Any, timeout: float = 5.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.01)
+    return bool(predicate())
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """Busy work of a few ms that holds a pool worker, then more of it (a start-up backlog)."""
+
+    seconds: float
+
+
+class Busy(PooledActor):
+    """Keeps the pool's run queue full: each message holds a worker, then re-queues itself."""
+
+    def __init__(self, until: float) -> None:
+        super().__init__()
+        self.until = until
+
+    def on_receive(self, message: Any) -> Any:
+        if isinstance(message, Chunk):
+            time.sleep(message.seconds)  # holds this worker, as start-up work does
+            if time.monotonic() < self.until:
+                self.actor_ref.tell(message)
+        return None
+
+
+def pooled_spec(child_id: str, rec: Recorder, pool: ActorPool, health: HealthCheck, answered: list[float]) -> ChildSpec:
+    class PooledWorker(PooledActor, Worker):
+        def check_health(self) -> Health:
+            answered.append(time.monotonic())
+            return super().check_health()
+
+    PooledWorker.pool = pool
+
+    def _start(ctx: ChildContext) -> pykka.ActorRef[Any]:
+        return PooledWorker.start(ctx, rec)
+
+    return ChildSpec(
+        id=child_id, start=_start, policy=ChildPolicy(backoff=FAST_BACKOFF, health_check=health, shutdown_timeout_s=1.0)
+    )
+
+
+def start_sup(scheduler: Scheduler, specs: list[ChildSpec], **intensity: Any) -> pykka.ActorRef[Any]:
+    ctx = ChildContext("root", "root", 1, 0, None, scheduler)
+    return Supervisor.start(ctx, SupervisorOptions("one_for_one", Intensity(**intensity)), specs)
+
+
+def test_a_health_check_queued_behind_other_actors_work_is_not_a_hang(
+    scheduler: Scheduler, pool: ActorPool, caplog: pytest.LogCaptureFixture
+) -> None:
+    rec = Recorder()
+    answered: list[float] = []
+    health = HealthCheck(interval_s=0.1, timeout_s=0.3, failures=1)
+    sup = start_sup(scheduler, [pooled_spec("c", rec, pool, health, answered)], max_restarts=10, within_s=60)
+    assert rec.wait_for(lambda ev: ("start", "c", 1) in ev)
+    assert wait_until(lambda: len(answered) >= 2), "the child answers its checks while the pool is idle"
+    # A backlog: 40 actors x 40 ms per turn on 2 workers = ~0.8 s per round of the run queue,
+    # well over the 0.3 s timeout, for 2.5 s (the pool serves all along: nothing is stuck).
+    until = time.monotonic() + 2.5
+    Busy.pool = pool
+    busy = [Busy.start(until) for _ in range(40)]
+    for ref in busy:
+        ref.tell(Chunk(0.04))
+    flood_start = len(answered)
+    assert wait_until(lambda: time.monotonic() >= until + 0.3, timeout=10)
+    assert len(answered) > flood_start, "checks were answered during the backlog (late, not lost)"
+    gaps = [b - a for a, b in zip(answered[flood_start - 1 :], answered[flood_start:], strict=False)]
+    assert max(gaps) > health.timeout_s, "the backlog delayed a check beyond its timeout (else no test)"
+    assert sup.ask(WhichChildren(), timeout=5) == [("c", 1, True)], "queued, not hung: not replaced"
+    assert "HealthCheckTimeout" not in caplog.text
+
+
+def test_a_pooled_child_hung_in_a_handler_is_still_replaced(scheduler: Scheduler, pool: ActorPool) -> None:
+    rec = Recorder()
+    answered: list[float] = []
+    health = HealthCheck(interval_s=0.1, timeout_s=0.3, failures=1)
+    sup = start_sup(scheduler, [pooled_spec("h", rec, pool, health, answered)], max_restarts=10, within_s=60)
+    assert rec.wait_for(lambda ev: ("start", "h", 1) in ev)
+    release = threading.Event()
+    rec.refs[("h", 1)].tell(Hang(release))
+    try:
+        assert rec.wait_for(lambda ev: ("start", "h", 2) in ev, timeout=5), "a hung pooled child is replaced"
+    finally:
+        release.set()
+    assert wait_until(lambda: sup.ask(WhichChildren(), timeout=5) == [("h", 2, True)])
+
+
+def test_an_exhausted_supervisor_escalates_once_not_once_per_stopped_child(scheduler: Scheduler) -> None:
+    rec = Recorder()
+    calls: list[str] = []
+    done = threading.Event()
+
+    def on_exhausted(reason: str) -> None:
+        calls.append(reason)
+        done.set()
+
+    specs = [spec(f"w{i}", rec) for i in range(30)]
+    ctx = ChildContext("root", "root", 1, 0, None, scheduler)
+    sup = Supervisor.start(ctx, SupervisorOptions("one_for_one", Intensity(0, 60), None, on_exhausted), specs)
+    assert rec.wait_for(lambda ev: len(ev) == 30)
+    rec.refs[("w0", 1)].tell(Crash())  # the first restart is over the intensity (0)
+    assert done.wait(5)
+    assert wait_until(lambda: not sup.is_alive())
+    assert rec.wait_for(lambda ev: len([e for e in ev if e[0] == "stop"]) == 30)
+    # The 29 children stopped by the escalation report normal exits that reach the supervisor
+    # before its own stop: none of them may count as a restart and escalate again.
+    assert len(calls) == 1, f"escalated {len(calls)} times"
