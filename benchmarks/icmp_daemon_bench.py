@@ -227,6 +227,32 @@ def top_frames(raw_path: str, n: int = 12) -> str:
     return "\n".join(out)
 
 
+class _GcTimes:
+    """Counts and times the garbage collector's passes per generation (gc.callbacks)."""
+
+    def __init__(self) -> None:
+        import gc
+
+        self.counts = [0, 0, 0]
+        self.seconds = [0.0, 0.0, 0.0]
+        self._started = 0.0
+        gc.callbacks.append(self._callback)
+
+    def _callback(self, phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            self._started = time.perf_counter()
+            return
+        generation = info["generation"]
+        self.counts[generation] += 1
+        self.seconds[generation] += time.perf_counter() - self._started
+
+    def stop(self) -> str:
+        import gc
+
+        gc.callbacks.remove(self._callback)
+        return ", ".join(f"{g}: {self.counts[g]}, {self.seconds[g]:.3f} s" for g in range(3))
+
+
 def _restart_reasons(log_path: pathlib.Path) -> dict[str, int]:
     """Count the supervisors' restart reasons in the daemon's log: "<level of the path> <reason>"."""
     import re
@@ -333,6 +359,7 @@ def main() -> None:  # noqa: PLR0915 - one linear measurement script
             [*argv, "--gil"] if args.gil else argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
         )
     lateness.clear()
+    gc_times = _GcTimes()
     c0, w0 = cpu_s(), time.monotonic()
     peak_queue = 0
     end = time.monotonic() + duration
@@ -341,6 +368,7 @@ def main() -> None:  # noqa: PLR0915 - one linear measurement script
         time.sleep(0.2)
     used = cpu_s() - c0
     wall = time.monotonic() - w0
+    gc_report = gc_times.stop()
     data = lateness.take()
     threads = threading.active_count()
     rss = rss_mb()
@@ -369,6 +397,7 @@ def main() -> None:  # noqa: PLR0915 - one linear measurement script
         f"daemon CPU {used:.2f}s over {wall:.1f}s = {100 * used / wall:.0f} % of one core, "
         f"{per_probe_ms:.3f} ms per probe"
     )
+    print(f"garbage collections during the rounds (generation: count, seconds): {gc_report}")
     print(f"GET /api/v1/sites every {args.poll_s:g}s: {json.dumps(polled)}")
     if fping:
         print(f"fping: {json.dumps(fping)}")
