@@ -19,12 +19,12 @@ import tempfile
 import time
 import urllib.request
 
-sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "tests"))
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))  # the repo root: tests.* helpers
 
-from harness import Harness  # noqa: E402
-
-from fieldwatch.config.model import EndpointConfig, IcmpOptions, SiteConfig  # noqa: E402
+from fieldwatch.actors.icmp.schema import IcmpOptions  # noqa: E402
+from fieldwatch.config.model import EndpointConfig, SiteConfig  # noqa: E402
 from fieldwatch.storage.models import Endpoint  # noqa: E402
+from tests.harness import Harness  # noqa: E402
 
 
 def pct(data: list[float], p: float) -> float:

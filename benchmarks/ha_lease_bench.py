@@ -21,25 +21,25 @@ import os
 import signal
 import statistics
 import sys
-import time
 import uuid
 from collections.abc import Callable
 from typing import Any
 
 import psycopg2
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", "cluster"))
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))  # the repo root: tests.* helpers
 
-from cluster_helpers import assert_never_owned_twice  # noqa: E402
-from lease_processes import Worker, all_samples, settled, takeover_times  # noqa: E402
+from tests.cluster.cluster_helpers import assert_never_owned_twice  # noqa: E402
+from tests.cluster.lease_processes import Worker, all_samples, settled, takeover_times  # noqa: E402
+from tests.waiting import wait_for  # noqa: E402
 
 
 def _wait(predicate: Callable[[], Any], timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.02)  # polling period
+    """Whether `predicate` held within `timeout` (a miss is a figure here, not an error)."""
+    try:
+        wait_for(predicate, timeout, 0.02)
+    except AssertionError:
+        return False
     return True
 
 

@@ -29,15 +29,15 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", "httpapi"))
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))  # the repo root: tests.* helpers
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from http_bench import record  # noqa: E402
-from httpapi_fakes import make_deps  # noqa: E402
 from waitress.server import create_server  # noqa: E402
 
 from fieldwatch.http import create_app, serve  # noqa: E402
 from fieldwatch.http.server import HttpServer  # noqa: E402
+from tests.httpapi.httpapi_fakes import make_deps  # noqa: E402
 
 _SECTION = "## HTTP under abuse"
 _ROUTES = ("/healthz", "/readyz", "/metrics")

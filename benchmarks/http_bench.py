@@ -25,38 +25,40 @@ from dataclasses import dataclass
 import prometheus_client
 from prometheus_client.exposition import generate_latest
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", "httpapi"))
-
-from httpapi_fakes import FakeController, FakeQueries, FakeStorage  # noqa: E402
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))  # the repo root: tests.* helpers
 
 from fieldwatch import states  # noqa: E402
+from fieldwatch.actors.icmp.stats import fold_probe  # noqa: E402
 from fieldwatch.actors.tree import TreeView  # noqa: E402
 from fieldwatch.http import AppDeps, FieldwatchCollector, create_app, serve  # noqa: E402
-from fieldwatch.status import EndpointStatus, StatusBoard  # noqa: E402
+from fieldwatch.ledger import EndpointLedger  # noqa: E402
+from fieldwatch.status import EndpointStatus  # noqa: E402
+from tests.httpapi.httpapi_fakes import FakeController, FakeQueries, FakeStorage  # noqa: E402
+from tests.ledger_helpers import new_ledger, seed  # noqa: E402
 
 _RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "RESULTS.md")
 _KINDS = ("icmp", "mqtt", "opcua")
 
 
-def board_with(n: int) -> StatusBoard:
+def board_with(n: int) -> EndpointLedger:
     """`n` endpoints, a third of each kind, 10 per site, with counters, RTTs and some alerts."""
-    board = StatusBoard()
+    board = new_ledger()
     now = time.time()
     for i in range(n):
         kind = _KINDS[i % 3]
         state = states.DOWN if i % 50 == 0 else states.UP
-        board.register(EndpointStatus(i, f"site-{i // 10:05d}", f"{kind}-{i % 10}", kind, state=state,
+        seed(board, EndpointStatus(i, f"site-{i // 10:05d}", f"{kind}-{i % 10}", kind, state=state,
                                       last_data_at=now - i % 7, fresh_within_s=30, restarts=i % 3,
                                       reconnects=i % 5))  # fmt: skip
         if kind == "icmp":
-            board.observe_rtt(i, [0.0008, 0.0021, 0.013], 0.0)
+            board.incarnation(i, 0).observe(fold_probe, ([0.0008, 0.0021, 0.013], 0.0))
         elif kind == "mqtt":
-            board.incr(i, "mqtt_messages", "stored", 1000 + i)
-            board.incr(i, "mqtt_messages", "parse_error", i % 4)
+            board.incarnation(i, 0).count("mqtt_messages", "stored", 1000 + i)
+            board.incarnation(i, 0).count("mqtt_messages", "parse_error", i % 4)
         else:
-            board.incr(i, "opcua_reads", "ok", 500 + i)
+            board.incarnation(i, 0).count("opcua_reads", "ok", 500 + i)
         if state == states.DOWN:
-            board.set_alert(i, "down", "", True)
+            board.incarnation(i, 0).alert("down", "warning", "", "")
     return board
 
 

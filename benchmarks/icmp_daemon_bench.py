@@ -33,7 +33,7 @@ import time
 import urllib.request
 from typing import Any
 
-sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "tests"))
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))  # the repo root: tests.* helpers
 
 
 def addresses(n: int) -> list[str]:
@@ -293,11 +293,11 @@ def main() -> None:  # noqa: PLR0915 - one linear measurement script
         print(json.dumps(poll(url, float(duration), float(every), float(interval))))
         return
 
-    from harness import Harness
-
     from fieldwatch.actors.icmp import prober as prober_mod
-    from fieldwatch.config.model import EndpointConfig, IcmpOptions, SiteConfig
+    from fieldwatch.actors.icmp.schema import IcmpOptions
+    from fieldwatch.config.model import EndpointConfig, SiteConfig
     from fieldwatch.status import effective_state
+    from tests.harness import Harness
 
     print(f"load average at start: {loadavg()}", flush=True)
     lateness = prober_mod.LatenessLog()
@@ -323,7 +323,7 @@ def main() -> None:  # noqa: PLR0915 - one linear measurement script
     started = time.monotonic() - t0
     deadline = time.monotonic() + 180
     while time.monotonic() < deadline:
-        ups = sum(1 for s in daemon.board.snapshot() if effective_state(s)[0] == "up")
+        ups = sum(1 for s in daemon.ledger.snapshot() if effective_state(s)[0] == "up")
         if ups == args.endpoints:
             break
         time.sleep(0.5)
@@ -375,8 +375,8 @@ def main() -> None:  # noqa: PLR0915 - one linear measurement script
     polled = json.loads(poller.communicate(timeout=120)[0] or "{}")
     if spy is not None:
         spy.wait(timeout=120)
-    not_up = sum(1 for s in daemon.board.snapshot() if effective_state(s)[0] != "up")
-    restarts = sum(s.restarts for s in daemon.board.snapshot())
+    not_up = sum(1 for s in daemon.ledger.snapshot() if effective_state(s)[0] != "up")
+    restarts = sum(s.restarts for s in daemon.ledger.snapshot())
     sup_restarts = daemon.tree.supervisor_restarts()
     h.stop()
     load_end = loadavg()

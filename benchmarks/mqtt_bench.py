@@ -38,10 +38,9 @@ import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tests"))
 sys.path.insert(0, str(ROOT))
 
-from mosquitto import MosquittoBroker  # noqa: E402 - tests/ helper, path set above
+from tests.mosquitto import MosquittoBroker  # noqa: E402 - path set above
 
 TOPIC_FILTER = "sensors/#"
 _BACKLOG_NOTE = (
@@ -219,16 +218,8 @@ def fieldwatch_ingest(port: int, messages: int, qos: int, mode: str, timeout_s: 
     The rate counts messages whose readings are committed (the `stored` counter, which
     moves in the commit callback that also acks the message), polled every 5 ms.
     """
-    from fieldwatch.config.model import (
-        Config,
-        EndpointConfig,
-        HttpConfig,
-        LoggingConfig,
-        MqttOptions,
-        ParserConfig,
-        SiteConfig,
-        StorageConfig,
-    )
+    from fieldwatch.actors.mqtt.schema import MqttOptions, ParserConfig
+    from fieldwatch.config.model import Config, EndpointConfig, HttpConfig, LoggingConfig, SiteConfig, StorageConfig
     from fieldwatch.daemon import Daemon
     from fieldwatch.policy import DEFAULT_POLICY
 
@@ -249,14 +240,14 @@ def fieldwatch_ingest(port: int, messages: int, qos: int, mode: str, timeout_s: 
         daemon.start()
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
-            status = daemon.board.find("bench", "mq")
+            status = daemon.ledger.find("bench", "mq")
             if status is not None and status.state == "up":
                 return daemon
             time.sleep(0.01)
         raise RuntimeError("fieldwatch endpoint not up")
 
     def stored(daemon: Daemon) -> float:
-        status = daemon.board.find("bench", "mq")
+        status = daemon.ledger.find("bench", "mq")
         return status.counters.get(("mqtt_messages", "stored"), 0.0) if status else 0.0
 
     daemon = start()
@@ -328,7 +319,7 @@ def run_case(name: str, messages: int, qos: int, mode: str, inflight: int, timeo
 
 def mosquitto_version() -> str:
     """`mosquitto -h` first line, e.g. `mosquitto version 2.0.11`."""
-    from mosquitto import mosquitto_binary
+    from tests.mosquitto import mosquitto_binary
 
     binary = mosquitto_binary() or "mosquitto"
     out = subprocess.run([binary, "-h"], capture_output=True, text=True, check=False).stdout

@@ -48,7 +48,10 @@ def _start_server() -> tuple[subprocess.Popen[str], str]:
     port = _free_port()
     proc = subprocess.Popen(
         [sys.executable, "-m", "fieldwatch.sim.opcua_server", "--port", str(port)],
-        cwd=REPO, stdout=subprocess.PIPE, text=True, env=dict(os.environ, PYTHONUNBUFFERED="1"),
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        text=True,
+        env=dict(os.environ, PYTHONUNBUFFERED="1"),
     )
     assert proc.stdout is not None
     line = proc.stdout.readline()
@@ -64,7 +67,7 @@ def _hammer(session: OpcuaSession, nodes: list[str], seconds: float, out: list[f
         started = time.monotonic()
         if started >= deadline:
             return
-        values = session.read(nodes)
+        values = session.read_nowait(nodes).result(timeout=10)
         out.append(time.monotonic() - started)
         assert values[0].good, values[0]
 
@@ -100,23 +103,25 @@ def main() -> int:
     loop = OpcuaLoop.shared()
     try:
         one = OpcuaSession(servers[0][1], timeout_s=5, loop=loop)
-        one.connect()
+        one.connect_nowait().result(timeout=10)
         rows = [
             ("1 endpoint, 1 node/Read", *_run([one], ONE, args.seconds)),
             ("1 endpoint, 3 nodes/Read", *_run([one], ALL, args.seconds)),
         ]
-        one.close()
+        one.close_nowait().result(timeout=10)
         many = [OpcuaSession(servers[i % len(servers)][1], timeout_s=5, loop=loop) for i in range(args.endpoints)]
         started = time.monotonic()
         for session in many:
-            session.connect()
+            session.connect_nowait().result(timeout=10)
         connect_s = time.monotonic() - started
-        rows.append((f"{args.endpoints} endpoints / {len(servers)} servers, 1 node/Read",
-                     *_run(many, ONE, args.seconds)))
-        rows.append((f"{args.endpoints} endpoints / {len(servers)} servers, 3 nodes/Read",
-                     *_run(many, ALL, args.seconds)))
+        rows.append(
+            (f"{args.endpoints} endpoints / {len(servers)} servers, 1 node/Read", *_run(many, ONE, args.seconds))
+        )
+        rows.append(
+            (f"{args.endpoints} endpoints / {len(servers)} servers, 3 nodes/Read", *_run(many, ALL, args.seconds))
+        )
         for session in many:
-            session.close()
+            session.close_nowait().result(timeout=10)
     finally:
         loop.stop()
         for proc, _url in servers:
@@ -124,8 +129,10 @@ def main() -> int:
         for proc, _url in servers:
             proc.wait(timeout=10)
 
-    print(f"asyncua {asyncua.__version__}, Python {platform.python_version()}, {os.cpu_count()} CPUs, "
-          f"{args.seconds:g} s per case; {args.endpoints} sequential connects took {connect_s:.2f} s")
+    print(
+        f"asyncua {asyncua.__version__}, Python {platform.python_version()}, {os.cpu_count()} CPUs, "
+        f"{args.seconds:g} s per case; {args.endpoints} sequential connects took {connect_s:.2f} s"
+    )
     print()
     print("| case | Read requests/s | node reads/s | p50 ms | p99 ms |")
     print("|---|---:|---:|---:|---:|")

@@ -28,16 +28,17 @@ import urllib.request
 from typing import Any
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, os.path.join(HERE, "..", "tests", "e2e"))  # browser.py: chromium under Selenium
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))  # the repo root: tests.* helpers
 
 import prometheus_client  # noqa: E402
-from browser import start_browser  # noqa: E402
 from http_bench import board_with, record  # noqa: E402
-from httpapi_fakes import FakeController, FakeQueries, FakeStorage  # noqa: E402
 
 from fieldwatch import states  # noqa: E402
 from fieldwatch.actors.tree import TreeView  # noqa: E402
 from fieldwatch.http import AppDeps, create_app, serve  # noqa: E402
+from tests.e2e.browser import start_browser  # noqa: E402
+from tests.httpapi.httpapi_fakes import FakeController, FakeQueries, FakeStorage  # noqa: E402
+from tests.ledger_helpers import set_fields  # noqa: E402
 
 _STATES = (states.UP, states.DOWN, states.STALE, states.CONNECTING, states.FAULTY, states.DISABLED)
 
@@ -60,7 +61,7 @@ def run(endpoints: int, seconds: float) -> dict[str, Any]:
     board = board_with(endpoints)
     rng = random.Random(7)
     for i in range(0, endpoints, 37):
-        board.update(i, 0, state=rng.choice(_STATES), since=time.time() - rng.uniform(0, 9000), reason="bench")
+        set_fields(board, i, state=rng.choice(_STATES), since=time.time() - rng.uniform(0, 9000), reason="bench")
     queries = FakeQueries()
     for i in range(20):
         queries.add_event(f"site-{i:05d}", "icmp-0", "warning", f"bench event {i}")
@@ -103,7 +104,7 @@ def run(endpoints: int, seconds: float) -> dict[str, Any]:
             def churn() -> None:  # 1 % of the endpoints change state every second
                 while not stop.wait(1.0):
                     for i in rng.sample(range(endpoints), max(1, endpoints // 100)):
-                        board.update(i, 0, state=rng.choice(_STATES), since=time.time())
+                        set_fields(board, i, state=rng.choice(_STATES), since=time.time())
 
             threading.Thread(target=churn, daemon=True).start()
             time.sleep(seconds)  # the page polls every 2 s meanwhile; its own timings are read after

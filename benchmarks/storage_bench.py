@@ -32,6 +32,7 @@ from fieldwatch.storage import commands as c  # noqa: E402
 from fieldwatch.storage.db import close_database, init_database, open_database  # noqa: E402
 from fieldwatch.storage.gateway import StorageGateway  # noqa: E402
 from fieldwatch.storage.migrations import migrate  # noqa: E402
+from fieldwatch.storage.testing import start_generation  # noqa: E402
 from fieldwatch.storage.writes import ReadingRecord  # noqa: E402
 
 
@@ -65,7 +66,7 @@ def run(url: str, readings: int, endpoints: int, producers: int, max_rows: int, 
         timeout_s=30,
     )
     ids = [e.id for e in site.endpoints]
-    generations = {e: gateway.next_generation(e) for e in ids}
+    generations = {e: start_generation(gateway, e) for e in ids}
     while gateway.queue_depth:
         time.sleep(0.001)
     commits.clear()

@@ -46,6 +46,7 @@ from fieldwatch.storage.db import close_database, init_database, is_sqlite, open
 from fieldwatch.storage.gateway import StorageGateway  # noqa: E402
 from fieldwatch.storage.migrations import migrate  # noqa: E402
 from fieldwatch.storage.retention import DAY_S, Pass, Retention  # noqa: E402
+from fieldwatch.storage.testing import start_generation  # noqa: E402
 from fieldwatch.storage.writes import ReadingRecord  # noqa: E402
 
 DEFAULT = Retention()
@@ -120,7 +121,7 @@ def main() -> None:  # noqa: PLR0915 - one linear script
     spec = c.SiteSpec("plant", True, "{}", tuple(c.EndpointSpec(f"e{i}", "icmp" if i % 2 == 0 else "opcua", True)
                                                   for i in range(args.endpoints)))
     ids = [e.id for e in gateway.command(c.CreateSite(spec), timeout_s=60).endpoints]
-    gens = {e: gateway.next_generation(e) for e in ids}
+    gens = {e: start_generation(gateway, e) for e in ids}
     om = open(tmp / "samples.om", "w") if args.openmetrics else None  # noqa: SIM115
     exported = False
     if om is not None:

@@ -1,4 +1,4 @@
-"""fieldwatch: an honest, live picture of field connections (OPC UA, MQTT, ICMP)."""
+"""fieldwatch: an honest, live picture of field connections (one protocol folder per kind, see kinds.py)."""
 
 from __future__ import annotations
 

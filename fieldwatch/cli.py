@@ -93,7 +93,7 @@ COMMANDS.update(CLIENT_COMMANDS)  # status, enable, disable, logs, events: clien
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="fieldwatch",
-        description="Supervised live monitoring of OPC UA, MQTT and ICMP field connections.",
+        description="Supervised live monitoring of field connections.",
     )
     parser.add_argument("--version", action="version", version=f"fieldwatch {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")

@@ -1,4 +1,4 @@
-"""Commands and status views: the one place the API and the tree meet.
+"""Commands: the one place the API and the tree meet (the views: `fieldwatch.controller_views`).
 
 A command is stored first (through the persistence actor), then applied to the
 tree at once (actors started or stopped before the reply). Site changes touch
@@ -10,17 +10,13 @@ from __future__ import annotations
 import json
 import logging
 import threading
-import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any
 
 import pykka
 
-from fieldwatch import states
 from fieldwatch.actors.base import ChildContext
-from fieldwatch.actors.connection import START_REQUESTED, EndpointContext
-from fieldwatch.actors.kinds import actor_class
+from fieldwatch.actors.connection import EndpointContext
 from fieldwatch.actors.scheduler import Scheduler
 from fieldwatch.actors.supervisor import (
     AddChild,
@@ -34,12 +30,14 @@ from fieldwatch.actors.tree import TreeView
 from fieldwatch.config.model import EndpointConfig, SiteConfig
 from fieldwatch.config.redact import endpoint_public_dict
 from fieldwatch.config.sites import parse_site_body
+from fieldwatch.controller_views import SiteEntry, SiteViews
 from fieldwatch.errors import NotFoundError
+from fieldwatch.kinds import KINDS
+from fieldwatch.ledger import EndpointLedger
 from fieldwatch.policy import Backoff, ChildPolicy, HealthCheck, SupervisionPolicy
-from fieldwatch.status import EndpointStatus, StatusBoard
 from fieldwatch.storage import commands as cmd
-from fieldwatch.storage import writes
-from fieldwatch.views import ViewCache, endpoint_view
+from fieldwatch.storage.gateway import StorageGateway
+from fieldwatch.views import ViewCache
 
 __all__ = ["Controller", "site_spec_of"]
 
@@ -78,42 +76,29 @@ def site_spec_of(site: SiteConfig, *, full: bool = False) -> cmd.SiteSpec:
     return cmd.SiteSpec(site.name, site.enabled, json.dumps({"name": site.name}), endpoints)
 
 
-@dataclass
-class _Site:
-    config: SiteConfig
-    enabled: bool
-    origin: str
-    endpoint_ids: dict[str, int] = field(default_factory=dict)
-    endpoint_enabled: dict[str, bool] = field(default_factory=dict)
-    #: each endpoint's config without secrets, built once (views share it read-only)
-    public: dict[str, dict[str, Any]] = field(default_factory=dict)
-    #: what listings read of this site (see Controller._site_parts); None = rebuild
-    parts: list[tuple[EndpointConfig, int, bool, dict[str, Any]]] | None = None
-
-
-class Controller:
-    """Applies commands to storage and the tree; builds the status views of SPEC section 6."""
+class Controller(SiteViews):
+    """Applies commands to storage and the tree (its views of SPEC section 6: `SiteViews`)."""
 
     def __init__(
         self,
         *,
         root: pykka.ActorRef[Any],
-        board: StatusBoard,
+        ledger: EndpointLedger,
         tree: TreeView,
-        storage: Any,
+        storage: StorageGateway,
         scheduler: Scheduler,
         policy: SupervisionPolicy,
         queries: Any = None,
     ) -> None:
         self.root = root
-        self.board = board
+        self.ledger = ledger
         self.tree = tree
         self.storage = storage
         self.scheduler = scheduler
         self.policy = policy
         self.queries = queries
         self._lock = threading.RLock()  # one command at a time: commands are rare and short
-        self._sites: dict[str, _Site] = {}
+        self._sites: dict[str, SiteEntry] = {}
         self._started = False
         #: the instance that runs a site (SPEC 6 `owner`); the daemon points it at its cluster view
         self.site_owner: Callable[[str], str | None] = lambda _site: None
@@ -152,7 +137,7 @@ class Controller:
         }
 
     def _register(self, config: SiteConfig, row: cmd.StoredSite) -> None:
-        site = _Site(config, row.enabled, row.origin)
+        site = SiteEntry(config, row.enabled, row.origin)
         site.public = {ep.name: endpoint_public_dict(ep) for ep in config.endpoints}
         by_name = {ep.name: ep for ep in row.endpoints}
         for ep in config.endpoints:
@@ -161,19 +146,15 @@ class Controller:
                 continue
             site.endpoint_ids[ep.name] = stored.id
             site.endpoint_enabled[ep.name] = stored.enabled
-            self.board.register(
-                EndpointStatus(
-                    endpoint_id=stored.id,
-                    site=config.name,
-                    name=ep.name,
-                    kind=ep.kind,
-                    enabled=stored.enabled and row.enabled,
-                    state=states.DISABLED,
-                    reason="disabled" if not (stored.enabled and row.enabled) else "not started yet",
-                    generation=stored.generation,
-                    restarts=stored.restarts,
-                    reconnects=stored.reconnects,
-                )
+            self.ledger.register(
+                stored.id,
+                site=config.name,
+                name=ep.name,
+                kind=ep.kind,
+                enabled=stored.enabled and row.enabled,
+                generation=stored.generation,
+                restarts=stored.restarts,
+                reconnects=stored.reconnects,
             )
         self._sites[config.name] = site
 
@@ -182,19 +163,14 @@ class Controller:
     def _site_child_id(self, name: str) -> str:
         return f"sites/{name}"
 
-    def _endpoint_child_spec(self, site: _Site, ep: EndpointConfig) -> ChildSpec:
+    def _endpoint_child_spec(self, site: SiteEntry, ep: EndpointConfig) -> ChildSpec:
         endpoint_id = site.endpoint_ids[ep.name]
         policy = self.policy.for_endpoint(ep.kind, ep.supervision)
-        context = EndpointContext(endpoint_id, site.config.name, ep, policy, self.board, self.storage, self.scheduler)
-        cls = actor_class(ep.kind)
+        context = EndpointContext(endpoint_id, site.config.name, ep, policy, self.ledger, self.storage, self.scheduler)
+        cls = KINDS[ep.kind].actor_class()
 
-        def _next_generation() -> int:
-            generation = int(self.storage.next_generation(endpoint_id))
-            self.board.begin_generation(endpoint_id, generation, 0)
-            return generation
-
-        def _on_started(ctx: ChildContext) -> None:
-            self.board.begin_generation(endpoint_id, ctx.generation, ctx.restarts)
+        def _next_generation(restarts: int) -> int:
+            return self.ledger.begin(endpoint_id, restarts).generation
 
         def _start(ctx: ChildContext) -> pykka.ActorRef[Any]:
             return cls.start(ctx, context)
@@ -205,7 +181,6 @@ class Controller:
             policy=policy,
             kind=ep.kind,
             next_generation=_next_generation,
-            on_started=_on_started,
         )
 
     def _site_specs(self, name: str) -> list[ChildSpec]:
@@ -217,22 +192,8 @@ class Controller:
             try:
                 specs.append(self._endpoint_child_spec(site, ep))
             except Exception as err:  # noqa: BLE001 - a kind that cannot load must not take the site down
-                self._mark_faulty(site.endpoint_ids[ep.name], f"cannot load the {ep.kind} actor: {err}")
+                self.ledger.fault(site.endpoint_ids[ep.name], f"cannot load the {ep.kind} actor: {err}")
         return specs
-
-    def _mark_faulty(self, endpoint_id: int, reason: str) -> None:
-        logger.error("endpoint %d: %s", endpoint_id, reason)
-        status = self.board.get(endpoint_id)
-        if status is not None:
-            now = time.time()
-            self.board.update(endpoint_id, status.generation, state=states.FAULTY, since=now, reason=reason)
-            self.storage.submit(
-                writes.StateChange(endpoint_id, status.generation, states.FAULTY, now, reason, None, status.last_data_at)
-            )
-            self.board.set_alert(endpoint_id, states.FAULTY, "", True)
-            self.storage.submit(
-                writes.AlertOpen(endpoint_id, status.generation, states.FAULTY, "critical", reason, now, "")
-            )
 
     def _start_site(self, name: str) -> None:
         options = SupervisorOptions(self.policy.sites.strategy, self.policy.sites.intensity, self.tree)
@@ -247,15 +208,7 @@ class Controller:
         site = self._sites[name]
         for ep_name, endpoint_id in site.endpoint_ids.items():
             if site.endpoint_enabled.get(ep_name):
-                self._mark_starting(endpoint_id)
-
-    def _mark_starting(self, endpoint_id: int) -> None:
-        """An actor was just spawned for the endpoint: readers see `connecting` at once."""
-        status = self.board.get(endpoint_id)
-        if status is not None and status.state == states.DISABLED:
-            self.board.update(
-                endpoint_id, status.generation, state=states.CONNECTING, since=time.time(), reason=START_REQUESTED, enabled=True
-            )
+                self.ledger.starting(endpoint_id)
 
     def _stop_site(self, name: str) -> None:
         try:
@@ -269,34 +222,7 @@ class Controller:
         ref: Any = self.root.ask(ChildRef(self._site_child_id(name)), timeout=_ASK_TIMEOUT_S)
         return ref if isinstance(ref, pykka.ActorRef) else None
 
-    def _mark_disabled(self, endpoint_id: int, reason: str) -> None:
-        """An endpoint whose actor was stopped by a command: `disabled`, stored, alerts resolved."""
-        status = self.board.get(endpoint_id)
-        if status is None:
-            return
-        now = time.time()
-        generation = status.generation
-        self.board.update(endpoint_id, generation, state=states.DISABLED, since=now, reason=reason, enabled=False)
-        self.storage.submit(
-            writes.StateChange(endpoint_id, generation, states.DISABLED, now, reason, None, status.last_data_at)
-        )
-        self.storage.submit(
-            writes.EventRecord(
-                endpoint_id, generation, now, "info", f"{status.state}->disabled", reason, None, None, status.site,
-                status.name,
-            )
-        )
-        for condition, subject in sorted(status.alerts):
-            self.board.set_alert(endpoint_id, condition, subject, False)
-            self.storage.submit(writes.AlertResolve(endpoint_id, generation, condition, now, subject))
-
     # -- commands ----------------------------------------------------------------
-
-    def _site(self, name: str) -> _Site:
-        site = self._sites.get(name)
-        if site is None:
-            raise NotFoundError(f"no site named {name!r}")
-        return site
 
     def set_site_enabled(self, name: str, enabled: bool) -> dict[str, Any]:
         """Store the flag, then start or stop the site's actors at once."""
@@ -306,13 +232,11 @@ class Controller:
             was = site.enabled
             site.enabled = enabled
             if enabled and not was:
-                for ep_name, endpoint_id in site.endpoint_ids.items():
-                    self.board.update(endpoint_id, 0, enabled=site.endpoint_enabled.get(ep_name, False))
                 self._start_site(name)
             elif was and not enabled:
                 self._stop_site(name)
                 for endpoint_id in site.endpoint_ids.values():
-                    self._mark_disabled(endpoint_id, "site disabled by command")
+                    self.ledger.disable(endpoint_id, "site disabled by command")
             return self.get_site(name)
 
     def set_endpoint_enabled(self, site_name: str, name: str, enabled: bool) -> dict[str, Any]:
@@ -328,18 +252,17 @@ class Controller:
             endpoint_id = site.endpoint_ids[name]
             sup = self._site_supervisor(site_name) if site.enabled else None
             if enabled and not was:
-                self.board.update(endpoint_id, 0, enabled=site.enabled)
                 if sup is not None:
                     ep = next(e for e in site.config.endpoints if e.name == name)
                     sup.ask(AddChild(self._endpoint_child_spec(site, ep)), timeout=_ASK_TIMEOUT_S)
-                    self._mark_starting(endpoint_id)
+                    self.ledger.starting(endpoint_id)
             elif was and not enabled:
                 if sup is not None:
                     try:
                         sup.ask(RemoveChild(name), timeout=_ASK_TIMEOUT_S)
                     except NotFoundError:
                         pass
-                self._mark_disabled(endpoint_id, "endpoint disabled by command")
+                self.ledger.disable(endpoint_id, "endpoint disabled by command")
             return self.get_site(site_name)
 
     def restart_endpoint(self, site_name: str, name: str) -> dict[str, Any]:
@@ -379,14 +302,14 @@ class Controller:
             kept = {ep.id for ep in row.endpoints}
             for endpoint_id in old.endpoint_ids.values():
                 if endpoint_id not in kept:
-                    self.board.remove(endpoint_id)
+                    self.ledger.remove(endpoint_id)
             self._views.forget(list(old.endpoint_ids.values()))
             self._register(config, row)
             if row.enabled:
                 self._start_site(name)
             else:
                 for endpoint_id in self._sites[name].endpoint_ids.values():
-                    self._mark_disabled(endpoint_id, "site disabled")
+                    self.ledger.disable(endpoint_id, "site disabled")
             return self.get_site(name)
 
     def delete_site(self, name: str) -> None:
@@ -395,13 +318,13 @@ class Controller:
             site = self._site(name)
             self._stop_site(name)
             for endpoint_id in site.endpoint_ids.values():
-                self.board.remove(endpoint_id)
+                self.ledger.remove(endpoint_id)
             self._views.forget(list(site.endpoint_ids.values()))
             self.storage.command(cmd.DeleteSite(name), _ASK_TIMEOUT_S)
             del self._sites[name]
 
     def set_topic_active(self, site_name: str, endpoint: str, topic: str, active: bool) -> dict[str, Any]:
-        """Switch processing of one discovered MQTT topic; applied by the actor at once."""
+        """Switch processing of one discovered topic; applied by the actor at once."""
         with self._lock:
             site = self._site(site_name)
             endpoint_id = site.endpoint_ids.get(endpoint)
@@ -437,116 +360,3 @@ class Controller:
             for name in sorted(self._sites, reverse=True):
                 if self._sites[name].enabled:
                     self._stop_site(name)
-
-    # -- views -------------------------------------------------------------------
-
-    def alive(self) -> bool:
-        """The root supervisor runs."""
-        return bool(self.root.is_alive())
-
-    def ready(self) -> tuple[bool, str | None]:
-        """The tree is started and storage is writable."""
-        if not self.alive():
-            return False, "root supervisor is not running"
-        if not self._started:
-            return False, "starting"
-        stats = self.storage.stats()
-        if not stats.ready:
-            return False, f"storage: {stats.reason or 'not writable'}"
-        return True, None
-
-    def endpoint_view(self, status: EndpointStatus, config: EndpointConfig | None) -> dict[str, Any]:
-        """SPEC section 6 endpoint shape (state after the reader freshness rule)."""
-        return endpoint_view(status, status.site, status.name, status.kind, status.enabled,
-                             endpoint_public_dict(config) if config is not None else None, time.time())
-
-    def _site_parts(self, name: str) -> tuple[bool, list[tuple[EndpointConfig, int, bool, dict[str, Any]]]]:
-        """What a site view needs from the controller, copied under its lock (no views built)."""
-        with self._lock:
-            site = self._site(name)
-            if site.parts is None:  # built once per change of the site's endpoints or their flags
-                site.parts = [
-                    (ep, site.endpoint_ids[ep.name], site.endpoint_enabled.get(ep.name, False), site.public[ep.name])
-                    for ep in site.config.endpoints
-                    if ep.name in site.endpoint_ids
-                ]
-            return site.enabled, site.parts
-
-    def _site_views(self, name: str) -> tuple[bool, list[str]]:
-        """The site's enabled flag and each endpoint's view as JSON text, from the view cache.
-
-        Only the site's shape is copied under the controller's lock; the board is read in
-        one of its own locks and the views are built outside both, so a listing of
-        thousands of endpoints never holds back a command.
-        """
-        enabled, parts = self._site_parts(name)
-        rows = self.board.rows([endpoint_id for _, endpoint_id, _, _ in parts])
-        return enabled, self._views.texts(name, parts, rows, time.time())
-
-    def get_site(self, name: str) -> dict[str, Any]:
-        """One site with its endpoints' live states (the board read in one lock, outside ours)."""
-        enabled, parts = self._site_parts(name)
-        rows = self.board.rows([endpoint_id for _, endpoint_id, _, _ in parts])
-        now = time.time()
-        endpoints = [
-            endpoint_view(row, name, ep.name, ep.kind, ep_enabled, public, now)
-            for (ep, _, ep_enabled, public), row in zip(parts, rows, strict=True)
-            if row is not None
-        ]
-        return {"name": name, "enabled": enabled, "owner": self.site_owner(name), "endpoints": endpoints}
-
-    def site_names(self) -> list[str]:
-        """Every site's name (cheap: no endpoint views), for listings, the cluster view and metrics."""
-        with self._lock:
-            return sorted(self._sites)
-
-    def site_flags(self) -> dict[str, bool]:
-        """Site name -> stored enabled flag, without the command lock (the page never waits on a command)."""
-        return {name: site.enabled for name, site in list(self._sites.items())}
-
-    def list_sites(self) -> list[dict[str, Any]]:
-        """Every site, by name (a site deleted meanwhile is left out)."""
-        sites = []
-        for name in self.site_names():
-            try:
-                sites.append(self.get_site(name))
-            except NotFoundError:
-                continue
-        return sites
-
-    def sites_json(self) -> str:
-        """`list_sites()` as the JSON body of `GET /api/v1/sites` (a page), from cached view texts."""
-        parts = []
-        for name in self.site_names():
-            try:
-                enabled, texts = self._site_views(name)
-            except NotFoundError:
-                continue
-            endpoints = ", ".join(texts)
-            parts.append(f'{{"name": {json.dumps(name, ensure_ascii=True)}, '
-                         f'"enabled": {"true" if enabled else "false"}, '
-                         f'"owner": {json.dumps(self.site_owner(name), ensure_ascii=True)}, '
-                         f'"endpoints": [{endpoints}]}}')
-        return f'{{"items": [{", ".join(parts)}], "next": null}}'
-
-    def get_endpoint(self, site_name: str, name: str) -> dict[str, Any]:
-        """One endpoint with its latest readings."""
-        with self._lock:
-            site = self._site(site_name)
-            endpoint_id = site.endpoint_ids.get(name)
-            config = next((e for e in site.config.endpoints if e.name == name), None)
-            status = self.board.get(endpoint_id) if endpoint_id is not None else None
-            if status is None or config is None:
-                raise NotFoundError(f"no endpoint {name!r} in site {site_name!r}")
-            view = endpoint_view(status, site_name, name, status.kind, site.endpoint_enabled.get(name, False),
-                                 site.public.get(name), time.time())
-        view["readings"] = self.queries.latest_readings(status.endpoint_id) if self.queries is not None else []
-        if status.kind == "mqtt" and self.queries is not None:
-            view["devices"] = self.queries.devices(status.endpoint_id)
-        return view
-
-    def endpoint_ids(self) -> dict[tuple[str, str], int]:
-        """(site, endpoint) -> id, for tests and tools."""
-        with self._lock:
-            return {(s, e): i for s, site in self._sites.items() for e, i in site.endpoint_ids.items()}
-

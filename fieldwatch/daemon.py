@@ -7,28 +7,34 @@ import logging
 import signal
 import threading
 import time
-from types import FrameType, TracebackType
-from typing import Any
+from types import FrameType
+from typing import TYPE_CHECKING, Any
 
 import prometheus_client
 import pykka
 
 from fieldwatch.actors.base import ChildContext
-from fieldwatch.actors.messages import ChildExited, Health, HealthCheck, HealthReport
 from fieldwatch.actors.persistence import PersistenceActor
+from fieldwatch.actors.retention import RetentionActor
 from fieldwatch.actors.scheduler import Scheduler
 from fieldwatch.actors.supervisor import ChildSpec, Supervisor, SupervisorOptions
 from fieldwatch.actors.tree import TreeView
 from fieldwatch.config.model import Config
 from fieldwatch.controller import Controller
+from fieldwatch.kinds import KINDS
+from fieldwatch.ledger import EndpointLedger
 from fieldwatch.logring import LogRing
 from fieldwatch.logsetup import setup_logging
 from fieldwatch.policy import ChildPolicy
 from fieldwatch.policy import HealthCheck as HealthPolicy
-from fieldwatch.status import StatusBoard
+from fieldwatch.storage import queries
 from fieldwatch.storage.db import init_database
 from fieldwatch.storage.gateway import StorageGateway
 from fieldwatch.storage.migrations import migrate
+
+if TYPE_CHECKING:
+    from fieldwatch.cluster.view import LocalCluster
+    from fieldwatch.http.server import HttpServer
 
 __all__ = ["Daemon", "EXIT_OK", "EXIT_RUNTIME", "EXIT_EXHAUSTED"]
 
@@ -37,65 +43,6 @@ logger = logging.getLogger(__name__)
 EXIT_OK = 0
 EXIT_RUNTIME = 1
 EXIT_EXHAUSTED = 3
-
-
-class _SupervisedMixin:
-    """Makes a plain pykka actor (the storage actors) answer health checks and report exits."""
-
-    supervision_ctx: ChildContext
-
-    def on_receive(self, message: Any) -> Any:
-        if isinstance(message, HealthCheck):
-            ctx = self.supervision_ctx
-            message.reply_to.tell(HealthReport(ctx.child_id, ctx.generation, message.seq, Health(True)))
-            return None
-        return super().on_receive(message)  # type: ignore[misc]
-
-    def _tell_exit(self, normal: bool, exc_type: str | None, text: str) -> None:
-        ctx = self.supervision_ctx
-        if ctx.parent is not None and not getattr(self, "_exit_told", False):
-            self._exit_told = True
-            try:
-                ctx.parent.tell(ChildExited(ctx.child_id, ctx.generation, normal, exc_type, text))
-            except pykka.ActorDeadError:
-                pass
-
-    def on_failure(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        super().on_failure(exc_type, exc, tb)  # type: ignore[misc]
-        self._tell_exit(False, exc_type.__name__ if exc_type else None, str(exc))
-
-    def on_stop(self) -> None:
-        try:
-            super().on_stop()  # type: ignore[misc]
-        finally:
-            self._tell_exit(True, None, "")
-
-
-class SupervisedPersistence(_SupervisedMixin, PersistenceActor):
-    """The writer under the storage supervisor; on stop it commits what is queued (bounded)."""
-
-    drain_on_stop_s = 3.0
-
-    def __init__(self, ctx: ChildContext, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.supervision_ctx = ctx
-
-    def on_stop(self) -> None:
-        deadline = time.monotonic() + self.drain_on_stop_s
-        while self._gateway.queue_depth and time.monotonic() < deadline:
-            if self._drain_batch(limit=10_000) is None:
-                break  # the database is failing: what is left stays queued (and is logged at exit)
-        super().on_stop()
-
-
-def _queries_module() -> Any:
-    try:
-        from fieldwatch.storage import queries
-    except ImportError:  # pragma: no cover - only while the read side is missing
-        return None
-    return queries
 
 
 class Daemon:
@@ -109,13 +56,13 @@ class Daemon:
         self.console_log = console_log
         self.install_signals = install_signals
         self.scheduler = Scheduler()
-        self.board = StatusBoard(max_reading_series=config.http.max_reading_series)
         self.tree = TreeView()
         self.storage = StorageGateway(max_queue=config.storage.max_queue)
+        self.ledger = EndpointLedger(self.storage, max_reading_series=config.http.max_reading_series)
         self.registry = prometheus_client.CollectorRegistry()
         self.root: pykka.ActorRef[Any] | None = None
         self.controller: Controller | None = None
-        self.http: Any = None
+        self.http: HttpServer | None = None
         self.exit_code = EXIT_OK
         self.log_ring: LogRing | None = None
         self._stop = threading.Event()
@@ -144,26 +91,26 @@ class Daemon:
         )
         logger.info("fieldwatch starting: instance %s, %d sites", cfg.instance, len(cfg.sites))
         if cfg.cluster is not None:
-            logger.warning("cluster: is configured, but this version does not run site leases yet: "
-                           "instance %s runs every site (see docs/operating.md)", cfg.instance)
+            logger.warning(
+                "cluster: is configured, but this version does not run site leases yet: "
+                "instance %s runs every site (see docs/operating.md)",
+                cfg.instance,
+            )
         db = init_database(cfg.storage.url)
         version = migrate(db)
         logger.info("storage ready: schema version %d", version)
-        # generation counters: the writer seeds them from the endpoint table in its on_start,
-        # before the first command (_wait_storage) returns
+        # generations: the ledger continues from the stored endpoint rows (controller.load);
+        # the writer seeds its own index from the endpoint table in its on_start
         self.scheduler.start()
-        policy = cfg.supervision
-        root_ctx = ChildContext("root", "root", 1, 0, None, self.scheduler)
-        root_options = SupervisorOptions(policy.root.strategy, policy.root.intensity, self.tree, self._exhausted)
-        self.root = Supervisor.start(root_ctx, root_options, [self._storage_spec()])
+        self.root = self._start_root()
         self.controller = Controller(
             root=self.root,
-            board=self.board,
+            ledger=self.ledger,
             tree=self.tree,
             storage=self.storage,
             scheduler=self.scheduler,
-            policy=policy,
-            queries=_queries_module(),
+            policy=cfg.supervision,
+            queries=queries,
         )
         self._wait_storage(deadline=time.monotonic() + 15)
         self.controller.load(cfg.sites)
@@ -192,13 +139,22 @@ class Daemon:
                     raise
                 time.sleep(0.02)  # bounded start-up poll
 
+    def _start_root(self) -> pykka.ActorRef[Any]:
+        """The root supervisor with the storage subtree (sites are added by the controller)."""
+        policy = self.config.supervision.root
+        root_ctx = ChildContext("root", "root", 1, 0, None, self.scheduler)
+        root_options = SupervisorOptions(policy.strategy, policy.intensity, self.tree, self._exhausted)
+        return Supervisor.start(root_ctx, root_options, [self._storage_spec()])
+
     def _storage_spec(self) -> ChildSpec:
         policy = self.config.supervision.storage
         storage_options = SupervisorOptions(policy.strategy, policy.intensity, self.tree)
         writer_policy = ChildPolicy(health_check=HealthPolicy(interval_s=5, timeout_s=30, failures=3))
 
         def _writer(ctx: ChildContext) -> pykka.ActorRef[Any]:
-            return SupervisedPersistence.start(ctx, self.storage, policy=policy, scheduler=self.scheduler)
+            return PersistenceActor.start(
+                self.storage, ctx=ctx, policy=policy, scheduler=self.scheduler, drain_on_stop_s=3.0
+            )
 
         children = [ChildSpec("writer", _writer, writer_policy, kind="persistence")]
         children.extend(self._retention_specs())
@@ -210,11 +166,6 @@ class Daemon:
         return ChildSpec("storage", _start, supervisor_policy, kind="supervisor")
 
     def _retention_specs(self) -> list[ChildSpec]:
-        try:
-            from fieldwatch.actors.retention import RetentionActor
-        except ImportError:
-            return []
-
         storage = self.config.storage
         if storage.retention_days is not None:
             logger.warning(
@@ -224,18 +175,12 @@ class Daemon:
             )
         retention = storage.effective_retention()
 
-        class _SupervisedRetention(_SupervisedMixin, RetentionActor):  # type: ignore[misc, valid-type]
-            def __init__(self, ctx: ChildContext, *args: Any, **kwargs: Any) -> None:
-                super().__init__(*args, **kwargs)
-                self.supervision_ctx = ctx
-
         def _start(ctx: ChildContext) -> pykka.ActorRef[Any]:
-            return _SupervisedRetention.start(ctx, retention=retention, scheduler=self.scheduler)
-
+            return RetentionActor.start(ctx=ctx, retention=retention, scheduler=self.scheduler)
 
         return [ChildSpec("retention", _start, ChildPolicy(), kind="retention")]
 
-    def _cluster_view(self) -> Any:
+    def _cluster_view(self) -> LocalCluster:
         """This instance alone (leases are not run by the daemon yet): it owns every site.
         Sets the sites' `owner` and registers the cluster metrics (SPEC 7)."""
         from fieldwatch.cluster.view import ClusterCollector, FencedWrites, LocalCluster
@@ -254,7 +199,7 @@ class Daemon:
         cluster = self._cluster_view()
         deps = AppDeps(
             controller=self.controller,
-            board=self.board,
+            board=self.ledger,
             tree=self.tree,
             storage=self.storage,
             registry=self.registry,
@@ -275,19 +220,8 @@ class Daemon:
 
     @staticmethod
     def _stop_shared_resources() -> None:
-        """The shared ICMP prober and OPC UA loop outlive actors; stop them after the tree."""
-        import sys
-
-        if "fieldwatch.actors.icmp.prober" in sys.modules:
-            from fieldwatch.actors.icmp.prober import stop_shared_prober
-
-            stop_shared_prober()
-        if "fieldwatch.actors.opcua.loop" in sys.modules:
-            from fieldwatch.actors.opcua.loop import OpcuaLoop
-
-            loop = OpcuaLoop._shared  # only stop one that exists; shared() would start one
-            if loop is not None:
-                loop.stop()
+        """A kind's shared resources (a prober, an event loop) outlive actors; stop them after the tree."""
+        KINDS.stop_shared()
 
     def _flush(self, deadline: float) -> None:
         """Wait (bounded) until every queued write is committed."""
@@ -295,7 +229,9 @@ class Daemon:
             time.sleep(0.02)  # bounded shutdown poll
         left = self.storage.queue_depth
         if left:
-            logger.error("stopping with %d writes not committed (storage failing: %s)", left, self.storage.stats().reason)
+            logger.error(
+                "stopping with %d writes not committed (storage failing: %s)", left, self.storage.stats().reason
+            )
 
     def _exhausted(self, reason: str) -> None:
         if self.config.supervision.root.on_exhausted == "restart":
@@ -312,10 +248,7 @@ class Daemon:
         self._restart_tree.clear()
         if self.root is not None and self.root.is_alive():
             self.root.stop(block=True, timeout=10)
-        policy = self.config.supervision
-        root_ctx = ChildContext("root", "root", 1, 0, None, self.scheduler)
-        root_options = SupervisorOptions(policy.root.strategy, policy.root.intensity, self.tree, self._exhausted)
-        self.root = Supervisor.start(root_ctx, root_options, [self._storage_spec()])
+        self.root = self._start_root()
         self.tree.count_restart("daemon")
         self._wait_storage(deadline=time.monotonic() + 15)
         self.controller.reset(self.root)

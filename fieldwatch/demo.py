@@ -19,20 +19,10 @@ import sys
 import tempfile
 from typing import Any
 
-from fieldwatch.config.model import (
-    Config,
-    EndpointConfig,
-    HttpConfig,
-    IcmpOptions,
-    LoggingConfig,
-    MqttOptions,
-    NodeConfig,
-    OpcuaOptions,
-    ParserConfig,
-    SiteConfig,
-    StorageConfig,
-    ThresholdConfig,
-)
+from fieldwatch.actors.icmp.schema import IcmpOptions
+from fieldwatch.actors.mqtt.schema import MqttOptions, ParserConfig
+from fieldwatch.actors.opcua.schema import NodeConfig, OpcuaOptions, ThresholdConfig
+from fieldwatch.config.model import Config, EndpointConfig, HttpConfig, LoggingConfig, SiteConfig, StorageConfig
 from fieldwatch.policy import DEFAULT_POLICY
 
 __all__ = ["add_demo", "cmd_demo", "demo_config", "SILENT_ADDRESS"]

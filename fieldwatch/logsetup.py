@@ -14,6 +14,7 @@ import sys
 import time
 from typing import Any
 
+from fieldwatch.kinds import KINDS
 from fieldwatch.logring import LogRing
 
 __all__ = ["setup_logging", "JsonFormatter", "TEXT_FORMAT", "SecretFilter"]
@@ -101,10 +102,14 @@ def setup_logging(
         handler._fieldwatch = True  # type: ignore[attr-defined]
         root.addHandler(handler)
     root.setLevel(getattr(logging, level.upper(), logging.INFO))
-    # Libraries are chatty at info: keep their warnings only.
-    for noisy in ("paho", "waitress", "peewee", "amqtt", "transitions", "pykka"):
-        logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))
-    # asyncua logs errors on every failed connect and lost session; the OPC UA actor
-    # reports each failure once through its state, events and alerts instead.
-    logging.getLogger("asyncua").setLevel(logging.WARNING if root.level <= logging.DEBUG else logging.CRITICAL + 1)
+    # Libraries are chatty at info: keep their warnings only. A kind's "quiet" library
+    # (one whose failures its actor reports itself) is silent unless debugging.
+    noisy = {name: "warning" for name in ("waitress", "peewee", "transitions", "pykka")}
+    for kind in KINDS:
+        noisy.update(kind.loggers)
+    for name, how in noisy.items():
+        if how == "quiet":
+            logging.getLogger(name).setLevel(logging.WARNING if root.level <= logging.DEBUG else logging.CRITICAL + 1)
+        else:
+            logging.getLogger(name).setLevel(max(logging.WARNING, root.level))
     return ring

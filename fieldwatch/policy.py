@@ -6,9 +6,12 @@ this module only holds the frozen shapes so the supervisor does not depend on YA
 
 from __future__ import annotations
 
+import random
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
+
+from fieldwatch.kinds import KINDS
 
 __all__ = [
     "Backoff",
@@ -24,6 +27,8 @@ __all__ = [
     "STRATEGIES",
     "RESTART_TYPES",
     "DEFAULT_POLICY",
+    "default_policy",
+    "backoff_delay",
 ]
 
 STRATEGIES = ("one_for_one", "one_for_all", "rest_for_one")
@@ -39,6 +44,13 @@ class Backoff:
     multiplier: float = 2.0
     jitter: float = 0.1
     reset_after_s: float = 120.0
+
+
+def backoff_delay(policy: Backoff, attempt: int, rng: random.Random | None = None) -> float:
+    """Capped exponential delay for the given attempt (0-based) with +-jitter (the one backoff function)."""
+    base = min(policy.max_s, policy.initial_s * (policy.multiplier**attempt))
+    jitter = (rng or random).uniform(-policy.jitter, policy.jitter) if policy.jitter else 0.0
+    return max(0.0, min(policy.max_s * (1 + policy.jitter), base * (1 + jitter)))
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,19 +140,15 @@ class SupervisionPolicy:
     """The whole supervision.yaml: root, endpoint defaults, sites, storage, per-kind overrides.
 
     `kinds` maps a kind name to a partial ChildPolicy as a plain nested mapping
-    (only the keys given), applied over `defaults`.
+    (only the keys given), applied over `defaults`; by default each registered kind's
+    own (`KIND.supervision`, see fieldwatch/kinds.py), which supervision.yaml merges over.
     """
 
     root: RootPolicy = field(default_factory=lambda: RootPolicy(intensity=Intensity(10, 60.0)))
     defaults: ChildPolicy = field(default_factory=ChildPolicy)
     sites: SupervisorPolicy = field(default_factory=lambda: SupervisorPolicy(intensity=Intensity(20, 60.0)))
     storage: StoragePolicy = field(default_factory=StoragePolicy)
-    kinds: Mapping[str, Mapping[str, Any]] = field(
-        default_factory=lambda: {
-            "icmp": {"health_check": {"interval_s": 10.0}},
-            "opcua": {"backoff": {"max_s": 30.0}},
-        }
-    )
+    kinds: Mapping[str, Mapping[str, Any]] = field(default_factory=KINDS.supervision_defaults)
 
     def for_endpoint(self, kind: str, override: Mapping[str, Any] | None = None) -> ChildPolicy:
         """The effective ChildPolicy of an endpoint: defaults, then its kind, then its own."""
@@ -153,3 +161,10 @@ class SupervisionPolicy:
 
 
 DEFAULT_POLICY = SupervisionPolicy()
+"""The defaults with the kinds registered at import; `default_policy()` for the kinds registered now."""
+
+
+def default_policy() -> SupervisionPolicy:
+    """The default policy with the per-kind defaults of the kinds registered now (config loading uses it)."""
+    kinds = KINDS.supervision_defaults()
+    return DEFAULT_POLICY if kinds == DEFAULT_POLICY.kinds else replace(DEFAULT_POLICY, kinds=kinds)

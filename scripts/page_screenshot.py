@@ -15,9 +15,9 @@ import tempfile
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, os.path.join(HERE, "..", "tests", "e2e"))
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))  # the repo root: tests.* helpers
 
-from browser import start_browser  # noqa: E402
+from tests.e2e.browser import start_browser  # noqa: E402
 
 
 def main() -> int:

@@ -4,15 +4,14 @@
         d = harness.start([SiteConfig("s1", endpoints=(EndpointConfig("r", "icmp", IcmpOptions("127.0.0.1")),))])
         harness.wait_state("s1", "r", "up", timeout=5)
 
-Everything is real: scheduler, supervisors, status board, SQLite storage through
+Everything is real: scheduler, supervisors, the ledger, SQLite storage through
 the persistence actor. Reads go through `fieldwatch.storage.queries` like the API.
 """
 
 from __future__ import annotations
 
 import os
-import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import replace
 from typing import Any
 
@@ -22,18 +21,7 @@ from fieldwatch.config.model import Config, HttpConfig, LoggingConfig, SiteConfi
 from fieldwatch.daemon import Daemon
 from fieldwatch.policy import DEFAULT_POLICY, SupervisionPolicy
 from fieldwatch.status import EndpointStatus, effective_state
-
-
-def wait_for(predicate: Callable[[], Any], timeout: float, interval: float = 0.02, what: str = "condition") -> Any:
-    """Poll `predicate` until truthy or the deadline; returns its value or fails the test."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() >= deadline:
-            pytest.fail(f"timed out after {timeout:.1f}s waiting for {what}")
-        time.sleep(interval)
+from tests.waiting import wait_for
 
 
 class Harness:
@@ -67,8 +55,8 @@ class Harness:
 
     def status(self, site: str, endpoint: str) -> EndpointStatus:
         assert self.daemon is not None
-        status = self.daemon.board.find(site, endpoint)
-        assert status is not None, f"no endpoint {site}/{endpoint} on the board"
+        status = self.daemon.ledger.find(site, endpoint)
+        assert status is not None, f"no endpoint {site}/{endpoint} in the ledger"
         return status
 
     def state(self, site: str, endpoint: str) -> str:

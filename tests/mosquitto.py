@@ -17,6 +17,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from tests.waiting import wait_for
+
 __all__ = [
     "MosquittoBroker",
     "free_port",
@@ -43,16 +45,20 @@ def free_port() -> int:
 
 def wait_for_port(port: int, timeout_s: float = 10.0, host: str = "127.0.0.1") -> None:
     """Poll until something accepts TCP connections on port; TimeoutError after timeout_s."""
-    deadline = time.monotonic() + timeout_s
-    last: OSError | None = None
-    while time.monotonic() < deadline:
+    errors: list[OSError] = []
+
+    def accepts() -> bool:
         try:
             with socket.create_connection((host, port), timeout=0.5):
-                return
+                return True
         except OSError as err:
-            last = err
-            time.sleep(0.02)
-    raise TimeoutError(f"nothing listens on {host}:{port} after {timeout_s} s ({last})")
+            errors.append(err)
+            return False
+
+    try:
+        wait_for(accepts, timeout_s, 0.02, what=f"something to listen on {host}:{port}")
+    except AssertionError as err:
+        raise TimeoutError(f"{err} ({errors[-1] if errors else None})") from None
 
 
 def write_password_file(path: Path, users: dict[str, str]) -> Path:
@@ -196,15 +202,17 @@ class MosquittoBroker:
 
     def wait_for_log(self, text: str, timeout_s: float = 10.0, count: int = 1) -> None:
         """Poll the broker log until text appears count times (needs connection_messages)."""
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
+
+        def seen() -> bool:
             try:
-                if self.log_path.read_text(errors="replace").count(text) >= count:
-                    return
+                return self.log_path.read_text(errors="replace").count(text) >= count
             except OSError:
-                pass
-            time.sleep(0.02)
-        raise TimeoutError(f"{text!r} not in the broker log after {timeout_s} s: {self.log_tail()}")
+                return False
+
+        try:
+            wait_for(seen, timeout_s, 0.02, what=f"{text!r} in the log")
+        except AssertionError as err:
+            raise TimeoutError(f"{err}: {self.log_tail()}") from None
 
     def log_tail(self, chars: int = 2000) -> str:
         """The end of the broker's log (for failure messages)."""

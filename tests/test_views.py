@@ -5,8 +5,11 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from fieldwatch.status import EndpointStatus, StatusBoard
+from fieldwatch.actors.icmp.stats import RttStats, fold_probe
+from fieldwatch.ledger import EndpointLedger
+from fieldwatch.status import EndpointStatus
 from fieldwatch.views import ViewCache, endpoint_view
+from tests.ledger_helpers import new_ledger, seed, set_fields
 
 _PUBLIC = {"name": "e", "kind": "icmp", "host": "127.0.0.1", "note": "ü \"quoted\""}
 
@@ -20,14 +23,14 @@ def _text(cache: ViewCache, row: Any, enabled: bool, public: dict[str, Any], now
     return text
 
 
-def _board(last_data_at: float | None) -> StatusBoard:
-    board = StatusBoard()
-    board.register(EndpointStatus(endpoint_id=1, site="s", name="e", kind="icmp", state="up", since=900.0,
-                                  last_data_at=last_data_at, fresh_within_s=22.0, generation=2))
+def _board(last_data_at: float | None) -> EndpointLedger:
+    board = new_ledger()
+    seed(board, EndpointStatus(endpoint_id=1, site="s", name="e", kind="icmp", state="up", since=900.0,
+                               last_data_at=last_data_at, fresh_within_s=22.0, generation=2))
     return board
 
 
-def _view(cache: ViewCache, board: StatusBoard, now: float, enabled: bool = True,
+def _view(cache: ViewCache, board: EndpointLedger, now: float, enabled: bool = True,
           public: dict[str, Any] = _PUBLIC) -> dict[str, Any]:
     row = board.rows([1])[0]
     text = _text(cache, row, enabled, public, now)
@@ -49,7 +52,7 @@ def test_unchanged_row_is_served_from_the_cache() -> None:
 def test_new_data_rebuilds_the_view() -> None:
     board, cache = _board(1000.0), ViewCache()
     _view(cache, board, 1001.0)
-    board.update(1, 2, last_data_at=1010.0)
+    board.incarnation(1, 2).data(1010.0)
     assert _view(cache, board, 1011.0)["last_data_at"] == "1970-01-01T00:16:50.000Z"
 
 
@@ -64,7 +67,7 @@ def test_data_older_than_the_freshness_bound_is_shown_stale_though_the_row_did_n
 def test_state_changes_and_no_data_yet() -> None:
     board, cache = _board(None), ViewCache()
     assert _view(cache, board, 1001.0)["state"] == "stale"  # up without data is never shown up
-    board.update(1, 2, state="down", since=1005.0, down_since=1005.0, reason="no reply from 127.0.0.1")
+    set_fields(board, 1, state="down", since=1005.0, down_since=1005.0, reason="no reply from 127.0.0.1")
     view = _view(cache, board, 1006.0)
     assert view["state"] == "down" and view["down_since"] == "1970-01-01T00:16:45.000Z"
     assert view["reason"] == "no reply from 127.0.0.1"
@@ -78,19 +81,23 @@ def test_enabled_flag_and_config_changes_rebuild_the_view() -> None:
     assert _view(cache, board, 1001.0, public=other)["config"]["host"] == "127.0.0.2"
 
 
-def test_board_rows_follow_every_write() -> None:
+def test_ledger_rows_follow_every_write() -> None:
     board = _board(1000.0)
     assert board.rows([1, 99]) == [board.rows([1])[0], None]
-    board.update(1, 2, state="down", reason="no reply", down_since=1001.0)
-    board.begin_generation(1, 3, 4)
-    assert board.mark_connected(1, 3) is False  # the first connection is not a reconnect
-    assert board.mark_connected(1, 3) is True
-    assert board.observe_probes([(1, 3, 1002.0, (0.001,), 0.0), (1, 2, 1003.0, (), 1.0)]) == [1]  # gen 2 refused
+    board.incarnation(1, 2).transition("down", "no reply")
+    inc = board.begin(1, 4)
+    assert inc.generation == 3
+    inc.connected()  # the first connection is not a reconnect
+    inc.transition("down", "no reply")
+    down_since = board.rows([1])[0].down_since  # type: ignore[union-attr]
+    inc.connected()
+    inc.transition("down", "no reply")
+    assert board.observe_many(fold_probe, [(1, 3, 1e10, ((0.001,), 0.0)), (1, 2, 1e10 + 1, ((), 1.0))]) == [1]
     row = board.rows([1])[0]
-    assert row is not None
-    assert (row.state, row.reason, row.down_since, row.generation, row.restarts, row.reconnects, row.last_data_at) == (
-        "down", "no reply", 1001.0, 3, 4, 1, 1002.0)
+    assert row is not None and down_since is not None and row.down_since is not None and row.down_since > down_since
+    assert (row.state, row.reason, row.generation, row.restarts, row.reconnects, row.last_data_at) == (
+        "down", "no reply", 3, 4, 1, 1e10)  # gen 2's observation refused
     full = board.get(1)
-    assert full is not None and (full.state, full.last_data_at, full.rtt_count) == ("down", 1002.0, 1)
+    assert full is not None and isinstance(full.extra, RttStats) and (full.state, full.extra.count) == ("down", 1)
     board.remove(1)
     assert board.rows([1]) == [None]

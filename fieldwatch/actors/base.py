@@ -10,6 +10,7 @@ from typing import Any
 import pykka
 
 from fieldwatch.actors.messages import ChildExited, Health, HealthCheck, HealthReport
+from fieldwatch.actors.scheduler import Scheduler
 
 __all__ = ["ChildContext", "SupervisedActor"]
 
@@ -25,7 +26,7 @@ class ChildContext:
     generation: int
     restarts: int
     parent: pykka.ActorRef[Any] | None
-    scheduler: Any  # fieldwatch.actors.scheduler.Scheduler
+    scheduler: Scheduler
 
 
 class SupervisedActor(pykka.ThreadingActor):

@@ -14,17 +14,16 @@ retrying the batch row by row and discarded with a log line.
 from __future__ import annotations
 
 import logging
-import random
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import pykka
-
+from fieldwatch.actors.base import ChildContext, SupervisedActor
 from fieldwatch.actors.scheduler import Scheduler, TimerHandle
 from fieldwatch.errors import FieldwatchError, StorageError
-from fieldwatch.policy import StoragePolicy
+from fieldwatch.logpath import path_logger
+from fieldwatch.policy import Backoff, StoragePolicy, backoff_delay
 from fieldwatch.storage import sites
 from fieldwatch.storage.batch import EndpointIndex, apply_writes
 from fieldwatch.storage.commands import Command
@@ -49,8 +48,6 @@ logger = logging.getLogger(__name__)
 #: writer forever on the same poison write.
 _POISON_ERRORS: tuple[type[Exception], ...] = (*ROW_ERRORS, ValueError, TypeError)
 
-_PATH = "[storage/writer]"
-
 #: Called after each commit with (seconds, rows) — benchmarks use it.
 CommitListener = Callable[[float, int], None]
 
@@ -60,22 +57,36 @@ class _Retry:
     """Scheduled by the backoff: try the queued writes again."""
 
 
-class PersistenceActor(pykka.ThreadingActor):
-    """Serialises every write of fieldwatch into batched transactions (see module doc)."""
+class PersistenceActor(SupervisedActor):
+    """Serialises every write of fieldwatch into batched transactions (see module doc).
+
+    Under the storage supervisor `ctx` is its place in the tree; started on its own
+    (tests, benchmarks) it has a context without a parent. With `drain_on_stop_s` a
+    normal stop first commits what is queued, for at most that long.
+    """
 
     def __init__(
         self,
         gateway: StorageGateway,
         *,
+        ctx: ChildContext | None = None,
         policy: StoragePolicy | None = None,
         scheduler: Scheduler | None = None,
         commit_listener: CommitListener | None = None,
+        drain_on_stop_s: float = 0.0,
     ) -> None:
-        super().__init__()
+        own_scheduler: Scheduler | None = None
+        if scheduler is None:  # on its own: a timer thread of its own, started with the actor
+            scheduler = own_scheduler = Scheduler("fieldwatch-storage-retry")
+        super().__init__(ctx or ChildContext("writer", "root/storage/writer", 1, 0, None, scheduler))
+        self.log = path_logger(logger, self.ctx.path)
+        self._drain_on_stop_s = drain_on_stop_s
         self._gateway = gateway
         self._policy = policy or StoragePolicy()
+        retry = self._policy.retry
+        self._backoff = Backoff(initial_s=retry.initial_s, max_s=retry.max_s, multiplier=2.0, jitter=0.1)
         self._scheduler = scheduler
-        self._own_scheduler: Scheduler | None = None
+        self._own_scheduler = own_scheduler
         self._commit_listener = commit_listener
         self._index = EndpointIndex()
         self._index_loaded = False
@@ -85,12 +96,10 @@ class PersistenceActor(pykka.ThreadingActor):
 
     # -- lifecycle -------------------------------------------------------------
 
-    def on_start(self) -> None:
+    def started(self) -> None:
         """Take over the gateway's queue; load the endpoint index (or start retrying)."""
-        if self._scheduler is None:
-            self._own_scheduler = Scheduler("fieldwatch-storage-retry")
+        if self._own_scheduler is not None:
             self._own_scheduler.start()
-            self._scheduler = self._own_scheduler
         self._gateway.attach(self.actor_ref)
         try:
             self._load_index()
@@ -99,6 +108,14 @@ class PersistenceActor(pykka.ThreadingActor):
             self._on_failure(err)
 
     def on_stop(self) -> None:
+        """A normal stop: commit what is queued (bounded by drain_on_stop_s), then `stopping`."""
+        deadline = time.monotonic() + self._drain_on_stop_s
+        while self._gateway.queue_depth and time.monotonic() < deadline:
+            if self._drain_batch(limit=10_000) is None:
+                break  # the database is failing: what is left stays queued (and is logged at exit)
+        super().on_stop()
+
+    def stopping(self) -> None:
         """Leave the queue to a successor; close this thread's connection."""
         if self._retry_handle is not None:
             self._retry_handle.cancel()
@@ -107,7 +124,7 @@ class PersistenceActor(pykka.ThreadingActor):
         if self._own_scheduler is not None:
             self._own_scheduler.stop()
 
-    def on_receive(self, message: Any) -> Any:
+    def handle(self, message: Any) -> Any:
         """Wake and _Retry drain one batch; anything else is a Command (asked)."""
         if isinstance(message, Wake):
             if self._retry_handle is not None:
@@ -127,10 +144,8 @@ class PersistenceActor(pykka.ThreadingActor):
     # -- writes ----------------------------------------------------------------
 
     def _load_index(self) -> None:
-        db = get_database()
-        gone = self._index.refresh(db)
-        self._gateway.forget_generations(gone)
-        self._gateway.seed_generations(self._index.generations)
+        """Seed the index (names, generations) from the database; GenerationStarted writes keep it current."""
+        self._index.refresh(get_database())
         self._index_loaded = True
 
     def _drain_batch(self, limit: int | None = None) -> int | None:
@@ -149,9 +164,7 @@ class PersistenceActor(pykka.ThreadingActor):
                 try:
                     removed = self._commit(batch)
                 except _POISON_ERRORS as err:
-                    logger.warning(
-                        "%s a batch of %d writes was refused (%s): retrying row by row", _PATH, len(batch), err
-                    )
+                    self.log.warning("a batch of %d writes was refused (%s): retrying row by row", len(batch), err)
                     for write in batch:
                         removed += self._commit_single(write)
         except DATABASE_ERRORS as err:
@@ -198,7 +211,7 @@ class PersistenceActor(pykka.ThreadingActor):
         discarded = len(screened.stale) + len(screened.orphans)
         seconds = elapsed if screened.accepted else None
         if not self._gateway.committed(len(batch), len(screened.accepted), discarded, seconds, writer=self.actor_ref):
-            logger.warning("%s replaced while writing: the batch stays queued for the new writer", _PATH)
+            self.log.warning("replaced while writing: the batch stays queued for the new writer")
             return 0
         if self._commit_listener is not None and screened.accepted:
             self._commit_listener(elapsed, len(screened.accepted))
@@ -207,7 +220,7 @@ class PersistenceActor(pykka.ThreadingActor):
                 try:
                     reading.on_commit(inserted)
                 except Exception:  # supervision boundary: a producer's callback must not stop the writer
-                    logger.exception("%s on_commit callback of a reading failed", _PATH)
+                    self.log.exception("on_commit callback of a reading failed")
         return len(batch)
 
     def _commit_single(self, write: Write) -> int:
@@ -215,7 +228,7 @@ class PersistenceActor(pykka.ThreadingActor):
         try:
             return self._commit([write])
         except _POISON_ERRORS as err:
-            logger.error("%s discarding %r: the database refused it: %s", _PATH, write, err)
+            self.log.error("discarding %r: the database refused it: %s", write, err)
             return 1 if self._gateway.committed(1, 0, 1, None, writer=self.actor_ref) else 0
 
     def _on_failure(self, err: Exception) -> None:
@@ -225,27 +238,23 @@ class PersistenceActor(pykka.ThreadingActor):
         self._reset()
         if self._failing_since is None:
             self._failing_since = time.monotonic()
-            logger.error(
-                "%s storage write failed (%s); %d writes kept queued, retrying with backoff",
-                _PATH,
+            self.log.error(
+                "storage write failed (%s); %d writes kept queued, retrying with backoff",
                 message,
                 self._gateway.queue_depth,
             )
         else:
-            logger.debug("%s storage write retry %d failed: %s", _PATH, self._attempt, message)
-        retry = self._policy.retry
-        delay = min(retry.max_s, retry.initial_s * (2**self._attempt)) * random.uniform(0.9, 1.1)
+            self.log.debug("storage write retry %d failed: %s", self._attempt, message)
+        delay = backoff_delay(self._backoff, self._attempt)
         self._attempt += 1
         if self._retry_handle is not None:
             self._retry_handle.cancel()
-        assert self._scheduler is not None
         self._retry_handle = self._scheduler.tell_later(delay, self.actor_ref, _Retry())
 
     def _on_success(self) -> None:
         if self._failing_since is not None:
-            logger.info(
-                "%s storage writes recovered after %.1f s (%d attempts); %d writes queued",
-                _PATH,
+            self.log.info(
+                "storage writes recovered after %.1f s (%d attempts); %d writes queued",
                 time.monotonic() - self._failing_since,
                 self._attempt,
                 self._gateway.queue_depth,
@@ -274,7 +283,7 @@ class PersistenceActor(pykka.ThreadingActor):
         try:
             with write_transaction(db):
                 result = sites.execute(cmd, time.time())
-            gone = self._index.refresh(db)
+            self._index.refresh(db)  # sites and endpoints the command created or deleted
         except (FieldwatchError, ValueError, TypeError):
             raise
         except ROW_ERRORS as err:
@@ -283,8 +292,6 @@ class PersistenceActor(pykka.ThreadingActor):
             self._on_failure(err)
             raise StorageError(f"{type(cmd).__name__} failed: {err}") from err
         self._index_loaded = True
-        self._gateway.forget_generations(gone)
-        self._gateway.seed_generations(self._index.generations)
         if self._gateway.queue_depth:
             self._gateway.wake()
         return result

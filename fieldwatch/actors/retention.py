@@ -17,15 +17,15 @@ from typing import Any
 
 import pykka
 
+from fieldwatch.actors.base import ChildContext, SupervisedActor
 from fieldwatch.actors.scheduler import Scheduler, TimerHandle
+from fieldwatch.logpath import path_logger
 from fieldwatch.storage.db import DATABASE_ERRORS, database_proxy, get_database, reset_connection
 from fieldwatch.storage.retention import DEFAULT_CHUNK_ROWS, TARGETS, Pass, Retention
 
 __all__ = ["RetentionActor", "RunRetention", "DEFAULT_INTERVAL_S"]
 
 logger = logging.getLogger(__name__)
-
-_PATH = "[storage/retention]"
 
 #: How often a pass starts: retention runs at least once a minute (SPEC §3).
 DEFAULT_INTERVAL_S = 30.0
@@ -47,13 +47,17 @@ class _Chunk:
     """Delete the next chunk of the running pass."""
 
 
-class RetentionActor(pykka.ThreadingActor):
-    """Deletes expired rows of every tier in chunks (a tier of 0 days or less is kept for ever)."""
+class RetentionActor(SupervisedActor):
+    """Deletes expired rows of every tier in chunks (a tier of 0 days or less is kept for ever).
+
+    `ctx` as for the writer: its place under the storage supervisor, or none of its own.
+    """
 
     def __init__(
         self,
         *,
         retention: Retention,
+        ctx: ChildContext | None = None,
         scheduler: Scheduler | None = None,
         interval_s: float = DEFAULT_INTERVAL_S,
         first_delay_s: float = 5.0,
@@ -61,10 +65,14 @@ class RetentionActor(pykka.ThreadingActor):
         pause_s: float = 0.01,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        super().__init__()
+        own_scheduler: Scheduler | None = None
+        if scheduler is None:  # on its own: a timer thread of its own, started with the actor
+            scheduler = own_scheduler = Scheduler("fieldwatch-retention")
+        super().__init__(ctx or ChildContext("retention", "root/storage/retention", 1, 0, None, scheduler))
+        self.log = path_logger(logger, self.ctx.path)
         self._retention = retention
         self._scheduler = scheduler
-        self._own_scheduler: Scheduler | None = None
+        self._own_scheduler = own_scheduler
         self._interval_s = interval_s
         self._first_delay_s = first_delay_s
         self._chunk_rows = chunk_rows
@@ -80,21 +88,19 @@ class RetentionActor(pykka.ThreadingActor):
         r = self._retention
         return any(days > 0 for days in (r.raw_days, r.minute_days, r.hour_days, r.events_days))
 
-    def on_start(self) -> None:
+    def started(self) -> None:
         """Start the periodic timer (nothing to do when every tier is kept for ever)."""
         if not self._enabled():
-            logger.info("%s retention off: keeping every reading and event", _PATH)
+            self.log.info("retention off: keeping every reading and event")
             return
-        if self._scheduler is None:
-            self._own_scheduler = Scheduler("fieldwatch-retention")
+        if self._own_scheduler is not None:
             self._own_scheduler.start()
-            self._scheduler = self._own_scheduler
         ref = self.actor_ref
         self._timer = self._scheduler.every(
             self._interval_s, lambda: _tell(ref, _Tick()), first_delay_s=self._first_delay_s
         )
 
-    def on_stop(self) -> None:
+    def stopping(self) -> None:
         """Stop the timer and close this thread's connection."""
         if self._timer is not None:
             self._timer.cancel()
@@ -104,7 +110,7 @@ class RetentionActor(pykka.ThreadingActor):
         if db is not None:
             reset_connection(db)
 
-    def on_receive(self, message: Any) -> Any:
+    def handle(self, message: Any) -> Any:
         """_Tick starts a pass, _Chunk continues it, RunRetention runs one synchronously."""
         if isinstance(message, RunRetention):
             return self._run_all()
@@ -131,7 +137,6 @@ class RetentionActor(pykka.ThreadingActor):
         run = self._pass
         if run is None:
             return
-        assert self._scheduler is not None
         try:
             done = run.step(get_database())
         except DATABASE_ERRORS as err:
@@ -139,14 +144,14 @@ class RetentionActor(pykka.ThreadingActor):
             # its chunk is tried again after a capped backoff (a failed chunk rolled back whole)
             reset_connection(get_database())
             if not self._failing:
-                logger.warning("%s retention chunk failed (%s); retrying with backoff", _PATH, err)
+                self.log.warning("retention chunk failed (%s); retrying with backoff", err)
             self._failing = True
             self._retry_s = min(_MAX_RETRY_S, self._retry_s * 2 if self._retry_s else 0.5)
             self._scheduler.tell_later(self._retry_s, self.actor_ref, _Chunk())
             return
         self._retry_s = 0.0
         if self._failing:
-            logger.info("%s retention works again", _PATH)
+            self.log.info("retention works again")
             self._failing = False
         if done:
             self._log_pass(run.deleted, time.perf_counter() - self._started)
@@ -156,9 +161,8 @@ class RetentionActor(pykka.ThreadingActor):
 
     def _log_pass(self, deleted: dict[str, int], seconds: float) -> None:
         if any(deleted.values()):
-            logger.info(
-                "%s retention pass (%.3f s): deleted %s",
-                _PATH,
+            self.log.info(
+                "retention pass (%.3f s): deleted %s",
                 seconds,
                 ", ".join(f"{n} {table} rows" for table, n in deleted.items() if n),
             )

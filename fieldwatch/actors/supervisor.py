@@ -25,9 +25,10 @@ import pykka
 from fieldwatch.actors.base import ChildContext, SupervisedActor
 from fieldwatch.actors.messages import ChildExited, Health, HealthCheck, HealthReport
 from fieldwatch.actors.pool import waits_for_a_worker
+from fieldwatch.actors.scheduler import TimerHandle
 from fieldwatch.actors.tree import TreeNode, TreeView
 from fieldwatch.errors import ConflictError, NotFoundError
-from fieldwatch.policy import Backoff, ChildPolicy, Intensity
+from fieldwatch.policy import ChildPolicy, Intensity, backoff_delay
 
 __all__ = [
     "AddChild",
@@ -55,7 +56,7 @@ class ChildSpec:
     start: StartFn
     policy: ChildPolicy = field(default_factory=ChildPolicy)
     kind: str = "worker"  # worker | supervisor | an endpoint kind
-    next_generation: Callable[[], int] | None = None  # default: a counter per child
+    next_generation: Callable[[int], int] | None = None  # called with the restarts; default: a counter per child
     on_started: Callable[[ChildContext], None] | None = None  # after each spawn
     on_removed: Callable[[], None] | None = None  # when the spec is dropped
 
@@ -144,13 +145,6 @@ class _ReportSink:
         self.reports.append(message)  # thread-safe; never raises, like a tell to a live actor
 
 
-def backoff_delay(policy: Backoff, attempt: int, rng: random.Random | None = None) -> float:
-    """Capped exponential delay for the given attempt (0-based) with +-jitter."""
-    base = min(policy.max_s, policy.initial_s * (policy.multiplier**attempt))
-    jitter = (rng or random).uniform(-policy.jitter, policy.jitter) if policy.jitter else 0.0
-    return max(0.0, min(policy.max_s * (1 + policy.jitter), base * (1 + jitter)))
-
-
 class _Child:
     """Bookkeeping for one child spec."""
 
@@ -184,7 +178,7 @@ class Supervisor(SupervisedActor):
         self._hc_due: list[tuple[float, int, str, int]] = []
         self._hc_deadlines: list[tuple[float, int, str, int, int]] = []
         self._hc_seq = itertools.count()
-        self._sweep_timer: Any = None
+        self._sweep_timer: TimerHandle | None = None
         self._sweep_pending = False
         self._reports = _ReportSink()
         self._restart_times: deque[float] = deque()
@@ -276,7 +270,7 @@ class Supervisor(SupervisedActor):
 
     def _next_generation(self, child: _Child) -> int:
         if child.spec.next_generation is not None:
-            return child.spec.next_generation()
+            return child.spec.next_generation(child.restarts)
         counter = self._gen_counters.setdefault(child.spec.id, itertools.count(1))
         return next(counter)
 

@@ -1,4 +1,4 @@
-"""Messages about discovered MQTT topics, sent by the controller to an MQTT actor."""
+"""Messages about discovered topics, sent by the controller to the actor of an endpoint that has topics."""
 
 from __future__ import annotations
 

@@ -9,7 +9,21 @@ from dataclasses import replace
 from typing import Any
 from urllib.parse import urlsplit
 
-from fieldwatch.config._schema import (
+from fieldwatch.config.model import (
+    ClusterConfig,
+    Config,
+    EndpointConfig,
+    HttpConfig,
+    LoggingConfig,
+    RetentionConfig,
+    SiteConfig,
+    StorageConfig,
+)
+from fieldwatch.config.supervision import load_supervision, validate_endpoint_override
+from fieldwatch.errors import ConfigError
+from fieldwatch.kinds import KINDS
+from fieldwatch.policy import SupervisionPolicy, default_policy
+from fieldwatch.schema.dsl import (
     INVALID,
     Bool,
     Checker,
@@ -27,20 +41,7 @@ from fieldwatch.config._schema import (
     resolve_path,
     type_name,
 )
-from fieldwatch.config._yaml import Node, PathT, compose, sort_errors
-from fieldwatch.config.model import (
-    ClusterConfig,
-    Config,
-    EndpointConfig,
-    HttpConfig,
-    LoggingConfig,
-    RetentionConfig,
-    SiteConfig,
-    StorageConfig,
-)
-from fieldwatch.config.supervision import load_supervision, validate_endpoint_override
-from fieldwatch.errors import ConfigError
-from fieldwatch.policy import DEFAULT_POLICY, SupervisionPolicy
+from fieldwatch.schema.nodes import Node, PathT, compose, sort_errors
 
 __all__ = ["NAME_PATTERN", "load_config", "parse_config_text"]
 
@@ -129,14 +130,6 @@ _LOGGING = Obj(LoggingConfig, {
 })
 
 
-def _option_schemas() -> dict[str, Obj]:
-    # Imported here: the actor schemas import fieldwatch.config, so a top-level
-    # import would cycle when an actor module is imported first.
-    from fieldwatch.actors.kinds_schema import OPTION_SCHEMAS
-
-    return OPTION_SCHEMAS
-
-
 class _Endpoint(Schema):
     """An endpoint mapping: common keys plus the keys of its kind's option schema."""
 
@@ -144,7 +137,7 @@ class _Endpoint(Schema):
 
     def __init__(self, policy: SupervisionPolicy) -> None:
         self.policy = policy
-        schemas = _option_schemas()
+        schemas = KINDS.option_schemas()
         self.common = Obj(None, {
             "name": Field(Str(pattern=NAME_PATTERN, hint=_NAME_HINT, max_len=NAME_MAX), required=True),
             "kind": Field(Str(choices=tuple(schemas)), required=True),
@@ -154,7 +147,7 @@ class _Endpoint(Schema):
     def check(self, node: Node, ctx: Ctx, path: PathT) -> Any:
         if not isinstance(node.value, dict):
             raise self.wrong_type(node, ctx, path)
-        schemas = _option_schemas()
+        schemas = KINDS.option_schemas()
         kind_node = node.value.get("kind")
         kind = kind_node.value if kind_node is not None else None
         options_schema = schemas.get(kind) if isinstance(kind, str) else None
@@ -214,19 +207,19 @@ def _load_policy(root: Node, ctx: Ctx, env: Mapping[str, str],
     if node is not None:
         path = PathStr().validate(node, ctx, ("supervision",))
         if path is INVALID:
-            return DEFAULT_POLICY
+            return default_policy()
         if not os.path.isfile(path):
             ctx.error(node.line, ("supervision",), f"file not found: {path}")
-            return DEFAULT_POLICY
+            return default_policy()
     else:
         path = os.path.join(ctx.base_dir, "supervision.yaml")
         if not os.path.isfile(path):
-            return DEFAULT_POLICY
+            return default_policy()
     try:
         return load_supervision(path, env)
     except ConfigError as err:
         sup_errors.extend(err.errors)
-        return DEFAULT_POLICY
+        return default_policy()
 
 
 def parse_config_text(text: str, filename: str, env: Mapping[str, str] | None = None,

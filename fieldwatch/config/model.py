@@ -1,15 +1,14 @@
 """The validated configuration: frozen dataclasses, tuples instead of lists.
 
-The per-kind option classes live here (not in `fieldwatch/actors/<kind>/schema.py`,
-which re-exports them) so that importing an actor's schema never cycles back
-through `fieldwatch.config` into a half-imported actor module.
+Generic configuration only: each kind's options class lives in its protocol folder
+(its `KIND.options`, see `fieldwatch/kinds.py`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fieldwatch.policy import DEFAULT_POLICY, SupervisionPolicy
 
@@ -19,130 +18,17 @@ __all__ = [
     "EndpointConfig",
     "EndpointOptions",
     "HttpConfig",
-    "IcmpOptions",
     "LoggingConfig",
-    "MqttOptions",
-    "NodeConfig",
-    "OpcuaOptions",
-    "ParserConfig",
-    "SecurityConfig",
     "SiteConfig",
     "StorageConfig",
-    "ThresholdConfig",
-    "TlsConfig",
 ]
 
 
-@dataclass(frozen=True, slots=True)
-class NodeConfig:
-    """One OPC UA node to read: `id` like "ns=3;i=1002", stored as reading `name`."""
-
-    id: str
-    name: str
-    poll_s: float = 5.0
-    mode: str = "poll"  # poll | subscribe
-
-
-@dataclass(frozen=True, slots=True)
-class ThresholdConfig:
-    """An alert when reading `reading` goes above `high` or below `low`."""
-
-    reading: str
-    high: float | None = None
-    low: float | None = None
-    severity: str = "warning"  # info | warning | critical
-    hysteresis: float | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class SecurityConfig:
-    """OPC UA security policy, message mode and certificate files (absolute paths)."""
-
-    policy: str = "None"
-    mode: str = "SignAndEncrypt"  # Sign | SignAndEncrypt
-    cert: str | None = None
-    key: str | None = None
-    server_cert: str | None = None
-    application_uri: str | None = None  # default: the URI in the certificate's subjectAltName
-
-
-@dataclass(frozen=True, slots=True)
-class TlsConfig:
-    """MQTT TLS files (absolute paths); `insecure` skips hostname verification."""
-
-    ca: str | None = None
-    cert: str | None = None
-    key: str | None = None
-    insecure: bool = False
-
-
-@dataclass(frozen=True, slots=True)
-class ParserConfig:
-    """How MQTT messages on topics matching `match` become readings.
-
-    `match` is an MQTT filter whose `+name` segments are captured; the reading
-    name is the `+metric` segment, else `name`. `value` and `timestamp` are
-    JSON paths ("$.value") and `id_field` the payload field (or JSON path)
-    holding the message's identity (a sequence number, a message id), which
-    then replaces the payload hash in the dedup key; all three only for
-    `format: json`.
-    """
-
-    match: str
-    format: str = "json"  # json | number | text
-    value: str | None = None
-    timestamp: str | None = None
-    name: str | None = None
-    id_field: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class IcmpOptions:
-    """Ping `host` every `interval_s`; DOWN after `down_after` failed probes in a row."""
-
-    host: str
-    interval_s: float = 10.0
-    timeout_s: float = 1.0
-    count: int = 1
-    down_after: int = 2
-    up_after: int = 1
-
-
-@dataclass(frozen=True, slots=True)
-class OpcuaOptions:
-    """An OPC UA server at `url` (opc.tcp://...), its nodes and thresholds."""
-
-    url: str
-    timeout_s: float = 5.0
-    security: SecurityConfig = SecurityConfig()
-    username: str | None = None
-    password: str | None = None
-    stale_after_s: float = 30.0
-    nodes: tuple[NodeConfig, ...] = ()
-    thresholds: tuple[ThresholdConfig, ...] = ()
-
-
-@dataclass(frozen=True, slots=True)
-class MqttOptions:
-    """An MQTT broker, the topic filters to subscribe and the parsers of their payloads."""
-
-    host: str
-    port: int = 1883
-    tls: TlsConfig | None = None
-    username: str | None = None
-    password: str | None = None
-    client_id: str | None = None
-    keepalive_s: int = 60
-    qos: int = 1
-    topics: tuple[str, ...] = ()
-    parsers: tuple[ParserConfig, ...] = ()
-    offline_after_s: float | None = 300.0
-    stale_after_s: float | None = None
-    clean_session: bool | None = None
-
-
-EndpointOptions = IcmpOptions | OpcuaOptions | MqttOptions
-"""The options of one endpoint; which class depends on its `kind`."""
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance as EndpointOptions
+else:
+    EndpointOptions = object
+"""The options of one endpoint: an instance of its kind's options dataclass (`KIND.options`)."""
 
 
 @dataclass(frozen=True, slots=True)

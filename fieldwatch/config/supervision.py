@@ -13,10 +13,18 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import replace
-from functools import lru_cache
 from typing import Any
 
-from fieldwatch.config._schema import (
+from fieldwatch.errors import ConfigError
+from fieldwatch.kinds import KINDS
+from fieldwatch.policy import (
+    RESTART_TYPES,
+    STRATEGIES,
+    ChildPolicy,
+    SupervisionPolicy,
+    default_policy,
+)
+from fieldwatch.schema.dsl import (
     INVALID,
     Ctx,
     Float,
@@ -26,15 +34,7 @@ from fieldwatch.config._schema import (
     Schema,
     Str,
 )
-from fieldwatch.config._yaml import Node, PathT, compose, sort_errors
-from fieldwatch.errors import ConfigError
-from fieldwatch.policy import (
-    DEFAULT_POLICY,
-    RESTART_TYPES,
-    STRATEGIES,
-    ChildPolicy,
-    SupervisionPolicy,
-)
+from fieldwatch.schema.nodes import Node, PathT, compose, sort_errors
 
 __all__ = [
     "CHILD_OVERRIDE",
@@ -77,17 +77,13 @@ _STORAGE = Obj(None, {
 })
 
 
-@lru_cache(maxsize=1)
 def _file_schema() -> Obj:
-    # Imported here: the kind table imports the actor schemas, which import this package.
-    from fieldwatch.actors.kinds_schema import KINDS
-
     return Obj(None, {
         "root": _ROOT,
         "defaults": CHILD_OVERRIDE,
         "sites": _SITES,
         "storage": _STORAGE,
-        "kinds": MapOf(CHILD_OVERRIDE, keys=KINDS),
+        "kinds": MapOf(CHILD_OVERRIDE, keys=KINDS.names()),
     })
 
 
@@ -158,14 +154,14 @@ def _salvage(schema: Schema, node: Node) -> Any:
 def _parse_into(node: Node | None, ctx: Ctx) -> SupervisionPolicy:
     """Validate a supervision.yaml tree, recording errors in `ctx`; returns the merged policy."""
     if node is None:
-        return DEFAULT_POLICY
+        return default_policy()
     data = _file_schema().validate(node, ctx, ())
     if data is INVALID:
         # Keep every part that is valid on its own, so cross-key checks still run there.
         data = _salvage(_file_schema(), node)
         if data is INVALID:
-            return DEFAULT_POLICY
-    policy = DEFAULT_POLICY
+            return default_policy()
+    policy = default_policy()
     for key in ("root", "defaults", "sites", "storage"):
         if key in data:
             policy = replace(policy, **{key: _apply(getattr(policy, key), data[key])})

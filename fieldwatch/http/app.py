@@ -21,8 +21,8 @@ from fieldwatch.http.logtail import StreamStats
 from fieldwatch.http.metrics import FieldwatchCollector
 from fieldwatch.http.page import STATIC_DIR, OverviewResource, PageHeaders, PageResource
 from fieldwatch.http.readside import Queries, StorageQueries
+from fieldwatch.ledger import EndpointLedger
 from fieldwatch.logring import LogRing
-from fieldwatch.status import StatusBoard
 from fieldwatch.storage.gateway import StorageStats
 
 __all__ = ["AppDeps", "ControllerLike", "FieldwatchApp", "StatsSource", "create_app"]
@@ -103,7 +103,7 @@ class AppDeps:
     """Everything the HTTP app reads or commands; built once by the daemon."""
 
     controller: ControllerLike
-    board: StatusBoard
+    board: EndpointLedger
     tree: TreeView
     storage: StatsSource
     registry: prometheus_client.CollectorRegistry
@@ -128,7 +128,7 @@ class AppDeps:
     cluster: ClusterSource | None = None
 
 
-class FieldwatchApp(falcon.App):  # type: ignore[type-arg]
+class FieldwatchApp(falcon.App):
     """The Falcon app with its `gate`: what `serve()` may refuse before reading a body."""
 
     gate: RequestGate

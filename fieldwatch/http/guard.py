@@ -72,7 +72,7 @@ class _RefusedEarly(Error):
         self.headers = refusal.headers
 
 
-class _JsonErrorTask(ErrorTask):  # type: ignore[misc]
+class _JsonErrorTask(ErrorTask):
     """waitress's error answers as `{"title", "description"}` JSON; the connection closes after."""
 
     def execute(self) -> None:
@@ -88,7 +88,7 @@ class _JsonErrorTask(ErrorTask):  # type: ignore[misc]
         self.write(body)
 
 
-class _Task(WSGITask):  # type: ignore[misc]
+class _Task(WSGITask):
     """A WSGI task whose 503 answers close the connection (the client is told to come back later)."""
 
     def build_response_header(self) -> bytes:
@@ -98,7 +98,7 @@ class _Task(WSGITask):  # type: ignore[misc]
         return header
 
 
-class _GatedParser(HTTPRequestParser):  # type: ignore[misc]
+class _GatedParser(HTTPRequestParser):
     """A request parser that asks the gate, once the headers are in, whether to read the body."""
 
     completed: bool
@@ -130,7 +130,7 @@ class _GatedParser(HTTPRequestParser):  # type: ignore[misc]
         return self._gate.judge(self.command, path, self.headers.get("AUTHORIZATION"), length)
 
 
-class _Channel(HTTPChannel):  # type: ignore[misc]
+class _Channel(HTTPChannel):
     """A channel that knows when its current request began and asks the gate about bodies."""
 
     task_class = _Task
@@ -198,7 +198,7 @@ def _client(addr: Any) -> str:
     return str(addr[0]) if isinstance(addr, tuple) and addr else str(addr)
 
 
-class GuardedServer(TcpWSGIServer):  # type: ignore[misc]
+class GuardedServer(TcpWSGIServer):
     """waitress's TCP server with per-client connection limits and a whole-request deadline."""
 
     channel_class = _Channel

@@ -1,25 +1,25 @@
 """The Prometheus collector of SPEC section 7: fresh families per scrape from lock-protected snapshots.
 
-It reads `StatusBoard.snapshot()`, `TreeView.supervisor_restarts()` and the storage
+It reads `EndpointLedger.snapshot()`, `TreeView.supervisor_restarts()` and the storage
 gateway's `stats()`; it never asks an actor. Label values are names, kinds, states,
 conditions and results only (never error text), and an endpoint's series vanish with it.
 
 `collect()` gives standard metric families (registry users, tests). `/metrics` uses
 `render(registry)`, which writes the per-endpoint families straight from the snapshot in
 the text format (0.0.4): with 10,000 endpoints that is ~200,000 lines, several times
-faster than prometheus_client's generic encoder. Both walk the same `_FAMILIES` table.
+faster than prometheus_client's generic encoder. Both walk the same table (`_families()`):
+the generic families here, with each registered kind's own families (`KIND.metrics`,
+kinds by name) fed that kind's rows only, before the alerts and reading values.
 """
 
 from __future__ import annotations
 
-import itertools
 import math
 import re
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
-from typing import NamedTuple, Protocol
+from typing import Protocol
 
 from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import generate_latest
@@ -28,24 +28,15 @@ from prometheus_client.samples import Sample
 
 from fieldwatch import states
 from fieldwatch.actors.tree import TreeView
-from fieldwatch.status import RTT_BUCKETS, EndpointStatus, StatusBoard, effective_state
+from fieldwatch.families import Family, Row, Samples
+from fieldwatch.kinds import KINDS
+from fieldwatch.ledger import EndpointLedger
+from fieldwatch.status import effective_state
 from fieldwatch.storage.gateway import StorageStats
 
-__all__ = ["ALERT_CONDITIONS", "COUNTER_RESULTS", "CONTENT_TYPE", "FieldwatchCollector"]
+__all__ = ["CONTENT_TYPE", "FieldwatchCollector"]
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
-#: Per kind: (metric, ConnectionActor.count family, results always exported).
-COUNTER_RESULTS: dict[str, tuple[str, str, tuple[str, ...]]] = {
-    "mqtt": ("fieldwatch_mqtt_messages_total", "mqtt_messages", ("stored", "duplicate", "parse_error", "ignored")),
-    "opcua": ("fieldwatch_opcua_reads_total", "opcua_reads", ("ok", "bad_status", "error")),
-}
-#: Alert conditions exported per kind (always present, 0 when no alert is active).
-ALERT_CONDITIONS: dict[str, tuple[str, ...]] = {
-    "icmp": ("down", "stale", "faulty"),
-    "mqtt": ("down", "stale", "faulty", "offline"),
-    "opcua": ("down", "stale", "faulty", "threshold"),
-}
-_DEFAULT_CONDITIONS = ("down", "stale", "faulty")
 _SAFE_LABEL = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
 
 
@@ -63,86 +54,40 @@ def _escape(text: str) -> str:
     return text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
 
 
-_RTT_LE = tuple(repr(float(b)) for b in RTT_BUCKETS) + ("+Inf",)
-
-
-@dataclass(slots=True)
-class _Row:
-    """One endpoint as the families read it, with its base labels rendered once."""
-
-    labels: dict[str, str]
-    text: str
-    status: EndpointStatus
-    shown: str
-
-
-# A family's samples for one row: (sample name, extra label name or None, extra label value, value);
-# several extra labels are given as a tuple of names and a tuple of values.
-_Samples = Iterator[tuple[str, "str | tuple[str, ...] | None", "str | tuple[str, ...]", float]]
-
-
-def _up(r: _Row) -> _Samples:
+def _up(r: Row) -> Samples:
     yield "fieldwatch_endpoint_up", None, "", 1.0 if r.shown == states.UP else 0.0
 
 
-def _state(r: _Row) -> _Samples:
+def _state(r: Row) -> Samples:
     for each in states.ALL_STATES:
         yield "fieldwatch_endpoint_state", "state", each, 1.0 if each == r.shown else 0.0
 
 
-def _last_data(r: _Row) -> _Samples:
+def _last_data(r: Row) -> Samples:
     if r.status.last_data_at is not None:
         yield "fieldwatch_endpoint_last_data_timestamp_seconds", None, "", r.status.last_data_at
 
 
-def _restarts(r: _Row) -> _Samples:
+def _restarts(r: Row) -> Samples:
     yield "fieldwatch_endpoint_restarts_total", None, "", float(r.status.restarts)
 
 
-def _reconnects(r: _Row) -> _Samples:
+def _reconnects(r: Row) -> Samples:
     yield "fieldwatch_endpoint_reconnects_total", None, "", float(r.status.reconnects)
 
 
-def _rtt(r: _Row) -> _Samples:
-    s = r.status
-    if s.kind != "icmp":
-        return
-    cumulative = (*itertools.accumulate(s.rtt_buckets), s.rtt_count)
-    for le, count in zip(_RTT_LE, cumulative, strict=True):
-        yield "fieldwatch_icmp_rtt_seconds_bucket", "le", le, float(count)
-    yield "fieldwatch_icmp_rtt_seconds_count", None, "", float(s.rtt_count)
-    yield "fieldwatch_icmp_rtt_seconds_sum", None, "", s.rtt_sum
-
-
-def _loss(r: _Row) -> _Samples:
-    if r.status.kind == "icmp" and r.status.packet_loss is not None:
-        yield "fieldwatch_icmp_packet_loss_ratio", None, "", r.status.packet_loss
-
-
-def _results(kind: str) -> Callable[[_Row], _Samples]:
-    name, family, results = COUNTER_RESULTS[kind]
-
-    def samples(r: _Row) -> _Samples:
-        if r.status.kind == kind:
-            counters = r.status.counters
-            for result in results:
-                yield name, "result", result, counters.get((family, result), 0.0)
-
-    return samples
-
-
-def _alerts(r: _Row) -> _Samples:
+def _alerts(r: Row) -> Samples:
     active: dict[str, int] = {}
     for condition, _subject in r.status.alerts:
         active[condition] = active.get(condition, 0) + 1
-    for condition in ALERT_CONDITIONS.get(r.status.kind, _DEFAULT_CONDITIONS):
+    for condition in KINDS.alert_conditions(r.status.kind):
         yield "fieldwatch_alerts_active", "condition", condition, float(active.pop(condition, 0))
     for condition, count in sorted(active.items()):  # a condition this kind does not usually raise
         if _SAFE_LABEL.match(condition):  # label values stay bounded and need no escaping
             yield "fieldwatch_alerts_active", "condition", condition, float(count)
 
 
-def _reading_values(r: _Row) -> _Samples:
+def _reading_values(r: Row) -> Samples:
     values = r.status.values
     if not values:
         return
@@ -163,33 +108,45 @@ def _extra_text(extra: str | tuple[str, ...], value: str | tuple[str, ...]) -> s
     return ",".join(f'{k}="{_escape(v)}"' for k, v in zip(extra, value, strict=True))
 
 
-class _Family(NamedTuple):
-    name: str  # without _total for counters (as prometheus_client names families)
-    type: str
-    help: str
-    samples: Callable[[_Row], _Samples]
-
-
-_FAMILIES: tuple[_Family, ...] = (
-    _Family("fieldwatch_endpoint_up", "gauge", "1 when the endpoint is up with fresh data, else 0.", _up),
-    _Family("fieldwatch_endpoint_state", "gauge", "1 for the endpoint's current state, 0 for the others.", _state),
-    _Family(
+_GENERIC: tuple[Family, ...] = (
+    Family("fieldwatch_endpoint_up", "gauge", "1 when the endpoint is up with fresh data, else 0.", _up),
+    Family("fieldwatch_endpoint_state", "gauge", "1 for the endpoint's current state, 0 for the others.", _state),
+    Family(
         "fieldwatch_endpoint_last_data_timestamp_seconds", "gauge", "Unix time of the endpoint's last data.",
         _last_data,
     ),
-    _Family("fieldwatch_endpoint_restarts", "counter", "Times the endpoint's actor was restarted.", _restarts),
-    _Family("fieldwatch_endpoint_reconnects", "counter", "Reconnections after the first connection.", _reconnects),
-    _Family("fieldwatch_icmp_rtt_seconds", "histogram", "ICMP round-trip time.", _rtt),
-    _Family("fieldwatch_icmp_packet_loss_ratio", "gauge", "Packet loss of the last ICMP probe (0..1).", _loss),
-    _Family("fieldwatch_mqtt_messages", "counter", "MQTT messages received, by outcome.", _results("mqtt")),
-    _Family("fieldwatch_opcua_reads", "counter", "OPC UA node reads, by outcome.", _results("opcua")),
-    _Family("fieldwatch_alerts_active", "gauge", "Active alerts per endpoint and condition.", _alerts),
-    _Family(
-        "fieldwatch_reading_value", "gauge",
-        "Latest numeric value of each OPC UA node and MQTT reading (at most http.max_reading_series series).",
-        _reading_values,
-    ),
+    Family("fieldwatch_endpoint_restarts", "counter", "Times the endpoint's actor was restarted.", _restarts),
+    Family("fieldwatch_endpoint_reconnects", "counter", "Reconnections after the first connection.", _reconnects),
 )  # fmt: skip
+
+
+def _families() -> list[tuple[Family, str | None]]:
+    """Every per-endpoint family in exposition order, with the kind whose rows it reads (None: all),
+    from the registry as it is now."""
+    readings = " and ".join(k.reading for k in KINDS if k.reading) or "reading"
+    last = [
+        Family("fieldwatch_alerts_active", "gauge", "Active alerts per endpoint and condition.", _alerts),
+        Family(
+            "fieldwatch_reading_value", "gauge",
+            f"Latest numeric value of each {readings} (at most http.max_reading_series series).",
+            _reading_values,
+        ),
+    ]  # fmt: skip
+    return [
+        *((family, None) for family in _GENERIC),
+        *((family, kind) for kind, family in KINDS.metric_families()),
+        *((family, None) for family in last),
+    ]
+
+
+def _rows_of(rows: list[Row], kind: str | None, by_kind: dict[str, list[Row]]) -> list[Row]:
+    """The rows a family reads: all, or those of one kind (grouped once per scrape)."""
+    if kind is None:
+        return rows
+    if not by_kind:
+        for row in rows:
+            by_kind.setdefault(row.status.kind, []).append(row)
+    return by_kind.get(kind, [])
 
 
 class _Stats(Protocol):
@@ -199,7 +156,7 @@ class _Stats(Protocol):
 class FieldwatchCollector:
     """Register once on the injected registry; every scrape builds its families anew."""
 
-    def __init__(self, board: StatusBoard, tree: TreeView, storage: _Stats) -> None:
+    def __init__(self, board: EndpointLedger, tree: TreeView, storage: _Stats) -> None:
         self._board = board
         self._tree = tree
         self._storage = storage
@@ -209,13 +166,13 @@ class FieldwatchCollector:
         """Nothing up front: the registry must not call collect() at registration."""
         return []
 
-    def _rows(self) -> list[_Row]:
+    def _rows(self) -> list[Row]:
         now = time.time()
         rows = []
         for status in self._board.snapshot():
             labels = {"site": status.site, "endpoint": status.name, "kind": status.kind}
             text = f'endpoint="{_escape(status.name)}",kind="{_escape(status.kind)}",site="{_escape(status.site)}"'
-            rows.append(_Row(labels, text, status, effective_state(status, now)[0]))
+            rows.append(Row(labels, text, status, effective_state(status, now)[0]))
         return rows
 
     def collect(self) -> Iterator[Metric]:
@@ -223,9 +180,10 @@ class FieldwatchCollector:
         if getattr(self._local, "rendering", False):
             return  # render() writes these itself
         rows = self._rows()
-        for family in _FAMILIES:
+        by_kind: dict[str, list[Row]] = {}
+        for family, kind in _families():
             metric = Metric(family.name, family.help, family.type)
-            for row in rows:
+            for row in _rows_of(rows, kind, by_kind):
                 for name, extra, extra_value, value in family.samples(row):
                     labels = row.labels if extra is None else {**row.labels, **_extra_labels(extra, extra_value)}
                     metric.samples.append(Sample(name, labels, value))
@@ -235,11 +193,12 @@ class FieldwatchCollector:
     def render(self, registry: CollectorRegistry) -> bytes:
         """The text exposition of `registry` (this collector included), fast for many endpoints."""
         rows = self._rows()
+        by_kind: dict[str, list[Row]] = {}
         out: list[str] = []
-        for family in _FAMILIES:
+        for family, kind in _families():
             shown = family.name + "_total" if family.type == "counter" else family.name
             out.append(f"# HELP {shown} {family.help}\n# TYPE {shown} {family.type}\n")
-            for row in rows:
+            for row in _rows_of(rows, kind, by_kind):
                 base = row.text
                 for name, extra, extra_value, value in family.samples(row):
                     shown_value = _COMMON_VALUES.get(value) or _value(value)

@@ -79,7 +79,7 @@ _P = {
                     "end a followed stream after this many seconds (at most 7 days)"),
     "active": _query("active", {"type": "boolean"}, "true: open alerts only; false: resolved only"),
     "name": _query("name", _TEXT, "only readings of this name"),
-    "device": _query("device", _TEXT, "only readings of this MQTT device"),
+    "device": _query("device", _TEXT, "only readings of this device (a topic segment)"),
     "until": _query("until", _SINCE, "before this time (exclusive): RFC 3339 with a time zone, or Unix seconds"),
     "step": _query(
         "step",
@@ -425,12 +425,12 @@ def openapi_document() -> dict[str, Any]:
         },
         f"{_API}/topics": {
             "get": _get(
-                "discovered MQTT topics", _json(_page("Topic"), "topics"), "site", "endpoint", "limit", "cursor"
+                "discovered topics", _json(_page("Topic"), "topics"), "site", "endpoint", "limit", "cursor"
             )
         },
         f"{_API}/parse-errors": {
             "get": _get(
-                "MQTT payloads a parser rejected, newest first (each also acknowledged to the broker)",
+                "payloads a parser rejected, newest first (each also acknowledged to the broker)",
                 _json(_page("ParseError"), "parse errors"),
                 "site",
                 "endpoint",

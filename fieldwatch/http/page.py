@@ -3,7 +3,7 @@
 `GET /` is one hand-written HTML file; its script and style are static files of this
 package (`fieldwatch/http/static`), so nothing loads from elsewhere and the page works on
 a plant network without internet. The script polls `GET /api/v1/overview` with an ETag.
-The overview is built from the status board (the same lock-protected snapshot the API
+The overview is built from the ledger (the same lock-protected snapshot the API
 and the metrics read: no actor is asked), the lock-free site flags, and a few bounded
 storage reads (active alerts, latest events) plus the in-memory log ring (warnings).
 """
@@ -27,6 +27,7 @@ from fieldwatch.errors import StorageError
 from fieldwatch.http import params
 from fieldwatch.http.logtail import LogFilter
 from fieldwatch.http.resources._common import Resource
+from fieldwatch.kinds import KINDS
 from fieldwatch.status import LightStatus, fresh_state
 from fieldwatch.timeutil import to_rfc3339
 
@@ -34,6 +35,7 @@ if TYPE_CHECKING:
     from fieldwatch.http.app import AppDeps
 
 __all__ = [
+    "BASE_COLUMNS",
     "COLUMNS",
     "CSP",
     "STATIC_DIR",
@@ -41,7 +43,9 @@ __all__ = [
     "PageHeaders",
     "PageResource",
     "build_overview",
+    "columns",
     "endpoint_row",
+    "fact_columns",
 ]
 
 logger = logging.getLogger(__name__)
@@ -50,8 +54,8 @@ STATIC_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "static")
 CSP = "default-src 'self'"
 #: worst first: the page sorts by this rank
 RANK = {states.DOWN: 0, states.FAULTY: 1, states.STALE: 2, states.CONNECTING: 3, states.UP: 4, states.DISABLED: 5}
-#: one endpoint row of the overview, in this column order (compact for 10,000 endpoints)
-COLUMNS = ("site", "name", "kind", "enabled", "state", "since", "reason", "down_since", "last_data_at", "rtt_ms")
+#: one endpoint row of the overview, in this column order (compact for 10,000 endpoints), then `fact_columns()`
+BASE_COLUMNS = ("site", "name", "kind", "enabled", "state", "since", "reason", "down_since", "last_data_at")
 ALERTS_SHOWN = 50
 EVENTS_SHOWN = 15
 WARNINGS_SHOWN = 10
@@ -62,10 +66,29 @@ def _seconds(value: float | None) -> float | None:
     return None if value is None else int(value * 1000) / 1000  # milliseconds are enough, and shorter
 
 
-def endpoint_row(status: LightStatus, now: float) -> list[Any]:
-    """One endpoint as a row of `COLUMNS`; the state after the readers' freshness rule."""
+def fact_columns() -> tuple[str, ...]:
+    """The kinds' own page columns (`KIND.page_facts`), in registry order, each once."""
+    return tuple(dict.fromkeys(column for kind in KINDS for column in kind.page_facts))
+
+
+def columns() -> tuple[str, ...]:
+    """The overview's column names: the common ones, then the kinds' facts."""
+    return BASE_COLUMNS + fact_columns()
+
+
+COLUMNS = columns()
+"""The columns with the kinds registered at import (tests compare against it)."""
+
+
+def endpoint_row(status: LightStatus, now: float, facts: tuple[str, ...] | None = None) -> list[Any]:
+    """One endpoint as a row of `columns()`; the state after the readers' freshness rule.
+
+    A fact column its kind does not fill is null.
+    """
     state, reason = fresh_state(status.state, status.reason, status.last_data_at, status.fresh_within_s, now)
-    rtt = status.last_rtt if state in (states.UP, states.STALE) else None  # a lost probe has no RTT
+    facts = fact_columns() if facts is None else facts
+    kind = KINDS.get(status.kind)
+    own = kind.page_facts if kind is not None else {}
     return [
         status.site,
         status.name,
@@ -76,14 +99,15 @@ def endpoint_row(status: LightStatus, now: float) -> list[Any]:
         None if reason is None else reason[:_REASON_CHARS],
         _seconds(status.down_since) if state == states.DOWN else None,
         _seconds(status.last_data_at),
-        None if rtt is None else int(rtt * 1_000_000) / 1000,
+        *(own[column](status.extra, state) if column in own else None for column in facts),
     ]
 
 
 def build_overview(deps: AppDeps, now: float | None = None) -> dict[str, Any]:
     """Everything the page shows, as one JSON-ready dict (times are Unix seconds)."""
     now = time.time() if now is None else now
-    rows = [endpoint_row(status, now) for status in deps.board.light_snapshot()]
+    facts = fact_columns()
+    rows = [endpoint_row(status, now, facts) for status in deps.board.light_snapshot()]
     rows.sort(key=lambda row: (row[0], row[1]))
     counts = dict.fromkeys(states.ALL_STATES, 0)
     for row in rows:
@@ -97,7 +121,8 @@ def build_overview(deps: AppDeps, now: float | None = None) -> dict[str, Any]:
         "ready_reason": reason,
         "counts": counts,
         "sites": [{"name": name, "enabled": enabled} for name, enabled in sorted(flags.items())],
-        "columns": list(COLUMNS),
+        "columns": [*BASE_COLUMNS, *facts],
+        "topic_kinds": [kind.name for kind in KINDS if kind.has_topics],
         "endpoints": rows,
         "alerts": [],
         "events": [],

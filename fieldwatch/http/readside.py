@@ -1,15 +1,16 @@
 """The read side the API needs from storage, as a protocol (fakes in tests) plus the real adapter.
 
-`StorageQueries` adapts `fieldwatch.storage.queries` (imported on first use) to the
+`StorageQueries` adapts `fieldwatch.storage.queries` to the
 `Queries` protocol. Every item is a JSON-ready dict in the SPEC section 6 shape; events
 also carry their `id` so `follow` can ask for newer ones. A bad cursor is a ValueError.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any, Protocol
 
-from fieldwatch.errors import StorageError
+from fieldwatch.storage import queries
 
 __all__ = ["Page", "Queries", "StorageQueries"]
 
@@ -71,7 +72,7 @@ class Queries(Protocol):
         limit: int = 100,
         cursor: str | None = None,
     ) -> Page:
-        """Discovered MQTT topics, most recently seen first."""
+        """Discovered topics, most recently seen first."""
         ...
 
     def parse_errors(
@@ -83,41 +84,34 @@ class Queries(Protocol):
         limit: int = 100,
         cursor: str | None = None,
     ) -> Page:
-        """Payloads MQTT parsers rejected, newest first, with truncated samples."""
+        """Payloads parsers rejected, newest first, with truncated samples."""
         ...
 
 
 class StorageQueries:
-    """The real read side: `fieldwatch.storage.queries`, imported lazily."""
-
-    def _module(self) -> Any:
-        try:
-            from fieldwatch.storage import queries  # type: ignore[attr-defined,unused-ignore]
-        except ImportError as err:  # a build without the read side: the routes answer 503, not 500
-            raise StorageError(f"storage read queries are not available: {err}") from err
-        return queries
+    """The real read side: `fieldwatch.storage.queries` behind the `Queries` protocol."""
 
     def events(self, **kwargs: Any) -> Page:
         """See `Queries.events`."""
-        return _page(self._module().events(**kwargs))
+        return _page(queries.events(**kwargs))
 
     def alerts(self, **kwargs: Any) -> Page:
         """See `Queries.alerts`."""
-        return _page(self._module().alerts(**kwargs))
+        return _page(queries.alerts(**kwargs))
 
     def readings(self, **kwargs: Any) -> Page:
         """See `Queries.readings`."""
-        return _page(self._module().readings(**kwargs))
+        return _page(queries.readings(**kwargs))
 
     def topics(self, **kwargs: Any) -> Page:
         """See `Queries.topics`."""
-        return _page(self._module().topics(**kwargs))
+        return _page(queries.topics(**kwargs))
 
     def parse_errors(self, **kwargs: Any) -> Page:
         """See `Queries.parse_errors`."""
-        return _page(self._module().parse_errors(**kwargs))
+        return _page(queries.parse_errors(**kwargs))
 
 
-def _page(result: Any) -> Page:
+def _page(result: tuple[Sequence[dict[str, Any]], str | None]) -> Page:
     items, cursor = result
     return list(items), cursor

@@ -66,14 +66,19 @@ class EndpointIndex:
         self._stale_log: dict[int, tuple[float, int]] = {}
 
     def refresh(self, db: peewee.Database) -> set[int]:
-        """Reload from the database; return the ids that disappeared (now deleted)."""
+        """Reload names from the database; return the ids that disappeared (now deleted).
+
+        An endpoint's generation is read once, when the index first sees it; from then on
+        only `GenerationStarted` writes move it (the ledger hands generations out, and
+        nothing is copied back to it from here).
+        """
         cursor = db.execute_sql(
             "SELECT e.id, s.name, e.name, e.generation FROM endpoint e JOIN site s ON s.id = e.site_id"
         )
         names: dict[int, tuple[str, str]] = {}
         for endpoint_id, site_name, name, generation in cursor.fetchall():
             names[endpoint_id] = (site_name, name)
-            self.generations[endpoint_id] = max(generation, self.generations.get(endpoint_id, 0))
+            self.generations.setdefault(endpoint_id, generation)
         gone = set(self.names) - set(names)
         self.series.forget_endpoints(gone)
         for endpoint_id in gone:
@@ -147,7 +152,7 @@ class EndpointIndex:
 def _update_endpoints(db: peewee.Database, columns: tuple[str, ...], rows: list[tuple[Any, ...]]) -> None:
     """UPDATE endpoint rows that set the same columns with one prepared statement.
 
-    One statement per endpoint was most of the writer's time at 10,000 ICMP endpoints
+    One statement per endpoint was most of the writer's time at 10,000 pinged endpoints
     (a last_data_at Touch per probe): issue 17.
     """
     sets = ", ".join(f"{column} = {db.param}" for column in columns)

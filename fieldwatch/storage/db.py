@@ -156,8 +156,8 @@ def write_transaction(db: peewee.Database) -> AbstractContextManager[Any]:
     """A transaction for writing: BEGIN IMMEDIATE on SQLite (takes the write lock
     up front, so the busy timeout applies), a plain transaction elsewhere."""
     if is_sqlite(db):
-        return db.atomic(lock_type="IMMEDIATE")  # type: ignore[no-any-return]
-    return db.atomic()  # type: ignore[no-any-return]
+        return db.atomic(lock_type="IMMEDIATE")
+    return db.atomic()
 
 
 def reset_connection(db: peewee.Database) -> None:

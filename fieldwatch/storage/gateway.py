@@ -3,7 +3,8 @@
 Writes are appended to the gateway's own FIFO deque (never dropped) and the writer
 actor is woken; the writer takes batches from the front and removes them only after
 they committed, so a crash or restart of the writer loses nothing. The gateway also
-hands out actor generations and keeps the counters metrics and /readyz read.
+keeps the counters metrics and /readyz read. (Generations are handed out by the
+ledger, `fieldwatch.ledger`; the writer screens by its own index.)
 """
 
 from __future__ import annotations
@@ -13,14 +14,14 @@ import collections
 import itertools
 import logging
 import threading
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
 import pykka
 
 from fieldwatch.errors import FieldwatchError, StorageError
-from fieldwatch.storage.writes import GenerationStarted, Write
+from fieldwatch.storage.writes import Write
 
 __all__ = ["COMMIT_BUCKETS", "Histogram", "StorageStats", "StorageGateway", "Wake"]
 
@@ -88,7 +89,6 @@ class StorageGateway:
         self._attached = threading.Condition(self._lock)
         self._actor: pykka.ActorRef[Any] | None = None
         self._wake_pending = False
-        self._generations: dict[int, int] = {}
         self._writes_total = 0
         self._errors_total = 0
         self._discarded_total = 0
@@ -125,30 +125,6 @@ class StorageGateway:
         """Block until the queue is below max_queue (True) or `timeout_s` passed (False)."""
         with self._capacity:
             return self._capacity.wait_for(lambda: len(self._pending) < self.max_queue, timeout_s)
-
-    def next_generation(self, endpoint_id: int) -> int:
-        """A new generation for an actor of the endpoint; older ones are discarded from now."""
-        with self._lock:
-            generation = self._generations.get(endpoint_id, 0) + 1
-            self._generations[endpoint_id] = generation
-        self.submit(GenerationStarted(endpoint_id, generation))
-        return generation
-
-    def current_generation(self, endpoint_id: int) -> int:
-        """The newest generation handed out for the endpoint (0 if none)."""
-        with self._lock:
-            return self._generations.get(endpoint_id, 0)
-
-    def seed_generations(self, generations: Mapping[int, int] | None = None) -> None:
-        """Seed generation counters (the max wins); None reads them from the database."""
-        if generations is None:
-            from fieldwatch.storage.models import Endpoint  # the read side, this thread's connection
-
-            generations = {row.id: row.generation for row in Endpoint.select(Endpoint.id, Endpoint.generation)}
-        with self._lock:
-            for endpoint_id, generation in generations.items():
-                if generation > self._generations.get(endpoint_id, 0):
-                    self._generations[endpoint_id] = generation
 
     # -- commands --------------------------------------------------------------
 
@@ -291,12 +267,6 @@ class StorageGateway:
             if self._is_writer(writer):
                 self._ready = ready
                 self._reason = None if ready else reason
-
-    def forget_generations(self, endpoint_ids: Iterable[int]) -> None:
-        """Drop generation counters of deleted endpoints."""
-        with self._lock:
-            for endpoint_id in endpoint_ids:
-                self._generations.pop(endpoint_id, None)
 
     def _tell_wake(self, actor: pykka.ActorRef[Any]) -> None:
         try:

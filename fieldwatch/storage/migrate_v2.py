@@ -70,7 +70,7 @@ _TIMES = (
     "(r.t + COALESCE(r.lag, 0)) / 1000.0 AS received_at"
 )
 
-#: The v1 `reading` columns over the v2 tables (an ICMP probe row reads as its two v1 rows).
+#: The v1 `reading` columns over the v2 tables (a row with a companion value reads as its two v1 rows).
 READING_VIEW = (
     "CREATE VIEW reading AS "
     "SELECT s.endpoint_id AS endpoint_id, s.name AS name, NULLIF(s.device, '') AS device, "

@@ -44,7 +44,7 @@ class Site(BaseModel):
 
 
 class Endpoint(BaseModel):
-    """One connection (opcua, mqtt, icmp) with its current state as last persisted."""
+    """One connection (of a registered kind) with its current state as last persisted."""
 
     id = peewee.AutoField()
     site = peewee.ForeignKeyField(Site, backref="endpoints", on_delete="CASCADE")
@@ -112,7 +112,7 @@ class Alert(BaseModel):
 
 
 class Topic(BaseModel):
-    """An MQTT topic seen on an endpoint, and whether its messages are processed."""
+    """A topic seen on an endpoint, and whether its messages are processed."""
 
     id = peewee.AutoField()
     endpoint = peewee.ForeignKeyField(Endpoint, on_delete="CASCADE")
@@ -137,7 +137,7 @@ class ParseError(BaseModel):
 
 
 class Device(BaseModel):
-    """An MQTT device (a `+device` topic segment) with its last message time."""
+    """A device (a `+device` topic segment) with its last message time."""
 
     id = peewee.AutoField()
     endpoint = peewee.ForeignKeyField(Endpoint, on_delete="CASCADE")

@@ -30,8 +30,6 @@ __all__ = [
     "decode_cursor",
     "keyset_page",
     "reading_value",
-    "public_config",
-    "SECRET_KEYS",
     "read_errors",
     "tuples",
     "endpoint_ids",
@@ -43,9 +41,6 @@ MAX_LIMIT = 10_000
 
 Page = tuple[list[dict[str, Any]], "str | None"]
 """Items newest first, and the cursor of the next page (None on the last one)."""
-
-#: Config keys never shown by the read side (SPEC §3: secrets never appear in API responses).
-SECRET_KEYS = frozenset({"password", "token", "secret", "passphrase", "private_key", "key_password", "api_key"})
 
 
 def check_limit(limit: int) -> int:
@@ -119,23 +114,6 @@ def reading_value(value_num: float | None, value_text: str | None) -> Any:
         except ValueError:
             pass
     return value_text
-
-
-def public_config(config_json: str) -> dict[str, Any]:
-    """An endpoint or site config as a dict, without secrets (at any depth)."""
-    try:
-        data = json.loads(config_json or "{}")
-    except ValueError:
-        return {}
-    return _strip(data) if isinstance(data, dict) else {}
-
-
-def _strip(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {k: _strip(v) for k, v in value.items() if str(k).lower() not in SECRET_KEYS}
-    if isinstance(value, list):
-        return [_strip(v) for v in value]
-    return value
 
 
 def rfc(ts: float | None) -> str | None:

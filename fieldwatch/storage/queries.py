@@ -26,16 +26,11 @@ from fieldwatch.storage.paging import (
     tuples,
 )
 from fieldwatch.storage.readings import latest_readings, readings
-from fieldwatch.storage.site_queries import effective_state, get_endpoint, get_site, list_sites
 
 __all__ = [
     "LEVELS",
     "MAX_LIMIT",
     "Page",
-    "effective_state",
-    "list_sites",
-    "get_site",
-    "get_endpoint",
     "events",
     "alerts",
     "readings",
@@ -173,7 +168,7 @@ def alerts(
 def topics(
     *, site: str | None = None, endpoint: str | None = None, limit: int = 100, cursor: str | None = None
 ) -> Page:
-    """Discovered MQTT topics, most recently seen first."""
+    """Discovered topics, most recently seen first."""
     check_limit(limit)
     fields = (
         Topic.last_seen,
@@ -214,7 +209,7 @@ def topics(
 
 
 def devices(endpoint_id: int) -> list[dict[str, Any]]:
-    """The MQTT devices of an endpoint with last_seen and their online flag, by name."""
+    """The devices of an endpoint with last_seen and their online flag, by name."""
     with read_errors():
         rows = tuples(
             Device.select(Device.name, Device.first_seen, Device.last_seen, Device.online)

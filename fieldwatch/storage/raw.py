@@ -5,7 +5,7 @@ A reading is one row of `reading_raw`, keyed by (series_id, t, seq): the series
 milliseconds (its source time when it has one, else when it was received), and `seq`
 tells apart readings of one series at the same millisecond (0 for nearly all). `lag`
 is received minus source time (NULL: no source time), `quality` is NULL when "Good",
-`aux` holds a companion value (an ICMP probe's loss next to its RTT) whose own series
+`aux` holds a companion value (a probe's loss next to its RTT) whose own series
 is `series.aux_id`. Duplicate suppression keys live in `reading_key`, per endpoint.
 
 `SeriesCache` keeps series ids and each series' newest (t, seq) across transactions;

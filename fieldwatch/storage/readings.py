@@ -1,7 +1,7 @@
 """Reading stored readings back: raw pages, rollup buckets (`step`), the latest per name.
 
 Raw rows (`storage.raw`) come back in the SPEC §6 reading shape; a row with an `aux`
-value (an ICMP probe) reads as two readings, the series' own (`rtt`, left out when it
+value (a ping probe) reads as two readings, the series' own (`rtt`, left out when it
 has no value) and its companion's (`packet_loss`). Pages are newest first by the
 reading's time (its source time when it has one) with keyset cursors. With `step`,
 the answer is rollup buckets from the coarsest tier whose width divides `step`: the

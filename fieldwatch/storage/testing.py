@@ -7,6 +7,7 @@ variable FIELDWATCH_TEST_PG names a server (each test gets its own schema, dropp
 from __future__ import annotations
 
 import contextlib
+import itertools
 import os
 import uuid
 from collections.abc import Iterator
@@ -16,9 +17,24 @@ from typing import Any
 import peewee
 
 from fieldwatch.storage.db import close_database, init_database, open_database
+from fieldwatch.storage.gateway import StorageGateway
 from fieldwatch.storage.migrations import migrate
+from fieldwatch.storage.writes import GenerationStarted
 
-__all__ = ["PG_ENV", "BACKENDS", "pg_url", "temporary_database"]
+__all__ = ["PG_ENV", "BACKENDS", "pg_url", "start_generation", "temporary_database"]
+
+_generations = itertools.count(1)
+
+
+def start_generation(gateway: StorageGateway, endpoint_id: int) -> int:
+    """A new generation for writes of the endpoint, stored as `EndpointLedger.begin` stores one.
+
+    For storage tests without a ledger: one counter for every endpoint (newer is higher).
+    """
+    generation = next(_generations)
+    gateway.submit(GenerationStarted(endpoint_id=endpoint_id, generation=generation))
+    return generation
+
 
 #: The environment variable naming the PostgreSQL server tests may use.
 PG_ENV = "FIELDWATCH_TEST_PG"

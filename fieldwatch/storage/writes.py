@@ -4,7 +4,8 @@ Every write carries `endpoint_id` and the `generation` of the actor that produce
 writes from a generation older than the endpoint's newest one are discarded (a
 replaced, hung actor must not overwrite its successor's status), and so are writes
 for a deleted endpoint. An EventRecord without an endpoint (endpoint_id None) is
-never filtered.
+never filtered. Every record is keyword-only: several neighbouring fields share a type
+(`float | None`), so a positional mix-up would store silently wrong values.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ __all__ = [
 SAMPLE_MAX_CHARS = 5000
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class GenerationStarted:
     """A new actor generation of the endpoint started; older generations are ignored from now."""
 
@@ -40,7 +41,7 @@ class GenerationStarted:
     generation: int
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class StateChange:
     """The endpoint entered `state` at `since` (applied in submission order per endpoint)."""
 
@@ -53,7 +54,7 @@ class StateChange:
     last_data_at: float | None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Touch:
     """Fresh data arrived at `last_data_at`; only the latest per endpoint in a batch is written."""
 
@@ -62,7 +63,7 @@ class Touch:
     last_data_at: float
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Counters:
     """The endpoint's restart and reconnect counters (absolute values)."""
 
@@ -72,7 +73,7 @@ class Counters:
     reconnects: int
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class EventRecord:
     """One line of the connection event log. Names are filled from the endpoint if omitted."""
 
@@ -93,7 +94,7 @@ class ReadingRecord:
     """A value to store (keyword-only); `msg_key` suppresses duplicates per endpoint.
 
     `aux_name`/`aux_num` carry a companion value measured together with this one
-    (an ICMP probe: `rtt` with its `packet_loss`): both are one stored row, read back
+    (a ping probe: `rtt` with its `packet_loss`): both are one stored row, read back
     as two readings. The reading's time is `source_time` when given, else `received_at`.
 
     `on_commit(inserted)` is called (on the writer's thread; keep it quick) once the
@@ -118,7 +119,7 @@ class ReadingRecord:
     on_commit: Callable[[bool], None] | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class AlertOpen:
     """Open an alert; a no-op while one is active for (endpoint, condition, subject)."""
 
@@ -131,7 +132,7 @@ class AlertOpen:
     subject: str = ""
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class AlertResolve:
     """Resolve the active alert for (endpoint, condition, subject), if any."""
 
@@ -142,7 +143,7 @@ class AlertResolve:
     subject: str = ""
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class TopicSeen:
     """`count` messages arrived on `topic` (upsert: counts add up, last_seen moves on)."""
 
@@ -154,7 +155,7 @@ class TopicSeen:
     is_processable: bool
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class ParseErrorRecord:
     """A payload a parser rejected; `sample` is cut to SAMPLE_MAX_CHARS at construction."""
 
@@ -171,7 +172,7 @@ class ParseErrorRecord:
             object.__setattr__(self, "sample", self.sample[:SAMPLE_MAX_CHARS])
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class DeviceSeen:
     """A device sent a message (online=True: last_seen moves) or went offline (flag only)."""
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -14,6 +13,7 @@ from fieldwatch.actors.base import ChildContext, SupervisedActor
 from fieldwatch.actors.messages import Health
 from fieldwatch.actors.supervisor import ChildSpec
 from fieldwatch.policy import Backoff, ChildPolicy, HealthCheck
+from tests.waiting import wait_for
 
 
 @dataclass(frozen=True)
@@ -58,14 +58,8 @@ class Recorder:
             self.cond.notify_all()
 
     def wait_for(self, predicate: Callable[[list[tuple[str, str, int]]], bool], timeout: float = 5.0) -> bool:
-        deadline = time.monotonic() + timeout
-        with self.cond:
-            while not predicate(self.events):
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    return False
-                self.cond.wait(remaining)
-            return True
+        """Wait (woken by `add`) until `predicate(events)` holds; AssertionError at the deadline."""
+        return wait_for(lambda: predicate(self.events), timeout, what="the recorded starts and exits", cond=self.cond)
 
     def count(self, what: str, child: str) -> int:
         with self.cond:

@@ -6,7 +6,7 @@ import functools
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import peewee
@@ -20,7 +20,8 @@ from fieldwatch.policy import Retry, StoragePolicy
 from fieldwatch.storage import commands as c
 from fieldwatch.storage import writes as w
 from fieldwatch.storage.gateway import StorageGateway
-from fieldwatch.storage.testing import PG_ENV, pg_url, temporary_database
+from fieldwatch.storage.testing import PG_ENV, pg_url, start_generation, temporary_database
+from tests.waiting import wait_for
 
 BACKENDS = [
     pytest.param("sqlite"),
@@ -56,16 +57,10 @@ def writer(gateway: StorageGateway, scheduler: Scheduler) -> Iterator[pykka.Acto
     pykka.ActorRegistry.stop_all(block=True, timeout=5)
 
 
-def wait_for(condition: Callable[[], bool], what: str, timeout_s: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
-        time.sleep(0.005)
 
 
 def drained(gateway: StorageGateway) -> None:
-    wait_for(lambda: gateway.queue_depth == 0, "the queue to drain")
+    wait_for(lambda: gateway.queue_depth == 0, 10, what="the queue to drain")
 
 
 def spec(name: str, *endpoints: str, enabled: bool = True) -> c.SiteSpec:
@@ -151,13 +146,13 @@ def test_state_changes_keep_their_order_under_concurrent_writers(gateway: Storag
     start = threading.Barrier(len(names))
 
     def actor(endpoint_id: int) -> None:
-        generation = gateway.next_generation(endpoint_id)
+        generation = start_generation(gateway, endpoint_id)
         start.wait(timeout=5)
         for i in range(per_endpoint):
             state = sequence[i % len(sequence)]
             now = time.time()
-            gateway.submit(w.StateChange(endpoint_id, generation, state, now, f"step {i}", None, now))
-            gateway.submit(w.EventRecord(endpoint_id, generation, now, "info", "state", f"{i}"))
+            gateway.submit(w.StateChange(endpoint_id=endpoint_id, generation=generation, state=state, since=now, reason=f"step {i}", down_since=None, last_data_at=now))
+            gateway.submit(w.EventRecord(endpoint_id=endpoint_id, generation=generation, time=now, level="info", event="state", message=f"{i}"))
             gateway.submit(
                 w.ReadingRecord(
                     endpoint_id=endpoint_id,
@@ -195,14 +190,14 @@ def test_writes_of_an_older_generation_are_discarded(
     gateway: StorageGateway, db: peewee.Database, caplog: pytest.LogCaptureFixture
 ) -> None:
     endpoint_id = ids(gateway.command(c.CreateSite(spec("s", "plc"))))["plc"]
-    old = gateway.next_generation(endpoint_id)
-    gateway.submit(w.StateChange(endpoint_id, old, "up", 1.0, "ok", None, 1.0))
-    new = gateway.next_generation(endpoint_id)
-    assert new == old + 1 == gateway.current_generation(endpoint_id)
+    old = start_generation(gateway, endpoint_id)
+    gateway.submit(w.StateChange(endpoint_id=endpoint_id, generation=old, state="up", since=1.0, reason="ok", down_since=None, last_data_at=1.0))
+    new = start_generation(gateway, endpoint_id)
+    assert new > old
     acks: list[int] = []
     with caplog.at_level(logging.WARNING, logger="fieldwatch.storage.batch"):
-        gateway.submit(w.StateChange(endpoint_id, new, "connecting", 2.0, "restarted", None, 1.0))
-        gateway.submit(w.StateChange(endpoint_id, old, "up", 3.0, "hung actor", None, 3.0))  # must not win
+        gateway.submit(w.StateChange(endpoint_id=endpoint_id, generation=new, state="connecting", since=2.0, reason="restarted", down_since=None, last_data_at=1.0))
+        gateway.submit(w.StateChange(endpoint_id=endpoint_id, generation=old, state="up", since=3.0, reason="hung actor", down_since=None, last_data_at=3.0))  # must not win
         gateway.submit(
             w.ReadingRecord(
                 endpoint_id=endpoint_id,
@@ -232,14 +227,14 @@ def test_writes_for_a_deleted_endpoint_are_discarded_and_logged_once(
 ) -> None:
     endpoint_ids = ids(gateway.command(c.CreateSite(spec("s", "gone", "stays"))))
     gone = endpoint_ids["gone"]
-    generation = gateway.next_generation(gone)
-    gateway.submit(w.EventRecord(gone, generation, 1.0, "info", "connected", "before deletion"))
+    generation = start_generation(gateway, gone)
+    gateway.submit(w.EventRecord(endpoint_id=gone, generation=generation, time=1.0, level="info", event="connected", message="before deletion"))
     gateway.command(c.DeleteEndpoint(gone))
     acks: list[int] = []
     with caplog.at_level(logging.DEBUG):
         for _round in range(3):  # several batches: still one log line
             for i in range(20):
-                gateway.submit(w.StateChange(gone, generation, "up", float(i), None, None, None))
+                gateway.submit(w.StateChange(endpoint_id=gone, generation=generation, state="up", since=float(i), reason=None, down_since=None, last_data_at=None))
                 gateway.submit(
                     w.ReadingRecord(
                         endpoint_id=gone,
@@ -267,7 +262,7 @@ def test_writes_for_a_deleted_endpoint_are_discarded_and_logged_once(
 @pytest.mark.usefixtures("writer")
 def test_duplicate_msg_key_is_stored_once_and_still_acknowledged(gateway: StorageGateway, db: peewee.Database) -> None:
     endpoint_id = ids(gateway.command(c.CreateSite(spec("s", "broker"))))["broker"]
-    generation = gateway.next_generation(endpoint_id)
+    generation = start_generation(gateway, endpoint_id)
     acks: list[tuple[str, bool]] = []
 
     def reading(key: str, value: float) -> w.ReadingRecord:
@@ -300,19 +295,19 @@ def test_duplicate_msg_key_is_stored_once_and_still_acknowledged(gateway: Storag
 @pytest.mark.usefixtures("writer")
 def test_alerts_are_idempotent_per_condition_and_subject(gateway: StorageGateway, db: peewee.Database) -> None:
     endpoint_id = ids(gateway.command(c.CreateSite(spec("s", "plc"))))["plc"]
-    g = gateway.next_generation(endpoint_id)
-    gateway.submit(w.AlertOpen(endpoint_id, g, "down", "critical", "down", 1.0))
-    gateway.submit(w.AlertOpen(endpoint_id, g, "down", "critical", "still down", 2.0))
+    g = start_generation(gateway, endpoint_id)
+    gateway.submit(w.AlertOpen(endpoint_id=endpoint_id, generation=g, condition="down", severity="critical", message="down", time=1.0))
+    gateway.submit(w.AlertOpen(endpoint_id=endpoint_id, generation=g, condition="down", severity="critical", message="still down", time=2.0))
     drained(gateway)
-    gateway.submit(w.AlertOpen(endpoint_id, g, "down", "critical", "and again", 3.0))
-    gateway.submit(w.AlertOpen(endpoint_id, g, "threshold", "warning", "level high", 3.0, subject="level"))
-    gateway.submit(w.AlertOpen(endpoint_id, g, "threshold", "warning", "temp high", 3.0, subject="temp"))
+    gateway.submit(w.AlertOpen(endpoint_id=endpoint_id, generation=g, condition="down", severity="critical", message="and again", time=3.0))
+    gateway.submit(w.AlertOpen(endpoint_id=endpoint_id, generation=g, condition="threshold", severity="warning", message="level high", time=3.0, subject="level"))
+    gateway.submit(w.AlertOpen(endpoint_id=endpoint_id, generation=g, condition="threshold", severity="warning", message="temp high", time=3.0, subject="temp"))
     drained(gateway)
     assert scalar(db, "SELECT COUNT(*) FROM alert WHERE resolved_at IS NULL") == 3
     assert scalar(db, "SELECT message FROM alert WHERE condition = 'down'") == "down"
-    gateway.submit(w.AlertResolve(endpoint_id, g, "down", 4.0))
-    gateway.submit(w.AlertResolve(endpoint_id, g, "down", 5.0))  # nothing active: no-op
-    gateway.submit(w.AlertOpen(endpoint_id, g, "down", "critical", "down again", 6.0))
+    gateway.submit(w.AlertResolve(endpoint_id=endpoint_id, generation=g, condition="down", time=4.0))
+    gateway.submit(w.AlertResolve(endpoint_id=endpoint_id, generation=g, condition="down", time=5.0))  # nothing active: no-op
+    gateway.submit(w.AlertOpen(endpoint_id=endpoint_id, generation=g, condition="down", severity="critical", message="down again", time=6.0))
     drained(gateway)
     rows = db.execute_sql("SELECT message, resolved_at FROM alert WHERE condition = 'down' ORDER BY id").fetchall()
     assert rows == [("down", 4.0), ("down again", None)]
@@ -323,7 +318,7 @@ def test_a_row_the_database_refuses_does_not_block_the_queue(
     gateway: StorageGateway, db: peewee.Database, caplog: pytest.LogCaptureFixture
 ) -> None:
     endpoint_ids = ids(gateway.command(c.CreateSite(spec("s", "a", "b"))))
-    g = {n: gateway.next_generation(i) for n, i in endpoint_ids.items()}
+    g = {n: start_generation(gateway, i) for n, i in endpoint_ids.items()}
     drained(gateway)
     # deleted behind the writer's back (another instance): the writer still believes in it
     db.execute_sql(f"DELETE FROM endpoint WHERE id = {db.param}", (endpoint_ids["a"],))
@@ -355,7 +350,7 @@ def test_a_restarted_writer_takes_over_the_queue(
 ) -> None:
     ref = PersistenceActor.start(gateway, policy=POLICY, scheduler=scheduler)
     endpoint_id = ids(gateway.command(c.CreateSite(spec("s", "e"))))["e"]
-    generation = gateway.next_generation(endpoint_id)
+    generation = start_generation(gateway, endpoint_id)
     ref.stop()
     assert not gateway.stats().ready
     for i in range(500):  # nobody writes now: everything waits in the gateway
@@ -381,7 +376,7 @@ def test_a_restarted_writer_takes_over_the_queue(
 def test_back_pressure_releases_when_the_writer_catches_up(scheduler: Scheduler, db: peewee.Database) -> None:
     gateway = StorageGateway(max_queue=100)
     for i in range(150):  # events are never refused, even past max_queue
-        gateway.submit(w.EventRecord(None, 0, float(i), "info", "x", ""))
+        gateway.submit(w.EventRecord(endpoint_id=None, generation=0, time=float(i), level="info", event="x", message=""))
     assert gateway.wait_capacity(0.01) is False
     PersistenceActor.start(gateway, policy=POLICY, scheduler=scheduler)
     assert gateway.wait_capacity(10) is True
@@ -392,14 +387,14 @@ def test_back_pressure_releases_when_the_writer_catches_up(scheduler: Scheduler,
 @pytest.mark.usefixtures("writer")
 def test_a_state_change_is_visible_to_readers_quickly(gateway: StorageGateway, db: peewee.Database) -> None:
     endpoint_id = ids(gateway.command(c.CreateSite(spec("s", "e"))))["e"]
-    generation = gateway.next_generation(endpoint_id)
+    generation = start_generation(gateway, endpoint_id)
     drained(gateway)
     start = time.monotonic()
-    gateway.submit(w.StateChange(endpoint_id, generation, "down", time.time(), "refused", time.time(), None))
+    gateway.submit(w.StateChange(endpoint_id=endpoint_id, generation=generation, state="down", since=time.time(), reason="refused", down_since=time.time(), last_data_at=None))
     wait_for(
         lambda: scalar(db, "SELECT state FROM endpoint WHERE id = ?", endpoint_id) == "down",
-        "the state change to be readable",
-        timeout_s=2,
+        2,
+        what="the state change to be readable",
     )
     # max_delay_ms (50) plus commit time, with slack for a loaded CI machine
     assert time.monotonic() - start < 0.5
@@ -408,8 +403,8 @@ def test_a_state_change_is_visible_to_readers_quickly(gateway: StorageGateway, d
 @pytest.mark.usefixtures("writer")
 def test_topics_can_be_switched_off_and_on(gateway: StorageGateway, db: peewee.Database) -> None:
     endpoint_id = ids(gateway.command(c.CreateSite(spec("s", "broker"))))["broker"]
-    g = gateway.next_generation(endpoint_id)
-    gateway.submit(w.TopicSeen(endpoint_id, g, "a/b", 1.0, 3, True))
+    g = start_generation(gateway, endpoint_id)
+    gateway.submit(w.TopicSeen(endpoint_id=endpoint_id, generation=g, topic="a/b", time=1.0, count=3, is_processable=True))
     # no drain: the command commits the writes queued before it
     assert gateway.command(c.SetTopicActive(endpoint_id, "a/b", False)) is True
     assert gateway.command(c.SetTopicActive(endpoint_id, "a/b", False)) is False
@@ -422,7 +417,7 @@ def test_on_commit_tells_each_reading_whether_it_was_inserted(gateway: StorageGa
     """msg_key suppresses a reading per row (same batch or a later one, per endpoint); no key: always inserted."""
     endpoint_ids = ids(gateway.command(c.CreateSite(spec("s", "a", "b"))))
     a, b = endpoint_ids["a"], endpoint_ids["b"]
-    ga, gb = gateway.next_generation(a), gateway.next_generation(b)
+    ga, gb = start_generation(gateway, a), start_generation(gateway, b)
     seen: list[tuple[str, bool]] = []
 
     def reading(endpoint_id: int, generation: int, label: str, key: str | None) -> w.ReadingRecord:

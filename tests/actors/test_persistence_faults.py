@@ -26,7 +26,8 @@ from fieldwatch.storage import commands as c
 from fieldwatch.storage import writes as w
 from fieldwatch.storage.db import reset_connection
 from fieldwatch.storage.gateway import StorageGateway
-from fieldwatch.storage.testing import PG_ENV, pg_url, temporary_database
+from fieldwatch.storage.testing import PG_ENV, pg_url, start_generation, temporary_database
+from tests.waiting import wait_for
 
 POLICY = StoragePolicy(retry=Retry(initial_s=0.05, max_s=0.5))
 READINGS = 10_000
@@ -54,14 +55,6 @@ def scheduler() -> Iterator[Scheduler]:
     sched.stop()
 
 
-def wait_for(condition: Callable[[], bool], what: str, timeout_s: float = 15.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
-        time.sleep(0.005)
-
-
 class Load:
     """10,000 readings (with msg_keys) and 100 state changes (each with its event)."""
 
@@ -73,7 +66,7 @@ class Load:
         )
         self.gateway = gateway
         self.endpoints = [e.id for e in site.endpoints]
-        self.generations = {e: gateway.next_generation(e) for e in self.endpoints}
+        self.generations = {e: start_generation(gateway, e) for e in self.endpoints}
         self.acked = 0
         self._lock = threading.Lock()
         self.last_state: dict[int, str] = {}
@@ -107,15 +100,34 @@ class Load:
                 e = self.endpoints[k % ENDPOINTS]
                 state = STATES[k % len(STATES)]
                 now = time.time()
-                self.gateway.submit(w.StateChange(e, self.generations[e], state, now, f"change {k}", None, now))
-                self.gateway.submit(w.EventRecord(e, self.generations[e], now, "info", "state", f"change {k}"))
+                self.gateway.submit(
+                    w.StateChange(
+                        endpoint_id=e,
+                        generation=self.generations[e],
+                        state=state,
+                        since=now,
+                        reason=f"change {k}",
+                        down_since=None,
+                        last_data_at=now,
+                    )
+                )
+                self.gateway.submit(
+                    w.EventRecord(
+                        endpoint_id=e,
+                        generation=self.generations[e],
+                        time=now,
+                        level="info",
+                        event="state",
+                        message=f"change {k}",
+                    )
+                )
                 self.last_state[e] = f"change {k}"
                 k += 1
             between()
         assert (n, k) == (READINGS, STATE_CHANGES)
 
     def check(self, db: peewee.Database) -> None:
-        wait_for(lambda: self.gateway.queue_depth == 0, "every write to be committed", timeout_s=30)
+        wait_for(lambda: self.gateway.queue_depth == 0, 30, what="every write to be committed")
         reset_connection(db)  # the test thread's own connection may have been killed too
         assert db.execute_sql("SELECT COUNT(*) FROM reading").fetchone()[0] == READINGS
         assert db.execute_sql("SELECT COUNT(DISTINCT value_num) FROM reading").fetchone()[0] == READINGS
@@ -139,7 +151,7 @@ def test_sqlite_locked_by_another_process_loses_nothing(
         gateway = StorageGateway(max_queue=100_000)
         PersistenceActor.start(gateway, policy=POLICY, scheduler=scheduler)
         load = Load(gateway)
-        wait_for(lambda: gateway.queue_depth == 0, "the set-up writes")
+        wait_for(lambda: gateway.queue_depth == 0, 15, what="the set-up writes")
         locker = subprocess.Popen(
             [sys.executable, "-c", _LOCKER, str(db.database), "5"], stdout=subprocess.PIPE, text=True
         )
@@ -148,7 +160,7 @@ def test_sqlite_locked_by_another_process_loses_nothing(
             assert locker.stdout.readline().strip() == "locked"
             with caplog.at_level(logging.INFO, logger="fieldwatch.actors.persistence"):
                 load.submit(chunks=10)
-                wait_for(lambda: not gateway.stats().ready, "readiness to turn false", timeout_s=4)
+                wait_for(lambda: not gateway.stats().ready, 4, what="readiness to turn false")
                 assert locker.poll() is None, "the lock must still be held when readiness turns false"
                 assert "locked" in (gateway.stats().reason or "")
                 assert gateway.queue_depth > 0
@@ -196,10 +208,10 @@ def test_postgresql_backend_killed_repeatedly_loses_nothing(tmp_path: Path, sche
 
             def until_a_kill() -> None:
                 before = kills
-                wait_for(lambda: kills > before, "the killer to terminate a backend")
+                wait_for(lambda: kills > before, 15, what="the killer to terminate a backend")
 
             load.submit(chunks=20, between=until_a_kill)
-            wait_for(lambda: seen_not_ready, "readiness to turn false")
+            wait_for(lambda: seen_not_ready, 15, what="readiness to turn false")
         finally:
             stop.set()
             thread.join(timeout=5)

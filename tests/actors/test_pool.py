@@ -17,19 +17,10 @@ from fieldwatch.actors import pool_inbox
 from fieldwatch.actors.base import ChildContext, SupervisedActor
 from fieldwatch.actors.messages import ChildExited, Health, HealthCheck, HealthReport
 from fieldwatch.actors.pool import ActorPool, PooledActor
+from tests.waiting import wait_for
 
 A = TypeVar("A", bound=PooledActor)
 PoolFactory = Callable[..., ActorPool]
-
-
-def wait_until(predicate: Callable[[], Any], timeout: float = 5.0, what: str = "condition") -> Any:
-    """Poll `predicate` until truthy or fail the test at the deadline."""
-    deadline = time.monotonic() + timeout
-    while not (value := predicate()):
-        if time.monotonic() >= deadline:
-            pytest.fail(f"timed out after {timeout:.1f} s waiting for {what}")
-        time.sleep(0.005)
-    return value
 
 
 def os_threads() -> int:
@@ -195,7 +186,7 @@ def test_ask_tell_stop_after_stop(pool: ActorPool) -> None:
 def test_on_start_failure_stops_the_actor_without_hooks(pool: ActorPool) -> None:
     log: list[Any] = []
     ref = on(pool, FailingStart).start(log)
-    wait_until(lambda: not ref.is_alive(), what="actor stopped")
+    wait_for(lambda: not ref.is_alive(), what="actor stopped")
     with pytest.raises(pykka.ActorDeadError):
         ref.ask("x", timeout=5)
     assert log == []  # pykka calls neither on_failure nor on_stop here
@@ -227,7 +218,7 @@ def test_base_exception_stops_all_actors_and_the_pool_keeps_serving(pool: ActorP
     log: list[Any] = []
     refs = [on(pool, Recorder).start(log) for _ in range(3)] + [Plain.start()]
     refs[0].tell("exit")
-    wait_until(lambda: not any(r.is_alive() for r in refs), what="all actors stopped")
+    wait_for(lambda: not any(r.is_alive() for r in refs), what="all actors stopped")
     assert log.count("on_stop") == 3
     assert on(pool, Recorder).start([]).ask("again", timeout=5) == ("echo", "again")
 
@@ -286,12 +277,12 @@ def test_one_busy_actor_yields_after_turn_budget(make_pool: PoolFactory) -> None
     gate, busy, quiet = cls.start("gate"), cls.start("A"), cls.start("B")
     release = threading.Event()
     gate.tell(Block(release))
-    wait_until(lambda: pool.stats().busy == 1, what="the only worker held")
+    wait_for(lambda: pool.stats().busy == 1, what="the only worker held")
     for _ in range(40):
         busy.tell("work")
     quiet.tell("work")
     release.set()
-    wait_until(lambda: len(order) == 41, what="all handled")
+    wait_for(lambda: len(order) == 41, what="all handled")
     assert order.index("B") == 4
 
 
@@ -386,7 +377,7 @@ def test_stress_many_producers_every_message_once_in_order(make_pool: PoolFactor
 
     run_producers(producers, produce)
     # No further message may be needed to wake a sink: a lost wake-up would hang here.
-    wait_until(lambda: len(handled) == producers * per_producer, 15, "all handled")
+    wait_for(lambda: len(handled) == producers * per_producer, 15, what="all handled")
     merged: dict[int, list[int]] = {}
     for ref in sinks:
         seen: dict[int, list[int]]
@@ -396,7 +387,7 @@ def test_stress_many_producers_every_message_once_in_order(make_pool: PoolFactor
             assert seqs == sorted(seqs)  # per-producer order
             merged.setdefault(p, []).extend(seqs)
     assert {p: sorted(s) for p, s in merged.items()} == {p: list(range(per_producer)) for p in range(producers)}
-    wait_until(lambda: pool.stats().queued == 0, what="run queue drained")
+    wait_for(lambda: pool.stats().queued == 0, what="run queue drained")
 
 
 @pytest.mark.usefixtures("racy_inboxes")
@@ -429,7 +420,7 @@ def test_hung_handler_is_compensated_and_the_extra_worker_retires(
     release = threading.Event()
     try:
         hung.tell(Block(release))
-        wait_until(lambda: pool.stats().busy == 1, what="the only worker held")
+        wait_for(lambda: pool.stats().busy == 1, what="the only worker held")
         for _round in range(3):  # the others keep being served while the handler hangs
             futures = [ref.ask(i, block=False) for i, ref in enumerate(others)]
             assert [f.get(timeout=5) for f in futures] == [("echo", i) for i in range(100)]
@@ -439,7 +430,7 @@ def test_hung_handler_is_compensated_and_the_extra_worker_retires(
         assert len(warnings) == 1 and "stuck" in warnings[0].getMessage()
     finally:
         release.set()
-    wait_until(lambda: pool.stats().stuck == 0 and pool.stats().workers == 1, what="extra worker retired")
+    wait_for(lambda: pool.stats().stuck == 0 and pool.stats().workers == 1, what="extra worker retired")
     assert hung.ask("back", timeout=5) == ("echo", "back")
     assert any("returned" in r.getMessage() for r in caplog.records)
 
@@ -451,13 +442,13 @@ def test_compensation_is_bounded_by_max_workers(make_pool: PoolFactory, caplog: 
     try:
         for ref in hung:
             ref.tell(Block(release))
-        wait_until(lambda: pool.stats().stuck == 2, what="two stuck workers")
-        wait_until(lambda: any(r.levelno == logging.ERROR for r in caplog.records), what="at-max error")
+        wait_for(lambda: pool.stats().stuck == 2, what="two stuck workers")
+        wait_for(lambda: any(r.levelno == logging.ERROR for r in caplog.records), what="at-max error")
         assert pool.stats().workers == 2
         assert pool.stats().queued == 1  # the third waits: the bound holds
     finally:
         release.set()
-    wait_until(lambda: pool.stats().workers == 1 and pool.stats().busy == 0, what="back to one worker")
+    wait_for(lambda: pool.stats().workers == 1 and pool.stats().busy == 0, what="back to one worker")
     assert sum(r.levelno == logging.ERROR for r in caplog.records) == 1
 
 
@@ -468,7 +459,7 @@ def test_five_thousand_actors_use_only_the_pool_threads(make_pool: PoolFactory) 
     refs = [on(pool, Recorder).start(log) for _ in range(5000)]
     for i, ref in enumerate(refs):
         ref.tell(i)
-    wait_until(lambda: len(log) == 10_000, 20, "on_start and one message each")
+    wait_for(lambda: len(log) == 10_000, 20, what="on_start and one message each")
     assert threading.active_count() - before_py <= 4 + 1  # workers + monitor
     assert os_threads() - before_os <= 4 + 1
 
@@ -515,7 +506,7 @@ def test_supervised_actor_runs_on_the_pool(pool: ActorPool, how: str) -> None:
         else:
             ref.tell("boom")
     got = parent.proxy().got
-    exits = wait_until(lambda: [m for m in got.get(timeout=5) if isinstance(m, ChildExited)], what="exit report")
+    exits = wait_for(lambda: [m for m in got.get(timeout=5) if isinstance(m, ChildExited)], what="exit report")
     expected = {
         "stop": ChildExited("stop", 1, True, None, ""),
         "crash": ChildExited("crash", 1, False, "RuntimeError", "boom"),
@@ -524,4 +515,4 @@ def test_supervised_actor_runs_on_the_pool(pool: ActorPool, how: str) -> None:
     assert exits == [expected]
     if how != "bad-start":
         assert HealthReport(how, 1, 7, Health(True)) in got.get(timeout=5)
-    wait_until(lambda: not ref.is_alive(), what="child stopped")
+    wait_for(lambda: not ref.is_alive(), what="child stopped")

@@ -10,7 +10,6 @@ from typing import Any
 
 import pykka
 import pytest
-from sup_helpers import FAST_BACKOFF, Crash, ExitNormally, Hang, Ping, Recorder, SetHealthy, spec
 
 from fieldwatch.actors.base import ChildContext
 from fieldwatch.actors.scheduler import Scheduler
@@ -27,6 +26,8 @@ from fieldwatch.actors.supervisor import (
 )
 from fieldwatch.actors.tree import TreeView
 from fieldwatch.policy import Backoff, ChildPolicy, HealthCheck, Intensity
+from tests.actors.sup_helpers import FAST_BACKOFF, Crash, ExitNormally, Hang, Ping, Recorder, SetHealthy, spec
+from tests.waiting import wait_for
 
 
 @pytest.fixture
@@ -71,13 +72,6 @@ def children(sup: pykka.ActorRef[Any]) -> list[tuple[str, int, bool]]:
     return sup.ask(WhichChildren(), timeout=5)
 
 
-def wait_until(predicate: Any, timeout: float = 5.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.01)
-    return bool(predicate())
 
 
 def child_ref(rec: Recorder, child_id: str, generation: int) -> pykka.ActorRef[Any]:
@@ -154,7 +148,7 @@ def test_sliding_intensity_window_escalates_and_stops_children_in_reverse(schedu
     child_ref(rec, "b", 4).tell(Crash())  # the fourth within the window: too many
     assert exhausted.event.wait(5)
     assert "max restart intensity" in exhausted.reason
-    assert wait_until(lambda: not sup.is_alive())
+    assert wait_for(lambda: not sup.is_alive())
     assert rec.sequence("stop") == ["b", "a"]  # the crashed b's own cleanup, then a (reverse order)
 
 
@@ -169,7 +163,7 @@ def test_sliding_window_forgets_old_restarts(scheduler: Scheduler, rec: Recorder
             generation += 1
             assert rec.wait_for(lambda ev, g=generation: ("start", "a", g) in ev)
         window_end = time.monotonic() + 0.6
-        assert wait_until(lambda end=window_end: time.monotonic() >= end, timeout=2)
+        assert wait_for(lambda end=window_end: time.monotonic() >= end, timeout=2)
     assert not exhausted.event.is_set()
     assert sup.is_alive()
 
@@ -217,7 +211,7 @@ def test_temporary_child_not_restarted_and_spec_dropped(scheduler: Scheduler, re
     sup = start_sup(scheduler, [spec("tmp", rec, restart="temporary"), spec("p", rec)])
     assert rec.wait_for(lambda ev: len(ev) == 2)
     child_ref(rec, "tmp", 1).tell(Crash())
-    assert wait_until(lambda: [c for c, _, _ in children(sup)] == ["p"])
+    assert wait_for(lambda: [c for c, _, _ in children(sup)] == ["p"])
     assert rec.count("start", "tmp") == 1
 
 
@@ -288,7 +282,7 @@ def test_failure_in_on_start_is_detected(scheduler: Scheduler, rec: Recorder) ->
 def test_failure_in_on_start_then_recovery(scheduler: Scheduler, rec: Recorder) -> None:
     rec.fail_start.add("f")
     sup = start_sup(scheduler, [spec("f", rec)], max_restarts=100)
-    assert wait_until(lambda: children(sup)[0][1] >= 3)
+    assert wait_for(lambda: children(sup)[0][1] >= 3)
     rec.fail_start.clear()
     assert rec.wait_for(lambda ev: any(e[0] == "start" and e[1] == "f" for e in ev))
 

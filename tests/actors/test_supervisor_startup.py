@@ -16,7 +16,6 @@ from typing import Any
 
 import pykka
 import pytest
-from sup_helpers import FAST_BACKOFF, Crash, Hang, Recorder, Worker, spec
 
 from fieldwatch.actors.base import ChildContext
 from fieldwatch.actors.messages import Health
@@ -24,6 +23,8 @@ from fieldwatch.actors.pool import ActorPool, PooledActor
 from fieldwatch.actors.scheduler import Scheduler
 from fieldwatch.actors.supervisor import ChildSpec, Supervisor, SupervisorOptions, WhichChildren
 from fieldwatch.policy import ChildPolicy, HealthCheck, Intensity
+from tests.actors.sup_helpers import FAST_BACKOFF, Crash, Hang, Recorder, Worker, spec
+from tests.waiting import wait_for
 
 
 @pytest.fixture
@@ -40,15 +41,6 @@ def pool() -> Iterator[ActorPool]:
     yield test_pool
     pykka.ActorRegistry.stop_all(block=True, timeout=5)
     test_pool.stop(timeout_s=2)
-
-
-def wait_until(predicate: Any, timeout: float = 5.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.01)
-    return bool(predicate())
 
 
 @dataclass(frozen=True)
@@ -102,7 +94,7 @@ def test_a_health_check_queued_behind_other_actors_work_is_not_a_hang(
     health = HealthCheck(interval_s=0.1, timeout_s=0.3, failures=1)
     sup = start_sup(scheduler, [pooled_spec("c", rec, pool, health, answered)], max_restarts=10, within_s=60)
     assert rec.wait_for(lambda ev: ("start", "c", 1) in ev)
-    assert wait_until(lambda: len(answered) >= 2), "the child answers its checks while the pool is idle"
+    wait_for(lambda: len(answered) >= 2, what="the child to answer its checks while the pool is idle")
     # A backlog: 40 actors x 40 ms per turn on 2 workers = ~0.8 s per round of the run queue,
     # well over the 0.3 s timeout, for 2.5 s (the pool serves all along: nothing is stuck).
     until = time.monotonic() + 2.5
@@ -111,7 +103,7 @@ def test_a_health_check_queued_behind_other_actors_work_is_not_a_hang(
     for ref in busy:
         ref.tell(Chunk(0.04))
     flood_start = len(answered)
-    assert wait_until(lambda: time.monotonic() >= until + 0.3, timeout=10)
+    wait_for(lambda: time.monotonic() >= until + 0.3, 10, what="the end of the backlog (the measured window)")
     assert len(answered) > flood_start, "checks were answered during the backlog (late, not lost)"
     gaps = [b - a for a, b in zip(answered[flood_start - 1 :], answered[flood_start:], strict=False)]
     assert max(gaps) > health.timeout_s, "the backlog delayed a check beyond its timeout (else no test)"
@@ -131,7 +123,7 @@ def test_a_pooled_child_hung_in_a_handler_is_still_replaced(scheduler: Scheduler
         assert rec.wait_for(lambda ev: ("start", "h", 2) in ev, timeout=5), "a hung pooled child is replaced"
     finally:
         release.set()
-    assert wait_until(lambda: sup.ask(WhichChildren(), timeout=5) == [("h", 2, True)])
+    wait_for(lambda: sup.ask(WhichChildren(), timeout=5) == [("h", 2, True)], what="generation 2 running")
 
 
 def test_an_exhausted_supervisor_escalates_once_not_once_per_stopped_child(scheduler: Scheduler) -> None:
@@ -149,7 +141,7 @@ def test_an_exhausted_supervisor_escalates_once_not_once_per_stopped_child(sched
     assert rec.wait_for(lambda ev: len(ev) == 30)
     rec.refs[("w0", 1)].tell(Crash())  # the first restart is over the intensity (0)
     assert done.wait(5)
-    assert wait_until(lambda: not sup.is_alive())
+    wait_for(lambda: not sup.is_alive(), what="the supervisor to stop")
     assert rec.wait_for(lambda ev: len([e for e in ev if e[0] == "stop"]) == 30)
     # The 29 children stopped by the escalation report normal exits that reach the supervisor
     # before its own stop: none of them may count as a restart and escalate again.

@@ -2,17 +2,13 @@
 
 from __future__ import annotations
 
-import os
-import sys
 import uuid
 from collections.abc import Iterator
 
 import psycopg2
 import pytest
 
-sys.path.insert(0, os.path.dirname(__file__))  # lease_worker, cluster_helpers
-
-from fieldwatch.storage.testing import PG_ENV, pg_url  # noqa: E402
+from fieldwatch.storage.testing import PG_ENV, pg_url
 
 
 @pytest.fixture()

@@ -13,9 +13,8 @@ import sys
 import threading
 import time
 
-from cluster_helpers import Sample
-
 from fieldwatch.cluster import preferred_owner
+from tests.cluster.cluster_helpers import Sample
 
 TTL = 5.0
 SITES = [f"site-{i:02d}" for i in range(12)]

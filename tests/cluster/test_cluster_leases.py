@@ -8,10 +8,10 @@ from collections.abc import Callable, Iterator
 
 import psycopg2
 import pytest
-from cluster_helpers import Sampler, assert_never_owned_twice
-from harness import wait_for
 
 from fieldwatch.cluster import LEASE_TABLE, LeaseManager, fenced, fenced_sites, preferred_owner
+from tests.cluster.cluster_helpers import Sampler, assert_never_owned_twice
+from tests.waiting import wait_for
 
 TTL = 5.0
 SITES = [f"site-{i:02d}" for i in range(12)]

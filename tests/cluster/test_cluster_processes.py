@@ -12,11 +12,12 @@ import signal
 import time
 from collections.abc import Callable, Iterator
 
-import lease_processes
 import pytest
-from cluster_helpers import assert_never_owned_twice
-from harness import wait_for
-from lease_processes import Worker, all_samples, settled, takeover_times
+
+from tests.cluster import lease_processes
+from tests.cluster.cluster_helpers import assert_never_owned_twice
+from tests.cluster.lease_processes import Worker, all_samples, settled, takeover_times
+from tests.waiting import wait_for
 
 TTL = 5.0
 SITES = lease_processes.SITES

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import pytest
-from cluster_helpers import Sample, assert_never_owned_twice
+
+from tests.cluster.cluster_helpers import Sample, assert_never_owned_twice
 
 
 def test_handover_in_order_passes() -> None:

@@ -5,11 +5,11 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from harness import wait_for
 from prometheus_client import CollectorRegistry
 
 from fieldwatch.cluster import LeaseManager
 from fieldwatch.cluster.view import ClusterCollector, DatabaseCluster, FencedWrites
+from tests.waiting import wait_for
 
 TTL = 5.0
 SITES = [f"site-{i:02d}" for i in range(6)]

@@ -5,7 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from config_files import ConfigFiles
+
+from tests.config.config_files import ConfigFiles
 
 
 @pytest.fixture()

@@ -8,9 +8,9 @@ import sys
 from pathlib import Path
 
 import pytest
-from config_files import ConfigFiles
 
 from fieldwatch.cli import main
+from tests.config.config_files import ConfigFiles
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from config_files import ConfigFiles
-
 from fieldwatch.config.model import ClusterConfig
+from tests.config.config_files import ConfigFiles
 
 PG = 'storage: {url: "postgresql://fw@db.example/fieldwatch"}\n'
 

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from config_files import ConfigFiles
-
-from fieldwatch.config import MqttOptions
+from fieldwatch.actors.mqtt.schema import MqttOptions
+from tests.config.config_files import ConfigFiles
 
 MQTT = """
 sites:

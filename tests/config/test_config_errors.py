@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from config_files import ConfigFiles
+from tests.config.config_files import ConfigFiles
 
 OPCUA_SITE = """
 sites:

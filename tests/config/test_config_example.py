@@ -8,13 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from fieldwatch.config import (
-    IcmpOptions,
-    MqttOptions,
-    OpcuaOptions,
-    endpoint_public_dict,
-    load_config,
-)
+from fieldwatch.actors.icmp.schema import IcmpOptions
+from fieldwatch.actors.mqtt.schema import MqttOptions
+from fieldwatch.actors.opcua.schema import OpcuaOptions
+from fieldwatch.config import endpoint_public_dict, load_config
 from fieldwatch.errors import ConfigError
 from fieldwatch.policy import DEFAULT_POLICY
 

@@ -5,11 +5,11 @@ from __future__ import annotations
 import time
 
 import pytest
-from config_files import ConfigFiles
 
 from fieldwatch.config.redact import redact_url
 from fieldwatch.config.sites import parse_site_body
 from fieldwatch.errors import ConfigError
+from tests.config.config_files import ConfigFiles
 
 
 def _site_errors(body: dict[str, object]) -> list[str]:

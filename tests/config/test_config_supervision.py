@@ -6,11 +6,11 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
-from config_files import ConfigFiles
 
 from fieldwatch.config import load_supervision, parse_supervision_text
 from fieldwatch.errors import ConfigError
 from fieldwatch.policy import DEFAULT_POLICY, Backoff, ChildPolicy, HealthCheck, Intensity
+from tests.config.config_files import ConfigFiles
 
 REPO = Path(__file__).resolve().parents[2]
 

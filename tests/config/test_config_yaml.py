@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from config_files import ConfigFiles
-
-from fieldwatch.config import EndpointConfig, IcmpOptions, endpoint_public_dict
+from fieldwatch.actors.icmp.schema import IcmpOptions
+from fieldwatch.config import EndpointConfig, endpoint_public_dict
 from fieldwatch.config.redact import redact_url
+from tests.config.config_files import ConfigFiles
 
 
 def test_anchors_and_merge_keys(files: ConfigFiles) -> None:

@@ -8,10 +8,11 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
 from typing import Any
+
+from tests.waiting import wait_for
 
 TOKEN = "e2e-token-123456"
 
@@ -55,19 +56,20 @@ class DaemonProc:
             return handle.read()
 
     def wait(self, predicate: Any, timeout: float, what: str) -> Any:
-        deadline = time.monotonic() + timeout
-        while True:
+        """`wait_for` a truthy `predicate()` (a refused request counts as not yet); fails early if the daemon exits."""
+
+        def check() -> Any:
             if self.proc is not None and self.proc.poll() is not None:
-                raise AssertionError(f"daemon exited with {self.proc.returncode} while waiting for {what}:\n{self.output()[-3000:]}")
+                raise AssertionError(f"daemon exited with {self.proc.returncode} while waiting for {what}")
             try:
-                value = predicate()
+                return predicate()
             except (OSError, urllib.error.URLError, ValueError):
-                value = None
-            if value:
-                return value
-            if time.monotonic() >= deadline:
-                raise AssertionError(f"timed out after {timeout}s waiting for {what}\n{self.output()[-3000:]}")
-            time.sleep(0.05)
+                return None
+
+        try:
+            return wait_for(check, timeout, 0.05, what=what)
+        except AssertionError as err:
+            raise AssertionError(f"{err}\n{self.output()[-3000:]}") from None
 
     def request(self, method: str, path: str, body: Any = None, token: str | None = TOKEN) -> tuple[int, Any]:
         data = None if body is None else json.dumps(body).encode()

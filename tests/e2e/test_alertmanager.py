@@ -14,7 +14,6 @@ import json
 import re
 import shutil
 import subprocess
-import sys
 import threading
 import time
 import urllib.request
@@ -24,11 +23,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from daemon_proc import DaemonProc, free_port
-from harness import wait_for
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/mosquitto.py
-from mosquitto import MosquittoBroker, mosquitto_binary  # noqa: E402
+from tests.e2e.daemon_proc import DaemonProc, free_port
+from tests.mosquitto import MosquittoBroker, mosquitto_binary
+from tests.waiting import wait_for
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 ALERTMANAGER = "/usr/bin/prometheus-alertmanager"

@@ -9,10 +9,10 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from daemon_proc import DaemonProc
-from harness import wait_for
 
 from fieldwatch.demo import SILENT_ADDRESS
+from tests.e2e.daemon_proc import DaemonProc
+from tests.waiting import wait_for
 
 CONFIG = f"""
 storage: {{url: "sqlite:///@DIR@/fieldwatch.db"}}

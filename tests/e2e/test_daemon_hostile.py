@@ -14,7 +14,8 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from daemon_proc import DaemonProc
+
+from tests.e2e.daemon_proc import DaemonProc
 
 # `interval_s: 1` alone: the default timeout (1 s) may equal the interval (item 11).
 CONFIG = """

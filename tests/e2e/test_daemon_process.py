@@ -9,7 +9,8 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from daemon_proc import TOKEN, DaemonProc
+
+from tests.e2e.daemon_proc import TOKEN, DaemonProc
 
 CONFIG = """
 instance: e2e

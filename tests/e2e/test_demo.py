@@ -14,7 +14,8 @@ import urllib.request
 from typing import Any
 
 import pytest
-from daemon_proc import free_port
+
+from tests.e2e.daemon_proc import free_port
 
 
 def _get(url: str) -> Any:

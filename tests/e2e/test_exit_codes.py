@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import os
-import sys
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from daemon_proc import DaemonProc
 
-sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "actors", "opcua"))
-from opcua_sim import SimProcess  # noqa: E402
+from tests.actors.opcua.opcua_sim import SimProcess
+from tests.e2e.daemon_proc import DaemonProc
 
 SUPERVISION = """
 root: {strategy: one_for_one, intensity: {max_restarts: 0, within_s: 60}}

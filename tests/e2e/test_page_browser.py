@@ -16,12 +16,12 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from browser import node_modules, start_browser
-from daemon_proc import TOKEN, DaemonProc, free_port
-from harness import wait_for
-from mosquitto import MosquittoBroker, mosquitto_binary
 
 from fieldwatch.demo import SILENT_ADDRESS
+from tests.e2e.browser import node_modules, start_browser
+from tests.e2e.daemon_proc import TOKEN, DaemonProc, free_port
+from tests.mosquitto import MosquittoBroker, mosquitto_binary
+from tests.waiting import wait_for
 
 CONFIG = f"""
 storage: {{url: "sqlite:///@DIR@/fieldwatch.db"}}

@@ -13,7 +13,8 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from daemon_proc import DaemonProc, free_port
+
+from tests.e2e.daemon_proc import DaemonProc, free_port
 
 CONFIG = """
 storage: {url: "sqlite:///@DIR@/fieldwatch.db"}

@@ -2,15 +2,11 @@
 
 from __future__ import annotations
 
-import os
 import shutil
-import sys
 
 import pytest
 
-sys.path.insert(0, os.path.dirname(__file__))  # examples_helpers
-
-from examples_helpers import exported_names  # noqa: E402
+from tests.examples.examples_helpers import exported_names
 
 
 @pytest.fixture(scope="session")

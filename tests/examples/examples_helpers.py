@@ -10,11 +10,14 @@ import prometheus_client
 from prometheus_client.parser import text_string_to_metric_families
 
 from fieldwatch import states
+from fieldwatch.actors.icmp.stats import fold_probe
 from fieldwatch.actors.tree import TreeView
 from fieldwatch.cluster.view import ClusterCollector, FencedWrites, LocalCluster
 from fieldwatch.http.metrics import FieldwatchCollector
-from fieldwatch.status import EndpointStatus, StatusBoard
+from fieldwatch.ledger import EndpointLedger
+from fieldwatch.status import EndpointStatus
 from fieldwatch.storage.gateway import StorageGateway
+from tests.ledger_helpers import new_ledger, seed
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLES = REPO / "examples"
@@ -26,31 +29,31 @@ def metric_names(text: str) -> set[str]:
     return set(METRIC_NAME.findall(text))
 
 
-def _board() -> StatusBoard:
+def _board() -> EndpointLedger:
     """One endpoint of each kind with every per-endpoint value filled in."""
-    board = StatusBoard()
+    board = new_ledger()
     now = time.time()
-    board.register(EndpointStatus(1, "site-a", "plc", "opcua", state=states.UP, last_data_at=now,
+    seed(board, EndpointStatus(1, "site-a", "plc", "opcua", state=states.UP, last_data_at=now,
                                   fresh_within_s=30, restarts=1, reconnects=2))  # fmt: skip
-    board.register(EndpointStatus(2, "site-a", "router", "icmp", state=states.DOWN, last_data_at=now - 60,
+    seed(board, EndpointStatus(2, "site-a", "router", "icmp", state=states.DOWN, last_data_at=now - 60,
                                   down_since=now - 30))  # fmt: skip
-    board.register(EndpointStatus(3, "site-b", "broker", "mqtt", state=states.UP, last_data_at=now,
+    seed(board, EndpointStatus(3, "site-b", "broker", "mqtt", state=states.UP, last_data_at=now,
                                   fresh_within_s=300))  # fmt: skip
     for result in ("ok", "bad_status", "error"):
-        board.incr(1, "opcua_reads", result, 3)
+        board.incarnation(1, 0).count("opcua_reads", result, 3)
     for result in ("stored", "parse_error", "ignored"):
-        board.incr(3, "mqtt_messages", result, 5)
-    board.observe_rtt(2, [0.0007, 0.004], 0.5)
-    board.set_alert(1, "threshold", "level", True)
-    board.set_alert(2, "down", "", True)
-    board.set_alert(3, "offline", "dev1", True)
-    board.observe_value(1, "level", None, 4.2)
-    board.observe_value(3, "temp", "dev1", 21.5)
+        board.incarnation(3, 0).count("mqtt_messages", result, 5)
+    board.incarnation(2, 0).observe(fold_probe, ([0.0007, 0.004], 0.5))
+    board.incarnation(1, 0).alert("threshold", "warning", "", "level")
+    board.incarnation(2, 0).alert("down", "warning", "", "")
+    board.incarnation(3, 0).alert("offline", "warning", "", "dev1")
+    board.incarnation(1, 0).value("level", None, 4.2)
+    board.incarnation(3, 0).value("temp", "dev1", 21.5)
     return board
 
 
 def exported_names() -> tuple[frozenset[str], frozenset[str]]:
-    """(sample names, family names) of a real collector over a filled StatusBoard, as /metrics renders them."""
+    """(sample names, family names) of a real collector over a filled ledger, as /metrics renders them."""
     tree = TreeView()
     tree.count_restart("root/sites/site-a")
     collector = FieldwatchCollector(_board(), tree, StorageGateway())

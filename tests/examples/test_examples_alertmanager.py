@@ -7,7 +7,8 @@ import subprocess
 
 import pytest
 import yaml
-from examples_helpers import EXAMPLES
+
+from tests.examples.examples_helpers import EXAMPLES
 
 CONFIG = EXAMPLES / "alertmanager.yml"
 

@@ -8,12 +8,12 @@ from typing import Any
 
 import prometheus_client
 import pytest
-from examples_helpers import EXAMPLES, REPO, metric_names
 
 from fieldwatch.actors.tree import TreeView
 from fieldwatch.http.app import AppDeps, create_app
-from fieldwatch.status import StatusBoard
 from fieldwatch.storage.gateway import StorageGateway
+from tests.examples.examples_helpers import EXAMPLES, REPO, metric_names
+from tests.ledger_helpers import new_ledger
 
 DOCS = (REPO / "docs" / "operating.md", EXAMPLES / "README.md")
 _ROUTE = re.compile(r"/(?:api/v1|healthz|readyz|metrics|openapi\.json)[A-Za-z0-9_{}./-]*")
@@ -27,7 +27,7 @@ def test_docs_name_only_exported_metrics(doc: Path, exported: tuple[frozenset[st
 
 
 def _router() -> Any:
-    deps = AppDeps(controller=object(), board=StatusBoard(), tree=TreeView(),  # type: ignore[arg-type]
+    deps = AppDeps(controller=object(), board=new_ledger(), tree=TreeView(),  # type: ignore[arg-type]
                    storage=StorageGateway(), registry=prometheus_client.CollectorRegistry(), token=None,
                    log_file=None)  # fmt: skip
     return create_app(deps)._router

@@ -12,7 +12,8 @@ from typing import Any
 
 import pytest
 import yaml
-from examples_helpers import EXAMPLES, metric_names
+
+from tests.examples.examples_helpers import EXAMPLES, metric_names
 
 DASHBOARD = EXAMPLES / "grafana-dashboard.json"
 DS_INPUT = "${DS_PROMETHEUS}"

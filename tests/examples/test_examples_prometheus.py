@@ -7,7 +7,8 @@ import subprocess
 from pathlib import Path
 
 import yaml
-from examples_helpers import EXAMPLES, metric_names
+
+from tests.examples.examples_helpers import EXAMPLES, metric_names
 
 ALERTS = EXAMPLES / "alerts.yml"
 

@@ -9,9 +9,9 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from examples_helpers import EXAMPLES
 
 from fieldwatch.cli import EXIT_CONFIG, EXIT_RUNTIME, EXIT_SUPERVISOR, _parser
+from tests.examples.examples_helpers import EXAMPLES
 
 UNIT = EXAMPLES / "fieldwatch.service"
 

@@ -3,17 +3,13 @@
 from __future__ import annotations
 
 import os
-import sys
 from collections.abc import Iterator
 
 import falcon.testing
 import pytest
 
-sys.path.insert(0, os.path.dirname(__file__))  # httpapi_fakes
-
-from httpapi_fakes import TOKEN, make_deps  # noqa: E402
-
-from fieldwatch.http import AppDeps, HttpServer, create_app, serve  # noqa: E402
+from fieldwatch.http import AppDeps, HttpServer, create_app, serve
+from tests.httpapi.httpapi_fakes import TOKEN, make_deps
 
 
 @pytest.fixture

@@ -15,8 +15,8 @@ from fieldwatch.config.sites import parse_site_body
 from fieldwatch.errors import ConfigError, ConflictError, NotFoundError, StorageError
 from fieldwatch.http import AppDeps
 from fieldwatch.http.readside import Page
-from fieldwatch.status import StatusBoard
 from fieldwatch.storage.gateway import COMMIT_BUCKETS, Histogram, StorageStats
+from tests.ledger_helpers import new_ledger
 
 TOKEN = "s3cret-token-value"
 KINDS = ("opcua", "mqtt", "icmp")
@@ -257,7 +257,7 @@ class FakeStorage:
 def make_deps(log_file: str | None = None, token: str | None = TOKEN, **overrides: Any) -> AppDeps:
     """AppDeps over fresh fakes, a fresh registry, board and tree."""
     values: dict[str, Any] = {
-        "controller": FakeController(), "board": StatusBoard(), "tree": TreeView(), "storage": FakeStorage(),
+        "controller": FakeController(), "board": new_ledger(), "tree": TreeView(), "storage": FakeStorage(),
         "registry": prometheus_client.CollectorRegistry(), "token": token, "log_file": log_file,
         "queries": FakeQueries(), "heartbeat_s": 0.2, "max_body_bytes": 4096,
     }  # fmt: skip

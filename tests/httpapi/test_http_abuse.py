@@ -7,20 +7,14 @@ import json
 import os
 import socket
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 
 import pytest
-from httpapi_fakes import TOKEN, make_deps
 
 from fieldwatch.http import AppDeps, HttpServer, create_app, serve
 from fieldwatch.http.server import Limits
-
-
-def _wait(predicate: Callable[[], bool], timeout_s: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not predicate():
-        assert time.monotonic() < deadline, "condition not met in time"
-        time.sleep(0.02)
+from tests.httpapi.httpapi_fakes import TOKEN, make_deps
+from tests.waiting import wait_for
 
 
 def _healthz_seconds(server: HttpServer, timeout_s: float = 1.0) -> float:
@@ -103,7 +97,7 @@ def test_oldest_unserved_connection_is_the_one_closed(deps: AppDeps) -> None:
         status, _, _ = _response(stream)
         assert status == 200
         idle = [_raw(running) for _ in range(20)]
-        _wait(lambda: _closed_by_server(idle[0]))
+        wait_for(lambda: _closed_by_server(idle[0]))
         stream.settimeout(2.0)
         assert stream.recv(100), "the followed stream was closed"  # heartbeats keep coming
         assert _healthz_seconds(running) < 1.0
@@ -155,7 +149,7 @@ def test_streams_past_their_limit_get_503_and_lose_the_socket(log_file: str) -> 
                 continue  # closed before its answer to make room for newer ones: fine
             assert status == 503 and headers.get("retry-after") and json.loads(body)["title"]
             answered += 1
-            _wait(lambda s=sock: _closed_by_server(s))  # type: ignore[misc]
+            wait_for(lambda s=sock: _closed_by_server(s))  # type: ignore[misc]
         assert answered >= 32, answered  # at least the last per-client window was answered
         assert deps.streams.open == 1
         assert _healthz_seconds(running) < 1.0

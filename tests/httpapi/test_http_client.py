@@ -8,11 +8,11 @@ import time
 from typing import Any
 
 import pytest
-from httpapi_fakes import TOKEN
 
 from fieldwatch.cli import main
 from fieldwatch.client import format_table
 from fieldwatch.http import AppDeps, HttpServer
+from tests.httpapi.httpapi_fakes import TOKEN
 
 
 def _free_port() -> int:

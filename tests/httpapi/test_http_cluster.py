@@ -10,10 +10,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from harness import Harness
 from prometheus_client.parser import text_string_to_metric_families
 
 from fieldwatch.config.model import SiteConfig
+from tests.harness import Harness
 
 
 @pytest.fixture

@@ -8,12 +8,12 @@ from typing import Any
 
 import falcon.testing
 import pytest
-from httpapi_fakes import TOKEN, make_deps
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from fieldwatch.http import create_app
 from fieldwatch.http.openapi import openapi_document
+from tests.httpapi.httpapi_fakes import TOKEN, make_deps
 
 _DOC = openapi_document()
 _TEMPLATES = sorted(_DOC["paths"])

@@ -7,10 +7,10 @@ import time
 
 import falcon.testing
 import pytest
-from httpapi_fakes import TOKEN, make_deps
 
 from fieldwatch.cli import main
 from fieldwatch.http import HttpServer, create_app
+from tests.httpapi.httpapi_fakes import TOKEN, make_deps
 
 TC = falcon.testing.TestClient
 

@@ -11,11 +11,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from harness import Harness, fast_policy, wait_for
 
 from fieldwatch import views as views_mod
 from fieldwatch.actors.icmp.prober import stop_shared_prober
-from fieldwatch.config.model import EndpointConfig, IcmpOptions, SiteConfig
+from fieldwatch.actors.icmp.schema import IcmpOptions
+from fieldwatch.config.model import EndpointConfig, SiteConfig
+from tests.harness import Harness, fast_policy
+from tests.waiting import wait_for
 
 _N = 200
 

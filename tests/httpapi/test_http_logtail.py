@@ -6,10 +6,10 @@ import json
 import os
 
 import falcon.testing
-from httpapi_fakes import make_deps
 
 from fieldwatch.http import create_app
 from fieldwatch.http.logtail import LogFilter, LogFollower, tail
+from tests.httpapi.httpapi_fakes import make_deps
 
 
 def _text(level: str, message: str, path: str | None = None) -> str:

@@ -9,37 +9,40 @@ import time
 import falcon.testing
 import prometheus_client
 import pytest
-from httpapi_fakes import FakeStorage, make_deps
 from prometheus_client.exposition import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from fieldwatch import states
+from fieldwatch.actors.icmp.stats import fold_probe
 from fieldwatch.actors.tree import TreeView
 from fieldwatch.http import AppDeps, FieldwatchCollector, create_app
-from fieldwatch.status import EndpointStatus, StatusBoard
+from fieldwatch.ledger import EndpointLedger
+from fieldwatch.status import EndpointStatus
+from tests.httpapi.httpapi_fakes import FakeStorage, make_deps
+from tests.ledger_helpers import new_ledger, seed
 
 
-def _board() -> StatusBoard:
-    board = StatusBoard()
+def _board() -> EndpointLedger:
+    board = new_ledger()
     now = time.time()
-    board.register(EndpointStatus(1, "alpha", "plc", "opcua", state=states.UP, last_data_at=now, fresh_within_s=30,
+    seed(board, EndpointStatus(1, "alpha", "plc", "opcua", state=states.UP, last_data_at=now, fresh_within_s=30,
                                   restarts=2, reconnects=1, reason="up"))  # fmt: skip
-    board.register(EndpointStatus(2, "alpha", "router", "icmp", state=states.UP, last_data_at=now - 100,
+    seed(board, EndpointStatus(2, "alpha", "router", "icmp", state=states.UP, last_data_at=now - 100,
                                   fresh_within_s=30))  # fmt: skip
-    board.register(EndpointStatus(3, "beta", "broker", "mqtt", state=states.FAULTY,
+    seed(board, EndpointStatus(3, "beta", "broker", "mqtt", state=states.FAULTY,
                                   reason='host "x" does not resolve\nsecret-ish text'))  # fmt: skip
-    board.incr(1, "opcua_reads", "ok", 7)
-    board.incr(1, "opcua_reads", "bad_status")
-    board.incr(3, "mqtt_messages", "stored", 5)
-    board.incr(3, "mqtt_messages", "parse_error", 2)
-    board.observe_rtt(2, [0.0004, 0.003, 0.003, 3.0], 0.25)
-    board.set_alert(3, "faulty", "", True)
-    board.set_alert(3, "offline", "dev1", True)
-    board.set_alert(3, "offline", "dev2", True)
-    board.set_alert(1, "threshold", "level", True)
-    board.observe_value(1, "level", None, 4.0)
-    board.observe_value(1, "level", None, 4.25)  # the latest wins
-    board.observe_value(3, "temp", 'dev "1"\\', 21.5)  # label values are escaped
+    board.incarnation(1, 0).count("opcua_reads", "ok", 7)
+    board.incarnation(1, 0).count("opcua_reads", "bad_status")
+    board.incarnation(3, 0).count("mqtt_messages", "stored", 5)
+    board.incarnation(3, 0).count("mqtt_messages", "parse_error", 2)
+    board.incarnation(2, 0).observe(fold_probe, ([0.0004, 0.003, 0.003, 3.0], 0.25))
+    board.incarnation(3, 0).alert("faulty", "warning", "", "")
+    board.incarnation(3, 0).alert("offline", "warning", "", "dev1")
+    board.incarnation(3, 0).alert("offline", "warning", "", "dev2")
+    board.incarnation(1, 0).alert("threshold", "warning", "", "level")
+    board.incarnation(1, 0).value("level", None, 4.0)
+    board.incarnation(1, 0).value("level", None, 4.25)  # the latest wins
+    board.incarnation(3, 0).value("temp", 'dev "1"\\', 21.5)  # label values are escaped
     return board
 
 
@@ -103,14 +106,14 @@ def test_global_metrics(registry: prometheus_client.CollectorRegistry) -> None:
 
 
 def test_reading_values_and_their_series_cap() -> None:
-    board = StatusBoard(max_reading_series=2)
-    board.register(EndpointStatus(1, "alpha", "plc", "opcua"))
-    board.register(EndpointStatus(3, "beta", "broker", "mqtt"))
-    board.observe_value(1, "level", None, 1.5)
-    board.observe_value(3, "temp", "d1", 20.0)
+    board = new_ledger(max_reading_series=2)
+    seed(board, EndpointStatus(1, "alpha", "plc", "opcua"))
+    seed(board, EndpointStatus(3, "beta", "broker", "mqtt"))
+    board.incarnation(1, 0).value("level", None, 1.5)
+    board.incarnation(3, 0).value("temp", "d1", 20.0)
     for _ in range(3):
-        board.observe_value(3, "temp", "d2", 30.0)  # a third series: left out, counted once
-    board.observe_value(3, "temp", "d1", 21.0)  # a kept series still moves
+        board.incarnation(3, 0).value("temp", "d2", 30.0)  # a third series: left out, counted once
+    board.incarnation(3, 0).value("temp", "d1", 21.0)  # a kept series still moves
     reg = prometheus_client.CollectorRegistry()
     reg.register(FieldwatchCollector(board, TreeView(), FakeStorage()))
     v = reg.get_sample_value
@@ -121,7 +124,7 @@ def test_reading_values_and_their_series_cap() -> None:
     assert v("fieldwatch_reading_value", {**broker, "name": "temp", "device": "d2"}) is None
     assert v("fieldwatch_reading_series_dropped_total") == 1.0
     board.remove(1)  # its series free room under the cap
-    board.observe_value(3, "temp", "d2", 30.0)
+    board.incarnation(3, 0).value("temp", "d2", 30.0)
     assert v("fieldwatch_reading_value", {**broker, "name": "temp", "device": "d2"}) == 30.0
 
 
@@ -159,7 +162,7 @@ def test_fast_render_equals_the_standard_encoder(registry: prometheus_client.Col
 
 
 def test_no_reason_text_in_labels(client: falcon.testing.TestClient, deps: AppDeps) -> None:
-    deps.board.register(EndpointStatus(9, "gamma", "x", "icmp", state=states.DOWN, reason="connection refused"))
+    seed(deps.board, EndpointStatus(9, "gamma", "x", "icmp", state=states.DOWN, reason="connection refused"))
     body = client.simulate_get("/metrics").text
     assert "refused" not in body
 
@@ -167,8 +170,11 @@ def test_no_reason_text_in_labels(client: falcon.testing.TestClient, deps: AppDe
 def test_metrics_route_and_promtool(tmp_path: object) -> None:
     deps = make_deps()
     for i, status in enumerate(_board().snapshot()):
-        deps.board.register(status)
-        deps.board.set_alert(status.endpoint_id, "down", "", i == 0)
+        inc = seed(deps.board, status)
+        if i == 0:
+            inc.alert("down", "critical", "")
+        else:
+            inc.resolve("down")
     resp = falcon.testing.TestClient(create_app(deps)).simulate_get("/metrics")
     assert resp.status_code == 200
     assert resp.headers["content-type"].startswith("text/plain; version=0.0.4")
@@ -188,10 +194,10 @@ def test_empty_board_renders(client: falcon.testing.TestClient) -> None:
 
 
 def test_render_time_with_10000_endpoints() -> None:
-    board = StatusBoard()
+    board = new_ledger()
     kinds = ("icmp", "mqtt", "opcua")
     for i in range(10_000):
-        board.register(EndpointStatus(i, f"site-{i // 10:04d}", f"ep-{i % 10}", kinds[i % 3], state=states.UP,
+        seed(board, EndpointStatus(i, f"site-{i // 10:04d}", f"ep-{i % 10}", kinds[i % 3], state=states.UP,
                                       last_data_at=time.time(), fresh_within_s=30))  # fmt: skip
     reg = prometheus_client.CollectorRegistry()
     collector = FieldwatchCollector(board, TreeView(), FakeStorage())

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import falcon.inspect
 import falcon.testing
-from httpapi_fakes import make_deps
 
 from fieldwatch.http import create_app, resources
 from fieldwatch.http.openapi import openapi_document
+from tests.httpapi.httpapi_fakes import make_deps
 
 _METHODS = {"get", "post", "put", "delete", "patch"}
 

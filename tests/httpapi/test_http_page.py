@@ -9,12 +9,14 @@ import time
 import urllib.request
 
 import falcon.testing
-from httpapi_fakes import make_deps
 
+from fieldwatch.actors.icmp.stats import fold_probe
 from fieldwatch.http import create_app, serve
 from fieldwatch.http.page import COLUMNS
 from fieldwatch.logring import LogRing
 from fieldwatch.status import EndpointStatus
+from tests.httpapi.httpapi_fakes import make_deps
+from tests.ledger_helpers import seed, set_fields
 
 ASSETS = ("/static/page.js", "/static/page.css", "/static/favicon.svg")
 
@@ -45,14 +47,14 @@ def _board_deps(cache_s: float = 0.0) -> tuple[falcon.testing.TestClient, object
     deps = make_deps(overview_cache_s=cache_s)
     now = time.time()
     board = deps.board
-    board.register(EndpointStatus(1, "alpha", "plc", "opcua", state="up", since=now - 60, last_data_at=now,
+    seed(board, EndpointStatus(1, "alpha", "plc", "icmp", state="up", since=now - 60, last_data_at=now,
                                   fresh_within_s=30))  # fmt: skip
-    board.register(EndpointStatus(2, "alpha", "router", "icmp", state="down", since=now - 5, down_since=now - 312,
+    seed(board, EndpointStatus(2, "alpha", "router", "icmp", state="down", since=now - 5, down_since=now - 312,
                                   reason="no reply", last_data_at=now - 320))  # fmt: skip
-    board.register(EndpointStatus(3, "beta", "broker", "mqtt", enabled=False, state="disabled", since=now - 9))
-    board.register(EndpointStatus(4, "beta", "old", "opcua", state="up", since=now - 99, last_data_at=now - 90,
+    seed(board, EndpointStatus(3, "beta", "broker", "mqtt", enabled=False, state="disabled", since=now - 9))
+    seed(board, EndpointStatus(4, "beta", "old", "opcua", state="up", since=now - 99, last_data_at=now - 90,
                                   fresh_within_s=30))  # fmt: skip
-    board.observe_rtt(1, [0.0042], 0.0)
+    board.incarnation(1, 0).observe(fold_probe, ([0.0042], 0.0))
     return falcon.testing.TestClient(create_app(deps)), deps
 
 
@@ -69,6 +71,8 @@ def test_overview_rows_counts_and_etag() -> None:
     assert rows["alpha/router"]["state"] == "down" and rows["alpha/router"]["reason"] == "no reply"
     assert rows["alpha/router"]["down_since"] < rows["alpha/router"]["since"]
     assert rows["alpha/router"]["rtt_ms"] is None
+    assert rows["beta/old"]["rtt_ms"] is None and rows["beta/broker"]["rtt_ms"] is None  # kinds without an RTT
+    assert body["topic_kinds"] == ["mqtt"]  # the page offers a Topics button for these kinds only
     # the readers' freshness rule: `up` with data older than stale_after_s is shown stale, with why
     assert rows["beta/old"]["state"] == "stale" and "no data within 30s" in rows["beta/old"]["reason"]
     assert body["counts"] == {"up": 1, "down": 1, "stale": 1, "disabled": 1, "connecting": 0, "faulty": 0}
@@ -78,7 +82,7 @@ def test_overview_rows_counts_and_etag() -> None:
 
     again = client.simulate_get("/api/v1/overview", headers={"If-None-Match": etag})
     assert again.status_code == 304 and again.content == b""
-    deps.board.update(2, 0, state="up", since=time.time(), down_since=None, reason=None)
+    set_fields(deps.board, 2, state="up", since=time.time(), down_since=None, reason=None)
     object.__setattr__(deps, "overview_cache_s", 0.0)  # frozen deps: rebuild from now on
     changed = client.simulate_get("/api/v1/overview", headers={"If-None-Match": etag})
     assert changed.status_code == 200 and changed.headers["etag"] != etag
@@ -156,7 +160,7 @@ def test_overview_built_once_per_interval() -> None:
     client, deps = _board_deps()
     cached = falcon.testing.TestClient(create_app(make_deps(board=deps.board, overview_cache_s=60.0)))  # type: ignore[attr-defined]
     first = cached.simulate_get("/api/v1/overview")
-    deps.board.update(2, 0, state="up", since=time.time(), down_since=None)  # type: ignore[attr-defined]
+    set_fields(deps.board, 2, state="up", since=time.time(), down_since=None)  # type: ignore[attr-defined]
     assert cached.simulate_get("/api/v1/overview").headers["etag"] == first.headers["etag"]  # within the interval
     assert client.simulate_get("/api/v1/overview").json["counts"]["down"] == 0  # interval 0: rebuilt
 

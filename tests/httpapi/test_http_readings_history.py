@@ -3,18 +3,15 @@
 from __future__ import annotations
 
 import json
-import sys
 import urllib.parse
 import urllib.request
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from harness import Harness  # noqa: E402
-
-from fieldwatch.config.model import EndpointConfig, OpcuaOptions, SiteConfig  # noqa: E402
-from fieldwatch.storage import writes as w  # noqa: E402
+from fieldwatch.actors.opcua.schema import OpcuaOptions
+from fieldwatch.config.model import EndpointConfig, SiteConfig
+from fieldwatch.storage import writes as w
+from tests.harness import Harness
 
 T0 = 1_764_000_000.0  # a minute boundary
 
@@ -35,7 +32,7 @@ def test_until_step_and_pages_over_http(tmp_path: Path) -> None:
     try:
         daemon = harness.start([site], http=True)
         endpoint_id = harness.endpoint_id("plant", "plc")
-        generation = daemon.storage.current_generation(endpoint_id)
+        generation = harness.status("plant", "plc").generation
         # three hours of a reading every 10 s, sent late (source time in the past), values 0..1079
         daemon.storage.submit_many(
             w.ReadingRecord(endpoint_id=endpoint_id, generation=generation, name="level", value_num=float(i),

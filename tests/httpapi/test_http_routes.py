@@ -8,10 +8,10 @@ from typing import Any
 
 import falcon.testing
 import pytest
-from httpapi_fakes import TOKEN, make_deps
 
 from fieldwatch.actors.tree import TreeNode
 from fieldwatch.http import AppDeps, create_app
+from tests.httpapi.httpapi_fakes import TOKEN, make_deps
 
 TC = falcon.testing.TestClient
 

@@ -11,8 +11,6 @@ a readings cursor given with `step` (or a buckets cursor without) is a 400 the d
 
 from __future__ import annotations
 
-import os
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,7 +18,6 @@ from typing import Any
 
 import pytest
 import schemathesis
-from httpapi_fakes import TOKEN, make_deps
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from schemathesis.config import SchemathesisConfig
@@ -29,9 +26,8 @@ from fieldwatch.http import StorageQueries, create_app
 from fieldwatch.storage import writes as w
 from fieldwatch.storage.paging import encode_cursor
 from fieldwatch.storage.testing import temporary_database
-
-sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "storage"))
-from storage_helpers import create_site, write  # noqa: E402
+from tests.httpapi.httpapi_fakes import TOKEN, make_deps
+from tests.storage.storage_helpers import create_site, write
 
 _KINDS = ("events", "alerts", "readings", "topics", "parse_errors")
 for _kind in _KINDS:
@@ -75,14 +71,14 @@ def _real_read_side(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
         ids = create_site(db, "alpha", ("plc", "opcua", "{}"), ("broker", "mqtt", "{}"))
         now = time.time()
         plc, broker = ids["plc"], ids["broker"]
-        write(db, [w.EventRecord(plc, 0, now - i, "info", "state", f"e{i}") for i in range(3)]
+        write(db, [w.EventRecord(endpoint_id=plc, generation=0, time=now - i, level="info", event="state", message=f"e{i}") for i in range(3)]
               + [w.ReadingRecord(endpoint_id=plc, generation=0, name="level", value_num=1.5 + i, quality="good",
                                  source_time=now - i, received_at=now - i) for i in range(3)]
               + [w.ReadingRecord(endpoint_id=broker, generation=0, name="t", value_num=None, value_text='{"a": 1}',
                                  quality="good", received_at=now, device="d1")]
-              + [w.AlertOpen(plc, 0, "down", "critical", "link down", now - 1)]
-              + [w.TopicSeen(broker, 0, "sensors/d1/t", now, 3, True)]
-              + [w.ParseErrorRecord(broker, 0, now, "sensors/d1/t", "json", "not JSON", "{")], now)  # fmt: skip
+              + [w.AlertOpen(endpoint_id=plc, generation=0, condition="down", severity="critical", message="link down", time=now - 1)]
+              + [w.TopicSeen(endpoint_id=broker, generation=0, topic="sensors/d1/t", time=now, count=3, is_processable=True)]
+              + [w.ParseErrorRecord(endpoint_id=broker, generation=0, time=now, topic="sensors/d1/t", parser="json", error="not JSON", sample="{")], now)  # fmt: skip
         previous = _APP.target
         _APP.target = create_app(make_deps(queries=StorageQueries(), register_collector=False, max_body_bytes=1 << 20))
         try:

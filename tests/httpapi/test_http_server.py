@@ -8,20 +8,13 @@ import os
 import socket
 import time
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from httpapi_fakes import TOKEN
-
 from fieldwatch.http import AppDeps, HttpServer, create_app, serve
-
-
-def _wait(predicate: Callable[[], bool], timeout_s: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not predicate():
-        assert time.monotonic() < deadline, "condition not met in time"
-        time.sleep(0.02)
+from tests.httpapi.httpapi_fakes import TOKEN
+from tests.waiting import wait_for
 
 
 @contextmanager
@@ -68,7 +61,7 @@ def test_follow_logs_across_rotation_and_disconnect(server: HttpServer, deps: Ap
         write("four")  # a new file
         assert _next_item(resp)["line"].endswith("four")
         assert deps.streams.open == 1
-    _wait(lambda: deps.streams.open == 0)  # the heartbeat write failed: the generator was closed
+    wait_for(lambda: deps.streams.open == 0)  # the heartbeat write failed: the generator was closed
     assert deps.streams.closed == 1
 
 
@@ -81,7 +74,7 @@ def test_follow_events(server: HttpServer, deps: AppDeps) -> None:
         q.add_event("beta", "broker", "error", "other site")
         q.add_event("alpha", "plc", "error", "after")
         assert _next_item(resp)["message"] == "after"
-    _wait(lambda: deps.streams.open == 0)
+    wait_for(lambda: deps.streams.open == 0)
 
 
 def test_chunked_body_over_the_limit_is_413(server: HttpServer, deps: AppDeps) -> None:
@@ -104,7 +97,7 @@ def test_stop_ends_open_streams(deps: AppDeps, log_file: str) -> None:
     started = time.monotonic()
     server.stop()
     assert time.monotonic() - started < 3
-    _wait(lambda: deps.streams.open == 0)
+    wait_for(lambda: deps.streams.open == 0)
     conn.close()
     with socket.socket() as s:
         assert s.connect_ex(("127.0.0.1", server.port)) != 0  # nothing listens any more

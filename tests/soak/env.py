@@ -24,10 +24,11 @@ from pathlib import Path
 from typing import Any
 
 import psycopg2
-from daemon_proc import DaemonProc
-from mosquitto import MosquittoBroker, mosquitto_binary
-from netns import VethNamespace, netns_available, veth_namespace
-from opcua_sim import SimProcess
+
+from tests.actors.opcua.opcua_sim import SimProcess
+from tests.e2e.daemon_proc import DaemonProc
+from tests.mosquitto import MosquittoBroker, mosquitto_binary
+from tests.netns import VethNamespace, netns_available, veth_namespace
 
 __all__ = ["Incarnation", "PG_DSN", "SoakEnv", "Target", "mqtt_available", "pg_admin"]
 

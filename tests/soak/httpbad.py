@@ -7,7 +7,7 @@ import json
 import random
 from dataclasses import dataclass
 
-from daemon_proc import TOKEN
+from tests.e2e.daemon_proc import TOKEN
 
 __all__ = ["HttpCheck", "bad_requests", "request"]
 

@@ -20,6 +20,8 @@ from pathlib import Path
 import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion
 
+from tests.waiting import wait_for
+
 __all__ = ["SeqPublisher", "publish_raw"]
 
 
@@ -128,9 +130,9 @@ def _acked(info: paho.MQTTMessageInfo) -> bool:
 
 
 def _poll(predicate: Callable[[], bool], timeout_s: float) -> bool:
-    deadline = time.monotonic() + timeout_s
-    while not predicate():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.01)
+    """Whether `predicate` held within `timeout_s` (the soak records a miss, it does not fail on it)."""
+    try:
+        wait_for(predicate, timeout_s)
+    except AssertionError:
+        return False
     return True

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import peewee
-from storage_helpers import create_site, write
 
 from fieldwatch.storage import writes as w
 from fieldwatch.storage.batch import EndpointIndex
+from tests.storage.storage_helpers import create_site, write
 
 
 def row(db: peewee.Database, sql: str, *params: object) -> tuple[object, ...]:
@@ -18,11 +18,19 @@ def test_endpoint_columns_fold_in_submission_order(db: peewee.Database) -> None:
     write(
         db,
         [
-            w.GenerationStarted(e, 3),
-            w.StateChange(e, 3, "up", 10.0, "connected", None, 10.0),
-            w.Touch(e, 3, 11.0),
-            w.Touch(e, 3, 12.0),
-            w.Counters(e, 3, 2, 5),
+            w.GenerationStarted(endpoint_id=e, generation=3),
+            w.StateChange(
+                endpoint_id=e,
+                generation=3,
+                state="up",
+                since=10.0,
+                reason="connected",
+                down_since=None,
+                last_data_at=10.0,
+            ),
+            w.Touch(endpoint_id=e, generation=3, last_data_at=11.0),
+            w.Touch(endpoint_id=e, generation=3, last_data_at=12.0),
+            w.Counters(endpoint_id=e, generation=3, restarts=2, reconnects=5),
         ],
         now=99.0,
     )
@@ -32,27 +40,65 @@ def test_endpoint_columns_fold_in_submission_order(db: peewee.Database) -> None:
         "FROM endpoint WHERE id = ?",
         e,
     ) == ("up", 10.0, "connected", 12.0, 3, 2, 5, 99.0)
-    write(db, [w.Touch(e, 3, 13.0), w.StateChange(e, 3, "down", 14.0, "refused", 14.0, 13.0)])
+    write(
+        db,
+        [
+            w.Touch(endpoint_id=e, generation=3, last_data_at=13.0),
+            w.StateChange(
+                endpoint_id=e,
+                generation=3,
+                state="down",
+                since=14.0,
+                reason="refused",
+                down_since=14.0,
+                last_data_at=13.0,
+            ),
+        ],
+    )
     assert row(db, "SELECT state, down_since, last_data_at FROM endpoint WHERE id = ?", e) == ("down", 14.0, 13.0)
 
 
 def test_topics_and_devices_are_upserted(db: peewee.Database) -> None:
     e = create_site(db, "s", ("broker", "mqtt", "{}"))["broker"]
-    write(db, [w.TopicSeen(e, 0, "a/b", 5.0, 2, True), w.TopicSeen(e, 0, "a/b", 6.0, 3, True)])
-    write(db, [w.TopicSeen(e, 0, "a/b", 4.0, 1, False)])  # late batch: first_seen moves back
+    write(
+        db,
+        [
+            w.TopicSeen(endpoint_id=e, generation=0, topic="a/b", time=5.0, count=2, is_processable=True),
+            w.TopicSeen(endpoint_id=e, generation=0, topic="a/b", time=6.0, count=3, is_processable=True),
+        ],
+    )
+    write(
+        db, [w.TopicSeen(endpoint_id=e, generation=0, topic="a/b", time=4.0, count=1, is_processable=False)]
+    )  # late batch: first_seen moves back
     assert row(db, "SELECT first_seen, last_seen, count, is_processable, is_active FROM topic") in (
         (4.0, 6.0, 6, False, True),
         (4.0, 6.0, 6, 0, 1),
     )
-    write(db, [w.DeviceSeen(e, 0, "d1", 10.0, True), w.DeviceSeen(e, 0, "d1", 11.0, True)])
-    write(db, [w.DeviceSeen(e, 0, "d1", 20.0, False)])  # offline: last_seen stays at the last message
+    write(
+        db,
+        [
+            w.DeviceSeen(endpoint_id=e, generation=0, device="d1", time=10.0, online=True),
+            w.DeviceSeen(endpoint_id=e, generation=0, device="d1", time=11.0, online=True),
+        ],
+    )
+    write(
+        db, [w.DeviceSeen(endpoint_id=e, generation=0, device="d1", time=20.0, online=False)]
+    )  # offline: last_seen stays at the last message
     assert row(db, "SELECT first_seen, last_seen, online FROM device") in ((10.0, 11.0, False), (10.0, 11.0, 0))
-    write(db, [w.DeviceSeen(e, 0, "d2", 30.0, False)])  # known only as offline
+    write(
+        db, [w.DeviceSeen(endpoint_id=e, generation=0, device="d2", time=30.0, online=False)]
+    )  # known only as offline
     assert row(db, "SELECT first_seen, last_seen, online FROM device WHERE name = 'd2'") in (
         (30.0, 30.0, False),
         (30.0, 30.0, 0),
     )
-    write(db, [w.DeviceSeen(e, 0, "d1", 25.0, True), w.DeviceSeen(e, 0, "d1", 26.0, False)])
+    write(
+        db,
+        [
+            w.DeviceSeen(endpoint_id=e, generation=0, device="d1", time=25.0, online=True),
+            w.DeviceSeen(endpoint_id=e, generation=0, device="d1", time=26.0, online=False),
+        ],
+    )
     assert row(db, "SELECT last_seen, online FROM device WHERE name = 'd1'") in ((25.0, False), (25.0, 0))
 
 
@@ -61,8 +107,19 @@ def test_events_take_names_from_the_endpoint(db: peewee.Database) -> None:
     write(
         db,
         [
-            w.EventRecord(e, 1, 1.0, "error", "connect_failed", "refused", "ConnectionRefusedError", 3),
-            w.EventRecord(None, 0, 2.0, "info", "started", "daemon started"),
+            w.EventRecord(
+                endpoint_id=e,
+                generation=1,
+                time=1.0,
+                level="error",
+                event="connect_failed",
+                message="refused",
+                exc_type="ConnectionRefusedError",
+                attempt=3,
+            ),
+            w.EventRecord(
+                endpoint_id=None, generation=0, time=2.0, level="info", event="started", message="daemon started"
+            ),
         ],
     )
     rows = db.execute_sql("SELECT site_name, endpoint_name, endpoint_id, exc_type, attempt FROM event ORDER BY id")
@@ -73,7 +130,9 @@ def test_events_take_names_from_the_endpoint(db: peewee.Database) -> None:
 
 
 def test_parse_error_samples_are_truncated() -> None:
-    record = w.ParseErrorRecord(1, 1, 1.0, "t", "json", "bad", "x" * 6000)
+    record = w.ParseErrorRecord(
+        endpoint_id=1, generation=1, time=1.0, topic="t", parser="json", error="bad", sample="x" * 6000
+    )
     assert len(record.sample) == w.SAMPLE_MAX_CHARS
 
 
@@ -82,12 +141,18 @@ def test_screen_splits_by_generation_and_existence(db: peewee.Database) -> None:
     index = EndpointIndex()
     index.refresh(db)
     batch: list[w.Write] = [
-        w.StateChange(e, 1, "up", 1.0, None, None, None),
-        w.GenerationStarted(e, 2),
-        w.StateChange(e, 1, "up", 2.0, None, None, None),  # the old actor, after its successor started
-        w.StateChange(e, 2, "connecting", 3.0, None, None, None),
-        w.Touch(e + 1000, 1, 1.0),  # no such endpoint
-        w.EventRecord(None, 0, 1.0, "info", "x", ""),
+        w.StateChange(
+            endpoint_id=e, generation=1, state="up", since=1.0, reason=None, down_since=None, last_data_at=None
+        ),
+        w.GenerationStarted(endpoint_id=e, generation=2),
+        w.StateChange(
+            endpoint_id=e, generation=1, state="up", since=2.0, reason=None, down_since=None, last_data_at=None
+        ),  # the old actor, after its successor started
+        w.StateChange(
+            endpoint_id=e, generation=2, state="connecting", since=3.0, reason=None, down_since=None, last_data_at=None
+        ),
+        w.Touch(endpoint_id=e + 1000, generation=1, last_data_at=1.0),  # no such endpoint
+        w.EventRecord(endpoint_id=None, generation=0, time=1.0, level="info", event="x", message=""),
     ]
     screened = index.screen(db, batch)
     assert screened.accepted == [batch[0], batch[1], batch[3], batch[5]]
@@ -106,7 +171,15 @@ def test_nul_characters_are_stored_replaced_on_every_backend(db: peewee.Database
     write(
         db,
         [
-            w.ParseErrorRecord(e, 0, 1.0, "t/x", "json", "bad \x00 json", "ab\x00cd"),
+            w.ParseErrorRecord(
+                endpoint_id=e,
+                generation=0,
+                time=1.0,
+                topic="t/x",
+                parser="json",
+                error="bad \x00 json",
+                sample="ab\x00cd",
+            ),
             w.ReadingRecord(
                 endpoint_id=e,
                 generation=0,
@@ -117,7 +190,9 @@ def test_nul_characters_are_stored_replaced_on_every_backend(db: peewee.Database
                 source_time=None,
                 received_at=1.0,
             ),
-            w.EventRecord(e, 0, 1.0, "warning", "parse_error", "payload \x00"),
+            w.EventRecord(
+                endpoint_id=e, generation=0, time=1.0, level="warning", event="parse_error", message="payload \x00"
+            ),
         ],
     )
     cursor = db.execute_sql("SELECT sample, error FROM parse_error")

@@ -3,16 +3,26 @@
 from __future__ import annotations
 
 import peewee
-from storage_helpers import create_site, write
 
 from fieldwatch.storage import writes as w
+from tests.storage.storage_helpers import create_site, write
 
 
 def test_many_endpoints_touched_and_changed_in_one_batch(db: peewee.Database) -> None:
     ids = create_site(db, "s", *((f"h{i}", "icmp", "{}") for i in range(50)))
-    batch: list[w.Write] = [w.Touch(ids[f"h{i}"], 0, 1000.0 + i) for i in range(50)]
-    batch.append(w.StateChange(ids["h7"], 0, "down", 2000.0, "no reply", 2000.0, 1500.0))  # after its Touch
-    batch.append(w.Counters(ids["h9"], 0, 4, 2))
+    batch: list[w.Write] = [w.Touch(endpoint_id=ids[f"h{i}"], generation=0, last_data_at=1000.0 + i) for i in range(50)]
+    batch.append(
+        w.StateChange(
+            endpoint_id=ids["h7"],
+            generation=0,
+            state="down",
+            since=2000.0,
+            reason="no reply",
+            down_since=2000.0,
+            last_data_at=1500.0,
+        )
+    )  # after its Touch
+    batch.append(w.Counters(endpoint_id=ids["h9"], generation=0, restarts=4, reconnects=2))
     write(db, batch, now=3000.0)
     got = {
         r[0]: tuple(r[1:])

@@ -15,16 +15,16 @@ from fieldwatch.storage.gateway import COMMIT_BUCKETS, StorageGateway
 def test_submit_never_drops_and_keeps_fifo_order() -> None:
     gateway = StorageGateway(max_queue=10)
     for i in range(50):
-        gateway.submit(w.Touch(1, 1, float(i)))
+        gateway.submit(w.Touch(endpoint_id=1, generation=1, last_data_at=float(i)))
     assert gateway.queue_depth == 50  # past max_queue: still queued
     assert [t.last_data_at for t in gateway.peek(5)] == [0.0, 1.0, 2.0, 3.0, 4.0]  # type: ignore[union-attr]
     gateway.committed(5, 5, 0, 0.002)
-    assert gateway.peek(1)[0] == w.Touch(1, 1, 5.0)
+    assert gateway.peek(1)[0] == w.Touch(endpoint_id=1, generation=1, last_data_at=5.0)
 
 
 def test_wait_capacity_blocks_until_the_writer_catches_up() -> None:
     gateway = StorageGateway(max_queue=10)
-    gateway.submit_many(w.Touch(1, 1, float(i)) for i in range(12))
+    gateway.submit_many(w.Touch(endpoint_id=1, generation=1, last_data_at=float(i)) for i in range(12))
     assert gateway.wait_capacity(0.01) is False
     released = threading.Event()
 
@@ -39,21 +39,10 @@ def test_wait_capacity_blocks_until_the_writer_catches_up() -> None:
     thread.join(5)
 
 
-def test_generations_are_seeded_and_start_writes() -> None:
-    gateway = StorageGateway()
-    gateway.seed_generations({7: 4, 8: 1})
-    gateway.seed_generations({7: 2})  # never goes back
-    assert gateway.next_generation(7) == 5
-    assert gateway.current_generation(7) == 5 and gateway.current_generation(9) == 0
-    assert gateway.peek(10) == [w.GenerationStarted(7, 5)]
-    gateway.forget_generations([7])
-    assert gateway.current_generation(7) == 0
-
-
 def test_stats_histogram_is_cumulative_and_readiness_tracks_failures() -> None:
     gateway = StorageGateway()
     assert not gateway.stats().ready and gateway.stats().reason  # no writer yet
-    gateway.submit_many([w.Touch(1, 1, 0.0)] * 3)
+    gateway.submit_many([w.Touch(endpoint_id=1, generation=1, last_data_at=0.0)] * 3)
     gateway.committed(2, 2, 0, 0.004)
     gateway.committed(1, 0, 1, 20.0)
     gateway.failed("OperationalError: database is locked", "storage write failing: locked")
@@ -79,7 +68,7 @@ def test_a_replaced_writer_cannot_remove_its_successors_writes() -> None:
         SimpleNamespace(actor_urn="new", tell=lambda m: None),
     )
     gateway.attach(old)  # type: ignore[arg-type]
-    gateway.submit_many([w.Touch(1, 1, float(i)) for i in range(3)])
+    gateway.submit_many([w.Touch(endpoint_id=1, generation=1, last_data_at=float(i)) for i in range(3)])
     gateway.attach(new)  # type: ignore[arg-type]  # the supervisor replaced a hung writer
     assert gateway.committed(2, 2, 0, 0.01, writer=old) is False  # type: ignore[arg-type]
     assert gateway.queue_depth == 3  # kept: written again by the new writer (at least once)

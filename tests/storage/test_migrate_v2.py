@@ -7,7 +7,6 @@ from typing import Any
 
 import peewee
 import pytest
-from storage_helpers import create_site
 
 from fieldwatch.errors import StorageError
 from fieldwatch.storage import queries
@@ -15,6 +14,7 @@ from fieldwatch.storage.migrate_v2 import SchemaV2
 from fieldwatch.storage.migrations import LATEST_VERSION, MIGRATIONS, migrate, schema_version
 from fieldwatch.storage.testing import temporary_database
 from fieldwatch.timeutil import to_rfc3339
+from tests.storage.storage_helpers import create_site
 
 T0 = 1_764_000_000.0
 _V1_INSERT = (

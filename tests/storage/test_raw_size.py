@@ -9,16 +9,14 @@ from __future__ import annotations
 
 import os
 import sqlite3
-import sys
 from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from harness import Harness, wait_for  # noqa: E402
-
-from fieldwatch.config.model import EndpointConfig, IcmpOptions, SiteConfig  # noqa: E402
+from fieldwatch.actors.icmp.schema import IcmpOptions
+from fieldwatch.config.model import EndpointConfig, SiteConfig
+from tests.harness import Harness
+from tests.waiting import wait_for
 
 ENDPOINTS = 200
 READINGS = 12_000  # a minute of probes

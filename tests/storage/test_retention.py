@@ -9,13 +9,14 @@ import time
 import peewee
 import pykka
 import pytest
-from storage_helpers import create_site, write
 
 from fieldwatch.actors.retention import DEFAULT_INTERVAL_S, RetentionActor, RunRetention
 from fieldwatch.actors.scheduler import Scheduler
 from fieldwatch.storage import queries
 from fieldwatch.storage import writes as w
 from fieldwatch.storage.retention import TARGETS, Pass, Retention, purge
+from tests.storage.storage_helpers import create_site, write
+from tests.waiting import wait_for
 
 DAY = 86_400.0
 THIRTY = Retention(raw_days=30, minute_days=90, hour_days=730, events_days=30)
@@ -35,9 +36,21 @@ def fill(db: peewee.Database, now: float) -> int:
     rows: list[w.Write] = []
     for t in (old, new):
         rows += [reading(e, t + i) for i in range(2500)]
-        rows += [w.EventRecord(e, 0, t + i, "info", "e", "") for i in range(1200)]
-        rows += [w.ParseErrorRecord(e, 0, t + i, "t", "json", "bad", "x") for i in range(10)]
-    rows.append(w.AlertOpen(e, 0, "down", "critical", "active alerts stay", old))
+        rows += [
+            w.EventRecord(endpoint_id=e, generation=0, time=t + i, level="info", event="e", message="")
+            for i in range(1200)
+        ]
+        rows += [
+            w.ParseErrorRecord(
+                endpoint_id=e, generation=0, time=t + i, topic="t", parser="json", error="bad", sample="x"
+            )
+            for i in range(10)
+        ]
+    rows.append(
+        w.AlertOpen(
+            endpoint_id=e, generation=0, condition="down", severity="critical", message="active alerts stay", time=old
+        )
+    )
     write(db, rows)
     return e
 
@@ -69,10 +82,9 @@ def test_retention_actor_runs_on_its_timer_and_on_demand(db: peewee.Database) ->
         ref = RetentionActor.start(
             retention=THIRTY, scheduler=scheduler, interval_s=0.05, first_delay_s=0.0, chunk_rows=700, pause_s=0.0
         )
-        deadline = time.monotonic() + 10
-        while count(db, "reading_raw") > 2500 or count(db, "parse_error") > 10:  # the periodic pass
-            assert time.monotonic() < deadline, "retention did not run"
-            time.sleep(0.01)
+        wait_for(
+            lambda: count(db, "reading_raw") <= 2500 and count(db, "parse_error") <= 10, 10, what="the periodic pass"
+        )
         assert ref.ask(RunRetention(), timeout=10) == {target.table: 0 for target in TARGETS}
         forever = Retention(raw_days=0, minute_days=0, hour_days=0, events_days=0)
         off = RetentionActor.start(retention=forever, scheduler=scheduler)
@@ -97,10 +109,7 @@ def test_expired_raw_readings_go_within_a_minute_and_their_rollups_answer_step_q
     scheduler.start()
     try:
         RetentionActor.start(retention=retention, scheduler=scheduler)  # default interval and first delay
-        deadline = time.monotonic() + 90
-        while count(db, "reading_raw"):
-            assert time.monotonic() < deadline, "expired raw readings still stored after 90 s"
-            time.sleep(0.2)
+        wait_for(lambda: not count(db, "reading_raw"), 90, 0.2, what="the expired raw readings to go")
         gone = time.time()
     finally:
         pykka.ActorRegistry.stop_all(block=True, timeout=5)
@@ -127,16 +136,18 @@ def test_a_chunk_that_finds_the_database_locked_is_retried_not_abandoned(
         locker.execute("BEGIN IMMEDIATE")  # another writer holds the lock for longer than the busy timeout
         with caplog.at_level(logging.WARNING, logger="fieldwatch.actors.retention"):
             RetentionActor.start(retention=THIRTY, scheduler=scheduler, interval_s=3600, first_delay_s=0.0)
-            deadline = time.monotonic() + 10
-            while not any("retrying with backoff" in r.getMessage() for r in caplog.records):
-                assert time.monotonic() < deadline, "the locked chunk was not reported"
-                time.sleep(0.05)
+            wait_for(
+                lambda: any("retrying with backoff" in r.getMessage() for r in caplog.records),
+                10,
+                0.05,
+                what="the locked chunk to be reported",
+            )
         assert count(db, "reading_raw") == 5000
         locker.rollback()
-        deadline = time.monotonic() + 30  # the next pass would be an hour away: only the retry can do it
-        while count(db, "reading_raw") > 2500 or count(db, "event") > 1200:
-            assert time.monotonic() < deadline, "the pass did not resume after the lock was released"
-            time.sleep(0.05)
+        # the next pass would be an hour away: only the retry can do it
+        wait_for(
+            lambda: count(db, "reading_raw") <= 2500 and count(db, "event") <= 1200, 30, 0.05, what="the pass to resume"
+        )
     finally:
         locker.close()
         pykka.ActorRegistry.stop_all(block=True, timeout=5)

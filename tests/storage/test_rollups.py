@@ -9,7 +9,6 @@ from typing import Any
 import peewee
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from storage_helpers import create_site
 
 from fieldwatch.storage import queries
 from fieldwatch.storage import writes as w
@@ -17,6 +16,7 @@ from fieldwatch.storage.batch import apply_writes
 from fieldwatch.storage.db import write_transaction
 from fieldwatch.storage.raw import SeriesCache
 from fieldwatch.storage.rollups import TIERS
+from tests.storage.storage_helpers import create_site
 
 T0 = 1_764_000_000.0
 NAMES = (("level", None), ("temp", "d1"), ("temp", "d2"))

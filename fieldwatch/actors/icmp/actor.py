@@ -19,13 +19,14 @@ from typing import Any, ClassVar
 
 from fieldwatch import states
 from fieldwatch.actors.base import ChildContext
-from fieldwatch.actors.connection import ConnectionActor, EndpointContext
+from fieldwatch.actors.connection import ConnectionActor, EndpointContext, Failure
 from fieldwatch.actors.icmp.capability import HostNotResolved, IcmpUnavailable
 from fieldwatch.actors.icmp.hub import IcmpHub, ProbeDone, ProbeSlot, probe_readings, shared_hub
 from fieldwatch.actors.icmp.prober import Prober, ProbeResult, resolve, shared_prober
+from fieldwatch.actors.icmp.schema import IcmpOptions
+from fieldwatch.actors.icmp.stats import fold_probe
 from fieldwatch.actors.messages import Health
 from fieldwatch.actors.pool import PooledActor
-from fieldwatch.config.model import IcmpOptions
 
 __all__ = ["IcmpActor", "ProbeDone"]
 
@@ -60,11 +61,11 @@ class IcmpActor(PooledActor, ConnectionActor):
             address = resolve(opts.host, opts.timeout_s)
         except HostNotResolved as err:
             # -> FAULTY (once; re-resolved at the maximum backoff, silently while it fails)
-            self.retry_later(states.FAULTY, f"host {opts.host!r} does not resolve: {err.reason}",
-                             exc_type="HostNotResolved")
+            self.retry_later(Failure(states.FAULTY, f"host {opts.host!r} does not resolve: {err.reason}",
+                                     "HostNotResolved"))
             return
         except IcmpUnavailable as err:
-            self.retry_later(states.FAULTY, str(err), exc_type="IcmpUnavailable")  # -> FAULTY
+            self.retry_later(Failure(states.FAULTY, str(err), "IcmpUnavailable"))  # -> FAULTY
             return
         if address != opts.host:
             self.log.debug("%s resolves to %s", opts.host, address)
@@ -108,7 +109,7 @@ class IcmpActor(PooledActor, ConnectionActor):
         """A new probing run: the prober probes now, then every interval on this endpoint's phase."""
         opts = self.options
         slot = ProbeSlot(self.ep.endpoint_id, self.generation, next(_connections), self.actor_ref,
-                         self.ep.board, self.ep.storage, self.ep.scheduler)
+                         self.ep.ledger, self.ep.storage, self.ep.scheduler)
         slot.last_data_at = self.last_data_at
         self._hub.register(slot)
         # Later probes keep a per-endpoint phase spread evenly over the interval (golden-ratio
@@ -126,12 +127,7 @@ class IcmpActor(PooledActor, ConnectionActor):
 
     def _on_result(self, result: ProbeResult) -> None:
         opts = self.options
-        slot = self._slot
-        if slot is not None and slot.last_data_at is not None and (
-            self.last_data_at is None or slot.last_data_at > self.last_data_at
-        ):
-            self.last_data_at = slot.last_data_at  # answered probes the hub applied meanwhile
-        self.ep.board.observe_rtt(self.ep.endpoint_id, result.rtts, result.loss)
+        self.inc.observe(fold_probe, (result.rtts, result.loss))
         at = result.started_at
         self.ep.storage.submit_many(probe_readings(self.ep.endpoint_id, self.generation, result, time.time()))
         if result.ok:

@@ -28,6 +28,7 @@ from typing import Any
 import pykka
 
 from fieldwatch.actors.icmp.prober import ProbeResult, ProbeSchedule
+from fieldwatch.actors.icmp.stats import fold_probe
 from fieldwatch.storage import writes
 
 __all__ = ["FLUSH_S", "IcmpHub", "ProbeDone", "ProbeSlot", "probe_readings", "shared_hub"]
@@ -49,7 +50,7 @@ class ProbeSlot:
     generation: int
     conn: int
     ref: pykka.ActorRef[Any]
-    board: Any  # fieldwatch.status.StatusBoard
+    board: Any  # fieldwatch.ledger.EndpointLedger
     storage: Any  # fieldwatch.storage.gateway.StorageGateway
     scheduler: Any = None  # fieldwatch.actors.scheduler.Scheduler: flushes the hub's rows (None: at once)
     schedule: ProbeSchedule | None = None
@@ -162,12 +163,12 @@ class IcmpHub:
                 at = result.started_at
                 slot.last_data_at = at
                 group[2].append(slot)
-                group[3].append((slot.endpoint_id, slot.generation, at, result.rtts, result.loss))
+                group[3].append((slot.endpoint_id, slot.generation, at, (result.rtts, result.loss)))
                 rows = group[4]
                 rows.extend(probe_readings(slot.endpoint_id, slot.generation, result, now))
                 if at - slot.touch_stored_at >= 1.0:  # the stored last_data_at, as data_received() does
                     slot.touch_stored_at = at
-                    rows.append(writes.Touch(slot.endpoint_id, slot.generation, at))
+                    rows.append(writes.Touch(endpoint_id=slot.endpoint_id, generation=slot.generation, last_data_at=at))
                 continue
             if self._buffers:  # what the actor stores next follows what was applied before
                 self._flush_locked()
@@ -178,7 +179,7 @@ class IcmpHub:
             except pykka.ActorDeadError:
                 self._forget(slot)
         for board, storage, slots, observations, rows in applied.values():
-            refused = board.observe_probes(observations)
+            refused = board.observe_many(fold_probe, observations)
             for index in refused:  # a newer generation owns the endpoint: this run is over
                 self._forget(slots[index])
             scheduler = slots[0].scheduler

@@ -1,11 +1,24 @@
-"""Config schema of `kind: icmp` endpoints (the options class lives in fieldwatch.config.model)."""
+"""Config schema of `kind: icmp` endpoints."""
 
 from __future__ import annotations
 
-from fieldwatch.config._schema import Checker, Field, Float, Int, Obj, Str
-from fieldwatch.config.model import IcmpOptions
+from dataclasses import dataclass
+
+from fieldwatch.schema.dsl import Checker, Field, Float, Int, Obj, Str
 
 __all__ = ["IcmpOptions", "SCHEMA"]
+
+
+@dataclass(frozen=True, slots=True)
+class IcmpOptions:
+    """Ping `host` every `interval_s`; DOWN after `down_after` failed probes in a row."""
+
+    host: str
+    interval_s: float = 10.0
+    timeout_s: float = 1.0
+    count: int = 1
+    down_after: int = 2
+    up_after: int = 1
 
 
 _DEFAULT_TIMEOUT_S = 1.0
@@ -19,8 +32,7 @@ def _timeout_within_interval(chk: Checker) -> None:
     if not chk.given("timeout_s"):
         chk.derive("timeout_s", min(_DEFAULT_TIMEOUT_S, interval))
     elif chk.has("timeout_s") and chk.values["timeout_s"] > interval:
-        chk.fail("timeout_s", f"timeout_s ({chk.values['timeout_s']:g}) must not exceed "
-                              f"interval_s ({interval:g})")
+        chk.fail("timeout_s", f"timeout_s ({chk.values['timeout_s']:g}) must not exceed interval_s ({interval:g})")
 
 
 SCHEMA = Obj(

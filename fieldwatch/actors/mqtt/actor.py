@@ -24,13 +24,13 @@ import pykka
 
 from fieldwatch import states
 from fieldwatch.actors.base import ChildContext
-from fieldwatch.actors.connection import ConnectionActor, EndpointContext
+from fieldwatch.actors.connection import ConnectionActor, EndpointContext, Failure
 from fieldwatch.actors.mqtt.client import MqttClient, is_permanent_failure
 from fieldwatch.actors.mqtt.delivery import AckGroup, DuplicateSummary, Message, Redeliveries, log_duplicates
 from fieldwatch.actors.mqtt.devices import DeviceTimeout, DeviceTracker
 from fieldwatch.actors.mqtt.parsers import ParseFailure, ParserSet
+from fieldwatch.actors.mqtt.schema import MqttOptions
 from fieldwatch.actors.topics import TopicSwitch
-from fieldwatch.config.model import MqttOptions
 from fieldwatch.storage import writes
 
 __all__ = ["MqttActor"]
@@ -211,13 +211,13 @@ class MqttActor(ConnectionActor):
         self._close_client()
         state = states.FAULTY if is_permanent_failure(message.code) else states.DOWN
         # CONNECTING/DOWN/FAULTY -> DOWN or FAULTY (credentials, DNS, TLS: faulty), with the broker's code
-        self.retry_later(state, f"{self._target()}: {message.reason} (code {message.code})")
+        self.retry_later(Failure(state, f"{self._target()}: {message.reason} (code {message.code})"))
 
     def _on_lost(self, message: _Lost) -> None:
         self._up = False
         self._close_client()
         # UP/STALE -> DOWN at once; reconnect after the backoff
-        self.retry_later(states.DOWN, f"{self._target()}: {message.reason} (code {message.code})")
+        self.retry_later(Failure(states.DOWN, f"{self._target()}: {message.reason} (code {message.code})"))
 
     def _close_client(self) -> None:
         self._up = False
@@ -261,7 +261,8 @@ class MqttActor(ConnectionActor):
         processable = self._processable.get(topic)
         if processable is None:  # first sight: recorded at once, so the API can switch it off
             processable = self._processable[topic] = self.parsers.processable(topic)
-            records.append(writes.TopicSeen(self.ep.endpoint_id, self.generation, topic, now, 1, processable))
+            records.append(writes.TopicSeen(endpoint_id=self.ep.endpoint_id, generation=self.generation, topic=topic,
+                                            time=now, count=1, is_processable=processable))
         else:
             self._topic_counts[topic] = self._topic_counts.get(topic, 0) + 1
         if not processable or topic in self._inactive:
@@ -275,7 +276,8 @@ class MqttActor(ConnectionActor):
             self.count("mqtt_messages", "parse_error")
             self.log.debug("parse error on %s (%s): %s", topic, failure.parser, failure.error)
             records.append(writes.ParseErrorRecord(
-                self.ep.endpoint_id, self.generation, now, topic, failure.parser, failure.error, failure.sample))
+                endpoint_id=self.ep.endpoint_id, generation=self.generation, time=now, topic=topic,
+                parser=failure.parser, error=failure.error, sample=failure.sample))
             if client is not None:
                 client.ack(message.mid, message.qos)  # a poison message must not block the session
             return
@@ -285,12 +287,12 @@ class MqttActor(ConnectionActor):
             if reading.device:
                 self.devices.seen(reading.device, now)
         on_commit = acks.add(message, len(readings))
+        inc = self.inc
         for r in readings:
             if r.value_num is not None:
-                self.ep.board.observe_value(self.ep.endpoint_id, r.name, r.device, r.value_num)
-            records.append(writes.ReadingRecord(
-                endpoint_id=self.ep.endpoint_id, generation=self.generation, name=r.name, value_num=r.value_num,
-                value_text=r.value_text, quality="Good", source_time=r.source_time, received_at=now, device=r.device,
+                inc.value(r.name, r.device, r.value_num)
+            records.append(inc.reading_record(
+                r.name, r.value_num, r.value_text, source_time=r.source_time, received_at=now, device=r.device,
                 msg_key=None if r.by_content else r.identity, on_commit=on_commit))  # msg_key: parser identity only
 
     def _on_tick(self) -> None:
@@ -310,8 +312,8 @@ class MqttActor(ConnectionActor):
             return
         now = time.time()
         self.ep.storage.submit_many(
-            writes.TopicSeen(self.ep.endpoint_id, self.generation, topic, now, count,
-                             self._processable.get(topic, False))
+            writes.TopicSeen(endpoint_id=self.ep.endpoint_id, generation=self.generation, topic=topic, time=now,
+                             count=count, is_processable=self._processable.get(topic, False))
             for topic, count in self._topic_counts.items()
         )
         self._topic_counts = {}
@@ -352,7 +354,8 @@ class MqttActor(ConnectionActor):
 
     def device_seen(self, device: str, at: float, online: bool) -> None:
         """Record a device's last message (online) or its going offline."""
-        self.ep.storage.submit(writes.DeviceSeen(self.ep.endpoint_id, self.generation, device, at, online))
+        self.ep.storage.submit(writes.DeviceSeen(endpoint_id=self.ep.endpoint_id, generation=self.generation,
+                                                 device=device, time=at, online=online))
 
     def device_offline(self, device: str, silent_s: float) -> None:
         """A device went silent: event and `offline` alert (subject = device)."""
@@ -374,12 +377,12 @@ class MqttActor(ConnectionActor):
     def settled(self, messages: list[Message], inserted: list[bool], acked: bool, conn: int) -> None:
         """The readings of `messages` are committed: count them, remember what could not be acked."""
         stored = sum(inserted)
-        board, endpoint_id = self.ep.board, self.ep.endpoint_id
+        inc = self.inc
         if stored:
-            board.incr(endpoint_id, "mqtt_messages", "stored", stored)
+            inc.count("mqtt_messages", "stored", stored)
         if stored < len(messages):
             suppressed = [m for m, ok in zip(messages, inserted, strict=True) if not ok]
-            board.incr(endpoint_id, "mqtt_messages", "duplicate", len(suppressed))
+            inc.count("mqtt_messages", "duplicate", len(suppressed))
             self._duplicates.add(identity=len(suppressed))
             log_duplicates(self.log, suppressed, "every reading's parser identity is already stored")
         if not acked:  # the connection is gone: the broker will redeliver these with DUP

@@ -267,7 +267,7 @@ class MqttClient:
                 self._paho.tls_insecure_set(bool(self._tls.insecure))
             properties: Properties | None = None
             if self._protocol == PROTOCOL_V5:
-                properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
+                properties = Properties(PacketTypes.CONNECT)
                 if not self.clean_session:
                     properties.SessionExpiryInterval = 0xFFFFFFFF  # the session outlives the connection
                 if self._receive_maximum:
@@ -474,7 +474,7 @@ class _BufferedSocket:
             self.received += len(data)
             self.last_received = time.monotonic()
             if len(data) <= size:
-                return data  # type: ignore[no-any-return]
+                return data
             buf += data
         out = bytes(buf[:size])
         del buf[:size]
@@ -490,10 +490,10 @@ class _BufferedSocket:
         return len(self._buf)
 
     def send(self, data: bytes | bytearray) -> int:
-        return self._sock.send(data)  # type: ignore[no-any-return]
+        return self._sock.send(data)
 
     def fileno(self) -> int:
-        return self._sock.fileno()  # type: ignore[no-any-return]
+        return self._sock.fileno()
 
     def __getattr__(self, name: str) -> Any:  # close, setblocking, settimeout...: the socket's own
         return getattr(self._sock, name)

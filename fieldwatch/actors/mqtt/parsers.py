@@ -44,7 +44,7 @@ _RFC3339_RE = re.compile(
 
 
 class ParserLike(Protocol):
-    """What a parser config must offer (fieldwatch.config.model.ParserConfig fits)."""
+    """What a parser config must offer (fieldwatch.actors.mqtt.schema.ParserConfig fits)."""
 
     @property
     def match(self) -> str: ...

@@ -1,4 +1,4 @@
-"""Config schema of `kind: mqtt` endpoints (the options classes live in fieldwatch.config.model).
+"""Config schema of `kind: mqtt` endpoints.
 
 Topic filters follow MQTT 3.1.1/5: `+` is a whole level, `#` the whole last
 level, `$share/GROUP/FILTER` a shared subscription. Parser patterns may name
@@ -9,10 +9,11 @@ the reading, else the parser's `name` does.
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from typing import Any
 
 from fieldwatch.actors.mqtt.jsonpath import JsonPathError, compile_path
-from fieldwatch.config._schema import (
+from fieldwatch.schema.dsl import (
     Bool,
     Checker,
     Ctx,
@@ -26,9 +27,58 @@ from fieldwatch.config._schema import (
     Seq,
     Str,
 )
-from fieldwatch.config.model import MqttOptions, ParserConfig, TlsConfig
 
 __all__ = ["MqttOptions", "ParserConfig", "SCHEMA", "TlsConfig", "filter_levels", "pattern_names"]
+
+
+@dataclass(frozen=True, slots=True)
+class TlsConfig:
+    """MQTT TLS files (absolute paths); `insecure` skips hostname verification."""
+
+    ca: str | None = None
+    cert: str | None = None
+    key: str | None = None
+    insecure: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class ParserConfig:
+    """How MQTT messages on topics matching `match` become readings.
+
+    `match` is an MQTT filter whose `+name` segments are captured; the reading
+    name is the `+metric` segment, else `name`. `value` and `timestamp` are
+    JSON paths ("$.value") and `id_field` the payload field (or JSON path)
+    holding the message's identity (a sequence number, a message id), which
+    then replaces the payload hash in the dedup key; all three only for
+    `format: json`.
+    """
+
+    match: str
+    format: str = "json"  # json | number | text
+    value: str | None = None
+    timestamp: str | None = None
+    name: str | None = None
+    id_field: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class MqttOptions:
+    """An MQTT broker, the topic filters to subscribe and the parsers of their payloads."""
+
+    host: str
+    port: int = 1883
+    tls: TlsConfig | None = None
+    username: str | None = None
+    password: str | None = None
+    client_id: str | None = None
+    keepalive_s: int = 60
+    qos: int = 1
+    topics: tuple[str, ...] = ()
+    parsers: tuple[ParserConfig, ...] = ()
+    offline_after_s: float | None = 300.0
+    stale_after_s: float | None = None
+    clean_session: bool | None = None
+
 
 _SEGMENT_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
@@ -109,7 +159,7 @@ def _check_json_path(value: str, ctx: Ctx) -> Any:
 def _parser_rules(chk: Checker) -> None:
     fmt = chk.values.get("format")
     if fmt == "json" and chk.values.get("value") is None and "value" in chk.values:
-        chk.fail("value", "required when format is json (a JSON path such as \"$.value\")")
+        chk.fail("value", 'required when format is json (a JSON path such as "$.value")')
     if fmt in ("number", "text"):
         for key in ("value", "timestamp", "id_field"):
             if chk.given(key) and chk.values.get(key) is not None:
@@ -117,8 +167,7 @@ def _parser_rules(chk: Checker) -> None:
     match = chk.values.get("match")
     if match is not None and "metric" not in pattern_names(match):
         if "name" in chk.values and chk.values["name"] is None:
-            chk.fail("name", "required when the pattern has no +metric segment "
-                             "(it names the reading)")
+            chk.fail("name", "required when the pattern has no +metric segment (it names the reading)")
 
 
 PARSER = Obj(
@@ -156,11 +205,9 @@ TLS = Obj(
 
 
 def _session_rules(chk: Checker) -> None:
-    if chk.values.get("password") is not None and "username" in chk.values \
-            and chk.values["username"] is None:
+    if chk.values.get("password") is not None and "username" in chk.values and chk.values["username"] is None:
         chk.fail("password", "password given without username")
-    if chk.values.get("clean_session") is False and "client_id" in chk.values \
-            and chk.values["client_id"] is None:
+    if chk.values.get("clean_session") is False and "client_id" in chk.values and chk.values["client_id"] is None:
         chk.fail("clean_session", "clean_session: false needs a stable client_id")
     topics = chk.values.get("topics")
     parsers = chk.node.value.get("parsers")
@@ -176,8 +223,11 @@ def _session_rules(chk: Checker) -> None:
         except Invalid:
             continue  # reported by the parser's own schema
         if not any(_intersects(levels, topic) for topic in subscribed):
-            chk.ctx.error(match.line, (*chk.path, "parsers", i, "match"),
-                          f"pattern {match.value!r} matches none of the subscribed topics")
+            chk.ctx.error(
+                match.line,
+                (*chk.path, "parsers", i, "match"),
+                f"pattern {match.value!r} matches none of the subscribed topics",
+            )
             chk.failed = True
 
 

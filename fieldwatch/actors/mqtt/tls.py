@@ -23,7 +23,7 @@ _CERTIFICATE_ALERTS = ("CERTIFICATE", "UNKNOWN_CA", "HANDSHAKE_FAILURE", "ACCESS
 
 
 class TlsLike(Protocol):
-    """TLS settings (fieldwatch.config.model.TlsConfig fits)."""
+    """TLS settings (fieldwatch.actors.mqtt.schema.TlsConfig fits)."""
 
     @property
     def ca(self) -> str | None: ...

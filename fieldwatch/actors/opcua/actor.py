@@ -27,10 +27,10 @@ from fieldwatch import states
 from fieldwatch.actors.base import ChildContext
 from fieldwatch.actors.connection import ConnectionActor, EndpointContext
 from fieldwatch.actors.opcua.classify import Failure
+from fieldwatch.actors.opcua.schema import NodeConfig, OpcuaOptions, ThresholdConfig
 from fieldwatch.actors.opcua.session import NodeValue, OpcuaSession, ServerHealth, SessionError
 from fieldwatch.actors.opcua.thresholds import ThresholdTracker, numeric
 from fieldwatch.actors.scheduler import TimerHandle
-from fieldwatch.config.model import NodeConfig, OpcuaOptions, ThresholdConfig
 
 __all__ = ["ConnectionLost", "FreshnessRead", "HealthTick", "NodeData", "OpcuaActor", "PollTick"]
 
@@ -109,6 +109,7 @@ class OpcuaActor(ConnectionActor):
     """Connection actor of one OPC UA server (PLC, SCADA)."""
 
     kind: ClassVar[str] = "opcua"
+    options: OpcuaOptions
 
     def __init__(self, child: ChildContext, endpoint: EndpointContext) -> None:
         super().__init__(child, endpoint)
@@ -285,7 +286,7 @@ class OpcuaActor(ConnectionActor):
     def _fail(self, failure: Failure) -> None:
         """Drop the connection and retry after the backoff: UP/STALE/CONNECTING -> DOWN or FAULTY."""
         self._drop_session()
-        self.retry_later(failure.state, failure.message, exc_type="SessionError")
+        self.retry_later(failure)
 
     def _drop_session(self) -> None:
         for timer in self._conn_timers:
@@ -368,8 +369,7 @@ class OpcuaActor(ConnectionActor):
     def _make_trackers(
         self, thresholds: tuple[ThresholdConfig, ...]
     ) -> dict[str, list[tuple[str, ThresholdTracker, ThresholdConfig]]]:
-        status = self.ep.board.get(self.ep.endpoint_id)
-        active = status.alerts if status is not None else set()
+        active = self.inc.alerts
         per_reading: dict[str, int] = defaultdict(int)
         for cfg in thresholds:
             per_reading[cfg.reading] += 1

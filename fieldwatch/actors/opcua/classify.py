@@ -15,6 +15,7 @@ from asyncua import ua
 from asyncua.ua import status_codes
 from asyncua.ua.uaerrors import UaError, UaStatusCodeError
 
+from fieldwatch import ledger
 from fieldwatch.errors import FieldwatchError
 from fieldwatch.states import DOWN, FAULTY
 
@@ -75,8 +76,8 @@ _HINTS: dict[str, str] = {
 
 
 @dataclass(frozen=True, slots=True)
-class Failure:
-    """Why a connection or request failed: the state it implies and a reason for the operator.
+class Failure(ledger.Failure):
+    """Why an OPC UA connection or request failed: the generic `Failure` with the server's detail.
 
     `reason` starts with the server's status code name (``BadUserAccessDenied: ...``)
     or is the OS error text (``[Errno -2] Name or service not known``); `code` is
@@ -84,8 +85,7 @@ class Failure:
     the endpoint URLs the server offers when the failure is about the endpoint path.
     """
 
-    state: str
-    reason: str
+    exc_type: str | None = "SessionError"
     offered: tuple[str, ...] = ()
     code: str = ""
 

@@ -96,3 +96,10 @@ class OpcuaLoop:
             finally:
                 self._loop.close()
                 logger.debug("OPC UA loop thread stopped")
+
+
+def stop_shared_loop() -> None:
+    """Stop the process-wide loop if one runs (at shutdown, after the OPC UA actors); never starts one."""
+    loop = OpcuaLoop._shared
+    if loop is not None:
+        loop.stop()

@@ -1,12 +1,13 @@
-"""Config schema of `kind: opcua` endpoints (the options classes live in fieldwatch.config.model)."""
+"""Config schema of `kind: opcua` endpoints."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
 from fieldwatch.actors.opcua._certs import CertificateError, certificate_uri, load_certificate
-from fieldwatch.config._schema import (
+from fieldwatch.schema.dsl import (
     Checker,
     Ctx,
     Field,
@@ -18,9 +19,56 @@ from fieldwatch.config._schema import (
     Seq,
     Str,
 )
-from fieldwatch.config.model import NodeConfig, OpcuaOptions, SecurityConfig, ThresholdConfig
 
 __all__ = ["NodeConfig", "OpcuaOptions", "SCHEMA", "SecurityConfig", "ThresholdConfig"]
+
+
+@dataclass(frozen=True, slots=True)
+class NodeConfig:
+    """One OPC UA node to read: `id` like "ns=3;i=1002", stored as reading `name`."""
+
+    id: str
+    name: str
+    poll_s: float = 5.0
+    mode: str = "poll"  # poll | subscribe
+
+
+@dataclass(frozen=True, slots=True)
+class ThresholdConfig:
+    """An alert when reading `reading` goes above `high` or below `low`."""
+
+    reading: str
+    high: float | None = None
+    low: float | None = None
+    severity: str = "warning"  # info | warning | critical
+    hysteresis: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SecurityConfig:
+    """OPC UA security policy, message mode and certificate files (absolute paths)."""
+
+    policy: str = "None"
+    mode: str = "SignAndEncrypt"  # Sign | SignAndEncrypt
+    cert: str | None = None
+    key: str | None = None
+    server_cert: str | None = None
+    application_uri: str | None = None  # default: the URI in the certificate's subjectAltName
+
+
+@dataclass(frozen=True, slots=True)
+class OpcuaOptions:
+    """An OPC UA server at `url` (opc.tcp://...), its nodes and thresholds."""
+
+    url: str
+    timeout_s: float = 5.0
+    security: SecurityConfig = SecurityConfig()
+    username: str | None = None
+    password: str | None = None
+    stale_after_s: float = 30.0
+    nodes: tuple[NodeConfig, ...] = ()
+    thresholds: tuple[ThresholdConfig, ...] = ()
+
 
 POLICIES = ("None", "Basic256Sha256", "Aes128_Sha256_RsaOaep", "Aes256_Sha256_RsaPss")
 MODES = ("Sign", "SignAndEncrypt")
@@ -118,14 +166,16 @@ def _thresholds_name_nodes(chk: Checker) -> None:
         return
     if not isinstance(nodes.value, list):
         return
-    names = {n.value["name"].value for n in nodes.value
-             if isinstance(n.value, dict) and "name" in n.value}
+    names = {n.value["name"].value for n in nodes.value if isinstance(n.value, dict) and "name" in n.value}
     for i, item in enumerate(thresholds.value):
         reading = item.value.get("reading") if isinstance(item.value, dict) else None
         if reading is not None and isinstance(reading.value, str) and reading.value not in names:
-            chk.ctx.error(reading.line, (*chk.path, "thresholds", i, "reading"),
-                          f"unknown reading {reading.value!r}: not the name of a node "
-                          f"({', '.join(sorted(map(str, names))) or 'no nodes'})")
+            chk.ctx.error(
+                reading.line,
+                (*chk.path, "thresholds", i, "reading"),
+                f"unknown reading {reading.value!r}: not the name of a node "
+                f"({', '.join(sorted(map(str, names))) or 'no nodes'})",
+            )
             chk.failed = True
 
 

@@ -1,8 +1,8 @@
-"""A blocking, timeout-bounded OPC UA session for one actor, running on the shared loop.
+"""A timeout-bounded OPC UA session for one actor, running on the shared loop.
 
-Every public method submits a coroutine to `OpcuaLoop` and waits at most
-``timeout_s`` (plus a small margin) for it; every failure comes out as a
-`SessionError` carrying a classified `Failure`. asyncua's own reconnect is
+Every request (`*_nowait`) submits a coroutine to `OpcuaLoop` and returns a future
+that resolves within ``timeout_s``; every failure comes out as a `SessionError`
+carrying a classified `Failure`. Nothing blocks the calling (actor) thread. asyncua's own reconnect is
 off: when its watchdog notices a dead link the session marks itself lost and
 the owning actor decides what to do (reconnect with backoff).
 """
@@ -10,7 +10,6 @@ the owning actor decides what to do (reconnect with backoff).
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import logging
 from collections.abc import Callable, Coroutine, Sequence
 from concurrent.futures import Future
@@ -38,8 +37,6 @@ logger = logging.getLogger(__name__)
 
 _T = TypeVar("_T")
 
-#: Extra time the calling thread waits beyond ``timeout_s`` before giving up on the loop.
-_MARGIN_S = 0.5
 _STATE_NODE = ua.NodeId.from_string("i=2259")  # Server.ServerStatus.State
 _TIME_NODE = ua.NodeId.from_string("i=2258")  # Server.ServerStatus.CurrentTime
 
@@ -98,52 +95,16 @@ class OpcuaSession:
         """Whether a session is established and no loss has been noticed since."""
         return self._client is not None and self._lost is None
 
-    def connect(self) -> list[str]:
-        """Connect (dropping any previous connection); return the endpoint URLs the server offers."""
-        return self._wait(self.connect_nowait(), "connect", extra_s=_MARGIN_S)
-
     def path_offered(self) -> bool:
         """Whether the configured URL's path is among the paths of the offered endpoints."""
         _url, path = normalize_url(self._raw_url)
         return any(path_key(urlsplit(offered).path) == path for offered in self._offered)
 
-    def health(self) -> ServerHealth:
-        """Read ServerStatus.State (i=2259) and CurrentTime (i=2258) in one Read request."""
-        return self._wait(self.health_nowait(), "health read")
-
-    def probe(self, node_ids: Sequence[str]) -> tuple[ServerHealth, list[NodeValue]]:
-        """The server's health and the nodes' values, all in ONE Read request."""
-        return self._wait(self.probe_nowait(node_ids), "health read")
-
-    def read(self, node_ids: Sequence[str]) -> list[NodeValue]:
-        """Read the nodes' values in one Read request; a bad status is a value with good=False."""
-        return self._wait(self.read_nowait(node_ids), "read")
-
-    def subscribe(
-        self,
-        node_ids: Sequence[str],
-        publishing_interval_s: float,
-        callback: Callable[[NodeValue], None],
-    ) -> None:
-        """Subscribe to data changes; `callback` runs on the loop thread (it should only `tell`).
-
-        Node ids the server rejects are reported once through `callback` with
-        their status code (good=False) instead of raising.
-        """
-        self._wait(self.subscribe_nowait(node_ids, publishing_interval_s, callback), "subscribe")
-
-    def close(self) -> None:
-        """Close the session (politely if the link is alive); never raises, bounded by timeout_s."""
-        try:
-            self._wait(self.close_nowait(), "close")
-        except SessionError as err:
-            logger.debug("%r: close: %s", self, err.failure.message)
-
-    # -- the same without blocking: the future resolves (on the loop thread) within timeout_s
-    #    with the blocking method's result or SessionError; an actor tells itself from a done-callback.
+    # -- requests: each future resolves (on the loop thread) within timeout_s with the
+    #    result or a SessionError; the actor tells itself from a done-callback.
 
     def connect_nowait(self) -> Future[list[str]]:
-        """`connect()` without waiting."""
+        """Connect (dropping any previous connection); the endpoint URLs the server offers."""
         try:
             url, _path = normalize_url(self._raw_url)
         except SessionError as err:
@@ -151,25 +112,29 @@ class OpcuaSession:
         return self._submit(self._connect(url), "connect")
 
     def health_nowait(self) -> Future[ServerHealth]:
-        """`health()` without waiting."""
+        """Read ServerStatus.State (i=2259) and CurrentTime (i=2258) in one Read request."""
         return self._submit(self._health(), "health read")
 
     def probe_nowait(self, node_ids: Sequence[str]) -> Future[tuple[ServerHealth, list[NodeValue]]]:
-        """`probe()` without waiting."""
+        """The server's health and the nodes' values, all in ONE Read request."""
         return self._submit(self._probe(list(node_ids)), "health read")
 
     def read_nowait(self, node_ids: Sequence[str]) -> Future[list[NodeValue]]:
-        """`read()` without waiting."""
+        """Read the nodes' values in one Read request; a bad status is a value with good=False."""
         return self._submit(self._read(list(node_ids)), "read")
 
     def subscribe_nowait(
         self, node_ids: Sequence[str], publishing_interval_s: float, callback: Callable[[NodeValue], None]
     ) -> Future[None]:
-        """`subscribe()` without waiting."""
+        """Subscribe to data changes; `callback` runs on the loop thread (it should only `tell`).
+
+        Node ids the server rejects are reported once through `callback` with
+        their status code (good=False) instead of failing.
+        """
         return self._submit(self._subscribe(list(node_ids), publishing_interval_s, callback), "subscribe")
 
     def close_nowait(self) -> Future[None]:
-        """`close()` without waiting (the future never fails with anything but SessionError)."""
+        """Close the session (politely if the link is alive); the future fails with nothing but SessionError."""
         return self._submit(self._drop_client(graceful=self._lost is None), "close")
 
     # ------------------------------------------------------------------ plumbing
@@ -183,19 +148,6 @@ class OpcuaSession:
             return self._loop.submit(self._bounded(coro, what))
         except RuntimeError as err:  # the loop was stopped (daemon shutting down)
             return _failed(SessionError(Failure(DOWN, f"{what}: {err}")))
-
-    def _wait(self, future: Future[_T], what: str, extra_s: float = 0.0) -> _T:
-        """Block the calling (actor) thread for the result, at most timeout_s plus a margin."""
-        try:
-            return future.result(timeout=self._timeout_s + _MARGIN_S + extra_s)
-        except concurrent.futures.TimeoutError as err:
-            future.cancel()  # the loop itself is late: treat the link as lost until reconnected
-            failure = Failure(DOWN, f"{what}: no answer within {self._timeout_s:g} s")
-            if self._client is not None and self._lost is None:
-                self._lost = failure
-            raise SessionError(failure) from err
-        except concurrent.futures.CancelledError as err:
-            raise SessionError(Failure(DOWN, f"{what}: cancelled")) from err
 
     async def _bounded(self, coro: Coroutine[Any, Any, _T], what: str) -> _T:
         try:
@@ -264,7 +216,7 @@ class OpcuaSession:
             failure = trace.explain(err)
             if failure.code == "BadTcpEndpointUrlInvalid":
                 offered = sorted({str(ep.EndpointUrl) for ep in await self._discover(url, base=True)})
-                failure = Failure(FAULTY, "BadTcpEndpointUrlInvalid", tuple(offered), failure.code)
+                failure = Failure(FAULTY, "BadTcpEndpointUrlInvalid", offered=tuple(offered), code=failure.code)
             elif trace.step == "open secure channel" and getattr(self._security, "server_cert", None):
                 failure = pin_mismatch(self._security, await self._discover(url)) or failure
             raise SessionError(failure) from err
@@ -364,9 +316,7 @@ class OpcuaSession:
             raise SessionError(Failure(DOWN, f"Read returned {len(values)} results for {len(nids)} nodes"))
         return values
 
-    async def _subscribe(
-        self, ids: list[str], interval_s: float, callback: Callable[[NodeValue], None]
-    ) -> None:
+    async def _subscribe(self, ids: list[str], interval_s: float, callback: Callable[[NodeValue], None]) -> None:
         client = self._require_client()
         names: dict[ua.NodeId, str] = {}
         for text in ids:

@@ -146,7 +146,7 @@ class ReadingCollection(Resource):
 
 
 class ParseErrorCollection(Resource):
-    """`GET /api/v1/parse-errors?site=&endpoint=&since=&limit=&cursor=`: rejected MQTT payloads, newest first."""
+    """`GET /api/v1/parse-errors?site=&endpoint=&since=&limit=&cursor=`: rejected payloads, newest first."""
 
     PARAMS = ("site", "endpoint", "since", "limit", "cursor")
 
@@ -165,7 +165,7 @@ class ParseErrorCollection(Resource):
 
 
 class TopicCollection(Resource):
-    """`GET /api/v1/topics?site=&endpoint=&limit=&cursor=`: discovered MQTT topics."""
+    """`GET /api/v1/topics?site=&endpoint=&limit=&cursor=`: discovered topics."""
 
     PARAMS = ("site", "endpoint", "limit", "cursor")
 

@@ -1,4 +1,4 @@
-"""`POST /api/v1/topics/enable|disable`: switch processing of one discovered MQTT topic."""
+"""`POST /api/v1/topics/enable|disable`: switch processing of one discovered topic."""
 
 from __future__ import annotations
 

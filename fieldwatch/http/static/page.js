@@ -80,10 +80,11 @@
 
   function prepare(body) {
     const col = Object.fromEntries(body.columns.map((c, i) => [c, i]));
+    const topicKinds = new Set(body.topic_kinds || []); // kinds whose endpoints list discovered topics
     rows = body.endpoints.map((r) => ({
       site: r[col.site], name: r[col.name], kind: r[col.kind], enabled: r[col.enabled], state: r[col.state],
       since: toMs(r[col.since]), reason: r[col.reason], downSince: toMs(r[col.down_since]),
-      lastData: toMs(r[col.last_data_at]), rtt: r[col.rtt_ms],
+      lastData: toMs(r[col.last_data_at]), rtt: r[col.rtt_ms], topics: topicKinds.has(r[col.kind]),
     }));
     for (const r of rows) {
       r.key = `${r.site}/${r.name}`;
@@ -187,7 +188,7 @@
       e.toggle.addEventListener("click", () => endpointCommand(e.row, e.row.enabled ? "disable" : "enable"));
       e.restart.addEventListener("click", () => endpointCommand(e.row, "restart"));
       e.acts.append(e.toggle, e.restart);
-      if (r.kind === "mqtt") {
+      if (r.topics) {
         const topics = el("button", "", "Topics");
         topics.type = "button";
         topics.setAttribute("aria-label", `Topics of endpoint ${r.key}`);

@@ -6,11 +6,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from harness import Harness
-from icmp_helpers import ResultSink
-from netns import VethNamespace, netns_available, veth_namespace
 
 from fieldwatch.actors.icmp.prober import Prober
+from tests.actors.icmp.icmp_helpers import ResultSink
+from tests.harness import Harness
+from tests.netns import VethNamespace, netns_available, veth_namespace
 
 
 def pytest_report_header() -> str:

@@ -5,9 +5,8 @@ from __future__ import annotations
 import threading
 import time
 
-import pytest
-
 from fieldwatch.actors.icmp.prober import ProbeResult
+from tests.waiting import wait_for
 
 __all__ = ["ResultSink"]
 
@@ -28,9 +27,8 @@ class ResultSink:
 
     def wait(self, n: int, timeout_s: float) -> list[ProbeResult]:
         """Wait until `n` results arrived; fail the test at the deadline."""
+        wait_for(lambda: len(self.results) >= n, timeout_s, what=f"{n} probe results", cond=self._cond)
         with self._cond:
-            if not self._cond.wait_for(lambda: len(self.results) >= n, timeout_s):
-                pytest.fail(f"only {len(self.results)} of {n} probe results within {timeout_s} s")
             return list(self.results)
 
     def by_address(self) -> dict[str, ProbeResult]:

@@ -8,12 +8,14 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from harness import Harness, fast_policy, wait_for
-from netns import VethNamespace
 
 from fieldwatch.actors.icmp.prober import resolve, stop_shared_prober
+from fieldwatch.actors.icmp.schema import IcmpOptions
 from fieldwatch.config.loader import parse_config_text
-from fieldwatch.config.model import EndpointConfig, IcmpOptions, SiteConfig
+from fieldwatch.config.model import EndpointConfig, SiteConfig
+from tests.harness import Harness, fast_policy
+from tests.netns import VethNamespace
+from tests.waiting import wait_for
 
 
 @pytest.fixture(autouse=True)

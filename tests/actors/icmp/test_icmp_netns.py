@@ -8,10 +8,10 @@ import sys
 import time
 from pathlib import Path
 
-from icmp_helpers import ResultSink
-from netns import VethNamespace
-
 from fieldwatch.actors.icmp.prober import Prober, ProbeResult
+from tests.actors.icmp.icmp_helpers import ResultSink
+from tests.netns import VethNamespace
+from tests.waiting import wait_for
 
 _REPO = Path(__file__).resolve().parents[3]
 
@@ -23,11 +23,7 @@ def _probe_once(prober: Prober, address: str, timeout_s: float = 1.0) -> ProbeRe
 
 
 def _until_ok(prober: Prober, address: str, deadline_s: float) -> ProbeResult:
-    deadline = time.monotonic() + deadline_s
-    while True:
-        result = _probe_once(prober, address, 0.5)
-        if result.ok or time.monotonic() > deadline:
-            return result
+    return wait_for(lambda: (r := _probe_once(prober, address, 0.5)).ok and r, deadline_s, 0.0, what=f"{address} to answer")
 
 
 def test_link_down_times_out_and_link_up_answers(prober: Prober, veth_ns: VethNamespace) -> None:

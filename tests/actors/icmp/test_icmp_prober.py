@@ -8,9 +8,10 @@ import threading
 import time
 
 import pytest
-from icmp_helpers import ResultSink
 
 from fieldwatch.actors.icmp.prober import Prober, ProbeResult
+from tests.actors.icmp.icmp_helpers import ResultSink
+from tests.waiting import wait_for
 
 
 def _fds() -> int:
@@ -101,10 +102,7 @@ def test_callback_exception_is_logged_not_propagated(
     prober.submit("127.0.0.1", count=1, timeout_s=1.0, callback=bad)
     prober.submit("127.0.0.2", count=1, timeout_s=1.0, callback=sink)
     sink.wait(1, 5.0)
-    deadline = time.monotonic() + 5.0
-    while "ICMP probe callback failed" not in caplog.text and time.monotonic() < deadline:
-        sink.wait(1, 0.05)  # poll the log with a deadline
-    assert "ICMP probe callback failed for 127.0.0.1" in caplog.text
+    wait_for(lambda: "ICMP probe callback failed for 127.0.0.1" in caplog.text, 5.0, what="the callback failure logged")
     prober.submit("127.0.0.3", count=1, timeout_s=1.0, callback=sink)
     assert sink.wait(2, 5.0)[1].ok
 

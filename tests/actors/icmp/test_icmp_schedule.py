@@ -1,7 +1,7 @@
 """Recurring probes owned by the prober, and the hub that applies steady results (issue 17).
 
 The schedule tests use real ICMP on loopback. The hub tests are unit tests of its
-decision logic: a real StatusBoard and StorageGateway (no writer attached: submits
+decision logic: a real EndpointLedger and StorageGateway (no writer attached: submits
 stay queued where the test reads them) and a recording stand-in for the actor's ref.
 """
 
@@ -12,13 +12,14 @@ import time
 from typing import Any
 
 import pytest
-from harness import wait_for
 
 from fieldwatch.actors.icmp.hub import IcmpHub, ProbeDone, ProbeSlot
 from fieldwatch.actors.icmp.prober import Prober, ProbeResult
-from fieldwatch.status import EndpointStatus, StatusBoard
+from fieldwatch.actors.icmp.stats import RttStats
+from fieldwatch.ledger import EndpointLedger
 from fieldwatch.storage.gateway import StorageGateway
 from fieldwatch.storage.writes import ReadingRecord, Touch
+from tests.waiting import wait_for
 
 
 class _Batches:
@@ -94,13 +95,14 @@ def _result(ok: bool, at: float) -> ProbeResult:
 
 
 @pytest.fixture
-def board() -> StatusBoard:
-    b = StatusBoard()
-    b.register(EndpointStatus(endpoint_id=7, site="s", name="e", kind="icmp", state="up", generation=3))
+def board() -> EndpointLedger:
+    b = EndpointLedger(StorageGateway())  # its own gateway: the tests read the hub's writes from theirs
+    b.register(7, site="s", name="e", kind="icmp", enabled=True, generation=2)
+    b.begin(7).transition("up")  # generation 3
     return b
 
 
-def _slot(board: StatusBoard, storage: StorageGateway, ref: _Ref, generation: int = 3) -> ProbeSlot:
+def _slot(board: EndpointLedger, storage: StorageGateway, ref: _Ref, generation: int = 3) -> ProbeSlot:
     return ProbeSlot(7, generation, 1, ref, board, storage)  # type: ignore[arg-type]
 
 
@@ -108,23 +110,24 @@ def _queued(storage: StorageGateway) -> list[Any]:
     return list(storage._pending)  # noqa: SLF001 - no writer attached: what was submitted
 
 
-def test_steady_answer_is_applied_without_a_message(board: StatusBoard) -> None:
+def test_steady_answer_is_applied_without_a_message(board: EndpointLedger) -> None:
     storage, ref, hub = StorageGateway(), _Ref(), IcmpHub()
     slot = _slot(board, storage, ref)
     slot.steady = True
     hub.deliver([(slot, _result(True, 1000.0))])
     assert ref.told == []
     status = board.get(7)
-    assert status is not None and status.last_data_at == 1000.0 and status.rtt_count == 1
-    assert status.packet_loss == 0.0 and status.rtt_buckets[2] == 1  # 2 ms: the 2.5 ms bucket
-    assert status.last_rtt == 0.002  # the page's RTT column follows the hub's answers too
+    assert status is not None and status.last_data_at == 1000.0 and isinstance(status.extra, RttStats)
+    assert status.extra.count == 1 and status.extra.packet_loss == 0.0
+    assert status.extra.buckets[2] == 1  # 2 ms: the 2.5 ms bucket
+    assert status.extra.last_rtt == 0.002  # the page's RTT column follows the hub's answers too
     rows = _queued(storage)
     probe_rows = [r for r in rows if isinstance(r, ReadingRecord)]  # one row per probe: rtt with its loss
     assert [(r.name, r.value_num, r.aux_name, r.aux_num) for r in probe_rows] == [("rtt", 0.002, "packet_loss", 0.0)]
     assert [r.last_data_at for r in rows if isinstance(r, Touch)] == [1000.0]
 
 
-def test_failure_goes_to_the_actor_and_later_answers_follow_it_in_order(board: StatusBoard) -> None:
+def test_failure_goes_to_the_actor_and_later_answers_follow_it_in_order(board: EndpointLedger) -> None:
     storage, ref, hub = StorageGateway(), _Ref(), IcmpHub()
     slot = _slot(board, storage, ref)
     slot.steady = True
@@ -144,30 +147,30 @@ def test_failure_goes_to_the_actor_and_later_answers_follow_it_in_order(board: S
     assert status is not None and status.last_data_at == 1020.0
 
 
-def test_not_steady_answers_go_to_the_actor(board: StatusBoard) -> None:
+def test_not_steady_answers_go_to_the_actor(board: EndpointLedger) -> None:
     storage, ref, hub = StorageGateway(), _Ref(), IcmpHub()
     slot = _slot(board, storage, ref)  # steady is False: e.g. down, counting up_after
     hub.deliver([(slot, _result(True, 1000.0))])
     assert len(ref.told) == 1 and _queued(storage) == []
 
 
-def test_newer_run_cancels_older_and_older_generation_is_refused(board: StatusBoard) -> None:
+def test_newer_run_cancels_older_and_older_generation_is_refused(board: EndpointLedger) -> None:
     storage, hub = StorageGateway(), IcmpHub()
     old = _slot(board, storage, _Ref(), generation=3)
     new = _slot(board, storage, _Ref(), generation=4)
     hub.register(old)
     hub.register(new)  # the replacement of a hung actor
     assert old.cancelled and not new.cancelled
-    board.begin_generation(7, 4, 1)
+    assert board.begin(7, 1).generation == 4
     stale = _slot(board, storage, _Ref(), generation=3)
     stale.steady = True
     hub.deliver([(stale, _result(True, 1000.0))])
     status = board.get(7)
-    assert status is not None and status.last_data_at is None  # refused by the board
+    assert status is not None and status.last_data_at is None  # refused by the ledger
     assert stale.cancelled
 
 
-def test_applied_rows_reach_storage_within_the_flush_delay_and_before_a_told_result(board: StatusBoard) -> None:
+def test_applied_rows_reach_storage_within_the_flush_delay_and_before_a_told_result(board: EndpointLedger) -> None:
     from fieldwatch.actors.icmp.hub import FLUSH_S
     from fieldwatch.actors.scheduler import Scheduler
 
@@ -196,7 +199,7 @@ def test_applied_rows_reach_storage_within_the_flush_delay_and_before_a_told_res
         scheduler.stop()
 
 
-def test_rows_are_not_stranded_when_the_flush_timer_is_lost(board: StatusBoard) -> None:
+def test_rows_are_not_stranded_when_the_flush_timer_is_lost(board: EndpointLedger) -> None:
     from fieldwatch.actors.icmp.hub import FLUSH_S
     from fieldwatch.actors.scheduler import Scheduler
 

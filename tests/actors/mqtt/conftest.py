@@ -7,8 +7,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from harness import Harness
-from mosquitto import MosquittoBroker, mosquitto_binary
+
+from tests.harness import Harness
+from tests.mosquitto import MosquittoBroker, mosquitto_binary
 
 
 @pytest.fixture

@@ -12,6 +12,7 @@ import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion
 
 from fieldwatch.actors.mqtt.client import MqttClient
+from tests.waiting import wait_for
 
 
 @dataclass
@@ -58,9 +59,10 @@ class Recorder:
 
     def wait_for(self, predicate: Callable[[], bool], timeout_s: float = 10.0) -> None:
         """Block until predicate() holds; AssertionError after timeout_s."""
-        with self.cond:
-            if not self.cond.wait_for(predicate, timeout=timeout_s):
-                raise AssertionError(f"condition not met within {timeout_s} s: {self!r}"[:2000])
+        try:
+            wait_for(predicate, timeout_s, cond=self.cond)
+        except AssertionError as err:
+            raise AssertionError(f"{err}: {self!r}"[:2000]) from None
 
     def client(self, port: int, **options: Any) -> MqttClient:
         """An MqttClient wired to this recorder (defaults: anonymous, keepalive 5)."""

@@ -13,6 +13,8 @@ import struct
 import threading
 from collections.abc import Callable
 
+from tests.waiting import wait_for
+
 __all__ = ["RawBroker"]
 
 
@@ -103,9 +105,10 @@ class RawBroker:
 
     def wait(self, predicate: Callable[[], bool], timeout_s: float = 10.0, what: str = "condition") -> None:
         """Block until predicate() holds (re-checked on every connection and PUBACK)."""
-        with self._cond:
-            if not self._cond.wait_for(predicate, timeout=timeout_s):
-                raise AssertionError(f"timed out after {timeout_s} s waiting for {what}; pubacks {self.pubacks}")
+        try:
+            wait_for(predicate, timeout_s, what=what, cond=self._cond)
+        except AssertionError as err:
+            raise AssertionError(f"{err}; pubacks {self.pubacks}") from None
 
     def publish(self, conn: int, topic: str, payload: bytes, mid: int, dup: bool = False) -> None:
         """Send a QoS 1 PUBLISH on connection `conn`."""

@@ -7,8 +7,6 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from mosquitto import MosquittoBroker, free_port, write_password_file
-from mqtt_helpers import Recorder, publish
 
 from fieldwatch.actors.mqtt.client import (
     PROTOCOL_V5,
@@ -20,6 +18,8 @@ from fieldwatch.actors.mqtt.client import (
     is_auth_failure,
     is_permanent_failure,
 )
+from tests.actors.mqtt.mqtt_helpers import Recorder, publish
+from tests.mosquitto import MosquittoBroker, free_port, write_password_file
 
 
 @pytest.fixture

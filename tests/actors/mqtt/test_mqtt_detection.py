@@ -15,12 +15,14 @@ import time
 from collections.abc import Iterator
 
 import pytest
-from harness import Harness, fast_policy, wait_for
-from mosquitto import MosquittoBroker
-from mqtt_helpers import Recorder
 
 from fieldwatch.actors.mqtt.client import RC_CONNECT_FAILED, MqttClient
-from fieldwatch.config.model import EndpointConfig, MqttOptions, SiteConfig
+from fieldwatch.actors.mqtt.schema import MqttOptions
+from fieldwatch.config.model import EndpointConfig, SiteConfig
+from tests.actors.mqtt.mqtt_helpers import Recorder
+from tests.harness import Harness, fast_policy
+from tests.mosquitto import MosquittoBroker
+from tests.waiting import wait_for
 
 KEEPALIVE_S = 2
 #: the client's silence limit (`MqttClient.silence_limit_s`: max(1.5 x keepalive, keepalive + 1.5 s),

@@ -13,13 +13,15 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from harness import Harness, fast_policy, wait_for
-from mosquitto import MosquittoBroker
-from mqtt_helpers import publish
-from raw_broker import RawBroker
 
-from fieldwatch.config.model import EndpointConfig, MqttOptions, ParserConfig, SiteConfig
+from fieldwatch.actors.mqtt.schema import MqttOptions, ParserConfig
+from fieldwatch.config.model import EndpointConfig, SiteConfig
 from fieldwatch.storage.writes import ReadingRecord
+from tests.actors.mqtt.mqtt_helpers import publish
+from tests.actors.mqtt.raw_broker import RawBroker
+from tests.harness import Harness, fast_policy
+from tests.mosquitto import MosquittoBroker
+from tests.waiting import wait_for
 
 TOPIC = "sensors/dev/level"
 

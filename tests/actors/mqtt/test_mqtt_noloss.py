@@ -21,9 +21,10 @@ from pathlib import Path
 
 import paho.mqtt.client as paho
 import pytest
-from harness import wait_for
-from mosquitto import MosquittoBroker, free_port
 from paho.mqtt.enums import CallbackAPIVersion
+
+from tests.mosquitto import MosquittoBroker, free_port
+from tests.waiting import wait_for
 
 ROOT = Path(__file__).resolve().parents[3]
 MESSAGES = 20_000

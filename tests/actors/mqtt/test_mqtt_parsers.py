@@ -19,7 +19,7 @@ from fieldwatch.actors.mqtt.parsers import (
     parse_timestamp,
     parser_errors,
 )
-from fieldwatch.config.model import ParserConfig
+from fieldwatch.actors.mqtt.schema import ParserConfig
 
 # --- topic patterns -------------------------------------------------------------------------
 

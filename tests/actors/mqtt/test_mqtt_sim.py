@@ -7,12 +7,12 @@ import socket
 from pathlib import Path
 
 import pytest
-from mosquitto import free_port
-from mqtt_helpers import Recorder
 
 from fieldwatch.sim import mqtt_broker
 from fieldwatch.sim.mqtt_broker import start_broker
 from fieldwatch.sim.mqtt_publisher import SimulatedPublisher
+from tests.actors.mqtt.mqtt_helpers import Recorder
+from tests.mosquitto import free_port
 
 
 def _port_closed(port: int) -> bool:

@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 
 import pytest
-from opcua_sim import SimProcess
 
 from fieldwatch.actors.opcua.loop import OpcuaLoop
+from tests.actors.opcua.opcua_sim import SimProcess
 
 
 @pytest.fixture

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -9,8 +10,13 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
+from concurrent.futures import Future
 from pathlib import Path
+from typing import TypeVar
+
+from fieldwatch.actors.opcua.session import OpcuaSession, SessionError
+
+_T = TypeVar("_T")
 
 REPO = Path(__file__).resolve().parents[3]
 
@@ -96,12 +102,16 @@ class SimProcess:
             self.proc.wait(timeout=5)
 
 
-def wait_until(predicate: Callable[[], bool], timeout_s: float, interval_s: float = 0.05) -> bool:
-    """Poll `predicate` until it is true or `timeout_s` passes; return its last result."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        if predicate():
-            return True
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(interval_s)
+def done(future: Future[_T], timeout_s: float = 10.0) -> _T:
+    """The result of a session request (`OpcuaSession.*_nowait`, as the actor uses them).
+
+    The session bounds every request by its own timeout_s on the loop, so the future
+    resolves (with the result or a SessionError) well before `timeout_s` here.
+    """
+    return future.result(timeout=timeout_s)
+
+
+def close(session: OpcuaSession) -> None:
+    """Close `session` and wait for it; a failed close (the link is gone) is fine."""
+    with contextlib.suppress(SessionError):
+        done(session.close_nowait())

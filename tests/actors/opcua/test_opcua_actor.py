@@ -7,13 +7,15 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from harness import Harness, fast_policy, wait_for
-from opcua_sim import SimProcess, free_port
 
+from fieldwatch.actors.opcua.schema import NodeConfig, OpcuaOptions, ThresholdConfig
 from fieldwatch.config.loader import parse_config_text
-from fieldwatch.config.model import EndpointConfig, NodeConfig, OpcuaOptions, SiteConfig, ThresholdConfig
+from fieldwatch.config.model import EndpointConfig, SiteConfig
 from fieldwatch.sim.opcua_server import NODES
 from fieldwatch.timeutil import parse_since
+from tests.actors.opcua.opcua_sim import SimProcess, free_port
+from tests.harness import Harness, fast_policy
+from tests.waiting import wait_for
 
 #: fast_policy(): health checks every 0.5 s, backoff 0.2 s .. 1 s.
 HEALTH_INTERVAL_S = 0.5

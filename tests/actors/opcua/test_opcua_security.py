@@ -9,14 +9,14 @@ from pathlib import Path
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
-from opcua_certs import make_client_cert
-from opcua_sim import free_port
 
 from fieldwatch.actors.opcua._certs import CertificateError, certificate_uri, load_certificate, load_private_key
+from fieldwatch.actors.opcua.schema import OpcuaOptions, SecurityConfig
 from fieldwatch.actors.opcua.session import OpcuaSession, SessionError
 from fieldwatch.config import load_config
-from fieldwatch.config.model import OpcuaOptions, SecurityConfig
 from fieldwatch.errors import ConfigError
+from tests.actors.opcua.opcua_sim import close, done, free_port
+from tests.opcua_certs import make_client_cert
 
 CONFIG = """\
 sites:
@@ -98,7 +98,7 @@ def test_runtime_certificate_without_san_uri_is_faulty_naming_the_key(tmp_path: 
     security = SecurityConfig("Basic256Sha256", "SignAndEncrypt", str(cert), str(key))
     session = OpcuaSession(f"opc.tcp://127.0.0.1:{free_port()}", timeout_s=2.0, security=security)
     with pytest.raises(SessionError) as info:
-        session.connect()
+        done(session.connect_nowait())
     assert info.value.failure.state == "faulty"
     assert info.value.failure.reason.startswith("security.application_uri: not set")
-    session.close()
+    close(session)

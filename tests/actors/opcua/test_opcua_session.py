@@ -8,10 +8,11 @@ import time
 from collections.abc import Callable, Iterator
 
 import pytest
-from opcua_sim import SimProcess, free_port, wait_until
 
 from fieldwatch.actors.opcua.session import NodeValue, OpcuaSession, SessionError
 from fieldwatch.sim.opcua_server import NODES, SimOptions, SimServerThread
+from tests.actors.opcua.opcua_sim import SimProcess, close, done, free_port
+from tests.waiting import wait_for
 
 TIMEOUT_S = 1.0
 
@@ -29,25 +30,25 @@ def sessions() -> Iterator[Callable[..., OpcuaSession]]:
 
     yield make
     for session in made:
-        session.close()
+        close(session)
 
 
 def _connect_error(session: OpcuaSession) -> SessionError:
     with pytest.raises(SessionError) as info:
-        session.connect()
+        done(session.connect_nowait())
     return info.value
 
 
 def test_connect_read_and_subscribe(shared_sim: SimProcess, sessions: Callable[..., OpcuaSession]) -> None:
     session = sessions(shared_sim.url)
-    offered = session.connect()
+    offered = done(session.connect_nowait())
     assert offered == [shared_sim.url]
     assert session.path_offered()
-    health = session.health()
+    health = done(session.health_nowait())
     assert health.running and health.state_name == "Running"
     assert health.current_time is not None and abs(health.current_time - time.time()) < 5
 
-    values = session.read([NODES["level"], NODES["counter"], NODES["pump"]])
+    values = done(session.read_nowait([NODES["level"], NODES["counter"], NODES["pump"]]))
     assert [v.node_id for v in values] == [NODES["level"], NODES["counter"], NODES["pump"]]
     assert all(v.good and v.quality == "Good" for v in values)
     assert isinstance(values[0].value, float) and isinstance(values[1].value, int)
@@ -55,7 +56,7 @@ def test_connect_read_and_subscribe(shared_sim: SimProcess, sessions: Callable[.
     assert values[0].source_time is not None and abs(values[0].source_time - time.time()) < 5
 
     received: queue.Queue[NodeValue] = queue.Queue()
-    session.subscribe([NODES["level"]], 0.1, received.put)
+    done(session.subscribe_nowait([NODES["level"]], 0.1, received.put))
     first = received.get(timeout=3)
     second = received.get(timeout=3)
     assert first.node_id == NODES["level"] and first.good and first.quality == "Good"
@@ -67,23 +68,23 @@ def test_unknown_node_is_a_bad_value_not_an_error(
     shared_sim: SimProcess, sessions: Callable[..., OpcuaSession]
 ) -> None:
     session = sessions(shared_sim.url)
-    session.connect()
-    missing, invalid, level = session.read(["ns=2;s=NoSuchNode", "not a node id", NODES["level"]])
+    done(session.connect_nowait())
+    missing, invalid, level = done(session.read_nowait(["ns=2;s=NoSuchNode", "not a node id", NODES["level"]]))
     assert (missing.good, missing.quality, missing.value) == (False, "BadNodeIdUnknown", None)
     assert (invalid.good, invalid.quality) == (False, "BadNodeIdInvalid")
     assert level.good
     received: queue.Queue[NodeValue] = queue.Queue()
-    session.subscribe(["ns=2;s=NoSuchNode"], 0.2, received.put)
+    done(session.subscribe_nowait(["ns=2;s=NoSuchNode"], 0.2, received.put))
     reported = received.get(timeout=2)
     assert (reported.node_id, reported.quality, reported.good) == ("ns=2;s=NoSuchNode", "BadNodeIdUnknown", False)
-    assert session.health().running  # the session is still fine
+    assert done(session.health_nowait()).running  # the session is still fine
 
 
 def test_lenient_server_accepts_unoffered_path(shared_sim: SimProcess, sessions: Callable[..., OpcuaSession]) -> None:
     session = sessions(f"opc.tcp://127.0.0.1:{shared_sim.port}/no/such/path")
-    assert session.connect() == [shared_sim.url]
+    assert done(session.connect_nowait()) == [shared_sim.url]
     assert not session.path_offered()
-    assert session.read([NODES["counter"]])[0].good
+    assert done(session.read_nowait([NODES["counter"]]))[0].good
 
 
 def test_strict_server_refuses_unoffered_path(
@@ -95,7 +96,7 @@ def test_strict_server_refuses_unoffered_path(
     assert err.failure.reason == "BadTcpEndpointUrlInvalid"
     assert err.failure.offered == (sim.url,)
     assert sim.url in err.failure.message
-    assert sessions(sim.url).connect() == [sim.url]  # the offered path is accepted
+    assert done(sessions(sim.url).connect_nowait()) == [sim.url]  # the offered path is accepted
 
 
 def test_unresolvable_host_is_faulty_with_resolver_error(sessions: Callable[..., OpcuaSession]) -> None:
@@ -126,8 +127,8 @@ def test_rejected_credentials_are_faulty(
     assert err.failure.reason.startswith("Bad")
     assert "wrong" not in err.failure.message
     good = sessions(sim.url, username="alice", password="secret")
-    good.connect()
-    assert good.health().running
+    done(good.connect_nowait())
+    assert done(good.health_nowait()).running
 
 
 def test_stopped_server_is_down_and_lost_callback_fires(
@@ -136,22 +137,22 @@ def test_stopped_server_is_down_and_lost_callback_fires(
     sim = sim_factory()
     lost: list[str] = []
     session = sessions(sim.url, on_connection_lost=lost.append)
-    session.connect()
-    assert session.health().running
+    done(session.connect_nowait())
+    assert done(session.health_nowait()).running
     sim.stop()
 
     def health_fails() -> bool:
         try:
-            session.health()
+            done(session.health_nowait())
         except SessionError as err:
             return err.failure.state == "down"
         return False
 
-    assert wait_until(health_fails, TIMEOUT_S + 1)
-    assert wait_until(lambda: bool(lost), 3)
+    assert wait_for(health_fails, TIMEOUT_S + 1)
+    assert wait_for(lambda: bool(lost), 3)
     sim.start()
-    session.connect()
-    assert session.health().running
+    done(session.connect_nowait())
+    assert done(session.health_nowait()).running
 
 
 def test_frozen_server_is_down_within_timeout_and_recovers(
@@ -159,24 +160,24 @@ def test_frozen_server_is_down_within_timeout_and_recovers(
 ) -> None:
     sim = sim_factory()
     session = sessions(sim.url)
-    session.connect()
-    assert session.read([NODES["counter"]])[0].good
+    done(session.connect_nowait())
+    assert done(session.read_nowait([NODES["counter"]]))[0].good
     sim.freeze()
     started = time.monotonic()
     with pytest.raises(SessionError) as info:
-        session.health()
+        done(session.health_nowait())
     assert info.value.failure.state == "down"
     assert time.monotonic() - started < TIMEOUT_S + 1
     started = time.monotonic()
     with pytest.raises(SessionError):
-        session.read([NODES["counter"]])
+        done(session.read_nowait([NODES["counter"]]))
     assert time.monotonic() - started < TIMEOUT_S + 1
     with pytest.raises(SessionError):  # still frozen: reconnecting fails, bounded
-        session.connect()
+        done(session.connect_nowait())
     sim.thaw()
-    assert session.connect() == [sim.url]
-    assert session.health().running
-    assert session.read([NODES["counter"]])[0].good
+    assert done(session.connect_nowait()) == [sim.url]
+    assert done(session.health_nowait()).running
+    assert done(session.read_nowait([NODES["counter"]]))[0].good
 
 
 def test_bad_after_gives_bad_quality_with_session_up(
@@ -184,11 +185,11 @@ def test_bad_after_gives_bad_quality_with_session_up(
 ) -> None:
     sim = sim_factory("--bad-after", "0.5")
     session = sessions(sim.url)
-    session.connect()
-    assert wait_until(lambda: not session.read([NODES["level"]])[0].good, 5)
-    value = session.read([NODES["level"]])[0]
+    done(session.connect_nowait())
+    assert wait_for(lambda: not done(session.read_nowait([NODES["level"]]))[0].good, 5)
+    value = done(session.read_nowait([NODES["level"]]))[0]
     assert value.quality == "BadNoCommunication"
-    assert session.health().running
+    assert done(session.health_nowait()).running
 
 
 def test_frozen_endpoint_does_not_slow_another(
@@ -197,19 +198,19 @@ def test_frozen_endpoint_does_not_slow_another(
     frozen_sim = sim_factory()
     frozen = sessions(frozen_sim.url, timeout_s=2.0)
     healthy = sessions(shared_sim.url)
-    frozen.connect()
-    healthy.connect()
+    done(frozen.connect_nowait())
+    done(healthy.connect_nowait())
     frozen_sim.freeze()
     errors: list[SessionError] = []
 
     def hammer_frozen() -> None:
         for _ in range(2):
             try:
-                frozen.health()
+                done(frozen.health_nowait())
             except SessionError as err:
                 errors.append(err)
             try:
-                frozen.connect()
+                done(frozen.connect_nowait())
             except SessionError as err:
                 errors.append(err)
 
@@ -219,7 +220,7 @@ def test_frozen_endpoint_does_not_slow_another(
     reads = 0
     while worker.is_alive():
         started = time.monotonic()
-        assert healthy.read([NODES["counter"], NODES["level"]])[0].good
+        assert done(healthy.read_nowait([NODES["counter"], NODES["level"]]))[0].good
         slowest = max(slowest, time.monotonic() - started)
         reads += 1
     worker.join()
@@ -233,8 +234,8 @@ def test_sim_server_runs_in_process_for_the_demo(sessions: Callable[..., OpcuaSe
     url = server.start()
     try:
         session = sessions(url)
-        assert session.connect() == [url]
-        assert session.read([NODES["counter"]])[0].good
+        assert done(session.connect_nowait()) == [url]
+        assert done(session.read_nowait([NODES["counter"]]))[0].good
     finally:
         server.stop()
     assert not server.running

@@ -20,6 +20,7 @@ from asyncua.ua.ua_binary import uatcp_to_binary
 
 from fieldwatch.actors.opcua.classify import status_failure
 from fieldwatch.actors.opcua.session import OpcuaSession, SessionError
+from tests.actors.opcua.opcua_sim import close, done
 
 
 def _read_message(conn: socket.socket) -> bytes:
@@ -75,9 +76,9 @@ def _failure(url: str) -> SessionError:
     session = OpcuaSession(url, timeout_s=2.0)
     try:
         with pytest.raises(SessionError) as info:
-            session.connect()
+            done(session.connect_nowait())
     finally:
-        session.close()
+        close(session)
     return info.value
 
 

@@ -8,19 +8,16 @@ that cannot run here skips its tests with the reason printed.
 from __future__ import annotations
 
 import subprocess
-import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from mosquitto import MosquittoBroker, free_port, mosquitto_binary, write_password_file  # noqa: E402
-from mqtt_brokers import AedesBroker, BrokerUnavailable, NatsBroker, RabbitBroker  # noqa: E402
-from mqtt_certs import Pki, make_pki  # noqa: E402
-from mqtt_peer import PASSWORD, USER, PeerBroker  # noqa: E402
+from tests.mosquitto import MosquittoBroker, free_port, mosquitto_binary, write_password_file
+from tests.peers.mqtt.mqtt_brokers import AedesBroker, BrokerUnavailable, NatsBroker, RabbitBroker
+from tests.peers.mqtt.mqtt_certs import Pki, make_pki
+from tests.peers.mqtt.mqtt_peer import PASSWORD, USER, PeerBroker
 
 
 @pytest.fixture(scope="session")

@@ -18,7 +18,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from mosquitto import free_port, wait_for_port
+from tests.mosquitto import free_port, wait_for_port
 
 __all__ = ["AedesBroker", "BrokerUnavailable", "NatsBroker", "RabbitBroker", "node_modules"]
 

@@ -12,8 +12,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import paho.mqtt.client as paho
-from e2e.daemon_proc import DaemonProc
 from paho.mqtt.enums import CallbackAPIVersion
+
+from tests.e2e.daemon_proc import DaemonProc
 
 __all__ = ["PASSWORD", "SITE", "USER", "PeerBroker", "broker_endpoint", "counter", "endpoint_yaml", "publish", "readings", "site_yaml"]
 

@@ -15,8 +15,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from e2e.daemon_proc import DaemonProc
-from mqtt_peer import SITE, PeerBroker, broker_endpoint, counter, publish, readings, site_yaml
+
+from tests.e2e.daemon_proc import DaemonProc
+from tests.peers.mqtt.mqtt_peer import SITE, PeerBroker, broker_endpoint, counter, publish, readings, site_yaml
 
 PEERS = ("mosquitto", "nats-server", "aedes", "rabbitmq")
 

@@ -10,11 +10,11 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from e2e.daemon_proc import DaemonProc
-from mqtt_certs import Pki
-from mqtt_peer import PASSWORD, SITE, USER, endpoint_yaml, site_yaml
 
 from fieldwatch.actors.mqtt.tls import TLS_CLIENT_CERT_HINT
+from tests.e2e.daemon_proc import DaemonProc
+from tests.peers.mqtt.mqtt_certs import Pki
+from tests.peers.mqtt.mqtt_peer import PASSWORD, SITE, USER, endpoint_yaml, site_yaml
 
 TLS_HINT_EXPECTS = "the broker expects TLS"
 

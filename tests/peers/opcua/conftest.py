@@ -7,10 +7,10 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from harness import Harness
-from opcua_peers import PeerProcess, node_modules, node_opcua_server, python_opcua_server
 
 from fieldwatch.actors.opcua.loop import OpcuaLoop
+from tests.harness import Harness
+from tests.peers.opcua.opcua_peers import PeerProcess, node_modules, node_opcua_server, python_opcua_server
 
 
 @pytest.fixture

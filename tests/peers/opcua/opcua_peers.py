@@ -17,7 +17,8 @@ import threading
 import time
 from pathlib import Path
 
-from opcua_certs import make_client_cert
+from tests.opcua_certs import make_client_cert
+from tests.waiting import wait_for
 
 __all__ = [
     "PeerProcess",
@@ -126,11 +127,7 @@ def python_opcua_server(tmp: Path, port: int | None = None) -> PeerProcess:
 
 def trust_rejected(pki: Path, timeout_s: float = 10.0) -> list[Path]:
     """Move every certificate from node-opcua's PKI ``rejected/`` to ``trusted/certs/`` (what an operator does)."""
-    deadline = time.monotonic() + timeout_s
-    while not (rejected := sorted((pki / "rejected").glob("*"))):
-        if time.monotonic() > deadline:
-            raise AssertionError(f"no certificate in {pki / 'rejected'}")
-        time.sleep(0.05)
+    rejected = wait_for(lambda: sorted((pki / "rejected").glob("*")), timeout_s, 0.05, what=f"a certificate in {pki / 'rejected'}")
     moved = []
     for cert in rejected:
         target = pki / "trusted" / "certs" / cert.name

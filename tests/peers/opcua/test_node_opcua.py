@@ -14,10 +14,12 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from harness import Harness, fast_policy, wait_for
-from opcua_peers import PeerProcess, make_client_cert, trust_rejected
 
-from fieldwatch.config.model import EndpointConfig, NodeConfig, OpcuaOptions, SecurityConfig, SiteConfig
+from fieldwatch.actors.opcua.schema import NodeConfig, OpcuaOptions, SecurityConfig
+from fieldwatch.config.model import EndpointConfig, SiteConfig
+from tests.harness import Harness, fast_policy
+from tests.peers.opcua.opcua_peers import PeerProcess, make_client_cert, trust_rejected
+from tests.waiting import wait_for
 
 LEVEL, COUNTER, STEADY = "ns=1;s=Tank1.Level", "ns=1;s=Counter", "ns=1;s=Steady"
 SECURITY_CODE = re.compile(r"\bBad(Certificate\w*|SecurityChecksFailed|SecurityPolicyRejected)\b")

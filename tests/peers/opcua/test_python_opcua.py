@@ -11,10 +11,12 @@ import time
 from collections.abc import Callable
 
 import pytest
-from harness import Harness, fast_policy, wait_for
-from opcua_peers import PeerProcess
 
-from fieldwatch.config.model import EndpointConfig, NodeConfig, OpcuaOptions, SiteConfig
+from fieldwatch.actors.opcua.schema import NodeConfig, OpcuaOptions
+from fieldwatch.config.model import EndpointConfig, SiteConfig
+from tests.harness import Harness, fast_policy
+from tests.peers.opcua.opcua_peers import PeerProcess
+from tests.waiting import wait_for
 
 #: fast_policy(): health checks every 0.5 s, backoff 0.2 s .. 1 s; requests time out after TIMEOUT_S.
 HEALTH_INTERVAL_S = 0.5

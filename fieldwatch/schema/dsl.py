@@ -15,8 +15,8 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from fieldwatch.config._yaml import Node, PathT, fmt_error
-from fieldwatch.config.redact import REDACTED, SECRET_KEYS, redact_url
+from fieldwatch.schema.nodes import Node, PathT, fmt_error
+from fieldwatch.schema.redact import REDACTED, SECRET_KEYS, redact_url
 from fieldwatch.textcheck import MAX_TEXT
 
 __all__ = [
