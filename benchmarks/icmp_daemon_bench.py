@@ -59,6 +59,23 @@ def cpu_s(who: int = resource.RUSAGE_SELF) -> float:
     return usage.ru_utime + usage.ru_stime
 
 
+def thread_cpu() -> dict[str, float]:
+    """CPU seconds (user + system) of this process's threads, summed by name (numbers dropped)."""
+    import re
+
+    names = {t.native_id: re.sub(r"[-_]?\d+$", "", t.name) for t in threading.enumerate()}
+    ticks = os.sysconf("SC_CLK_TCK")
+    out: collections.Counter[str] = collections.Counter()
+    for tid in os.listdir("/proc/self/task"):
+        try:
+            with open(f"/proc/self/task/{tid}/stat") as handle:
+                fields = handle.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # the thread ended meanwhile
+        out[names.get(int(tid), "other")] += (int(fields[11]) + int(fields[12])) / ticks
+    return dict(out)
+
+
 def _pct(data: list[float], p: float) -> float:
     if not data:
         return float("nan")
@@ -360,6 +377,7 @@ def main() -> None:  # noqa: PLR0915 - one linear measurement script
         )
     lateness.clear()
     gc_times = _GcTimes()
+    threads0 = thread_cpu()
     c0, w0 = cpu_s(), time.monotonic()
     peak_queue = 0
     end = time.monotonic() + duration
@@ -369,6 +387,7 @@ def main() -> None:  # noqa: PLR0915 - one linear measurement script
     used = cpu_s() - c0
     wall = time.monotonic() - w0
     gc_report = gc_times.stop()
+    threads1 = thread_cpu()
     data = lateness.take()
     threads = threading.active_count()
     rss = rss_mb()
@@ -396,6 +415,13 @@ def main() -> None:  # noqa: PLR0915 - one linear measurement script
     print(
         f"daemon CPU {used:.2f}s over {wall:.1f}s = {100 * used / wall:.0f} % of one core, "
         f"{per_probe_ms:.3f} ms per probe"
+    )
+    by_thread = collections.Counter({k: v - threads0.get(k, 0.0) for k, v in threads1.items()})
+    print(
+        "daemon CPU by thread during the rounds (ms per probe): "
+        + ", ".join(
+            f"{name} {1000 * secs / max(1, len(data)):.3f}" for name, secs in by_thread.most_common() if secs > 0
+        )
     )
     print(f"garbage collections during the rounds (generation: count, seconds): {gc_report}")
     print(f"GET /api/v1/sites every {args.poll_s:g}s: {json.dumps(polled)}")

@@ -5,7 +5,9 @@ restart (one_for_all, rest_for_one) counts as one restart for intensity. More
 than `max_restarts` restarts within `within_s` stops every child and fails the
 supervisor to its parent; the root calls `on_exhausted` (the daemon exits 3).
 Health checks are tells with a deadline, so a hung child never blocks us: it is
-abandoned and replaced by a new generation whose predecessor is ignored.
+abandoned and replaced by a new generation whose predecessor is ignored. A pooled
+child whose check still waits for a pool worker is not hung (its deadline is
+extended); answers go to a queue drained at each sweep, not to our mailbox.
 """
 
 from __future__ import annotations
