@@ -36,7 +36,7 @@ if TYPE_CHECKING:
     from pykka._actor import ActorInbox
     from pykka._envelope import Envelope
 
-__all__ = ["ActorPool", "PoolStats", "PooledActor", "waits_for_a_worker"]
+__all__ = ["ActorPool", "PoolStats", "PooledActor", "progressing"]
 
 logger = logging.getLogger(__name__)
 
@@ -208,20 +208,25 @@ class ActorPool:
                 compensations_total=self._compensations,
             )
 
-    def waits_for_a_worker(self, inbox: PooledInbox) -> bool:
-        """True when `inbox` holds messages and no worker is inside its actor's handlers.
+    def progressing(self, inbox: PooledInbox, hung_after_s: float) -> bool:
+        """True when `inbox`'s actor is not hung: it waits for a worker, or is being served.
 
-        Such an actor waits on the run queue behind other actors' work (e.g. thousands of
-        actors starting at once): it is not hung. False when a worker is inside one of its
-        handlers (hung or slow there), when its inbox is empty, or when every worker is
+        Waiting: its inbox holds messages and no worker is inside its handlers (it is on the
+        run queue behind other actors' work, e.g. thousands of actors starting at once).
+        Served: a worker is inside one of its handlers, entered less than `hung_after_s` ago
+        (it is working through its own backlog). False when a worker has been inside one
+        handler for `hung_after_s` or more, when its inbox is empty, or when every worker is
         stuck (nothing is being served).
         """
         actor = inbox.actor
+        now = time.monotonic()
         with self._lock:
             if self._closed or len(self._workers) <= self._stuck:
                 return False
-            if any(worker.actor is actor for worker in self._workers):
-                return False
+            for worker in self._workers:
+                if worker.actor is actor:
+                    since = worker.busy_since
+                    return since is None or now - since < hung_after_s
         return not inbox.empty()
 
     # -- used by PooledActor / PooledInbox ------------------------------------
@@ -328,16 +333,17 @@ class ActorPool:
                     )
 
 
-def waits_for_a_worker(ref: pykka.ActorRef[Any]) -> bool:
-    """True when `ref` is a pooled actor waiting for a worker, not inside a handler.
+def progressing(ref: pykka.ActorRef[Any], hung_after_s: float) -> bool:
+    """True when `ref` is a pooled actor that is queued for a worker or being served (not hung).
 
     A supervisor asks this before judging a health check that was not answered in time:
-    a check queued behind other actors' work says nothing about the child.
+    a check queued behind other actors' work, or behind the actor's own messages while it
+    works through them, says nothing about a hang (see `ActorPool.progressing`).
     """
     inbox = ref.actor_inbox
     if not isinstance(inbox, PooledInbox) or inbox.pool is None or ref.actor_stopped.is_set():
         return False
-    return inbox.pool.waits_for_a_worker(inbox)
+    return inbox.pool.progressing(inbox, hung_after_s)
 
 
 class PooledActor(pykka.Actor):

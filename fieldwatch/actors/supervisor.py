@@ -6,8 +6,9 @@ than `max_restarts` restarts within `within_s` stops every child and fails the
 supervisor to its parent; the root calls `on_exhausted` (the daemon exits 3).
 Health checks are tells with a deadline, so a hung child never blocks us: it is
 abandoned and replaced by a new generation whose predecessor is ignored. A pooled
-child whose check still waits for a pool worker is not hung (its deadline is
-extended); answers go to a queue drained at each sweep, not to our mailbox.
+child whose check waits for a pool worker, or which works through its own messages
+(no handler running as long as the timeout), is not hung: its deadline is extended.
+Answers go to a queue drained at each sweep, not to our mailbox.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ import pykka
 
 from fieldwatch.actors.base import ChildContext, SupervisedActor
 from fieldwatch.actors.messages import ChildExited, Health, HealthCheck, HealthReport
-from fieldwatch.actors.pool import waits_for_a_worker
+from fieldwatch.actors.pool import progressing
 from fieldwatch.actors.scheduler import TimerHandle
 from fieldwatch.actors.tree import TreeNode, TreeView
 from fieldwatch.errors import ConflictError, NotFoundError
@@ -85,9 +86,10 @@ class _Sweep:
 #: health-check intervals and timeouts).
 _SWEEP_S = 0.05
 
-#: A pooled child whose health check is still queued behind other actors' work (it waits
-#: for a worker, none is inside its handlers) is not hung: its deadline is extended, up to
-#: this long after the check was sent (e.g. 20,000 endpoints starting at once).
+#: A pooled child whose health check is still queued (it waits for a worker, or a worker is
+#: inside one of its handlers for less than the timeout: it works through its own backlog)
+#: is not hung: its deadline is extended, up to this long after the check was sent (e.g.
+#: 20,000 endpoints starting at once). Inside one handler for the timeout or more: hung.
 _QUEUED_CHECK_MAX_S = 60.0
 
 
@@ -507,8 +509,8 @@ class Supervisor(SupervisedActor):
             return
         timeout = child.spec.policy.health_check.timeout_s
         now = time.monotonic()
-        if child.ref is not None and now - child.hc_sent_at < _QUEUED_CHECK_MAX_S and waits_for_a_worker(child.ref):
-            # Queued behind other actors' work, not hung: judge it when it has had its turn.
+        if child.ref is not None and now - child.hc_sent_at < _QUEUED_CHECK_MAX_S and progressing(child.ref, timeout):
+            # Queued behind other work or working through its own, not hung: judge it again later.
             heapq.heappush(self._hc_deadlines, (now + timeout, next(self._hc_seq), child_id, generation, seq))
             return
         self._replace(child, "HealthCheckTimeout", f"no answer to a health check within {timeout:g}s")

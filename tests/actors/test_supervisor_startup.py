@@ -23,7 +23,7 @@ from fieldwatch.actors.pool import ActorPool, PooledActor
 from fieldwatch.actors.scheduler import Scheduler
 from fieldwatch.actors.supervisor import ChildSpec, Supervisor, SupervisorOptions, WhichChildren
 from fieldwatch.policy import ChildPolicy, HealthCheck, Intensity
-from tests.actors.sup_helpers import FAST_BACKOFF, Crash, Hang, Recorder, Worker, spec
+from tests.actors.sup_helpers import FAST_BACKOFF, Crash, Hang, Ping, Recorder, Worker, spec
 from tests.waiting import wait_for
 
 
@@ -71,6 +71,12 @@ def pooled_spec(child_id: str, rec: Recorder, pool: ActorPool, health: HealthChe
             answered.append(time.monotonic())
             return super().check_health()
 
+        def handle(self, message: Any) -> Any:
+            if isinstance(message, Chunk):
+                time.sleep(message.seconds)  # its own work, one short handler at a time
+                return None
+            return super().handle(message)
+
     PooledWorker.pool = pool
 
     def _start(ctx: ChildContext) -> pykka.ActorRef[Any]:
@@ -108,6 +114,29 @@ def test_a_health_check_queued_behind_other_actors_work_is_not_a_hang(
     gaps = [b - a for a, b in zip(answered[flood_start - 1 :], answered[flood_start:], strict=False)]
     assert max(gaps) > health.timeout_s, "the backlog delayed a check beyond its timeout (else no test)"
     assert sup.ask(WhichChildren(), timeout=5) == [("c", 1, True)], "queued, not hung: not replaced"
+    assert "HealthCheckTimeout" not in caplog.text
+
+
+def test_a_child_working_through_its_own_backlog_is_not_hung(
+    scheduler: Scheduler, pool: ActorPool, caplog: pytest.LogCaptureFixture
+) -> None:
+    rec = Recorder()
+    answered: list[float] = []
+    health = HealthCheck(interval_s=0.1, timeout_s=0.3, failures=1)
+    sup = start_sup(scheduler, [pooled_spec("c", rec, pool, health, answered)], max_restarts=10, within_s=60)
+    assert rec.wait_for(lambda ev: ("start", "c", 1) in ev)
+    wait_for(lambda: len(answered) >= 2, what="the child to answer its checks while idle")
+    # 50 messages of 40 ms each (2 s of its own work): at any deadline a worker is inside one
+    # of its handlers, but never for as long as the timeout.
+    child = rec.refs[("c", 1)]
+    for _ in range(50):
+        child.tell(Chunk(0.04))
+    before = len(answered)
+    assert child.ask(Ping(), timeout=10) == 1  # answered after the backlog, by the same generation
+    wait_for(lambda: len(answered) > before, 5, what="a check answered after the backlog")
+    gaps = [b - a for a, b in zip(answered[before - 1 :], answered[before:], strict=False)]
+    assert max(gaps) > health.timeout_s, "the backlog delayed a check beyond its timeout (else no test)"
+    assert sup.ask(WhichChildren(), timeout=5) == [("c", 1, True)], "working, not hung: not replaced"
     assert "HealthCheckTimeout" not in caplog.text
 
 
