@@ -192,10 +192,11 @@ def _colour_enabled(out: TextIO) -> bool:
     return out.isatty() and "NO_COLOR" not in os.environ and os.environ.get("TERM") != "dumb"
 
 
-def format_table(sites: list[dict[str, Any]], *, colour: bool, now: float | None = None) -> str:
-    """The status table: one row per endpoint (a site without endpoints gets one row)."""
+def format_table(sites: list[dict[str, Any]], *, colour: bool, now: float | None = None, owners: bool = False) -> str:
+    """The status table: one row per endpoint (a site without endpoints gets one row); with
+    `owners` (a cluster), an OWNER column after SITE: the instance running it, `-` for none."""
     now = time.time() if now is None else now
-    header = ("SITE", "ENDPOINT", "KIND", "STATE", "SINCE/AGE", "LAST DATA", "REASON")
+    header: tuple[str, ...] = ("SITE", "ENDPOINT", "KIND", "STATE", "SINCE/AGE", "LAST DATA", "REASON")
     rows: list[tuple[str, ...]] = []
     for site in sites:
         endpoints = site.get("endpoints") or []
@@ -206,14 +207,28 @@ def format_table(sites: list[dict[str, Any]], *, colour: bool, now: float | None
             reason = str(ep.get("reason") or "")
             rows.append((str(site.get("name")), str(ep.get("name")), str(ep.get("kind")), str(ep.get("state")),
                          _age(ep.get("since"), now), _age(ep.get("last_data_at"), now), reason))  # fmt: skip
+    state_at = 3
+    if owners:
+        site_owner = {str(site.get("name")): str(site.get("owner") or "-") for site in sites}
+        header = (header[0], "OWNER", *header[1:])
+        rows = [(row[0], site_owner.get(row[0], "-"), *row[1:]) for row in rows]
+        state_at = 4
     widths = [max(len(row[i]) for row in (header, *rows)) for i in range(len(header) - 1)]
     lines = []
     for n, row in enumerate((header, *rows)):
         cells = [cell.ljust(width) for cell, width in zip(row, widths, strict=False)]
-        if colour and n > 0 and row[3] in _COLOURS:
-            cells[3] = f"\x1b[{_COLOURS[row[3]]}m{cells[3]}\x1b[0m"
+        if colour and n > 0 and row[state_at] in _COLOURS:
+            cells[state_at] = f"\x1b[{_COLOURS[row[state_at]]}m{cells[state_at]}\x1b[0m"
         lines.append("  ".join([*cells, row[-1]]).rstrip())
     return "\n".join(lines)
+
+
+def _in_cluster(args: argparse.Namespace) -> bool:
+    """Whether the daemon runs in a cluster (its sites have lease epochs); False when unknown."""
+    try:
+        return any(site.get("epoch") is not None for site in _call(args, "GET", "/api/v1/cluster")["sites"])
+    except Exception:  # noqa: BLE001 - an older daemon without the route: no owner column
+        return False
 
 
 def _event_line(event: dict[str, Any]) -> str:
@@ -233,7 +248,7 @@ def cmd_status(args: argparse.Namespace) -> int:
         if not sites:
             print("no sites configured")
             return
-        print(format_table(sites, colour=_colour_enabled(sys.stdout)))
+        print(format_table(sites, colour=_colour_enabled(sys.stdout), owners=_in_cluster(args)))
 
     return _run(body)
 

@@ -33,7 +33,6 @@ from fieldwatch.storage.gateway import StorageGateway
 from fieldwatch.storage.migrations import migrate
 
 if TYPE_CHECKING:
-    from fieldwatch.cluster.view import LocalCluster
     from fieldwatch.http.server import HttpServer
 
 __all__ = ["Daemon", "EXIT_OK", "EXIT_RUNTIME", "EXIT_EXHAUSTED"]
@@ -67,6 +66,7 @@ class Daemon:
         self.log_ring: LogRing | None = None
         self._stop = threading.Event()
         self._restart_tree = threading.Event()
+        self.cluster: Any = None  # a ClusterRunner when `cluster:` is set
 
     # -- start -------------------------------------------------------------------
 
@@ -90,12 +90,6 @@ class Daemon:
             secrets=self._secrets(),
         )
         logger.info("fieldwatch starting: instance %s, %d sites", cfg.instance, len(cfg.sites))
-        if cfg.cluster is not None:
-            logger.warning(
-                "cluster: is configured, but this version does not run site leases yet: "
-                "instance %s runs every site (see docs/operating.md)",
-                cfg.instance,
-            )
         db = init_database(cfg.storage.url)
         version = migrate(db)
         logger.info("storage ready: schema version %d", version)
@@ -103,7 +97,12 @@ class Daemon:
         # the writer seeds its own index from the endpoint table in its on_start
         self.scheduler.start()
         self.root = self._start_root()
-        self.controller = Controller(
+        controller_class: Any = Controller
+        if cfg.cluster is not None:  # high availability (SPEC 10): see fieldwatch/cluster/runner.py
+            from fieldwatch.cluster.runner import ClusterRunner, clustered_controller
+
+            controller_class = clustered_controller(Controller)
+        self.controller = controller_class(
             root=self.root,
             ledger=self.ledger,
             tree=self.tree,
@@ -113,7 +112,12 @@ class Daemon:
             queries=queries,
         )
         self._wait_storage(deadline=time.monotonic() + 15)
+        if cfg.cluster is not None:
+            self.cluster = ClusterRunner(cfg.instance, cfg.storage.url, cfg.cluster.lease_ttl_s, self.controller)
+            self.cluster.prepare()
         self.controller.load(cfg.sites)
+        if self.cluster is not None:
+            self.cluster.start()
         if self.with_http:
             self._start_http()
         if self.install_signals:
@@ -180,12 +184,16 @@ class Daemon:
 
         return [ChildSpec("retention", _start, ChildPolicy(), kind="retention")]
 
-    def _cluster_view(self) -> LocalCluster:
-        """This instance alone (leases are not run by the daemon yet): it owns every site.
-        Sets the sites' `owner` and registers the cluster metrics (SPEC 7)."""
+    def _cluster_view(self) -> Any:
+        """The cluster runner's view (`cluster:` set), else this instance alone, owning every
+        site. Sets the sites' `owner` and registers the cluster metrics (SPEC 7)."""
         from fieldwatch.cluster.view import ClusterCollector, FencedWrites, LocalCluster
 
         assert self.controller is not None
+        if self.cluster is not None:
+            self.controller.site_owner = self.cluster.owner_of
+            self.registry.register(self.cluster.collector())
+            return self.cluster.view
         cluster = LocalCluster(self.config.instance, self.controller.site_names)
         self.controller.site_owner = cluster.owner_of
         self.registry.register(ClusterCollector(cluster, self.controller.site_names, FencedWrites()))
@@ -281,6 +289,11 @@ class Daemon:
         if self.http is not None:
             self.http.stop()
             self.http = None
+        if self.cluster is not None:
+            try:
+                self.cluster.stop()  # hands the leases back: the others take the sites over at once
+            except Exception:  # noqa: BLE001 - shutdown boundary: keep stopping the rest
+                logger.exception("stopping the cluster runner failed")
         if self.controller is not None:
             try:
                 self.controller.stop_sites()

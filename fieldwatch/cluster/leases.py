@@ -77,8 +77,9 @@ class LeaseManager:
     def __init__(self, dsn: str, name: str, ttl: float, *, schema: str | None = None,
                  on_acquired: SiteCallback | None = None, on_lost: SiteCallback | None = None,
                  max_moves: int = 8, timings: LeaseTimings | None = None,
-                 wall_clock: Callable[[], float] = time.time) -> None:
+                 wall_clock: Callable[[], float] = time.time, create_schema: bool = True) -> None:
         self.dsn = dsn
+        self.create_schema = create_schema  # False: storage migration 3 made the tables
         self.name = name
         self.boot_id = uuid.uuid4().hex[:16]
         self.timings = timings or LeaseTimings.for_ttl(ttl)
@@ -114,7 +115,8 @@ class LeaseManager:
     def start(self) -> None:
         """Create the tables if needed, register this instance and start the threads."""
         conn = self._connection()
-        ensure_schema(conn)
+        if self.create_schema:
+            ensure_schema(conn)
         sent = time.monotonic()
         with conn, conn.cursor() as cur:
             cur.execute(

@@ -2,9 +2,9 @@
 
 `cluster_instance`: one row per instance name (its current boot id, start and last
 heartbeat, both by the database clock). `site_lease`: one row per site (owner name and
-boot id, epoch, expiry by the database clock). They are created here, outside
-fieldwatch/storage/migrations.py, while that module is being rewritten; they should
-become a numbered migration there.
+boot id, epoch, expiry by the database clock). The daemon gets them from storage
+migration 3 (fieldwatch/storage/migrations.py runs `CLUSTER_DDL` on PostgreSQL);
+`ensure_schema` creates them in a bare schema for tests and benchmarks.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-__all__ = ["INSTANCE_TABLE", "LEASE_TABLE", "ensure_schema", "fenced", "fenced_sites"]
+__all__ = ["CLUSTER_DDL", "INSTANCE_TABLE", "LEASE_TABLE", "ensure_schema", "fenced", "fenced_sites"]
 
 INSTANCE_TABLE = "cluster_instance"
 LEASE_TABLE = "site_lease"
@@ -20,7 +20,7 @@ LEASE_TABLE = "site_lease"
 #: Serialises concurrent `ensure_schema` calls (CREATE TABLE IF NOT EXISTS can race).
 _SCHEMA_LOCK_KEY = 0x6677_6861  # "fwha"
 
-_DDL = f"""
+CLUSTER_DDL = f"""
 CREATE TABLE IF NOT EXISTS {INSTANCE_TABLE} (
     name        text PRIMARY KEY,
     boot_id     text NOT NULL,
@@ -43,7 +43,7 @@ def ensure_schema(connection: Any) -> None:
     """Create the cluster tables in the connection's search_path if missing (commits)."""
     with connection, connection.cursor() as cur:
         cur.execute("SELECT pg_advisory_xact_lock(%s)", (_SCHEMA_LOCK_KEY,))
-        cur.execute(_DDL)
+        cur.execute(CLUSTER_DDL)
 
 
 def fenced_sites(cursor: Any, epochs: Mapping[str, int]) -> set[str]:

@@ -81,6 +81,10 @@ class DatabaseCluster:
         """What this instance's lease manager says it may run now."""
         return dict(self.manager.owned())
 
+    def owned_sites(self) -> dict[str, int]:
+        """The sites this instance runs now (the metrics export per-endpoint series only for them)."""
+        return self.manager.owned()
+
     def owner_of(self, site: str) -> str | None:
         """This instance when its manager holds the site, else the database's live owner."""
         if self.manager.owns(site):

@@ -151,7 +151,7 @@ def create_app(deps: AppDeps) -> FieldwatchApp:
     app.resp_options.media_handlers[falcon.MEDIA_JSON] = ascii_json
     app.resp_options.secure_cookies_by_default = True
     install_error_handlers(app)
-    collector = FieldwatchCollector(deps.board, deps.tree, deps.storage)
+    collector = FieldwatchCollector(deps.board, deps.tree, deps.storage, getattr(deps.cluster, "owned_sites", None))
     if deps.register_collector:
         deps.registry.register(collector)
 

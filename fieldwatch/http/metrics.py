@@ -18,7 +18,7 @@ import math
 import re
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Container, Iterator
 from typing import Protocol
 
 from prometheus_client import CollectorRegistry
@@ -156,11 +156,14 @@ class _Stats(Protocol):
 class FieldwatchCollector:
     """Register once on the injected registry; every scrape builds its families anew."""
 
-    def __init__(self, board: EndpointLedger, tree: TreeView, storage: _Stats) -> None:
+    def __init__(self, board: EndpointLedger, tree: TreeView, storage: _Stats,
+                 owned_sites: Callable[[], Container[str]] | None = None) -> None:  # fmt: skip
         self._board = board
         self._tree = tree
         self._storage = storage
         self._local = threading.local()
+        #: cluster (SPEC 7/10): per-endpoint series only for the sites this instance owns now
+        self._owned_sites = owned_sites
 
     def describe(self) -> list[Metric]:
         """Nothing up front: the registry must not call collect() at registration."""
@@ -169,7 +172,10 @@ class FieldwatchCollector:
     def _rows(self) -> list[Row]:
         now = time.time()
         rows = []
+        owned = self._owned_sites() if self._owned_sites is not None else None
         for status in self._board.snapshot():
+            if owned is not None and status.site not in owned:
+                continue
             labels = {"site": status.site, "endpoint": status.name, "kind": status.kind}
             text = f'endpoint="{_escape(status.name)}",kind="{_escape(status.kind)}",site="{_escape(status.site)}"'
             rows.append(Row(labels, text, status, effective_state(status, now)[0]))

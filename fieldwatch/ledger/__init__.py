@@ -24,8 +24,8 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Iterable, Sequence
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Iterable, Sequence
+from typing import TYPE_CHECKING, Any
 
 from fieldwatch import states
 from fieldwatch.ledger.incarnation import A, Failure, Fold, Incarnation
@@ -192,6 +192,8 @@ class EndpointLedger:
             self._starting.discard(endpoint_id)
             self._refresh(item)
             gen, site, name, last = item.generation, item.site, item.name, item.last_data_at
+        if self.runs_site is not None and not self.runs_site(site):
+            return  # cluster: the site's owner stores it
         out: list[writes.Write] = [
             writes.StateChange(endpoint_id=endpoint_id, generation=gen, state=states.DISABLED, since=now, reason=reason,
                                down_since=None, last_data_at=last),
@@ -203,6 +205,36 @@ class EndpointLedger:
             for condition, subject in alerts
         )
         self.storage.submit_many(out)
+
+    # -- cluster (SPEC section 10; fieldwatch/cluster/runner.py) ---------------------
+
+    #: None: a single instance (it runs and stores every site); else "does this instance run
+    #: the site now": `disable` stores nothing for a site another instance runs (its owner does)
+    runs_site: Callable[[str], bool] | None = None
+
+    def mirror(self, endpoint_id: int, **fields: Any) -> bool:
+        """Show what another instance stored for an endpoint this instance does not run (its
+        state, since, reason, down_since, last_data_at, restarts, reconnects, generation, read
+        from the database); nothing is stored, alerts here are dropped (the owner has them).
+
+        The generation only ever grows, so a write of an older incarnation of this process
+        (one that ran the site before losing it) is refused from then on.
+        """
+        allowed = {"state", "since", "reason", "down_since", "last_data_at", "restarts", "reconnects"}
+        with self._lock:
+            item = self._items.get(endpoint_id)
+            if item is None:
+                return False
+            generation = fields.pop("generation", None)
+            if generation is not None:
+                item.generation = max(item.generation, int(generation))
+            for key, value in fields.items():
+                if key in allowed:
+                    setattr(item, key, value)
+            item.alerts.clear()
+            self._starting.discard(endpoint_id)
+            self._refresh(item)
+            return True
 
     def fault(self, endpoint_id: int, reason: str) -> None:
         """The endpoint cannot run (e.g. its kind's actor cannot load): `faulty`, stored, alert opened."""

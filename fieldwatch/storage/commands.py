@@ -82,9 +82,15 @@ class SyncConfig:
     `enabled` is only the initial value: an existing row keeps its stored flag. Sites
     and endpoints created through the API are kept; config-origin ones the YAML no
     longer declares are deleted. Returns every stored site.
+
+    With `instance` (a cluster, SPEC section 10) the deletion rule is per instance: the
+    sites declared are recorded as declared by `instance`, and a config site is deleted
+    only when `instance` declared it before, no longer does, and no other instance's
+    config declares it. Sites other instances declare are never deleted.
     """
 
     sites: Sequence[SiteSpec]
+    instance: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,7 +153,9 @@ class SetTopicActive:
 
 @dataclass(frozen=True, slots=True)
 class LoadSites:
-    """Every stored site, ordered by name."""
+    """Every stored site (or those `names` lists), ordered by name."""
+
+    names: tuple[str, ...] | None = None
 
 
 Command = (

@@ -178,8 +178,29 @@ class Staged(Protocol):
     def reset(self) -> None: ...
 
 
+_V3_DECLARATION = (
+    """CREATE TABLE site_declaration (
+        site_id INTEGER NOT NULL REFERENCES site (id) ON DELETE CASCADE,
+        instance TEXT NOT NULL,
+        declared_at {float} NOT NULL,
+        PRIMARY KEY (site_id, instance))""",
+    "CREATE INDEX site_declaration_instance ON site_declaration (instance)",
+)
+
+
+def _v3(db: peewee.Database) -> None:
+    """Version 3, high availability (SPEC section 10): which instance's config declares each
+    site (both backends; see storage/sites.py SyncConfig) and, on PostgreSQL only, the
+    cluster's instance and lease tables (fieldwatch/cluster/schema.py)."""
+    _ddl(db, _V3_DECLARATION)
+    if not is_sqlite(db):
+        from fieldwatch.cluster.schema import CLUSTER_DDL
+
+        db.execute_sql(CLUSTER_DDL)
+
+
 #: Migration n (1-based) is MIGRATIONS[n - 1]. Append only.
-MIGRATIONS: tuple[Callable[[peewee.Database], None] | Staged, ...] = (_v1, SchemaV2())
+MIGRATIONS: tuple[Callable[[peewee.Database], None] | Staged, ...] = (_v1, SchemaV2(), _v3)
 LATEST_VERSION = len(MIGRATIONS)
 
 

@@ -165,14 +165,40 @@ def _sync_site(spec: SiteSpec, now: float) -> None:
             Endpoint.delete().where(Endpoint.id == row.id).execute()
 
 
-def _sync_config(specs: Iterable[SiteSpec], now: float) -> tuple[StoredSite, ...]:
+def _undeclared_by(instance: str, names: list[str], now: float) -> list[Site]:
+    """Record that `instance`'s config declares exactly `names` (site_declaration rows);
+    return the config sites it declared before, no longer does, and nobody else declares."""
+    db = Site._meta.database
+    p = db.param
+    ids = {site.id for site in Site.select(Site.id).where(Site.name.in_(names))} if names else set()
+    before = {row[0] for row in db.execute_sql(f"SELECT site_id FROM site_declaration WHERE instance = {p}",
+                                               (instance,))}
+    db.execute_sql(f"DELETE FROM site_declaration WHERE instance = {p}", (instance,))
+    for site_id in sorted(ids):
+        db.execute_sql(f"INSERT INTO site_declaration (site_id, instance, declared_at) VALUES ({p}, {p}, {p})",
+                       (site_id, instance, now))
+    dropped = before - ids
+    if not dropped:
+        return []
+    declared = {row[0] for row in db.execute_sql("SELECT DISTINCT site_id FROM site_declaration")}
+    kept = sorted(dropped & declared)
+    if kept:
+        logger.info("%d sites no longer in this instance's configuration are kept: other instances declare them",
+                    len(kept))
+    return list(Site.select().where((Site.origin == "config") & Site.id.in_(sorted(dropped - declared))))
+
+
+def _sync_config(specs: Iterable[SiteSpec], now: float, instance: str | None = None) -> tuple[StoredSite, ...]:
     specs = list(specs)
     names = [spec.name for spec in specs]
     if len(set(names)) != len(names):
         raise ConflictError("the configuration declares a site twice")
     for spec in specs:
         _sync_site(spec, now)
-    gone = Site.select().where((Site.origin == "config") & (Site.name.not_in(names)))
+    if instance is None:
+        gone = list(Site.select().where((Site.origin == "config") & (Site.name.not_in(names))))
+    else:
+        gone = _undeclared_by(instance, names, now)
     for site in gone:
         logger.warning("[sites/%s] no longer in the configuration: deleting it", site.name)
         Site.delete().where(Site.id == site.id).execute()
@@ -228,9 +254,9 @@ def _set_topic_active(endpoint_id: int, topic: str, active: bool) -> bool:
 def execute(cmd: Command, now: float) -> Any:
     """Run one command inside the caller's transaction and return its result."""
     if isinstance(cmd, LoadSites):
-        return load_sites()
+        return load_sites(cmd.names)
     if isinstance(cmd, SyncConfig):
-        return _sync_config(cmd.sites, now)
+        return _sync_config(cmd.sites, now, cmd.instance)
     if isinstance(cmd, SetSiteEnabled):
         site = _get_site(cmd.name)
         Site.update(enabled=cmd.enabled, updated_at=now).where(Site.id == site.id).execute()

@@ -15,7 +15,7 @@ from fieldwatch.storage.gateway import StorageGateway
 from tests.examples.examples_helpers import EXAMPLES, REPO, metric_names
 from tests.ledger_helpers import new_ledger
 
-DOCS = (REPO / "docs" / "operating.md", EXAMPLES / "README.md")
+DOCS = (REPO / "docs" / "operating.md", REPO / "docs" / "cluster.md", EXAMPLES / "README.md")
 _ROUTE = re.compile(r"/(?:api/v1|healthz|readyz|metrics|openapi\.json)[A-Za-z0-9_{}./-]*")
 
 

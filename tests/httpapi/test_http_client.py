@@ -148,3 +148,18 @@ def test_alerts_command_active_and_all(server: HttpServer, deps: AppDeps, capsys
     assert "RESOLVED" in out[0] and [line.split()[3] for line in out[1:]] == ["beta/broker", "alpha/plc"]
     assert " active " in out[1] and " ago " in out[2]
     assert deps.queries.calls[-1] == ("alerts", {"active": None, "since": None})  # type: ignore[attr-defined]
+
+
+def test_table_shows_owners_in_a_cluster() -> None:
+    sites = [
+        {"name": "north", "owner": "gw-a", "enabled": True,
+         "endpoints": [{"name": "e", "kind": "icmp", "state": "up", "since": None, "last_data_at": None}]},
+        {"name": "south", "owner": None, "enabled": True,
+         "endpoints": [{"name": "e", "kind": "icmp", "state": "down", "since": None, "last_data_at": None}]},
+    ]  # fmt: skip
+    lines = format_table(sites, colour=True, now=0.0, owners=True).splitlines()
+    assert lines[0].split()[:5] == ["SITE", "OWNER", "ENDPOINT", "KIND", "STATE"]
+    assert lines[1].split()[:3] == ["north", "gw-a", "e"]
+    assert lines[2].split()[:2] == ["south", "-"]  # nobody holds its lease right now
+    assert "\x1b[31mdown" in lines[2]  # the state column is still the one coloured
+    assert "OWNER" not in format_table(sites, colour=False, now=0.0)

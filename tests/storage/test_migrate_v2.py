@@ -79,7 +79,7 @@ def check_migrated(db: peewee.Database, ids: dict[str, int], rows: list[tuple[An
 def test_v1_rows_read_back_the_same_after_the_migration(backend: str, tmp_path: Path) -> None:
     with temporary_database(backend, tmp_path, migrated=False) as db:
         ids, rows = populated_v1(db)
-        assert migrate(db) == LATEST_VERSION == 2
+        assert migrate(db) == LATEST_VERSION >= 2
         check_migrated(db, ids, rows)
 
 
@@ -109,5 +109,5 @@ def test_an_interrupted_migration_resumes_where_it_stopped(
         assert progress == 50  # two chunks of 25 v1 ids committed, the third rolled back
         assert db.execute_sql("SELECT COUNT(*) FROM reading_raw").fetchone()[0] > 0
         monkeypatch.setattr(SchemaV2, "step", real_step)
-        assert migrate(db) == 2
+        assert migrate(db) == LATEST_VERSION
         check_migrated(db, ids, rows)  # nothing lost, nothing copied twice
