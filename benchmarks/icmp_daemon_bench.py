@@ -59,6 +59,23 @@ def cpu_s(who: int = resource.RUSAGE_SELF) -> float:
     return usage.ru_utime + usage.ru_stime
 
 
+def thread_cpu() -> dict[str, float]:
+    """CPU seconds (user + system) of this process's threads, summed by name (numbers dropped)."""
+    import re
+
+    names = {t.native_id: re.sub(r"[-_]?\d+$", "", t.name) for t in threading.enumerate()}
+    ticks = os.sysconf("SC_CLK_TCK")
+    out: collections.Counter[str] = collections.Counter()
+    for tid in os.listdir("/proc/self/task"):
+        try:
+            with open(f"/proc/self/task/{tid}/stat") as handle:
+                fields = handle.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # the thread ended meanwhile
+        out[names.get(int(tid), "other")] += (int(fields[11]) + int(fields[12])) / ticks
+    return dict(out)
+
+
 def _pct(data: list[float], p: float) -> float:
     if not data:
         return float("nan")
@@ -141,8 +158,20 @@ def run_fping(hosts: list[str], interval_s: float, rounds: int, timeout_s: float
     with tempfile.NamedTemporaryFile("w", suffix=".hosts", delete=False) as f:
         f.write("\n".join(hosts) + "\n")
         path = f.name
-    argv = [fping, "-q", "-c", str(rounds), "-p", str(int(interval_s * 1000)), "-i", f"{gap_ms:g}",
-            "-t", str(int(timeout_s * 1000)), "-f", path]
+    argv = [
+        fping,
+        "-q",
+        "-c",
+        str(rounds),
+        "-p",
+        str(int(interval_s * 1000)),
+        "-i",
+        f"{gap_ms:g}",
+        "-t",
+        str(int(timeout_s * 1000)),
+        "-f",
+        path,
+    ]
     try:
         before = cpu_s(resource.RUSAGE_CHILDREN)
         started = time.monotonic()
@@ -197,8 +226,10 @@ def top_frames(raw_path: str, n: int = 12) -> str:
                 continue
             count = int(count_text)
             total += count
-            frames = [f.split(" (")[0] + " (" + f.split(" (")[-1].split(":")[0].split("/")[-1] + ")"
-                      for f in stack.split(";")[1:]]  # [0] is the thread
+            frames = [
+                f.split(" (")[0] + " (" + f.split(" (")[-1].split(":")[0].split("/")[-1] + ")"
+                for f in stack.split(";")[1:]
+            ]  # [0] is the thread
             parts[_part(frames)] += count
             if frames:
                 own[frames[-1]] += count
@@ -211,6 +242,52 @@ def top_frames(raw_path: str, n: int = 12) -> str:
     out.append("inclusive:")
     out += [f"  {100 * c / max(1, total):5.1f} %  {f}" for f, c in incl.most_common(2 * n)]
     return "\n".join(out)
+
+
+class _GcTimes:
+    """Counts and times the garbage collector's passes per generation (gc.callbacks)."""
+
+    def __init__(self) -> None:
+        import gc
+
+        self.counts = [0, 0, 0]
+        self.seconds = [0.0, 0.0, 0.0]
+        self._started = 0.0
+        gc.callbacks.append(self._callback)
+
+    def _callback(self, phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            self._started = time.perf_counter()
+            return
+        generation = info["generation"]
+        self.counts[generation] += 1
+        self.seconds[generation] += time.perf_counter() - self._started
+
+    def stop(self) -> str:
+        import gc
+
+        gc.callbacks.remove(self._callback)
+        return ", ".join(f"{g}: {self.counts[g]}, {self.seconds[g]:.3f} s" for g in range(3))
+
+
+def _restart_reasons(log_path: pathlib.Path) -> dict[str, int]:
+    """Count the supervisors' restart reasons in the daemon's log: "<level of the path> <reason>"."""
+    import re
+
+    pattern = re.compile(r"(root[\w/.-]*): (?:generation \d+ (\w+):|exited: (\w+):|(reached max restart intensity))")
+    counts: collections.Counter[str] = collections.Counter()
+    try:
+        with open(log_path, errors="replace") as handle:
+            for line in handle:
+                match = pattern.search(line)
+                if match is None:
+                    continue
+                path = match.group(1)
+                depth = {1: "root", 2: "root/<child>", 3: "root/sites/<site>"}.get(path.count("/") + 1, "endpoint")
+                counts[f"{depth} {match.group(2) or match.group(3) or 'intensity exhausted'}"] += 1
+    except OSError:
+        return {}
+    return dict(counts.most_common())
 
 
 # -- the daemon run ---------------------------------------------------------------------
@@ -244,16 +321,20 @@ def main() -> None:  # noqa: PLR0915 - one linear measurement script
     prober_mod.lateness_log = lateness  # instrumentation only: each probe's lateness
 
     hosts = addresses(args.endpoints)
-    eps = [EndpointConfig(f"h{i}", "icmp", IcmpOptions(a, interval_s=args.interval, timeout_s=1.0))
-           for i, a in enumerate(hosts)]
+    eps = [
+        EndpointConfig(f"h{i}", "icmp", IcmpOptions(a, interval_s=args.interval, timeout_s=1.0))
+        for i, a in enumerate(hosts)
+    ]
     h = Harness(pathlib.Path(tempfile.mkdtemp()))
     import logging
 
     rss0 = rss_mb()
     t0 = time.monotonic()
     per_site = -(-len(eps) // args.sites)
-    sites = [SiteConfig("bench" if args.sites == 1 else f"bench{k}", endpoints=tuple(eps[k * per_site:(k + 1) * per_site]))
-             for k in range(args.sites)]
+    sites = [
+        SiteConfig("bench" if args.sites == 1 else f"bench{k}", endpoints=tuple(eps[k * per_site : (k + 1) * per_site]))
+        for k in range(args.sites)
+    ]
     daemon = h.start(sites, http=True)
     logging.getLogger().setLevel(logging.WARNING)
     started = time.monotonic() - t0
@@ -271,16 +352,32 @@ def main() -> None:  # noqa: PLR0915 - one linear measurement script
     duration = args.rounds * args.interval
     poller = subprocess.Popen(
         [sys.executable, __file__, "--worker", daemon.url, str(duration), str(args.poll_s), str(args.interval)],
-        stdout=subprocess.PIPE, text=True,
+        stdout=subprocess.PIPE,
+        text=True,
     )
     spy = None
     if args.profile:
-        argv = [shutil.which("py-spy") or os.path.join(os.path.dirname(sys.executable), "py-spy"), "record",
-                "--nonblocking", "-r", "50", "-f", "raw", "-o", args.profile, "-d", str(int(duration)),
-                "-p", str(os.getpid())]
-        spy = subprocess.Popen([*argv, "--gil"] if args.gil else argv, stdout=subprocess.DEVNULL,
-                               stderr=subprocess.DEVNULL)
+        argv = [
+            shutil.which("py-spy") or os.path.join(os.path.dirname(sys.executable), "py-spy"),
+            "record",
+            "--nonblocking",
+            "-r",
+            "50",
+            "-f",
+            "raw",
+            "-o",
+            args.profile,
+            "-d",
+            str(int(duration)),
+            "-p",
+            str(os.getpid()),
+        ]
+        spy = subprocess.Popen(
+            [*argv, "--gil"] if args.gil else argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
     lateness.clear()
+    gc_times = _GcTimes()
+    threads0 = thread_cpu()
     c0, w0 = cpu_s(), time.monotonic()
     peak_queue = 0
     end = time.monotonic() + duration
@@ -289,6 +386,8 @@ def main() -> None:  # noqa: PLR0915 - one linear measurement script
         time.sleep(0.2)
     used = cpu_s() - c0
     wall = time.monotonic() - w0
+    gc_report = gc_times.stop()
+    threads1 = thread_cpu()
     data = lateness.take()
     threads = threading.active_count()
     rss = rss_mb()
@@ -300,24 +399,42 @@ def main() -> None:  # noqa: PLR0915 - one linear measurement script
     sup_restarts = daemon.tree.supervisor_restarts()
     h.stop()
     load_end = loadavg()
+    restart_reasons = _restart_reasons(h.tmp_path / "fieldwatch.log")
     fping = {} if args.no_fping else run_fping(hosts, args.interval, args.rounds, 1.0)
     data.sort()
     per_probe_ms = 1000 * used / max(1, len(data))
-    print(f"endpoints={args.endpoints} sites={args.sites} interval={args.interval:g}s rounds={args.rounds} "
-          f"probes={len(data)}")
-    print(f"daemon start {started:.1f}s, all up after {all_up:.1f}s; endpoints not up at the end: {not_up}; "
-          f"endpoint restarts: {restarts}; supervisor restarts: {sup_restarts}")
-    print(f"daemon CPU {used:.2f}s over {wall:.1f}s = {100 * used / wall:.0f} % of one core, "
-          f"{per_probe_ms:.3f} ms per probe")
+    print(
+        f"endpoints={args.endpoints} sites={args.sites} interval={args.interval:g}s rounds={args.rounds} "
+        f"probes={len(data)}"
+    )
+    print(
+        f"daemon start {started:.1f}s, all up after {all_up:.1f}s; endpoints not up at the end: {not_up}; "
+        f"endpoint restarts: {restarts}; supervisor restarts: {sup_restarts}"
+    )
+    print(f"restart reasons (daemon log {h.tmp_path / 'fieldwatch.log'}): {json.dumps(restart_reasons)}")
+    print(
+        f"daemon CPU {used:.2f}s over {wall:.1f}s = {100 * used / wall:.0f} % of one core, "
+        f"{per_probe_ms:.3f} ms per probe"
+    )
+    by_thread = collections.Counter({k: v - threads0.get(k, 0.0) for k, v in threads1.items()})
+    print(
+        "daemon CPU by thread during the rounds (ms per probe): "
+        + ", ".join(
+            f"{name} {1000 * secs / max(1, len(data)):.3f}" for name, secs in by_thread.most_common() if secs > 0
+        )
+    )
+    print(f"garbage collections during the rounds (generation: count, seconds): {gc_report}")
     print(f"GET /api/v1/sites every {args.poll_s:g}s: {json.dumps(polled)}")
     if fping:
         print(f"fping: {json.dumps(fping)}")
         if "cpu_ms_per_probe" in fping and fping["cpu_ms_per_probe"] > 0:
             print(f"CPU per probe, daemon / fping: {per_probe_ms / fping['cpu_ms_per_probe']:.2f}x")
     print(f"load average: start (above), end of rounds {load_end}")
-    print("| endpoints | start -> all up | CPU % | CPU ms/probe (fping, ratio) | RSS MB (+) | threads "
-          "| lateness p50 / p99 / max | peak write queue | listing p50 / p99 / max "
-          "| worst data age at answer (late eps) / at request |")
+    print(
+        "| endpoints | start -> all up | CPU % | CPU ms/probe (fping, ratio) | RSS MB (+) | threads "
+        "| lateness p50 / p99 / max | peak write queue | listing p50 / p99 / max "
+        "| worst data age at answer (late eps) / at request |"
+    )
     ratio = per_probe_ms / fping["cpu_ms_per_probe"] if fping.get("cpu_ms_per_probe") else float("nan")
     print(
         f"| {args.endpoints} @ {args.interval:g}s | {all_up:.1f} s | {100 * used / wall:.0f} % "

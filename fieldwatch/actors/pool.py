@@ -36,7 +36,7 @@ if TYPE_CHECKING:
     from pykka._actor import ActorInbox
     from pykka._envelope import Envelope
 
-__all__ = ["ActorPool", "PoolStats", "PooledActor"]
+__all__ = ["ActorPool", "PoolStats", "PooledActor", "progressing"]
 
 logger = logging.getLogger(__name__)
 
@@ -208,6 +208,27 @@ class ActorPool:
                 compensations_total=self._compensations,
             )
 
+    def progressing(self, inbox: PooledInbox, hung_after_s: float) -> bool:
+        """True when `inbox`'s actor is not hung: it waits for a worker, or is being served.
+
+        Waiting: its inbox holds messages and no worker is inside its handlers (it is on the
+        run queue behind other actors' work, e.g. thousands of actors starting at once).
+        Served: a worker is inside one of its handlers, entered less than `hung_after_s` ago
+        (it is working through its own backlog). False when a worker has been inside one
+        handler for `hung_after_s` or more, when its inbox is empty, or when every worker is
+        stuck (nothing is being served).
+        """
+        actor = inbox.actor
+        now = time.monotonic()
+        with self._lock:
+            if self._closed or len(self._workers) <= self._stuck:
+                return False
+            for worker in self._workers:
+                if worker.actor is actor:
+                    since = worker.busy_since
+                    return since is None or now - since < hung_after_s
+        return not inbox.empty()
+
     # -- used by PooledActor / PooledInbox ------------------------------------
 
     def _attach(self, inbox: PooledInbox, actor: PooledActor) -> None:
@@ -310,6 +331,19 @@ class ActorPool:
                     logger.error(
                         "%s: %d workers stuck, at max_workers=%d: actors may starve", self.name, self._stuck, self._max
                     )
+
+
+def progressing(ref: pykka.ActorRef[Any], hung_after_s: float) -> bool:
+    """True when `ref` is a pooled actor that is queued for a worker or being served (not hung).
+
+    A supervisor asks this before judging a health check that was not answered in time:
+    a check queued behind other actors' work, or behind the actor's own messages while it
+    works through them, says nothing about a hang (see `ActorPool.progressing`).
+    """
+    inbox = ref.actor_inbox
+    if not isinstance(inbox, PooledInbox) or inbox.pool is None or ref.actor_stopped.is_set():
+        return False
+    return inbox.pool.progressing(inbox, hung_after_s)
 
 
 class PooledActor(pykka.Actor):

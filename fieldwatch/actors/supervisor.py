@@ -5,7 +5,10 @@ restart (one_for_all, rest_for_one) counts as one restart for intensity. More
 than `max_restarts` restarts within `within_s` stops every child and fails the
 supervisor to its parent; the root calls `on_exhausted` (the daemon exits 3).
 Health checks are tells with a deadline, so a hung child never blocks us: it is
-abandoned and replaced by a new generation whose predecessor is ignored.
+abandoned and replaced by a new generation whose predecessor is ignored. A pooled
+child whose check waits for a pool worker, or which works through its own messages
+(no handler running as long as the timeout), is not hung: its deadline is extended.
+Answers go to a queue drained at each sweep, not to our mailbox.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ import pykka
 
 from fieldwatch.actors.base import ChildContext, SupervisedActor
 from fieldwatch.actors.messages import ChildExited, Health, HealthCheck, HealthReport
+from fieldwatch.actors.pool import progressing
 from fieldwatch.actors.scheduler import TimerHandle
 from fieldwatch.actors.tree import TreeNode, TreeView
 from fieldwatch.errors import ConflictError, NotFoundError
@@ -82,6 +86,12 @@ class _Sweep:
 #: health-check intervals and timeouts).
 _SWEEP_S = 0.05
 
+#: A pooled child whose health check is still queued (it waits for a worker, or a worker is
+#: inside one of its handlers for less than the timeout: it works through its own backlog)
+#: is not hung: its deadline is extended, up to this long after the check was sent (e.g.
+#: 20,000 endpoints starting at once). Inside one handler for the timeout or more: hung.
+_QUEUED_CHECK_MAX_S = 60.0
+
 
 @dataclass(frozen=True, slots=True)
 class _RestartDue:
@@ -122,6 +132,23 @@ class WhichChildren:
     """Ask for (child_id, generation, running) of every child, in start order."""
 
 
+class _ReportSink:
+    """Where children answer health checks: a queue the supervisor drains at each sweep.
+
+    At 10,000 endpoints a thousand reports arrive a second; as mailbox messages each one
+    woke the supervisor's thread and went through pykka's dispatch (issue 17). A report
+    is judged at the next sweep (at most `_SWEEP_S` later), before any deadline is.
+    """
+
+    __slots__ = ("reports",)
+
+    def __init__(self) -> None:
+        self.reports: deque[HealthReport] = deque()
+
+    def tell(self, message: HealthReport) -> None:
+        self.reports.append(message)  # thread-safe; never raises, like a tell to a live actor
+
+
 class _Child:
     """Bookkeeping for one child spec."""
 
@@ -136,6 +163,7 @@ class _Child:
         self.health_failures = 0
         self.hc_seq = 0
         self.hc_pending: int | None = None
+        self.hc_sent_at = 0.0
         self.restarting = False
         self.abandoned = 0
         self.last_failure: tuple[str, str] | None = None
@@ -156,6 +184,7 @@ class Supervisor(SupervisedActor):
         self._hc_seq = itertools.count()
         self._sweep_timer: TimerHandle | None = None
         self._sweep_pending = False
+        self._reports = _ReportSink()
         self._restart_times: deque[float] = deque()
         self._tokens = itertools.count(1)
         self._pending_restart: dict[str, int] = {}
@@ -184,6 +213,10 @@ class Supervisor(SupervisedActor):
     # -- messages --------------------------------------------------------------
 
     def handle(self, message: Any) -> Any:
+        if self._exhausted and isinstance(message, (ChildExited, HealthReport, _Sweep, _RestartDue)):
+            # Stopping after escalating (our stop is queued behind these): the exits of the
+            # children we stopped must not escalate again, once per child.
+            return None
         if isinstance(message, ChildExited):
             return self._on_exit(message)
         if isinstance(message, HealthReport):
@@ -423,6 +456,9 @@ class Supervisor(SupervisedActor):
     def _on_sweep(self) -> None:
         """Send the health checks that are due and act on the deadlines that passed."""
         self._sweep_pending = False
+        reports = self._reports.reports
+        while reports:
+            self._on_health_report(reports.popleft())
         now = time.monotonic()
         while self._hc_deadlines and self._hc_deadlines[0][0] <= now:
             _, _, child_id, generation, seq = heapq.heappop(self._hc_deadlines)
@@ -442,9 +478,10 @@ class Supervisor(SupervisedActor):
             return  # the previous check is still within its timeout
         child.hc_seq += 1
         child.hc_pending = child.hc_seq
+        child.hc_sent_at = now
         try:
             assert child.ref is not None
-            child.ref.tell(HealthCheck(child.hc_seq, self.actor_ref))
+            child.ref.tell(HealthCheck(child.hc_seq, self._reports))
         except pykka.ActorDeadError:
             # Died without telling us (e.g. on_start failed before reporting): a crash.
             self._on_exit(ChildExited(child.spec.id, child.generation, False, "ActorDeadError", "actor is dead"))
@@ -471,6 +508,11 @@ class Supervisor(SupervisedActor):
         if child is None or child.generation != generation or child.hc_pending != seq:
             return
         timeout = child.spec.policy.health_check.timeout_s
+        now = time.monotonic()
+        if child.ref is not None and now - child.hc_sent_at < _QUEUED_CHECK_MAX_S and progressing(child.ref, timeout):
+            # Queued behind other work or working through its own, not hung: judge it again later.
+            heapq.heappush(self._hc_deadlines, (now + timeout, next(self._hc_seq), child_id, generation, seq))
+            return
         self._replace(child, "HealthCheckTimeout", f"no answer to a health check within {timeout:g}s")
 
     def _replace(self, child: _Child, exc_type: str, message: str) -> None:
@@ -506,9 +548,7 @@ class Supervisor(SupervisedActor):
             return
         node = tree.get(self.ctx.path)
         if node is None:
-            tree.put(
-                TreeNode(self.ctx.path, "supervisor", state, self.ctx.generation, self.ctx.restarts, time.time())
-            )
+            tree.put(TreeNode(self.ctx.path, "supervisor", state, self.ctx.generation, self.ctx.restarts, time.time()))
         else:
             tree.update(self.ctx.path, state=state)
         if failure is not None:
