@@ -18,7 +18,8 @@ if TYPE_CHECKING:
     import pykka
     from pykka._envelope import Envelope
 
-    from fieldwatch.actors.pool import ActorPool, PooledActor
+    from fieldwatch.actors.pool import PooledActor
+    from fieldwatch.actors.pool_workers import ActorPool
 
 __all__ = ["PooledInbox", "reply_dead"]
 

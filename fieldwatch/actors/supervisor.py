@@ -4,19 +4,15 @@ Children are started in declared order and stopped in reverse order. A group
 restart (one_for_all, rest_for_one) counts as one restart for intensity. More
 than `max_restarts` restarts within `within_s` stops every child and fails the
 supervisor to its parent; the root calls `on_exhausted` (the daemon exits 3).
-Health checks are tells with a deadline, so a hung child never blocks us: it is
-abandoned and replaced by a new generation whose predecessor is ignored. A pooled
-child whose check waits for a pool worker, or which works through its own messages
-(no handler running as long as the timeout), is not hung: its deadline is extended.
-Answers go to a queue drained at each sweep, not to our mailbox.
+Health checks (`fieldwatch.actors.health`) are tells with a deadline, so a hung child
+never blocks us: it is abandoned and replaced by a new generation whose predecessor is
+ignored.
 """
 
 from __future__ import annotations
 
-import heapq
 import itertools
 import logging
-import random
 import time
 from collections import deque
 from collections.abc import Callable, Mapping
@@ -26,12 +22,12 @@ from typing import Any
 import pykka
 
 from fieldwatch.actors.base import ChildContext, SupervisedActor
-from fieldwatch.actors.messages import ChildExited, Health, HealthCheck, HealthReport
-from fieldwatch.actors.pool import progressing
-from fieldwatch.actors.scheduler import TimerHandle
+from fieldwatch.actors.health import ChildHealth, HealthChecks, Sweep
+from fieldwatch.actors.messages import ChildExited, Health, HealthReport
 from fieldwatch.actors.tree import TreeNode, TreeView
 from fieldwatch.errors import ConflictError, NotFoundError
 from fieldwatch.policy import ChildPolicy, Intensity, backoff_delay
+from fieldwatch.policy import HealthCheck as HealthCheckPolicy
 
 __all__ = [
     "AddChild",
@@ -78,22 +74,6 @@ class SupervisorOptions:
 
 
 @dataclass(frozen=True, slots=True)
-class _Sweep:
-    """Self-message: send due health checks, act on passed deadlines."""
-
-
-#: How often a supervisor looks at its health-check schedule (the granularity of
-#: health-check intervals and timeouts).
-_SWEEP_S = 0.05
-
-#: A pooled child whose health check is still queued (it waits for a worker, or a worker is
-#: inside one of its handlers for less than the timeout: it works through its own backlog)
-#: is not hung: its deadline is extended, up to this long after the check was sent (e.g.
-#: 20,000 endpoints starting at once). Inside one handler for the timeout or more: hung.
-_QUEUED_CHECK_MAX_S = 60.0
-
-
-@dataclass(frozen=True, slots=True)
 class _RestartDue:
     child_ids: tuple[str, ...]
     token: int
@@ -132,23 +112,6 @@ class WhichChildren:
     """Ask for (child_id, generation, running) of every child, in start order."""
 
 
-class _ReportSink:
-    """Where children answer health checks: a queue the supervisor drains at each sweep.
-
-    At 10,000 endpoints a thousand reports arrive a second; as mailbox messages each one
-    woke the supervisor's thread and went through pykka's dispatch (issue 17). A report
-    is judged at the next sweep (at most `_SWEEP_S` later), before any deadline is.
-    """
-
-    __slots__ = ("reports",)
-
-    def __init__(self) -> None:
-        self.reports: deque[HealthReport] = deque()
-
-    def tell(self, message: HealthReport) -> None:
-        self.reports.append(message)  # thread-safe; never raises, like a tell to a live actor
-
-
 class _Child:
     """Bookkeeping for one child spec."""
 
@@ -160,13 +123,18 @@ class _Child:
         self.attempt = 0
         self.started_mono = 0.0
         self.started_wall: float | None = None
-        self.health_failures = 0
-        self.hc_seq = 0
-        self.hc_pending: int | None = None
-        self.hc_sent_at = 0.0
+        self.health = ChildHealth()
         self.restarting = False
         self.abandoned = 0
         self.last_failure: tuple[str, str] | None = None
+
+    @property
+    def child_id(self) -> str:
+        return self.spec.id
+
+    @property
+    def health_policy(self) -> HealthCheckPolicy:
+        return self.spec.policy.health_check
 
 
 class Supervisor(SupervisedActor):
@@ -177,14 +145,9 @@ class Supervisor(SupervisedActor):
         self.options = options
         self._children: list[_Child] = [_Child(s) for s in specs]
         self._index: dict[str, _Child] = {c.spec.id: c for c in self._children}
-        # Health checks: one sweep timer per supervisor, heaps of due checks and deadlines
-        # (no timer per child: a site with 10,000 endpoints costs one periodic tick).
-        self._hc_due: list[tuple[float, int, str, int]] = []
-        self._hc_deadlines: list[tuple[float, int, str, int, int]] = []
-        self._hc_seq = itertools.count()
-        self._sweep_timer: TimerHandle | None = None
-        self._sweep_pending = False
-        self._reports = _ReportSink()
+        self._health: HealthChecks[_Child] = HealthChecks(
+            find=self._find, replace=self._replace, crashed=self._crashed, tell_self=self._tell_self
+        )
         self._restart_times: deque[float] = deque()
         self._tokens = itertools.count(1)
         self._pending_restart: dict[str, int] = {}
@@ -194,14 +157,13 @@ class Supervisor(SupervisedActor):
     # -- lifecycle -------------------------------------------------------------
 
     def started(self) -> None:
-        self._sweep_timer = self.ctx.scheduler.every(_SWEEP_S, self._request_sweep, first_delay_s=_SWEEP_S)
+        self._health.start(self.ctx.scheduler)
         self._publish_self("running")
         for child in list(self._children):
             self._start_child(child)
 
     def stopping(self) -> None:
-        if self._sweep_timer is not None:
-            self._sweep_timer.cancel()
+        self._health.stop()
         self._stop_children(list(self._children))
         if self.options.tree is not None:
             self.options.tree.remove(self.ctx.path + "/")
@@ -213,16 +175,16 @@ class Supervisor(SupervisedActor):
     # -- messages --------------------------------------------------------------
 
     def handle(self, message: Any) -> Any:
-        if self._exhausted and isinstance(message, (ChildExited, HealthReport, _Sweep, _RestartDue)):
+        if self._exhausted and isinstance(message, (ChildExited, HealthReport, Sweep, _RestartDue)):
             # Stopping after escalating (our stop is queued behind these): the exits of the
             # children we stopped must not escalate again, once per child.
             return None
         if isinstance(message, ChildExited):
             return self._on_exit(message)
         if isinstance(message, HealthReport):
-            return self._on_health_report(message)
-        if isinstance(message, _Sweep):
-            return self._on_sweep()
+            return self._health.on_report(message)
+        if isinstance(message, Sweep):
+            return self._health.sweep()
         if isinstance(message, _RestartDue):
             return self._on_restart_due(message)
         if isinstance(message, AddChild):
@@ -281,8 +243,7 @@ class Supervisor(SupervisedActor):
     def _start_child(self, child: _Child) -> None:
         child.restarting = False
         child.generation = self._next_generation(child)
-        child.health_failures = 0
-        child.hc_pending = None
+        self._health.reset(child)
         ctx = ChildContext(
             child_id=child.spec.id,
             path=self._path_of(child),
@@ -304,11 +265,7 @@ class Supervisor(SupervisedActor):
         if child.spec.on_started is not None:
             child.spec.on_started(ctx)
         self._publish(child, "running")
-        hc = child.spec.policy.health_check
-        # Spread first checks over the interval: thousands of children started together
-        # must not all be checked in the same instant.
-        first = time.monotonic() + hc.interval_s * random.uniform(0.5, 1.0)
-        heapq.heappush(self._hc_due, (first, next(self._hc_seq), child.spec.id, child.generation))
+        self._health.schedule(child)
 
     def _tell_self(self, message: Any) -> None:
         try:
@@ -317,8 +274,7 @@ class Supervisor(SupervisedActor):
             pass
 
     def _cancel_timers(self, child: _Child) -> None:
-        # Heap entries of this instance are skipped later (generation/ref checks).
-        child.hc_pending = None
+        self._health.cancel(child)
 
     def _stop_child(self, child: _Child, *, hung: bool = False) -> None:
         """Stop one child, waiting at most its shutdown timeout (not at all when hung)."""
@@ -447,73 +403,9 @@ class Supervisor(SupervisedActor):
 
     # -- health checks ---------------------------------------------------------
 
-    def _request_sweep(self) -> None:
-        """Scheduler thread: at most one _Sweep in the mailbox at a time."""
-        if not self._sweep_pending:
-            self._sweep_pending = True
-            self._tell_self(_Sweep())
-
-    def _on_sweep(self) -> None:
-        """Send the health checks that are due and act on the deadlines that passed."""
-        self._sweep_pending = False
-        reports = self._reports.reports
-        while reports:
-            self._on_health_report(reports.popleft())
-        now = time.monotonic()
-        while self._hc_deadlines and self._hc_deadlines[0][0] <= now:
-            _, _, child_id, generation, seq = heapq.heappop(self._hc_deadlines)
-            self._on_health_timeout(child_id, generation, seq)
-        while self._hc_due and self._hc_due[0][0] <= now:
-            due, _, child_id, generation = heapq.heappop(self._hc_due)
-            child = self._find(child_id)
-            if child is None or child.ref is None or child.generation != generation:
-                continue  # stopped or replaced: its schedule ends here
-            interval = child.spec.policy.health_check.interval_s
-            nxt = due + interval if due + interval > now else now + interval  # keep the phase
-            heapq.heappush(self._hc_due, (nxt, next(self._hc_seq), child_id, generation))
-            self._send_health_check(child, now)
-
-    def _send_health_check(self, child: _Child, now: float) -> None:
-        if child.hc_pending is not None:
-            return  # the previous check is still within its timeout
-        child.hc_seq += 1
-        child.hc_pending = child.hc_seq
-        child.hc_sent_at = now
-        try:
-            assert child.ref is not None
-            child.ref.tell(HealthCheck(child.hc_seq, self._reports))
-        except pykka.ActorDeadError:
-            # Died without telling us (e.g. on_start failed before reporting): a crash.
-            self._on_exit(ChildExited(child.spec.id, child.generation, False, "ActorDeadError", "actor is dead"))
-            return
-        timeout = child.spec.policy.health_check.timeout_s
-        heapq.heappush(
-            self._hc_deadlines, (now + timeout, next(self._hc_seq), child.spec.id, child.generation, child.hc_seq)
-        )
-
-    def _on_health_report(self, msg: HealthReport) -> None:
-        child = self._find(msg.child_id)
-        if child is None or child.generation != msg.generation or child.hc_pending != msg.seq:
-            return
-        child.hc_pending = None
-        if msg.health.ok:
-            child.health_failures = 0
-            return
-        child.health_failures += 1
-        if child.health_failures >= child.spec.policy.health_check.failures:
-            self._replace(child, "HealthCheckFailed", msg.health.detail or "unhealthy")
-
-    def _on_health_timeout(self, child_id: str, generation: int, seq: int) -> None:
-        child = self._find(child_id)
-        if child is None or child.generation != generation or child.hc_pending != seq:
-            return
-        timeout = child.spec.policy.health_check.timeout_s
-        now = time.monotonic()
-        if child.ref is not None and now - child.hc_sent_at < _QUEUED_CHECK_MAX_S and progressing(child.ref, timeout):
-            # Queued behind other work or working through its own, not hung: judge it again later.
-            heapq.heappush(self._hc_deadlines, (now + timeout, next(self._hc_seq), child_id, generation, seq))
-            return
-        self._replace(child, "HealthCheckTimeout", f"no answer to a health check within {timeout:g}s")
+    def _crashed(self, child: _Child) -> None:
+        """A child found dead by its health check, without having told us: a crash."""
+        self._on_exit(ChildExited(child.spec.id, child.generation, False, "ActorDeadError", "actor is dead"))
 
     def _replace(self, child: _Child, exc_type: str, message: str) -> None:
         """Replace a child that failed its health check, even if its thread is hung."""

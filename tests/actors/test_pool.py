@@ -414,7 +414,7 @@ def test_hung_handler_is_compensated_and_the_extra_worker_retires(
     make_pool: PoolFactory, caplog: pytest.LogCaptureFixture
 ) -> None:
     pool = make_pool(1, max_workers=3, stuck_after_s=0.3)
-    caplog.set_level(logging.INFO, logger="fieldwatch.actors.pool")
+    caplog.set_level(logging.INFO, logger="fieldwatch.actors.pool_workers")
     hung = on(pool, Recorder).start([])
     others = [on(pool, Recorder).start([]) for _ in range(100)]
     release = threading.Event()

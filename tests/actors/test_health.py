@@ -1,0 +1,151 @@
+"""`HealthChecks` on its own: the sweep, reports judged at the next sweep, deadlines, dead children
+(through the supervisor: tests/actors/test_supervisor.py and test_supervisor_startup.py)."""
+
+from __future__ import annotations
+
+import queue
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import pykka
+import pytest
+
+from fieldwatch.actors.health import ChildHealth, HealthChecks, Sweep
+from fieldwatch.actors.messages import Health, HealthCheck, HealthReport
+from fieldwatch.actors.scheduler import Scheduler
+from fieldwatch.policy import HealthCheck as HealthCheckPolicy
+from tests.waiting import wait_for
+
+
+class Mailbox(pykka.ThreadingActor):
+    """A child that never answers by itself: the test reads its health checks."""
+
+    def __init__(self, got: queue.SimpleQueue[Any]) -> None:
+        super().__init__()
+        self.got = got
+
+    def on_receive(self, message: Any) -> None:
+        self.got.put(message)
+
+
+@dataclass
+class Kid:
+    child_id: str
+    ref: pykka.ActorRef[Any] | None
+    health_policy: HealthCheckPolicy
+    generation: int = 1
+    health: ChildHealth = field(default_factory=ChildHealth)
+
+
+@dataclass
+class Harness:
+    kid: Kid
+    got: queue.SimpleQueue[Any]
+    checks: HealthChecks[Kid]
+    replaced: list[tuple[str, str]] = field(default_factory=list)
+    crashed: list[Kid] = field(default_factory=list)
+    told: list[Any] = field(default_factory=list)
+
+    def sweep_until(self, done: Callable[[], Any], what: str) -> Any:
+        return wait_for(lambda: self.checks.sweep() or done(), what=what)
+
+    def next_check(self) -> HealthCheck:
+        self.sweep_until(lambda: not self.got.empty(), "a health check sent")
+        check = self.got.get_nowait()
+        assert isinstance(check, HealthCheck)
+        return check
+
+    def answer(self, check: HealthCheck, ok: bool, *, generation: int = 1, seq: int | None = None) -> None:
+        report = HealthReport("kid", generation, check.seq if seq is None else seq, Health(ok, "" if ok else "bad"))
+        check.reply_to.tell(report)
+
+
+@pytest.fixture
+def make() -> Iterator[Callable[..., Harness]]:
+    refs: list[pykka.ActorRef[Any]] = []
+
+    def _make(**policy: Any) -> Harness:
+        got: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        ref = Mailbox.start(got)
+        refs.append(ref)
+        kid = Kid("kid", ref, HealthCheckPolicy(**{"interval_s": 0.02, "timeout_s": 5.0, **policy}))
+        box: dict[str, Harness] = {}
+        checks: HealthChecks[Kid] = HealthChecks(
+            find=lambda child_id: kid if child_id == kid.child_id else None,
+            replace=lambda child, exc_type, message: box["h"].replaced.append((exc_type, message)),
+            crashed=lambda child: box["h"].crashed.append(child),
+            tell_self=lambda message: box["h"].told.append(message),
+        )
+        box["h"] = harness = Harness(kid, got, checks)
+        checks.schedule(kid)
+        return harness
+
+    yield _make
+    for ref in refs:
+        ref.stop()
+
+
+def test_a_report_is_judged_at_the_next_sweep(make: Callable[..., Harness]) -> None:
+    h = make(failures=2)
+    check = h.next_check()
+    h.answer(check, False, generation=2)  # another generation's answer
+    h.answer(check, False, seq=check.seq + 1)  # an answer to another check
+    h.answer(check, False)
+    assert (h.kid.health.pending, h.kid.health.failures) == (check.seq, 0)  # not judged yet
+    h.checks.sweep()
+    assert (h.kid.health.pending, h.kid.health.failures) == (None, 1)  # only the right answer counted
+    assert h.replaced == []  # one failure of two
+    h.answer(h.next_check(), True)
+    h.checks.sweep()
+    assert h.kid.health.failures == 0  # a good answer resets the count
+    for _ in range(2):
+        h.answer(h.next_check(), False)
+        h.checks.sweep()
+    assert h.replaced == [("HealthCheckFailed", "bad")]
+
+
+def test_a_check_without_answer_times_out(make: Callable[..., Harness]) -> None:
+    h = make(timeout_s=0.05)
+    check = h.next_check()
+    assert h.kid.health.pending == check.seq
+    h.sweep_until(lambda: h.replaced, "the deadline acted on")
+    assert h.replaced == [("HealthCheckTimeout", "no answer to a health check within 0.05s")]
+    assert h.crashed == []
+
+
+def test_a_cancelled_check_is_not_judged(make: Callable[..., Harness]) -> None:
+    h = make(timeout_s=0.05)
+    check = h.next_check()
+    h.checks.cancel(h.kid)  # the supervisor stopped the child (same generation: only the cancel stops it)
+    h.kid.ref = None
+    h.answer(check, False)
+    with pytest.raises(AssertionError):  # neither the answer nor the deadline
+        h.sweep_until(lambda: h.replaced or h.kid.health.failures, "the check of a stopped child judged")
+
+
+def test_a_dead_child_is_a_crash(make: Callable[..., Harness]) -> None:
+    h = make()
+    assert h.kid.ref is not None
+    h.kid.ref.stop()
+    h.sweep_until(lambda: h.crashed, "the dead child reported")
+    assert h.crashed == [h.kid] and h.replaced == []
+
+
+def test_one_sweep_in_the_mailbox_at_a_time(make: Callable[..., Harness]) -> None:
+    h = make()
+    scheduler = Scheduler()
+    scheduler.start()
+    try:
+        h.checks.start(scheduler)
+        wait_for(lambda: h.told == [Sweep()], what="a sweep requested")
+        with pytest.raises(AssertionError):  # not another until that one ran
+            wait_for(lambda: len(h.told) > 1, timeout=0.3, what="a second sweep before the first ran")
+        h.checks.sweep()
+        wait_for(lambda: len(h.told) == 2, what="the next sweep requested")
+        h.checks.stop()
+        h.checks.sweep()
+        with pytest.raises(AssertionError):
+            wait_for(lambda: len(h.told) > 2, timeout=0.3, what="a sweep after stop")
+    finally:
+        scheduler.stop()
