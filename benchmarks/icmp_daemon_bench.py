@@ -301,6 +301,7 @@ def main() -> None:  # noqa: PLR0915 - one linear measurement script
     ap.add_argument("--poll-s", type=float, default=2.0, help="GET /api/v1/sites every this many seconds")
     ap.add_argument("--sites", type=int, default=1, help="spread the endpoints over this many sites")
     ap.add_argument("--no-fping", action="store_true")
+    ap.add_argument("--switch-s", type=float, help="experiment: sys.setswitchinterval(this) before the daemon starts")
     ap.add_argument("--gc", help="experiment: 'freeze' (gc.freeze() once all are up) or gen-0,gen-1,gen-2 thresholds")
     ap.add_argument("--profile", help="py-spy raw output file (profile of the rounds)")
     ap.add_argument("--gil", action="store_true", help="py-spy --gil")
@@ -329,6 +330,8 @@ def main() -> None:  # noqa: PLR0915 - one linear measurement script
     h = Harness(pathlib.Path(tempfile.mkdtemp()))
     import logging
 
+    if args.switch_s:
+        sys.setswitchinterval(args.switch_s)
     rss0 = rss_mb()
     t0 = time.monotonic()
     per_site = -(-len(eps) // args.sites)
