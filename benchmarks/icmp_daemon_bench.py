@@ -301,6 +301,8 @@ def main() -> None:  # noqa: PLR0915 - one linear measurement script
     ap.add_argument("--poll-s", type=float, default=2.0, help="GET /api/v1/sites every this many seconds")
     ap.add_argument("--sites", type=int, default=1, help="spread the endpoints over this many sites")
     ap.add_argument("--no-fping", action="store_true")
+    ap.add_argument("--switch-s", type=float, help="experiment: sys.setswitchinterval(this) before the daemon starts")
+    ap.add_argument("--gc", help="experiment: 'freeze' (gc.freeze() once all are up) or gen-0,gen-1,gen-2 thresholds")
     ap.add_argument("--profile", help="py-spy raw output file (profile of the rounds)")
     ap.add_argument("--gil", action="store_true", help="py-spy --gil")
     ap.add_argument("--worker", nargs=4, metavar=("URL", "DURATION", "EVERY", "INTERVAL"), help=argparse.SUPPRESS)
@@ -328,6 +330,8 @@ def main() -> None:  # noqa: PLR0915 - one linear measurement script
     h = Harness(pathlib.Path(tempfile.mkdtemp()))
     import logging
 
+    if args.switch_s:
+        sys.setswitchinterval(args.switch_s)
     rss0 = rss_mb()
     t0 = time.monotonic()
     per_site = -(-len(eps) // args.sites)
@@ -345,6 +349,14 @@ def main() -> None:  # noqa: PLR0915 - one linear measurement script
             break
         time.sleep(0.5)
     all_up = time.monotonic() - t0
+    if args.gc:
+        import gc
+
+        if args.gc == "freeze":
+            gc.collect()
+            gc.freeze()
+        else:
+            gc.set_threshold(*(int(x) for x in args.gc.split(",")))
     # Two intervals to settle (start-up writes drained, every endpoint on its own phase).
     settle_end = time.monotonic() + 2 * args.interval
     while time.monotonic() < settle_end:
@@ -360,7 +372,7 @@ def main() -> None:  # noqa: PLR0915 - one linear measurement script
         argv = [
             shutil.which("py-spy") or os.path.join(os.path.dirname(sys.executable), "py-spy"),
             "record",
-            "--nonblocking",
+            *(["--native"] if os.environ.get("BENCH_NATIVE") else ["--nonblocking"]),  # native needs to pause
             "-r",
             "50",
             "-f",
@@ -378,6 +390,7 @@ def main() -> None:  # noqa: PLR0915 - one linear measurement script
     lateness.clear()
     gc_times = _GcTimes()
     threads0 = thread_cpu()
+    stats0 = daemon.storage.stats()
     c0, w0 = cpu_s(), time.monotonic()
     peak_queue = 0
     end = time.monotonic() + duration
@@ -388,6 +401,7 @@ def main() -> None:  # noqa: PLR0915 - one linear measurement script
     wall = time.monotonic() - w0
     gc_report = gc_times.stop()
     threads1 = thread_cpu()
+    stats1 = daemon.storage.stats()
     data = lateness.take()
     threads = threading.active_count()
     rss = rss_mb()
@@ -422,6 +436,13 @@ def main() -> None:  # noqa: PLR0915 - one linear measurement script
         + ", ".join(
             f"{name} {1000 * secs / max(1, len(data)):.3f}" for name, secs in by_thread.most_common() if secs > 0
         )
+    )
+    commits = stats1.commit_seconds.count - stats0.commit_seconds.count
+    written = stats1.writes_total - stats0.writes_total
+    commit_s = stats1.commit_seconds.sum - stats0.commit_seconds.sum
+    print(
+        f"writer during the rounds: {commits} commits ({commits / wall:.1f}/s), {written} writes "
+        f"({written / max(1, commits):.1f} a commit), {1000 * commit_s / max(1, len(data)):.3f} ms of transaction per probe"
     )
     print(f"garbage collections during the rounds (generation: count, seconds): {gc_report}")
     print(f"GET /api/v1/sites every {args.poll_s:g}s: {json.dumps(polled)}")

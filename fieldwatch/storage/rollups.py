@@ -10,6 +10,7 @@ text and JSON values stay in the raw table alone.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import peewee
 
@@ -74,11 +75,9 @@ class RollupBatch:
 
     def flush(self, db: peewee.Database) -> None:
         """Upsert every touched bucket (inside the caller's transaction)."""
-        for i, tier in enumerate(TIERS):
-            rows = [
-                (series_id, bucket, c[0], c[1], c[2], int(c[3]), c[4], int(c[5]))
-                for (tier_i, series_id, bucket), c in sorted(self.cells.items())
-                if tier_i == i
-            ]
-            insert_rows(db, tier.table, _COLUMNS, 8, rows, pg_minmax(db, _upsert_tail(tier.table)), cleaned=True)
+        rows: list[list[tuple[Any, ...]]] = [[] for _ in TIERS]
+        for (tier_i, series_id, bucket), c in sorted(self.cells.items()):  # one sort, in key order per tier
+            rows[tier_i].append((series_id, bucket, c[0], c[1], c[2], int(c[3]), c[4], int(c[5])))
+        for tier, tier_rows in zip(TIERS, rows, strict=True):
+            insert_rows(db, tier.table, _COLUMNS, 8, tier_rows, pg_minmax(db, _upsert_tail(tier.table)), cleaned=True)
         self.cells.clear()
