@@ -1,11 +1,11 @@
 """Where the prober's results meet the ICMP actors: the steady case in batches, the rest by message.
 
 At 10,000 endpoints a probe finishes every 100 µs. Telling each result to its actor
-cost a mailbox message, a worker wake-up, a status-board lock and two storage
+cost a mailbox message, a worker wake-up, a ledger lock and two storage
 submits per probe, all competing for the GIL with the prober. Almost every result
 changes nothing in the state machine: the endpoint is `up`, with no failure being
 counted, and the probe answered. The hub applies those results itself, in one
-batch per pass of the prober's threads (one board lock, one storage submit), and
+batch per pass of the prober's threads (one ledger lock, one storage submit), and
 tells the actor everything else (a failure, or any result while the endpoint is not
 steadily up), in order. The state machine stays the actor's alone:
 
@@ -15,7 +15,7 @@ steadily up), in order. The state machine stays the actor's alone:
   So a result is never applied out of order with one the actor has yet to handle.
 - each slot belongs to one connection run of one actor generation; a newer slot of the
   same endpoint (a replacement of a hung actor) cancels the older one's probes, and the
-  board refuses writes of an older generation as before.
+  ledger refuses writes of an older generation as before.
 """
 
 from __future__ import annotations
@@ -29,7 +29,10 @@ import pykka
 
 from fieldwatch.actors.icmp.prober import ProbeResult, ProbeSchedule
 from fieldwatch.actors.icmp.stats import fold_probe
+from fieldwatch.actors.scheduler import Scheduler
+from fieldwatch.ledger import EndpointLedger
 from fieldwatch.storage import writes
+from fieldwatch.storage.gateway import StorageGateway
 
 __all__ = ["FLUSH_S", "IcmpHub", "ProbeDone", "ProbeSlot", "probe_readings", "shared_hub"]
 
@@ -50,9 +53,9 @@ class ProbeSlot:
     generation: int
     conn: int
     ref: pykka.ActorRef[Any]
-    board: Any  # fieldwatch.ledger.EndpointLedger
-    storage: Any  # fieldwatch.storage.gateway.StorageGateway
-    scheduler: Any = None  # fieldwatch.actors.scheduler.Scheduler: flushes the hub's rows (None: at once)
+    ledger: EndpointLedger
+    storage: StorageGateway
+    scheduler: Scheduler | None = None  # flushes the hub's rows (None: at once)
     schedule: ProbeSchedule | None = None
     # written by the actor only
     steady: bool = False
@@ -71,7 +74,7 @@ class ProbeSlot:
             self.schedule.cancel()
 
 
-def probe_readings(endpoint_id: int, generation: int, result: ProbeResult, now: float) -> list[Any]:
+def probe_readings(endpoint_id: int, generation: int, result: ProbeResult, now: float) -> list[writes.Write]:
     """The row one probe stores: its mean RTT (None when nothing answered) with its packet loss.
 
     One row per probe (issue 16: `rtt` with the companion `packet_loss`), read back by the
@@ -103,7 +106,7 @@ class IcmpHub:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._slots: dict[tuple[int, int], ProbeSlot] = {}  # (id(board), endpoint_id) -> newest run
+        self._slots: dict[tuple[int, int], ProbeSlot] = {}  # (id(ledger), endpoint_id) -> newest run
         # The sender (timeouts) and the receiver (replies) both deliver; one at a time, so the
         # hub's side of each slot (told, steady cleared) is never updated by two threads at once.
         self._deliver_lock = threading.Lock()
@@ -112,7 +115,7 @@ class IcmpHub:
 
     def register(self, slot: ProbeSlot) -> None:
         """A new probing run: an older run of the same endpoint (a replaced actor) stops."""
-        key = (id(slot.board), slot.endpoint_id)
+        key = (id(slot.ledger), slot.endpoint_id)
         with self._lock:
             old = self._slots.get(key)
             self._slots[key] = slot
@@ -138,7 +141,7 @@ class IcmpHub:
 
     def _forget(self, slot: ProbeSlot) -> None:
         slot.cancel()
-        key = (id(slot.board), slot.endpoint_id)
+        key = (id(slot.ledger), slot.endpoint_id)
         with self._lock:
             if self._slots.get(key) is slot:
                 del self._slots[key]
@@ -157,9 +160,9 @@ class IcmpHub:
                 continue
             slot.last_result_at = mono
             if result.received and slot.handled == slot.told and slot.steady:
-                group = applied.get(id(slot.board))
+                group = applied.get(id(slot.ledger))
                 if group is None:
-                    group = applied[id(slot.board)] = (slot.board, slot.storage, [], [], [])
+                    group = applied[id(slot.ledger)] = (slot.ledger, slot.storage, [], [], [])
                 at = result.started_at
                 slot.last_data_at = at
                 group[2].append(slot)
@@ -178,8 +181,8 @@ class IcmpHub:
                 slot.ref.tell(ProbeDone(slot.conn, result))
             except pykka.ActorDeadError:
                 self._forget(slot)
-        for board, storage, slots, observations, rows in applied.values():
-            refused = board.observe_many(fold_probe, observations)
+        for ledger, storage, slots, observations, rows in applied.values():
+            refused = ledger.observe_many(fold_probe, observations)
             for index in refused:  # a newer generation owns the endpoint: this run is over
                 self._forget(slots[index])
             scheduler = slots[0].scheduler
