@@ -1,7 +1,8 @@
 """The chaos soak: the daemon as a process, real peers, seeded random faults, invariants with counts.
 
-`test_soak_short` (default suite, about two minutes of faults) writes
-tests/soak/REPORT-short.md; `test_soak_long` (`tox -e soak`, marker `soak`,
+`test_soak_short` (default suite, about two minutes of faults) writes its report into the
+kept run folder, and to tests/soak/REPORT-short.md only with FIELDWATCH_SOAK_RECORD=1 (so a
+test run does not rewrite a tracked file); `test_soak_long` (`tox -e soak`, marker `soak`,
 FIELDWATCH_SOAK_SECONDS long, default 1800) writes tests/soak/REPORT.md. Both
 take FIELDWATCH_SOAK_SEED; the report names the seed and the command. Each run's
 daemon log, samples and fault log are kept under tests/soak/runs/ (see keep.py).
@@ -49,7 +50,7 @@ def test_soak_short(tmp_path: Path, soak_seed: int, soak_backend: str) -> None:
         fault_seconds=float(os.environ.get("FIELDWATCH_SOAK_SHORT_SECONDS", "95")),
         mode="short",
         backend=soak_backend,
-        report_path=HERE / "REPORT-short.md",
+        report_path=(HERE if os.environ.get("FIELDWATCH_SOAK_RECORD") else tmp_path) / "REPORT-short.md",
         command=f"FIELDWATCH_SOAK_SEED={soak_seed} .venv/bin/python -m pytest tests/soak -q -s -k short",
     )
     _soak(cfg, tmp_path / "soak")
