@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import peewee
 
@@ -36,7 +36,7 @@ from fieldwatch.storage.writes import (
     Write,
 )
 
-__all__ = ["EndpointIndex", "Screened", "apply_writes"]
+__all__ = ["EndpointIndex", "Screened", "WriteFence", "apply_writes", "split_fenced"]
 
 logger = logging.getLogger(__name__)
 _wrap_errors: Any = vars(peewee)["__exception_wrapper__"]
@@ -52,6 +52,8 @@ class Screened:
     stale: list[Write] = field(default_factory=list)
     orphans: list[Write] = field(default_factory=list)
     generations: dict[int, int] = field(default_factory=dict)
+    #: (endpoint, generation) -> lease epoch, begun in this batch (GenerationStarted.epoch)
+    epochs: dict[tuple[int, int], int | None] = field(default_factory=dict)
 
 
 class EndpointIndex:
@@ -60,6 +62,8 @@ class EndpointIndex:
     def __init__(self) -> None:
         self.names: dict[int, tuple[str, str]] = {}
         self.generations: dict[int, int] = {}
+        #: endpoint -> (generation, lease epoch) of its newest GenerationStarted seen (cluster)
+        self.epochs: dict[int, tuple[int, int | None]] = {}
         self.deleted: set[int] = set()
         self.series = SeriesCache()
         self._orphans_logged: set[int] = set()
@@ -83,6 +87,7 @@ class EndpointIndex:
         self.series.forget_endpoints(gone)
         for endpoint_id in gone:
             self.generations.pop(endpoint_id, None)
+            self.epochs.pop(endpoint_id, None)
         self.deleted |= gone
         self.names = names
         return gone
@@ -107,6 +112,7 @@ class EndpointIndex:
             if type(write) is GenerationStarted:
                 if write.generation >= current:
                     out.generations[endpoint_id] = write.generation
+                    out.epochs[(endpoint_id, write.generation)] = write.epoch
                     out.accepted.append(write)
                 else:
                     out.stale.append(write)
@@ -119,6 +125,9 @@ class EndpointIndex:
     def committed(self, screened: Screened) -> None:
         """Record the generations a committed batch started, and log what it discarded."""
         self.generations.update(screened.generations)
+        for (begun_id, generation), epoch in screened.epochs.items():
+            if generation >= self.epochs.get(begun_id, (-1, None))[0]:
+                self.epochs[begun_id] = (generation, epoch)
         for write in screened.orphans:
             endpoint_id = write.endpoint_id
             assert endpoint_id is not None
@@ -147,6 +156,68 @@ class EndpointIndex:
                 self._stale_log[endpoint_id] = (now, 0)
             else:
                 self._stale_log[endpoint_id] = (last, suppressed + 1)
+
+    def epoch_of(self, write: Write, screened: Screened) -> int | None:
+        """The lease epoch `write` was made under: its own, else its generation's (None: unknown).
+
+        Equivalent to every record carrying its incarnation's epoch: a write of generation
+        g comes from the incarnation `begin` handed out as g, whose GenerationStarted (with
+        the epoch) was queued before it, and writes of older generations never get here.
+        """
+        if write.epoch is not None or write.endpoint_id is None:
+            return write.epoch
+        key = (write.endpoint_id, write.generation)
+        if key in screened.epochs:
+            return screened.epochs[key]
+        begun = self.epochs.get(write.endpoint_id)
+        return begun[1] if begun is not None and begun[0] == write.generation else None
+
+
+class WriteFence(Protocol):
+    """The cluster's check of writes against site leases (fieldwatch.cluster.fencing)."""
+
+    def refused(self, cursor: Any, epochs: Mapping[str, int]) -> set[str]:
+        """The sites of `epochs` (site -> epoch) this instance may no longer write for (one
+        statement, inside the batch's transaction, locking the leases until it ends)."""
+        ...
+
+    def fenced(self, counts: Mapping[str, int], epochs: Mapping[str, int | None]) -> None:
+        """After the commit: `counts` writes per site were left out (count, log once per episode);
+        `epochs` are the sites whose writes passed (their episode ends)."""
+        ...
+
+
+def split_fenced(
+    db: peewee.Database, fence: WriteFence, index: EndpointIndex, screened: Screened
+) -> tuple[list[Write], dict[str, int], dict[str, int | None]]:
+    """Inside the batch's transaction: the accepted writes minus those of fenced sites.
+
+    Returns (kept writes, fenced writes per site, site -> epoch of the sites that passed).
+    A write whose epoch is unknown (its incarnation began while this instance did not hold
+    the site) is fenced without asking; of several epochs for one site in a batch only the
+    newest can still be the lease's. Writes about no endpoint are always kept.
+    """
+    keys: list[tuple[str, int | None] | None] = []
+    newest: dict[str, int] = {}
+    for write in screened.accepted:
+        if write.endpoint_id is None:
+            keys.append(None)
+            continue
+        site = index.names.get(write.endpoint_id, ("?", ""))[0]
+        epoch = index.epoch_of(write, screened)
+        keys.append((site, epoch))
+        if epoch is not None and epoch > newest.get(site, -1):
+            newest[site] = epoch
+    refused = fence.refused(db.cursor(), newest) if newest else set()
+    kept: list[Write] = []
+    fenced: dict[str, int] = {}
+    for write, key in zip(screened.accepted, keys, strict=True):
+        if key is None or (key[1] is not None and key[0] not in refused and key[1] == newest[key[0]]):
+            kept.append(write)
+        else:
+            fenced[key[0]] = fenced.get(key[0], 0) + 1
+    passed: dict[str, int | None] = {site: epoch for site, epoch in newest.items() if site not in refused}
+    return kept, fenced, passed
 
 
 def _update_endpoints(db: peewee.Database, columns: tuple[str, ...], rows: list[tuple[Any, ...]]) -> None:
