@@ -5,7 +5,9 @@ The cluster runner sets one on the StorageGateway (`gateway.fence`); the writer 
 the batch (`fieldwatch.storage.batch.split_fenced`), leaves the writes of refused sites
 out, and reports them with `fenced` after the commit. The check is one statement
 (`fenced_sites`: FOR KEY SHARE on the lease rows, so a takeover waits for the batch's
-commit and no write of an old epoch can commit after it).
+commit and no write of an old epoch can commit after it); the same statement bounds how
+long the batch's transaction may sit idle (a writer frozen inside it must not keep a
+takeover waiting: the server ends its session after `idle_timeout_s`).
 """
 
 from __future__ import annotations
@@ -31,8 +33,10 @@ class EpochFence:
     `enabled` False turns the check off (tests demonstrating what fencing prevents).
     """
 
-    def __init__(self, counter: FencedWrites) -> None:
+    def __init__(self, counter: FencedWrites, idle_timeout_s: float | None = None) -> None:
         self.counter = counter
+        #: the server ends a batch's session idle in its transaction this long (a frozen writer)
+        self.idle_timeout_ms = None if idle_timeout_s is None else max(1, int(idle_timeout_s * 1000))
         self.enabled = True
         self._lock = threading.Lock()
         self._episodes: dict[str, int] = {}
@@ -41,7 +45,7 @@ class EpochFence:
         """The sites of `epochs` whose writes must be left out (see the module doc)."""
         if not self.enabled:
             return set()
-        return fenced_sites(cursor, epochs)
+        return fenced_sites(cursor, epochs, self.idle_timeout_ms)
 
     def fenced(self, counts: Mapping[str, int], epochs: Mapping[str, int | None]) -> None:
         """Count and log the writes left out per site; the sites in `epochs` passed."""

@@ -117,7 +117,7 @@ class ClusterRunner:
 
     def install_fence(self, gateway: Any, ledger: Any) -> EpochFence:
         """Fencing (SPEC section 10): incarnations record their site's epoch, the writer checks it."""
-        fence = EpochFence(self.fenced)
+        fence = EpochFence(self.fenced, idle_timeout_s=self.manager.timings.statement_timeout)
         gateway.fence = fence
         ledger.epoch_of = lambda site: self.epochs().get(site)
         self.fence = fence

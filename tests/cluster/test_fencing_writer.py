@@ -214,3 +214,36 @@ def test_a_takeover_waits_for_a_batch_that_passed_the_check(
         release.set()
         conn.close()
     assert results == [True] and readings(db) == 1
+
+
+def test_a_writer_frozen_inside_its_transaction_does_not_keep_a_takeover_waiting(db: peewee.Database) -> None:
+    """The check sets idle_in_transaction_session_timeout: the server ends a session that
+    sits in the batch's transaction (a SIGSTOPped writer), releasing its lease locks."""
+    import psycopg2
+
+    from fieldwatch.cluster.schema import fenced_sites
+
+    set_lease(db, "s", 2)
+    options = f"-csearch_path={db.fieldwatch_schema}"  # type: ignore[attr-defined]
+    frozen = psycopg2.connect(pg_url(), options=options, application_name=db.fieldwatch_schema)  # type: ignore[attr-defined]
+    taker = psycopg2.connect(pg_url(), options=options, application_name=db.fieldwatch_schema)  # type: ignore[attr-defined]
+    try:
+        with frozen.cursor() as cur:
+            assert fenced_sites(cur, {"s": 2}, idle_timeout_ms=300) == set()
+        # `frozen` never commits: the takeover's FOR UPDATE SKIP LOCKED finds the row once the
+        # server ended that session
+
+        def free() -> bool:
+            with taker.cursor() as cur:
+                cur.execute(f"SELECT 1 FROM {LEASE_TABLE} WHERE site = 's' FOR UPDATE SKIP LOCKED")
+                found = cur.fetchone() is not None
+            taker.rollback()
+            return found
+
+        assert not free(), "the check did not lock the lease row"
+        wait_for(free, 10, what="the frozen writer's session to be ended by the server")
+        with pytest.raises(psycopg2.Error), frozen.cursor() as cur:
+            cur.execute("SELECT 1")
+    finally:
+        frozen.close()
+        taker.close()
