@@ -36,7 +36,7 @@ from fieldwatch.storage.writes import (
     Write,
 )
 
-__all__ = ["EndpointIndex", "Screened", "WriteFence", "apply_writes", "split_fenced"]
+__all__ = ["EndpointIndex", "Fenced", "Screened", "WriteFence", "apply_writes", "split_fenced"]
 
 logger = logging.getLogger(__name__)
 _wrap_errors: Any = vars(peewee)["__exception_wrapper__"]
@@ -187,12 +187,21 @@ class WriteFence(Protocol):
         ...
 
 
-def split_fenced(
-    db: peewee.Database, fence: WriteFence, index: EndpointIndex, screened: Screened
-) -> tuple[list[Write], dict[str, int], dict[str, int | None]]:
-    """Inside the batch's transaction: the accepted writes minus those of fenced sites.
+@dataclass(slots=True)
+class Fenced:
+    """What `split_fenced` decided for a batch."""
 
-    Returns (kept writes, fenced writes per site, site -> epoch of the sites that passed).
+    kept: list[Write]
+    #: writes left out, per site
+    counts: dict[str, int]
+    #: site -> epoch of the sites whose writes passed
+    passed: dict[str, int | None]
+    #: endpoint -> the lease epoch its kept writes were made under (apply_writes' guard)
+    endpoint_epochs: dict[int, int]
+
+
+def split_fenced(db: peewee.Database, fence: WriteFence, index: EndpointIndex, screened: Screened) -> Fenced:
+    """Inside the batch's transaction: the accepted writes minus those of fenced sites.
     A write whose epoch is unknown (its incarnation began while this instance did not hold
     the site) is fenced without asking; of several epochs for one site in a batch only the
     newest can still be the lease's. Writes about no endpoint are always kept.
@@ -209,25 +218,30 @@ def split_fenced(
         if epoch is not None and epoch > newest.get(site, -1):
             newest[site] = epoch
     refused = fence.refused(db.cursor(), newest) if newest else set()
-    kept: list[Write] = []
-    fenced: dict[str, int] = {}
+    out = Fenced([], {}, {site: epoch for site, epoch in newest.items() if site not in refused}, {})
     for write, key in zip(screened.accepted, keys, strict=True):
-        if key is None or (key[1] is not None and key[0] not in refused and key[1] == newest[key[0]]):
-            kept.append(write)
+        if key is None:
+            out.kept.append(write)
+        elif key[1] is not None and key[0] not in refused and key[1] == newest[key[0]]:
+            out.kept.append(write)
+            out.endpoint_epochs[write.endpoint_id] = key[1]  # type: ignore[index]
         else:
-            fenced[key[0]] = fenced.get(key[0], 0) + 1
-    passed: dict[str, int | None] = {site: epoch for site, epoch in newest.items() if site not in refused}
-    return kept, fenced, passed
+            out.counts[key[0]] = out.counts.get(key[0], 0) + 1
+    return out
 
 
 def _update_endpoints(db: peewee.Database, columns: tuple[str, ...], rows: list[tuple[Any, ...]]) -> None:
     """UPDATE endpoint rows that set the same columns with one prepared statement.
 
     One statement per endpoint was most of the writer's time at 10,000 pinged endpoints
-    (a last_data_at Touch per probe): issue 17.
+    (a last_data_at Touch per probe): issue 17. When `lease_epoch` is among the columns
+    (a cluster's writer), a row whose stored epoch is newer is left alone: each row of
+    `rows` then ends with that epoch once more, for the guard.
     """
     sets = ", ".join(f"{column} = {db.param}" for column in columns)
     sql = f"UPDATE endpoint SET {sets} WHERE id = {db.param}"
+    if "lease_epoch" in columns:
+        sql += f" AND (lease_epoch IS NULL OR lease_epoch <= {db.param})"
     with _wrap_errors:
         cursor = db.cursor()
         if is_sqlite(db):
@@ -258,8 +272,12 @@ def apply_writes(
     names: dict[int, tuple[str, str]],
     now: float,
     series: SeriesCache | None = None,
+    epochs: dict[int, int] | None = None,
 ) -> list[tuple[ReadingRecord, bool]]:
     """Apply accepted writes inside the caller's transaction; return each reading with `inserted`.
+
+    `epochs` (a cluster's writer: endpoint -> lease epoch of its writes) stores each
+    endpoint row's epoch and never lowers it (`_update_endpoints`).
 
     `series` is the writer's cache of series ids (its additions are staged: the caller
     commits or discards them with the transaction); None uses a throw-away one.
@@ -343,7 +361,12 @@ def apply_writes(
     by_columns: dict[tuple[str, ...], list[tuple[Any, ...]]] = {}
     for endpoint_id, values in endpoint_updates.items():
         values["updated_at"] = now
-        by_columns.setdefault(tuple(values), []).append((*values.values(), endpoint_id))
+        epoch = None if epochs is None else epochs.get(endpoint_id)
+        if epoch is None:
+            by_columns.setdefault(tuple(values), []).append((*values.values(), endpoint_id))
+        else:
+            values["lease_epoch"] = epoch
+            by_columns.setdefault(tuple(values), []).append((*values.values(), endpoint_id, epoch))
     for columns, rows in by_columns.items():  # e.g. every Touch of the batch in one statement
         _update_endpoints(db, columns, rows)
     flags = insert_readings(db, series if series is not None else SeriesCache(), readings)

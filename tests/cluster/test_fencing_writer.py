@@ -247,3 +247,36 @@ def test_a_writer_frozen_inside_its_transaction_does_not_keep_a_takeover_waiting
     finally:
         frozen.close()
         taker.close()
+
+
+def test_an_endpoint_row_never_goes_back_in_epoch(
+    db: peewee.Database, setup: tuple[StorageGateway, EpochFence, int]
+) -> None:
+    """The second line: each endpoint row stores the epoch of its last writer and an UPDATE
+    of an older epoch leaves it alone (shown with the lease check turned off)."""
+    gateway, fence, endpoint_id = setup
+
+    def state_change(generation: int, state: str) -> w.StateChange:
+        return w.StateChange(endpoint_id=endpoint_id, generation=generation, state=state, since=1.0, reason=state,
+                             down_since=None, last_data_at=None)  # fmt: skip
+
+    def row() -> tuple[str, int | None]:
+        state, epoch = db.execute_sql(
+            "SELECT state, lease_epoch FROM endpoint WHERE id = %s", (endpoint_id,)
+        ).fetchone()
+        return str(state), epoch
+
+    set_lease(db, "s", 3)
+    gateway.submit(w.GenerationStarted(endpoint_id=endpoint_id, generation=20, epoch=3))
+    gateway.submit(state_change(20, "up"))
+    drained(gateway)
+    assert row() == ("up", 3)
+    fence.enabled = False  # an old epoch's write gets past the lease check...
+    gateway.submit(w.StateChange(endpoint_id=endpoint_id, generation=21, state="down", since=2.0, reason="old",
+                                 down_since=2.0, last_data_at=None, epoch=2))  # fmt: skip
+    drained(gateway)
+    assert row() == ("up", 3)  # ...and still does not move the row back
+    gateway.submit(w.StateChange(endpoint_id=endpoint_id, generation=21, state="down", since=3.0, reason="new",
+                                 down_since=3.0, last_data_at=None, epoch=4))  # fmt: skip
+    drained(gateway)
+    assert row() == ("down", 4)
