@@ -202,6 +202,7 @@ class Fenced:
 
 def split_fenced(db: peewee.Database, fence: WriteFence, index: EndpointIndex, screened: Screened) -> Fenced:
     """Inside the batch's transaction: the accepted writes minus those of fenced sites.
+
     A write whose epoch is unknown (its incarnation began while this instance did not hold
     the site) is fenced without asking; of several epochs for one site in a batch only the
     newest can still be the lease's. Writes about no endpoint are always kept.
