@@ -145,8 +145,8 @@ class ConnectionActor(SupervisedActor):
 
     def _lease_held(self) -> bool:
         """Cluster: connect only while this instance holds the site's lease. A zombie (an
-        instance resumed after losing it) must not knock the new owner off the peer (same
-        MQTT client_id, same OPC UA session): it stays idle until the runner stops it."""
+        instance resumed after losing it) must not knock the new owner off the peer (the same
+        client identity or session): it stays idle until the runner stops it."""
         if self.ep.holds():
             return True
         self.log.info("not connecting: this instance no longer holds the lease of site %s", self.ep.site)
