@@ -170,7 +170,9 @@ class Controller(SiteViews, ClusterSites):
     def _endpoint_child_spec(self, site: SiteEntry, ep: EndpointConfig) -> ChildSpec:
         endpoint_id = site.endpoint_ids[ep.name]
         policy = self.policy.for_endpoint(ep.kind, ep.supervision)
-        context = EndpointContext(endpoint_id, site.config.name, ep, policy, self.ledger, self.storage, self.scheduler)
+        site_name = site.config.name
+        context = EndpointContext(endpoint_id, site_name, ep, policy, self.ledger, self.storage, self.scheduler,
+                                  holds=lambda: self.runs_site(site_name))  # fmt: skip
         cls = KINDS[ep.kind].actor_class()
 
         def _next_generation(restarts: int) -> int:

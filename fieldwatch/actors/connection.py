@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -32,9 +33,17 @@ __all__ = ["ConnectionActor", "EndpointContext", "Failure", "Reconnect", "PathLo
 logger = logging.getLogger(__name__)
 
 
+def _always() -> bool:
+    return True
+
+
 @dataclass(frozen=True, slots=True)
 class EndpointContext:
-    """The collaborators and identity of one endpoint actor (same for every generation)."""
+    """The collaborators and identity of one endpoint actor (same for every generation).
+
+    `holds`: whether this instance holds the site's lease now (cluster, SPEC section 10;
+    always True for a single instance). Checked before every (re)connection attempt.
+    """
 
     endpoint_id: int
     site: str
@@ -43,6 +52,7 @@ class EndpointContext:
     ledger: EndpointLedger
     storage: StorageGateway
     scheduler: Scheduler
+    holds: Callable[[], bool] = _always
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,10 +138,23 @@ class ConnectionActor(SupervisedActor):
 
     def handle(self, message: Any) -> Any:
         if isinstance(message, Reconnect):
-            if message.generation == self.generation:
+            if message.generation == self.generation and self._lease_held():
                 self.connect()
             return None
         return self.on_message(message)
+
+    def _lease_held(self) -> bool:
+        """Cluster: connect only while this instance holds the site's lease. A zombie (an
+        instance resumed after losing it) must not knock the new owner off the peer (the same
+        client identity or session): it stays idle until the runner stops it."""
+        if self.ep.holds():
+            return True
+        self.log.info("not connecting: this instance no longer holds the lease of site %s", self.ep.site)
+        self.reconnects_refused += 1
+        return False
+
+    #: (re)connection attempts refused because the site's lease was not held (tests read it)
+    reconnects_refused = 0
 
     def check_health(self) -> Health:
         stale = self.stale_after_s()

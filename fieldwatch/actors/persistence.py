@@ -25,7 +25,7 @@ from fieldwatch.errors import FieldwatchError, StorageError
 from fieldwatch.logpath import path_logger
 from fieldwatch.policy import Backoff, StoragePolicy, backoff_delay
 from fieldwatch.storage import sites
-from fieldwatch.storage.batch import EndpointIndex, apply_writes
+from fieldwatch.storage.batch import EndpointIndex, Fenced, apply_writes, split_fenced
 from fieldwatch.storage.commands import Command
 from fieldwatch.storage.db import (
     DATABASE_ERRORS,
@@ -197,24 +197,33 @@ class PersistenceActor(SupervisedActor):
         screened = self._index.screen(db, batch)
         start = time.perf_counter()
         stored: list[tuple[ReadingRecord, bool]] = []
+        fence = self._gateway.fence
+        fenced: Fenced | None = None
+        applied = len(screened.accepted)
         if screened.accepted:
             series = self._index.series
             try:
                 with write_transaction(db):
-                    stored = apply_writes(db, screened.accepted, self._index.names, time.time(), series)
+                    accepted, epochs = screened.accepted, None
+                    if fence is not None:  # cluster: leave out the writes of sites no longer held
+                        fenced = split_fenced(db, fence, self._index, screened)
+                        accepted, epochs, applied = fenced.kept, fenced.endpoint_epochs, len(fenced.kept)
+                    stored = apply_writes(db, accepted, self._index.names, time.time(), series, epochs)
             except BaseException:
                 series.discard()  # ids and sequence numbers of the rolled-back batch
                 raise
             series.commit()
         elapsed = time.perf_counter() - start
         self._index.committed(screened)
-        discarded = len(screened.stale) + len(screened.orphans)
+        discarded = len(screened.stale) + len(screened.orphans) + len(screened.accepted) - applied
         seconds = elapsed if screened.accepted else None
-        if not self._gateway.committed(len(batch), len(screened.accepted), discarded, seconds, writer=self.actor_ref):
+        if not self._gateway.committed(len(batch), applied, discarded, seconds, writer=self.actor_ref):
             self.log.warning("replaced while writing: the batch stays queued for the new writer")
             return 0
+        if fence is not None and fenced is not None and (fenced.counts or fenced.passed):
+            fence.fenced(fenced.counts, fenced.passed)  # counted and logged once the batch left the queue
         if self._commit_listener is not None and screened.accepted:
-            self._commit_listener(elapsed, len(screened.accepted))
+            self._commit_listener(elapsed, applied)
         for reading, inserted in stored:
             if reading.on_commit is not None:
                 try:

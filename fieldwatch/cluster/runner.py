@@ -13,10 +13,11 @@
   cluster's channel; every instance's `CommandListener` (its own connection, LISTEN)
   brings its view in line and the owner applies them to its actors at once.
 
-Fencing seam (for the status owner / persistence writer): `epochs()` is the site ->
-lease epoch map this instance may write for right now, `holds(site)` the same check for
-one site. A writer carries the epoch read when its batch was built and calls
-`fieldwatch.cluster.fenced_sites(cursor, epochs)` inside its transaction.
+Fencing (`install_fence`, from `prepare`): the ledger records `epochs()[site]` for each
+incarnation it begins (the epoch its writes carry), and the persistence writer checks
+those epochs against the lease table inside every batch's transaction
+(`fieldwatch.cluster.fencing.EpochFence`); `holds(site)` is what an actor checks before
+(re)connecting.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from urllib.parse import parse_qsl, urlencode, urlparse, urlunparse
 
 import psycopg2
 
+from fieldwatch.cluster.fencing import EpochFence
 from fieldwatch.cluster.leases import LeaseManager
 from fieldwatch.cluster.schema import LEASE_TABLE
 from fieldwatch.cluster.view import ClusterCollector, DatabaseCluster, FencedWrites
@@ -89,6 +91,7 @@ class ClusterRunner:
         )
         self.channel = channel_name(self.schema)
         self.fenced = FencedWrites()
+        self.fence: EpochFence | None = None
         self.view = DatabaseCluster(self.dsn, self.manager, self.schema)
         self.listener = CommandListener(self.dsn, self.schema, self.channel, instance, self._apply)
         self._adopt: queue.Queue[str | None] = queue.Queue()
@@ -112,11 +115,20 @@ class ClusterRunner:
         """Whether this instance holds `site`'s lease now (by its own monotonic clock)."""
         return self.manager.owns(site)
 
+    def install_fence(self, gateway: Any, ledger: Any) -> EpochFence:
+        """Fencing (SPEC section 10): incarnations record their site's epoch, the writer checks it."""
+        fence = EpochFence(self.fenced, idle_timeout_s=self.manager.timings.statement_timeout)
+        gateway.fence = fence
+        ledger.epoch_of = lambda site: self.epochs().get(site)
+        self.fence = fence
+        return fence
+
     # -- lifecycle ----------------------------------------------------------------------------
 
     def prepare(self) -> None:
         """Before `controller.load()`: run only the sites held, record declarations per instance."""
         self.controller.set_site_filter(self.manager.owns)
+        self.install_fence(self.controller.storage, self.controller.ledger)
         self.controller.sync_instance = self.instance
         self.controller.announce = self.announce
         self.controller.storage = RemoteAwareStorage(self.controller.storage, self.controller.remote_flag())

@@ -46,7 +46,7 @@ def ensure_schema(connection: Any) -> None:
         cur.execute(CLUSTER_DDL)
 
 
-def fenced_sites(cursor: Any, epochs: Mapping[str, int]) -> set[str]:
+def fenced_sites(cursor: Any, epochs: Mapping[str, int], idle_timeout_ms: int | None = None) -> set[str]:
     """The sites of `epochs` (site -> lease epoch) whose writes must be refused, in one query.
 
     For a batch writer: call it inside the batch's transaction with the epochs its rows
@@ -55,11 +55,20 @@ def fenced_sites(cursor: Any, epochs: Mapping[str, int]) -> set[str]:
     FOR UPDATE) waits for the commit, so no write of an epoch can commit after another
     instance took the site. A site is fenced when its lease is gone, has another epoch,
     or has expired by the database clock.
+
+    Those locks would keep a takeover waiting as long as the transaction stays open, and
+    a frozen writer (SIGSTOP, paused VM) keeps it open forever (its kernel still answers
+    TCP keepalives): with `idle_timeout_ms` the same call sets the transaction's
+    `idle_in_transaction_session_timeout`, so the server ends such a session (and its
+    locks) after that long.
     """
     if not epochs:
         return set()
+    prefix = (
+        "" if idle_timeout_ms is None else f"SET LOCAL idle_in_transaction_session_timeout = {int(idle_timeout_ms)}; "
+    )
     cursor.execute(
-        f"SELECT l.site FROM {LEASE_TABLE} l "
+        f"{prefix}SELECT l.site FROM {LEASE_TABLE} l "
         "JOIN unnest(%s::text[], %s::bigint[]) AS w(site, epoch) ON w.site = l.site "
         "WHERE l.epoch = w.epoch AND l.expires_at > clock_timestamp() "
         "ORDER BY l.site FOR KEY SHARE OF l",

@@ -141,12 +141,13 @@ class EndpointLedger:
             from_disabled = item.state == states.DISABLED or endpoint_id in self._starting
             self._refresh(item)
             inc = Incarnation(self, endpoint_id, item.generation, item.site, item.name, from_disabled=from_disabled)
+            inc.epoch = self._epoch(item.site)
             self._begun[endpoint_id] = inc
             counters = writes.Counters(
                 endpoint_id=endpoint_id, generation=item.generation, restarts=item.restarts, reconnects=item.reconnects
             )
         self.storage.submit_many(
-            (writes.GenerationStarted(endpoint_id=endpoint_id, generation=inc.generation), counters)
+            (writes.GenerationStarted(endpoint_id=endpoint_id, generation=inc.generation, epoch=inc.epoch), counters)
         )
         return inc
 
@@ -194,16 +195,19 @@ class EndpointLedger:
             gen, site, name, last = item.generation, item.site, item.name, item.last_data_at
         if self.runs_site is not None and not self.runs_site(site):
             return  # cluster: the site's owner stores it
+        epoch = self._epoch(site)
         out: list[writes.Write] = [
             writes.StateChange(endpoint_id=endpoint_id, generation=gen, state=states.DISABLED, since=now, reason=reason,
-                               down_since=None, last_data_at=last),
+                               down_since=None, last_data_at=last, epoch=epoch),
             writes.EventRecord(endpoint_id=endpoint_id, generation=gen, time=now, level="info",
-                               event=f"{previous}->disabled", message=reason, site_name=site, endpoint_name=name),
+                               event=f"{previous}->disabled", message=reason, site_name=site, endpoint_name=name,
+                               epoch=epoch),
         ]  # fmt: skip
         out.extend(
-            writes.AlertResolve(endpoint_id=endpoint_id, generation=gen, condition=condition, time=now, subject=subject)
+            writes.AlertResolve(endpoint_id=endpoint_id, generation=gen, condition=condition, time=now, subject=subject,
+                                epoch=epoch)
             for condition, subject in alerts
-        )
+        )  # fmt: skip
         self.storage.submit_many(out)
 
     # -- cluster (SPEC section 10; fieldwatch/cluster/runner.py) ---------------------
@@ -211,6 +215,14 @@ class EndpointLedger:
     #: None: a single instance (it runs and stores every site); else "does this instance run
     #: the site now": `disable` stores nothing for a site another instance runs (its owner does)
     runs_site: Callable[[str], bool] | None = None
+
+    #: None: a single instance; else the lease epoch under which this instance holds a site
+    #: now (None: not held). `begin` records it for the incarnation (GenerationStarted.epoch)
+    #: and `disable`/`fault` put it on their records: the writer fences writes by it.
+    epoch_of: Callable[[str], int | None] | None = None
+
+    def _epoch(self, site: str) -> int | None:
+        return None if self.epoch_of is None else self.epoch_of(site)
 
     def mirror(self, endpoint_id: int, **fields: Any) -> bool:
         """Show what another instance stored for an endpoint this instance does not run (its
@@ -248,12 +260,13 @@ class EndpointLedger:
             item.alerts.add((states.FAULTY, ""))
             self._starting.discard(endpoint_id)
             self._refresh(item)
-            gen, down_since, last = item.generation, item.down_since, item.last_data_at
+            gen, down_since, last, site = item.generation, item.down_since, item.last_data_at, item.site
+        epoch = self._epoch(site)
         self.storage.submit_many((
             writes.StateChange(endpoint_id=endpoint_id, generation=gen, state=states.FAULTY, since=now, reason=reason,
-                               down_since=down_since, last_data_at=last),
+                               down_since=down_since, last_data_at=last, epoch=epoch),
             writes.AlertOpen(endpoint_id=endpoint_id, generation=gen, condition=states.FAULTY, severity="critical",
-                             message=reason, time=now),
+                             message=reason, time=now, epoch=epoch),
         ))  # fmt: skip
 
     # -- folds of a kind's live figures --------------------------------------------

@@ -60,6 +60,9 @@ class Incarnation:
         self.generation = generation
         self.site = site
         self.name = name
+        #: cluster: the site's lease epoch when this incarnation began (None: single instance,
+        #: or the site was not held); the writer fences its writes by it
+        self.epoch: int | None = None
         self.log: logging.Logger | logging.LoggerAdapter[Any] = logger
         #: readers demote `up` to `stale` when data is older than this (None: the state alone)
         self.fresh_within_s: float | None = None

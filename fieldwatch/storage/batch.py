@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import peewee
 from psycopg2.extras import execute_batch
@@ -37,7 +37,7 @@ from fieldwatch.storage.writes import (
     Write,
 )
 
-__all__ = ["EndpointIndex", "Screened", "apply_writes"]
+__all__ = ["EndpointIndex", "Fenced", "Screened", "WriteFence", "apply_writes", "split_fenced"]
 
 logger = logging.getLogger(__name__)
 _wrap_errors: Any = vars(peewee)["__exception_wrapper__"]
@@ -53,6 +53,8 @@ class Screened:
     stale: list[Write] = field(default_factory=list)
     orphans: list[Write] = field(default_factory=list)
     generations: dict[int, int] = field(default_factory=dict)
+    #: (endpoint, generation) -> lease epoch, begun in this batch (GenerationStarted.epoch)
+    epochs: dict[tuple[int, int], int | None] = field(default_factory=dict)
 
 
 class EndpointIndex:
@@ -61,6 +63,8 @@ class EndpointIndex:
     def __init__(self) -> None:
         self.names: dict[int, tuple[str, str]] = {}
         self.generations: dict[int, int] = {}
+        #: endpoint -> (generation, lease epoch) of its newest GenerationStarted seen (cluster)
+        self.epochs: dict[int, tuple[int, int | None]] = {}
         self.deleted: set[int] = set()
         self.series = SeriesCache()
         self._orphans_logged: set[int] = set()
@@ -84,6 +88,7 @@ class EndpointIndex:
         self.series.forget_endpoints(gone)
         for endpoint_id in gone:
             self.generations.pop(endpoint_id, None)
+            self.epochs.pop(endpoint_id, None)
         self.deleted |= gone
         self.names = names
         return gone
@@ -108,6 +113,7 @@ class EndpointIndex:
             if type(write) is GenerationStarted:
                 if write.generation >= current:
                     out.generations[endpoint_id] = write.generation
+                    out.epochs[(endpoint_id, write.generation)] = write.epoch
                     out.accepted.append(write)
                 else:
                     out.stale.append(write)
@@ -120,6 +126,9 @@ class EndpointIndex:
     def committed(self, screened: Screened) -> None:
         """Record the generations a committed batch started, and log what it discarded."""
         self.generations.update(screened.generations)
+        for (begun_id, generation), epoch in screened.epochs.items():
+            if generation >= self.epochs.get(begun_id, (-1, None))[0]:
+                self.epochs[begun_id] = (generation, epoch)
         for write in screened.orphans:
             endpoint_id = write.endpoint_id
             assert endpoint_id is not None
@@ -149,15 +158,92 @@ class EndpointIndex:
             else:
                 self._stale_log[endpoint_id] = (last, suppressed + 1)
 
+    def epoch_of(self, write: Write, screened: Screened) -> int | None:
+        """The lease epoch `write` was made under: its own, else its generation's (None: unknown).
+
+        Equivalent to every record carrying its incarnation's epoch: a write of generation
+        g comes from the incarnation `begin` handed out as g, whose GenerationStarted (with
+        the epoch) was queued before it, and writes of older generations never get here.
+        """
+        if write.epoch is not None or write.endpoint_id is None:
+            return write.epoch
+        key = (write.endpoint_id, write.generation)
+        if key in screened.epochs:
+            return screened.epochs[key]
+        begun = self.epochs.get(write.endpoint_id)
+        return begun[1] if begun is not None and begun[0] == write.generation else None
+
+
+class WriteFence(Protocol):
+    """The cluster's check of writes against site leases (fieldwatch.cluster.fencing)."""
+
+    def refused(self, cursor: Any, epochs: Mapping[str, int]) -> set[str]:
+        """The sites of `epochs` (site -> epoch) this instance may no longer write for (one
+        statement, inside the batch's transaction, locking the leases until it ends)."""
+        ...
+
+    def fenced(self, counts: Mapping[str, int], epochs: Mapping[str, int | None]) -> None:
+        """After the commit: `counts` writes per site were left out (count, log once per episode);
+        `epochs` are the sites whose writes passed (their episode ends)."""
+        ...
+
+
+@dataclass(slots=True)
+class Fenced:
+    """What `split_fenced` decided for a batch."""
+
+    kept: list[Write]
+    #: writes left out, per site
+    counts: dict[str, int]
+    #: site -> epoch of the sites whose writes passed
+    passed: dict[str, int | None]
+    #: endpoint -> the lease epoch its kept writes were made under (apply_writes' guard)
+    endpoint_epochs: dict[int, int]
+
+
+def split_fenced(db: peewee.Database, fence: WriteFence, index: EndpointIndex, screened: Screened) -> Fenced:
+    """Inside the batch's transaction: the accepted writes minus those of fenced sites.
+
+    A write whose epoch is unknown (its incarnation began while this instance did not hold
+    the site) is fenced without asking; of several epochs for one site in a batch only the
+    newest can still be the lease's. Writes about no endpoint are always kept.
+    """
+    keys: list[tuple[str, int | None] | None] = []
+    newest: dict[str, int] = {}
+    for write in screened.accepted:
+        if write.endpoint_id is None:
+            keys.append(None)
+            continue
+        site = index.names.get(write.endpoint_id, ("?", ""))[0]
+        epoch = index.epoch_of(write, screened)
+        keys.append((site, epoch))
+        if epoch is not None and epoch > newest.get(site, -1):
+            newest[site] = epoch
+    refused = fence.refused(db.cursor(), newest) if newest else set()
+    out = Fenced([], {}, {site: epoch for site, epoch in newest.items() if site not in refused}, {})
+    for write, key in zip(screened.accepted, keys, strict=True):
+        if key is None:
+            out.kept.append(write)
+        elif key[1] is not None and key[0] not in refused and key[1] == newest[key[0]]:
+            out.kept.append(write)
+            out.endpoint_epochs[write.endpoint_id] = key[1]  # type: ignore[index]
+        else:
+            out.counts[key[0]] = out.counts.get(key[0], 0) + 1
+    return out
+
 
 def _update_endpoints(db: peewee.Database, columns: tuple[str, ...], rows: list[tuple[Any, ...]]) -> None:
     """UPDATE endpoint rows that set the same columns with one prepared statement.
 
     One statement per endpoint was most of the writer's time at 10,000 pinged endpoints
-    (a last_data_at Touch per probe): issue 17.
+    (a last_data_at Touch per probe): issue 17. When `lease_epoch` is among the columns
+    (a cluster's writer), a row whose stored epoch is newer is left alone: each row of
+    `rows` then ends with that epoch once more, for the guard.
     """
     sets = ", ".join(f"{column} = {db.param}" for column in columns)
     sql = f"UPDATE endpoint SET {sets} WHERE id = {db.param}"
+    if "lease_epoch" in columns:
+        sql += f" AND (lease_epoch IS NULL OR lease_epoch <= {db.param})"
     with _wrap_errors:
         cursor = db.cursor()
         if is_sqlite(db):
@@ -186,8 +272,12 @@ def apply_writes(
     names: dict[int, tuple[str, str]],
     now: float,
     series: SeriesCache | None = None,
+    epochs: dict[int, int] | None = None,
 ) -> list[tuple[ReadingRecord, bool]]:
     """Apply accepted writes inside the caller's transaction; return each reading with `inserted`.
+
+    `epochs` (a cluster's writer: endpoint -> lease epoch of its writes) stores each
+    endpoint row's epoch and never lowers it (`_update_endpoints`).
 
     `series` is the writer's cache of series ids (its additions are staged: the caller
     commits or discards them with the transaction); None uses a throw-away one.
@@ -271,7 +361,12 @@ def apply_writes(
     by_columns: dict[tuple[str, ...], list[tuple[Any, ...]]] = {}
     for endpoint_id, values in endpoint_updates.items():
         values["updated_at"] = now
-        by_columns.setdefault(tuple(values), []).append((*values.values(), endpoint_id))
+        epoch = None if epochs is None else epochs.get(endpoint_id)
+        if epoch is None:
+            by_columns.setdefault(tuple(values), []).append((*values.values(), endpoint_id))
+        else:
+            values["lease_epoch"] = epoch
+            by_columns.setdefault(tuple(values), []).append((*values.values(), endpoint_id, epoch))
     for columns, rows in by_columns.items():  # e.g. every Touch of the batch in one statement
         _update_endpoints(db, columns, rows)
     flags = insert_readings(db, series if series is not None else SeriesCache(), readings)

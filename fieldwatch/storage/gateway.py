@@ -16,12 +16,15 @@ import logging
 import threading
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pykka
 
 from fieldwatch.errors import FieldwatchError, StorageError
 from fieldwatch.storage.writes import Write
+
+if TYPE_CHECKING:
+    from fieldwatch.storage.batch import WriteFence
 
 __all__ = ["COMMIT_BUCKETS", "Histogram", "StorageStats", "StorageGateway", "Wake"]
 
@@ -80,6 +83,10 @@ class StorageGateway:
     `max_queue` bounds memory through back-pressure: producers of high-rate readings
     call `wait_capacity()` before submitting; state changes and events never wait.
     """
+
+    #: cluster (SPEC section 10): the lease check the writer runs inside every batch's
+    #: transaction (set by the cluster runner before any write); None: a single instance
+    fence: WriteFence | None = None
 
     def __init__(self, *, max_queue: int = 100_000) -> None:
         self.max_queue = max_queue

@@ -198,8 +198,15 @@ def _v3(db: peewee.Database) -> None:
         db.execute_sql(CLUSTER_DDL)
 
 
+def _v4(db: peewee.Database) -> None:
+    """Version 4, fencing (SPEC section 10): the lease epoch of an endpoint row's last writer.
+    Set by the writer of a cluster only, whose UPDATEs never lower it (NULL: never written
+    under a lease, e.g. a single instance), so status rows never go backwards in epoch."""
+    _ddl(db, ("ALTER TABLE endpoint ADD COLUMN lease_epoch {bigint}",))
+
+
 #: Migration n (1-based) is MIGRATIONS[n - 1]. Append only.
-MIGRATIONS: tuple[Callable[[peewee.Database], None] | Staged, ...] = (_v1, SchemaV2(), _v3)
+MIGRATIONS: tuple[Callable[[peewee.Database], None] | Staged, ...] = (_v1, SchemaV2(), _v3, _v4)
 LATEST_VERSION = len(MIGRATIONS)
 
 

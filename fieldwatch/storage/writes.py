@@ -4,7 +4,14 @@ Every write carries `endpoint_id` and the `generation` of the actor that produce
 writes from a generation older than the endpoint's newest one are discarded (a
 replaced, hung actor must not overwrite its successor's status), and so are writes
 for a deleted endpoint. An EventRecord without an endpoint (endpoint_id None) is
-never filtered. Every record is keyword-only: several neighbouring fields share a type
+never filtered.
+
+Cluster (SPEC section 10, fencing): `epoch` is the site's lease epoch the write was made
+under. `EndpointLedger.begin` puts it on `GenerationStarted` and the writer's index
+carries it for every later write of that generation (one incarnation = one epoch), so
+an actor's own records leave it None; a record made outside an incarnation (the
+ledger's `disable`, `fault`) sets it itself. Outside a cluster it stays None and
+nothing checks it. Every record is keyword-only: several neighbouring fields share a type
 (`float | None`), so a positional mix-up would store silently wrong values.
 """
 
@@ -39,6 +46,7 @@ class GenerationStarted:
 
     endpoint_id: int
     generation: int
+    epoch: int | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -52,6 +60,7 @@ class StateChange:
     reason: str | None
     down_since: float | None
     last_data_at: float | None
+    epoch: int | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -61,6 +70,7 @@ class Touch:
     endpoint_id: int
     generation: int
     last_data_at: float
+    epoch: int | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -71,6 +81,7 @@ class Counters:
     generation: int
     restarts: int
     reconnects: int
+    epoch: int | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -87,6 +98,7 @@ class EventRecord:
     attempt: int | None = None
     site_name: str | None = None
     endpoint_name: str | None = None
+    epoch: int | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -117,6 +129,7 @@ class ReadingRecord:
     aux_name: str | None = None
     aux_num: float | None = None
     on_commit: Callable[[bool], None] | None = None
+    epoch: int | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -130,6 +143,7 @@ class AlertOpen:
     message: str
     time: float
     subject: str = ""
+    epoch: int | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -141,6 +155,7 @@ class AlertResolve:
     condition: str
     time: float
     subject: str = ""
+    epoch: int | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -153,6 +168,7 @@ class TopicSeen:
     time: float
     count: int
     is_processable: bool
+    epoch: int | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -166,6 +182,7 @@ class ParseErrorRecord:
     parser: str
     error: str
     sample: str
+    epoch: int | None = None
 
     def __post_init__(self) -> None:
         if len(self.sample) > SAMPLE_MAX_CHARS:
@@ -181,6 +198,7 @@ class DeviceSeen:
     device: str
     time: float
     online: bool
+    epoch: int | None = None
 
 
 Write = (
