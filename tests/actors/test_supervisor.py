@@ -5,7 +5,6 @@ from __future__ import annotations
 import random
 import threading
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import pykka
@@ -28,14 +27,6 @@ from fieldwatch.actors.tree import TreeView
 from fieldwatch.policy import Backoff, ChildPolicy, HealthCheck, Intensity
 from tests.actors.sup_helpers import FAST_BACKOFF, Crash, ExitNormally, Hang, Ping, Recorder, SetHealthy, spec
 from tests.waiting import wait_for
-
-
-@pytest.fixture
-def scheduler() -> Iterator[Scheduler]:
-    sched = Scheduler()
-    sched.start()
-    yield sched
-    sched.stop()
 
 
 @pytest.fixture

@@ -28,14 +28,6 @@ from tests.waiting import wait_for
 
 
 @pytest.fixture
-def scheduler() -> Iterator[Scheduler]:
-    sched = Scheduler()
-    sched.start()
-    yield sched
-    sched.stop()
-
-
-@pytest.fixture
 def pool() -> Iterator[ActorPool]:
     test_pool = ActorPool(2, stuck_after_s=1.0, turn_budget=1, name="startup-test-pool")
     yield test_pool

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import threading
 import time
 from collections.abc import Iterable
@@ -69,6 +70,14 @@ class Instance(DaemonProc):
         paths: list[str] = []
         _paths(self.get("/api/v1/tree"), paths)
         return {p.split("sites/", 1)[1].split("/", 1)[0] for p in paths if "sites/" in p}
+
+
+def stop_all(instances: Iterable[Instance]) -> None:
+    """Test teardown: wake a frozen instance, then kill every one."""
+    for inst in instances:
+        if inst.frozen and inst.proc is not None:
+            inst.proc.send_signal(signal.SIGCONT)
+        inst.kill()
 
 
 def _paths(node: Any, out: list[str]) -> None:

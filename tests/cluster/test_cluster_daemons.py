@@ -15,7 +15,7 @@ import pytest
 
 from fieldwatch.cluster.placement import preferred_owner
 from tests.cluster.cluster_helpers import assert_never_owned_twice
-from tests.cluster.daemon_cluster import SITES, HttpSampler, Instance, storage_url
+from tests.cluster.daemon_cluster import SITES, HttpSampler, Instance, stop_all, storage_url
 from tests.waiting import wait_for
 
 TTL = 5.0
@@ -38,10 +38,7 @@ def cluster(pg_schema: tuple[str, str], tmp_path: Path) -> Iterator[list[Instanc
             inst.wait(lambda inst=inst: inst.status_of("/readyz") == 200, 60, f"{inst.name} ready")
         yield instances
     finally:
-        for inst in instances:
-            if inst.frozen and inst.proc is not None:
-                inst.proc.send_signal(signal.SIGCONT)
-            inst.kill()
+        stop_all(instances)
 
 
 def _spread(instances: list[Instance]) -> dict[str, Instance]:

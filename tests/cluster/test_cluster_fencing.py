@@ -20,7 +20,7 @@ from pathlib import Path
 import psycopg2
 import pytest
 
-from tests.cluster.daemon_cluster import SITES, Instance, storage_url
+from tests.cluster.daemon_cluster import SITES, Instance, stop_all, storage_url
 from tests.waiting import wait_for
 
 TTL = 5.0
@@ -36,10 +36,7 @@ def pair(pg_schema: tuple[str, str], tmp_path: Path) -> Iterator[list[Instance]]
         instances.append(Instance(str(tmp_path / "b"), "b", url, TTL).start(timeout=60))
         yield instances
     finally:
-        for inst in instances:
-            if inst.frozen and inst.proc is not None:
-                inst.proc.send_signal(signal.SIGCONT)
-            inst.kill()
+        stop_all(instances)
 
 
 def metric(inst: Instance, name: str) -> float:

@@ -22,7 +22,7 @@ import psycopg2
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
-from tests.cluster.daemon_cluster import Instance, storage_url
+from tests.cluster.daemon_cluster import Instance, stop_all, storage_url
 from tests.e2e.daemon_proc import DaemonProc
 from tests.mosquitto import MosquittoBroker, mosquitto_binary
 from tests.waiting import wait_for
@@ -88,10 +88,7 @@ def pair(pg_schema: tuple[str, str], tmp_path: Path, broker: MosquittoBroker) ->
             inst.start(timeout=60)
         yield instances
     finally:
-        for inst in instances:
-            if inst.frozen and inst.proc is not None:
-                inst.proc.send_signal(signal.SIGCONT)
-            inst.kill()
+        stop_all(instances)
 
 
 def stored(cur: Any) -> tuple[int, int]:

@@ -41,14 +41,6 @@ def db(tmp_path: Path) -> Iterator[peewee.Database]:
 
 
 @pytest.fixture
-def scheduler() -> Iterator[Scheduler]:
-    sched = Scheduler("test-fencing")
-    sched.start()
-    yield sched
-    sched.stop()
-
-
-@pytest.fixture
 def setup(db: peewee.Database, scheduler: Scheduler) -> Iterator[tuple[StorageGateway, EpochFence, int]]:
     """A gateway with a fence, a running writer and one endpoint of site `s` (lease epoch 2)."""
     gateway = StorageGateway(max_queue=10_000)
