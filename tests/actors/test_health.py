@@ -94,7 +94,10 @@ def test_a_report_is_judged_at_the_next_sweep(make: Callable[..., Harness]) -> N
     h.answer(check, False)
     assert (h.kid.health.pending, h.kid.health.failures) == (check.seq, 0)  # not judged yet
     h.checks.sweep()
-    assert (h.kid.health.pending, h.kid.health.failures) == (None, 1)  # only the right answer counted
+    # Only the right answer counted. The same sweep may already have sent the next check (the
+    # interval is 20 ms): the judged one is no longer pending either way.
+    assert h.kid.health.failures == 1
+    assert h.kid.health.pending in (None, check.seq + 1)
     assert h.replaced == []  # one failure of two
     h.answer(h.next_check(), True)
     h.checks.sweep()
