@@ -126,7 +126,7 @@ class ViewCache:
             if row is None:
                 continue
             if entry is not None and entry[2] is public:
-                if entry[1] == enabled and now <= entry[3] and entry[0] == row:
+                if (entry[0] is row or entry[0] == row) and entry[1] == enabled and now <= entry[3]:
                     out.append(entry[4])
                     continue
                 head, config_text = entry[5], entry[6]
