@@ -1,9 +1,17 @@
-"""Rollups kept by the writer agree with the raw readings they summarise, bucket by bucket."""
+"""Rollups kept by the writer agree with the raw readings they summarise, bucket by bucket.
+
+The writer upserts buckets per transaction (no `DeferredRollups`, as a cluster's writer
+does) or keeps open buckets in memory and stores them once closed (`rollup_state`): in
+both, every `step` answer equals a computation from scratch over the stored readings,
+before and after flushes, after a rolled-back transaction retried, and after a crash
+(the open buckets lost) and the next writer's recovery.
+"""
 
 from __future__ import annotations
 
 import math
 from collections import defaultdict
+from datetime import datetime
 from typing import Any
 
 import peewee
@@ -15,6 +23,7 @@ from fieldwatch.storage import writes as w
 from fieldwatch.storage.batch import apply_writes
 from fieldwatch.storage.db import write_transaction
 from fieldwatch.storage.raw import SeriesCache
+from fieldwatch.storage.rollup_state import ALL_COMPLETE, DeferredRollups, read_marks
 from fieldwatch.storage.rollups import TIERS
 from tests.storage.storage_helpers import create_site
 
@@ -39,10 +48,36 @@ readings = st.lists(
 batches = st.lists(st.integers(min_value=1, max_value=40), min_size=1, max_size=10)
 
 
+def _reading(
+    e: int,
+    name: str,
+    device: str | None,
+    value: float | None,
+    source_time: float | None,
+    received_at: float,
+    aux_name: str | None = None,
+    aux: float | None = None,
+) -> w.ReadingRecord:
+    """A reading (a text one when `value` is None), with a companion value when `aux_name` is set."""
+    return w.ReadingRecord(
+        endpoint_id=e,
+        generation=0,
+        name=name,
+        device=device,
+        value_num=value,
+        value_text="text" if value is None else None,
+        source_time=source_time,
+        received_at=received_at,
+        aux_name=aux_name,
+        aux_num=aux if aux_name else None,
+    )
+
+
 def _clear(db: peewee.Database) -> None:
     with write_transaction(db):
         for table in ("rollup_1m", "rollup_1h", "reading_raw", "series", "site"):
             db.execute_sql(f"DELETE FROM {table}")
+        db.execute_sql(f"UPDATE rollup_mark SET complete_before = {ALL_COMPLETE}")
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -56,18 +91,7 @@ def test_rollup_counts_equal_raw_counts_per_bucket(
     for which, offset_ms, value, sourced in data:
         name, device = NAMES[which]
         t = T0 + offset_ms / 1000
-        records.append(
-            w.ReadingRecord(
-                endpoint_id=e,
-                generation=0,
-                name=name,
-                device=device,
-                value_num=value,
-                value_text="text" if value is None else None,
-                source_time=t if sourced else None,
-                received_at=t if not sourced else T0 + 4 * 3600,
-            )
-        )
+        records.append(_reading(e, name, device, value, t if sourced else None, t if not sourced else T0 + 4 * 3600))
     cache = SeriesCache()
     start = 0
     for size in [*sizes, len(records)]:  # batches as the writer commits them, then the rest
@@ -115,3 +139,159 @@ def test_rollup_counts_equal_raw_counts_per_bucket(
         if finite:
             assert min(b["min"] for b in buckets) == min(finite) and max(b["max"] for b in buckets) == max(finite)
         assert all(b["time"] is not None and b["min"] <= b["last"] <= b["max"] for b in buckets)
+
+
+# -- open buckets kept in memory (storage/rollup_state.py) -----------------------------------
+
+
+STEPS = (60, 120, 3600, 7200)
+#: (name, device, companion name): a plain series, one with a device, a probe (rtt + packet_loss)
+SERIES = (("level", None, None), ("temp", "d1", None), ("rtt", None, "packet_loss"))
+Stored = list[tuple[str, str | None, int, float]]  # (name, device, t_ms, value) in the order stored
+
+finite_or_not = st.one_of(
+    st.integers(min_value=-1000, max_value=1000).map(float),
+    st.floats(min_value=-1e6, max_value=1e6, width=32),
+    st.sampled_from([math.nan, math.inf, -math.inf]),
+    st.none(),  # a text reading (no number)
+)
+batch_readings = st.lists(
+    st.tuples(
+        st.sampled_from(range(len(SERIES))),
+        st.one_of(  # ms relative to the writer's clock: mostly now-ish, some late, a few early
+            st.integers(min_value=-20_000, max_value=2_000),
+            st.integers(min_value=-2 * 3600 * 1000, max_value=0),
+            st.integers(min_value=0, max_value=120_000),
+        ),
+        finite_or_not,
+        finite_or_not,
+    ),
+    max_size=25,
+)
+writer_steps = st.lists(
+    st.tuples(
+        st.integers(min_value=0, max_value=900),  # seconds the clock moves before this batch
+        batch_readings,
+        st.booleans(),  # the first attempt of the batch's transaction fails (and is retried)
+        st.sampled_from(["none", "flush", "crash", "flush-crash"]),
+    ),
+    min_size=1,
+    max_size=8,
+)
+
+
+class _RolledBack(Exception):
+    pass
+
+
+def _records(e: int, now: float, batch: list[tuple[int, int, float | None, float | None]]) -> list[w.ReadingRecord]:
+    out = []
+    for which, offset_ms, value, aux in batch:
+        name, device, aux_name = SERIES[which]
+        out.append(_reading(e, name, device, value, now + offset_ms / 1000, now, aux_name, aux))
+    return out
+
+
+def _stored(records: list[w.ReadingRecord]) -> Stored:
+    """What the rollups must count of `records`: finite numbers, companions as their own series."""
+    out: Stored = []
+    for r in records:
+        assert r.source_time is not None
+        t_ms = round(r.source_time * 1000)
+        for name, value in ((r.name, r.value_num), (r.aux_name, r.aux_num)):
+            if name is not None and value is not None and math.isfinite(value):
+                out.append((name, r.device, t_ms, value))
+    return out
+
+
+def _scratch(stored: Stored, step: int) -> dict[tuple[str, str | None, int], tuple[int, float, float, float, float]]:
+    """Buckets from scratch: (name, device, start) -> (count, min, max, sum, last)."""
+    cells: dict[tuple[str, str | None, int], list[Any]] = {}
+    for name, device, t_ms, value in stored:
+        key = (name, device, (t_ms // (step * 1000)) * step)
+        cell = cells.setdefault(key, [0, value, value, [], value, t_ms])
+        cell[0] += 1
+        cell[1], cell[2] = min(cell[1], value), max(cell[2], value)
+        cell[3].append(value)
+        if t_ms >= cell[5]:  # the newest time; of two at one millisecond, the later stored
+            cell[4], cell[5] = value, t_ms
+    return {k: (c[0], c[1], c[2], math.fsum(c[3]), c[4]) for k, c in cells.items()}
+
+
+def _answers_match(stored: Stored, where: str) -> None:
+    for step in STEPS:
+        items, cursor = queries.readings(step=step, since=T0 - 86_400, until=T0 + 86_400, limit=10_000)
+        assert cursor is None
+        got = {}
+        for b in items:
+            key = (b["name"], b["device"], round(queries_time(b["time"])))
+            assert key not in got, (where, step, key)
+            got[key] = b
+        want = _scratch(stored, step)
+        assert set(got) == set(want), (where, step, set(got) ^ set(want))
+        for key, (count, mn, mx, sm, last) in want.items():
+            b = got[key]
+            assert (b["count"], b["min"], b["max"], b["last"]) == (count, mn, mx, last), (where, step, key, b)
+            assert math.isclose(b["avg"], sm / count, rel_tol=1e-9, abs_tol=1e-6), (where, step, key)
+
+
+def queries_time(text: str) -> float:
+    return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+
+
+def _commit(
+    db: peewee.Database, cache: SeriesCache, state: DeferredRollups, records: list[w.ReadingRecord], now: float, fail: bool
+) -> None:
+    """One batch as the writer commits it: staged additions kept only after the commit."""
+    for attempt in range(2 if fail else 1):
+        try:
+            with write_transaction(db):
+                apply_writes(db, records, {}, now, cache, None, state)
+                if fail and attempt == 0:
+                    raise _RolledBack
+        except _RolledBack:
+            cache.discard()
+            state.discard()
+            continue
+        cache.commit()
+        state.commit()
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(start=st.integers(min_value=0, max_value=3 * 3600), steps=writer_steps)
+def test_open_buckets_answer_like_raw_through_flushes_rollbacks_and_crashes(
+    db: peewee.Database,
+    start: int,
+    steps: list[tuple[int, list[tuple[int, int, float | None, float | None]], bool, str]],
+) -> None:
+    _clear(db)
+    e = create_site(db, "s", ("plc", "opcua", "{}"))["plc"]
+    now = T0 + start
+    state, cache = DeferredRollups(), SeriesCache()
+    state.recover(db, now)
+    stored: Stored = []
+    for i, (advance, batch, fail, action) in enumerate(steps):
+        now += advance
+        records = _records(e, now, batch)
+        _commit(db, cache, state, records, now, fail)
+        stored += _stored(records)
+        _answers_match(stored, f"batch {i}")
+        if "flush" in action and state.due(now):
+            state.flush(db, now)
+            _answers_match(stored, f"flush after batch {i}")
+        if "crash" in action:  # the open buckets are lost; the next writer rebuilds them
+            state, cache = DeferredRollups(), SeriesCache()
+            state.recover(db, now)
+            _answers_match(stored, f"recovery after batch {i}")
+        marks = read_marks(db)
+        assert marks == state.marks and marks[0] < ALL_COMPLETE and marks[1] < ALL_COMPLETE
+        for tier, mark in zip(TIERS, marks, strict=True):  # nothing stored at/after a mark
+            assert db.execute_sql(f"SELECT COUNT(*) FROM {tier.table} WHERE bucket >= {mark}").fetchone()[0] == 0
+    # a much later flush stores every bucket; the answers come from the tiers alone then
+    now += 2 * 3600
+    assert state.due(now)
+    state.flush(db, now)
+    assert not state.open.cells
+    _answers_match(stored, "all flushed")
+    newest = max((t for _n, _d, t, _v in stored), default=0)
+    assert newest < state.marks[0] * 1000  # every reading is in a stored bucket now
