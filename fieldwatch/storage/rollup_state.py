@@ -113,7 +113,7 @@ class DeferredRollups:
         self.marks = [ALL_COMPLETE] * len(TIERS)
         self.open = RollupBatch()
         self.loaded = False  # False: `recover` must run before the next write
-        self._staged = RollupBatch()
+        self._staged: list[tuple[tuple[int, int, int], int, float]] = []
 
     # -- per transaction -------------------------------------------------------------
 
@@ -123,21 +123,28 @@ class DeferredRollups:
         if value is None or value - value != 0.0:  # None, NaN or an infinity
             return
         m0, m1 = self.marks
-        b = (t_ms // 60_000) * 60
-        (direct if b < m0 else self._staged).add_to((0, series_id, b), t_ms, value)
-        b = (t_ms // 3_600_000) * 3600
-        (direct if b < m1 else self._staged).add_to((1, series_id, b), t_ms, value)
+        b0 = (t_ms // 60_000) * 60
+        b1 = (t_ms // 3_600_000) * 3600
+        staged = self._staged
+        if b0 >= m0:  # the hot path of the writer: a tuple appended per tier, folded on commit
+            staged.append(((0, series_id, b0), t_ms, value))
+        else:
+            direct.add_to((0, series_id, b0), t_ms, value)
+        if b1 >= m1:
+            staged.append(((1, series_id, b1), t_ms, value))
+        else:
+            direct.add_to((1, series_id, b1), t_ms, value)
 
     def commit(self) -> None:
-        """The transaction committed: its staged cells join the open ones."""
-        cells = self.open.cells
-        for key, part in self._staged.cells.items():
-            fold(cells, key, part)
-        self._staged.cells.clear()
+        """The transaction committed: its staged readings join the open buckets."""
+        add_to = self.open.add_to
+        for key, t_ms, value in self._staged:
+            add_to(key, t_ms, value)
+        self._staged.clear()
 
     def discard(self) -> None:
-        """The transaction rolled back: forget its staged cells."""
-        self._staged.cells.clear()
+        """The transaction rolled back: forget its staged readings."""
+        self._staged.clear()
 
     # -- closing buckets -------------------------------------------------------------
 
@@ -171,7 +178,7 @@ class DeferredRollups:
     def invalidate(self) -> None:
         """What is in memory may disagree with the database: `recover` before the next write."""
         self.loaded = False
-        self._staged.cells.clear()
+        self._staged.clear()
 
     # -- start-up ----------------------------------------------------------------------
 
@@ -204,7 +211,7 @@ class DeferredRollups:
 
     def _loaded(self, marks: list[int], open_: RollupBatch) -> None:
         self.marks, self.open, self.loaded = marks, open_, True
-        self._staged.cells.clear()
+        self._staged.clear()
 
     @staticmethod
     def _rebuilt(db: peewee.Database, chunks: list[str], aux_of: dict[int, int], marks: list[int]) -> RollupBatch:

@@ -23,6 +23,7 @@ from fieldwatch.storage import writes as w
 from fieldwatch.storage.batch import apply_writes
 from fieldwatch.storage.db import write_transaction
 from fieldwatch.storage.raw import SeriesCache
+from fieldwatch.storage.retention import Retention, purge
 from fieldwatch.storage.rollup_state import ALL_COMPLETE, DeferredRollups, read_marks
 from fieldwatch.storage.rollups import TIERS
 from tests.storage.storage_helpers import create_site
@@ -218,21 +219,30 @@ def _scratch(stored: Stored, step: int) -> dict[tuple[str, str | None, int], tup
     return {k: (c[0], c[1], c[2], math.fsum(c[3]), c[4]) for k, c in cells.items()}
 
 
-def _answers_match(stored: Stored, where: str) -> None:
-    for step in STEPS:
+def _answers_match(stored: Stored, where: str, steps: tuple[int, ...] = STEPS) -> None:
+    for step in steps:
         items, cursor = queries.readings(step=step, since=T0 - 86_400, until=T0 + 86_400, limit=10_000)
         assert cursor is None
-        got = {}
-        for b in items:
-            key = (b["name"], b["device"], round(queries_time(b["time"])))
-            assert key not in got, (where, step, key)
-            got[key] = b
+        got = _by_key(items, where, step)
         want = _scratch(stored, step)
         assert set(got) == set(want), (where, step, set(got) ^ set(want))
         for key, (count, mn, mx, sm, last) in want.items():
             b = got[key]
             assert (b["count"], b["min"], b["max"], b["last"]) == (count, mn, mx, last), (where, step, key, b)
             assert math.isclose(b["avg"], sm / count, rel_tol=1e-9, abs_tol=1e-6), (where, step, key)
+
+
+def _by_key(items: list[dict[str, Any]], where: str, step: int) -> dict[tuple[str, str | None, int], dict[str, Any]]:
+    got: dict[tuple[str, str | None, int], dict[str, Any]] = {}
+    for b in items:
+        key = (b["name"], b["device"], round(queries_time(b["time"])))
+        assert key not in got, (where, step, key)
+        got[key] = b
+    return got
+
+
+def _answers(steps: tuple[int, ...] = STEPS) -> list[list[dict[str, Any]]]:
+    return [queries.readings(step=step, since=T0 - 86_400, until=T0 + 86_400, limit=10_000)[0] for step in steps]
 
 
 def queries_time(text: str) -> float:
@@ -295,3 +305,121 @@ def test_open_buckets_answer_like_raw_through_flushes_rollbacks_and_crashes(
     _answers_match(stored, "all flushed")
     newest = max((t for _n, _d, t, _v in stored), default=0)
     assert newest < state.marks[0] * 1000  # every reading is in a stored bucket now
+
+
+def _writer_batch(db: peewee.Database, state: DeferredRollups, records: list[w.ReadingRecord], now: float) -> Stored:
+    _commit(db, SeriesCache(), state, records, now, fail=False)
+    return _stored(records)
+
+
+def _rows(db: peewee.Database, table: str) -> int:
+    return int(db.execute_sql(f"SELECT COUNT(*) FROM {table}").fetchone()[0])
+
+
+def test_a_crash_before_any_flush_loses_nothing(db: peewee.Database) -> None:
+    e = create_site(db, "s", ("plc", "opcua", "{}"))["plc"]
+    now = T0 + 3590.0  # ten seconds before an hour ends
+    state = DeferredRollups()
+    state.recover(db, now)
+    assert state.marks == [T0 + 3540, T0]
+    stored: Stored = []
+    for i in range(30):  # across the minute and the hour, a probe (rtt + loss) and a text reading
+        now += 1.0
+        batch = [
+            _reading(e, "rtt", None, float(i), now, now, "packet_loss", 0.0 if i % 3 else 100.0),
+            _reading(e, "level", "d1", None if i % 5 == 0 else i * 0.5, now - 0.5, now),
+        ]
+        stored += _writer_batch(db, state, batch, now)
+    stored += _writer_batch(db, state, [_reading(e, "level", "d1", -7.0, T0 + 3500, now)], now)  # late: upserted
+    assert _rows(db, "rollup_1m") == 1 and _rows(db, "rollup_1h") == 0  # only the late reading's minute
+    _answers_match(stored, "before the crash")
+    # kill -9: the open buckets are gone, the raw rows committed; a new writer rebuilds
+    state = DeferredRollups()
+    state.recover(db, now)
+    assert state.marks == [T0 + 3540, T0]
+    _answers_match(stored, "after recovery")
+    now += 3600  # T0 + 7220: both hours closed
+    state.flush(db, now)
+    assert state.marks == [T0 + 7200, T0 + 7200] == read_marks(db)
+    assert not state.open.cells and _rows(db, "rollup_1h") == 3 * 2  # rtt, packet_loss, level: two hours each
+    _answers_match(stored, "all stored")
+
+
+def test_retention_keeps_the_rows_open_buckets_need(db: peewee.Database) -> None:
+    e = create_site(db, "s", ("plc", "opcua", "{}"))["plc"]
+    tiny = Retention(raw_days=5 / 86_400, minute_days=60 / 86_400, hour_days=0, events_days=0)
+    now = T0 + 1800.0
+    state = DeferredRollups()
+    state.recover(db, now)
+    stored: Stored = []
+    for i in range(30):
+        now += 1.0
+        stored += _writer_batch(db, state, [_reading(e, "rtt", None, float(i), now, now, "packet_loss", 0.0)], now)
+    # raw_days (5 s) let all but the newest rows expire, but their minute is still open
+    purge(db, tiny, now + 20)
+    assert _rows(db, "reading_raw") == 30
+    _answers_match(stored, "open minute, raw rows expired")
+    now = T0 + 1870.0  # the minute closed: stored, then its raw rows may go
+    state.flush(db, now)
+    assert state.marks == [T0 + 1860, T0]
+    purge(db, tiny, now)
+    assert _rows(db, "reading_raw") == 0
+    _answers_match(stored, "closed minute, raw rows gone")
+    # minute_days (60 s) let the 1-minute rows expire, but their hour is still open
+    purge(db, tiny, T0 + 2400)
+    assert _rows(db, "rollup_1m") == 2
+    _answers_match(stored, "open hour, 1-minute rows expired")
+    state.flush(db, T0 + 3700)
+    assert _rows(db, "rollup_1h") == 2
+    purge(db, tiny, T0 + 3700)
+    assert _rows(db, "rollup_1m") == 0
+    _answers_match(stored, "closed hour, 1-minute rows gone", steps=(3600, 7200))
+
+
+def test_a_single_writer_lowers_all_complete_marks_only_where_finer_rows_agree(db: peewee.Database) -> None:
+    e = create_site(db, "s", ("plc", "opcua", "{}"))["plc"]
+    now = T0 + 1830.0
+    records = [_reading(e, "rtt", None, float(i), T0 + 1700 + i, now, "packet_loss", float(i % 2)) for i in range(130)]
+    with write_transaction(db):  # as a cluster's writer (or one before migration 5) stored them
+        apply_writes(db, records, {}, now)
+    assert read_marks(db) == [ALL_COMPLETE, ALL_COMPLETE]
+    stored = _stored(records)
+    _answers_match(stored, "complete")
+    state = DeferredRollups()
+    state.recover(db, now)
+    assert state.marks == read_marks(db) == [T0 + 1800, T0]  # the current minute and hour
+    assert db.execute_sql(f"SELECT COUNT(*) FROM rollup_1m WHERE bucket >= {T0 + 1800}").fetchone()[0] == 0
+    assert _rows(db, "rollup_1h") == 0
+    _answers_match(stored, "lowered")
+    # again, but retention already deleted the current minute's raw rows: the stored
+    # minute is kept, and only the next one is kept open
+    _clear(db)
+    e = create_site(db, "s", ("plc", "opcua", "{}"))["plc"]
+    records = [_reading(e, "rtt", None, float(i), T0 + 1700 + i, now, "packet_loss", float(i % 2)) for i in range(130)]
+    with write_transaction(db):
+        apply_writes(db, records, {}, now)
+    before = _answers()
+    with write_transaction(db):
+        db.execute_sql(f"DELETE FROM reading_raw WHERE t >= {(T0 + 1800) * 1000}")
+    state = DeferredRollups()
+    state.recover(db, now)
+    assert state.marks == [T0 + 1860, T0]
+    assert _answers() == before
+
+
+def test_a_cluster_writer_stores_the_open_buckets_and_upserts_per_transaction(db: peewee.Database) -> None:
+    e = create_site(db, "s", ("plc", "opcua", "{}"))["plc"]
+    now = T0 + 1830.0
+    single = DeferredRollups()
+    single.recover(db, now)
+    stored = _writer_batch(db, single, [_reading(e, "t", None, float(i), now - i, now) for i in range(50)], now)
+    assert _rows(db, "rollup_1h") == 0
+    clustered = DeferredRollups(defer=False)  # the next start is in a cluster: nothing may stay open
+    clustered.recover(db, now)
+    assert clustered.marks == read_marks(db) == [ALL_COMPLETE, ALL_COMPLETE]
+    assert _rows(db, "rollup_1h") == 1 and _rows(db, "rollup_1m") == 2
+    _answers_match(stored, "clustered")
+    stored += _writer_batch(db, clustered, [_reading(e, "t", None, 99.0, now + 100, now + 100)], now + 100)
+    assert not clustered.open.cells and not clustered.due(now + 7200)
+    assert _rows(db, "rollup_1m") == 3
+    _answers_match(stored, "upserted")
