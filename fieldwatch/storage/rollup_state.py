@@ -111,9 +111,19 @@ class DeferredRollups:
         self.defer = defer
         self.grace_s = grace_s
         self.marks = [ALL_COMPLETE] * len(TIERS)
-        self.open = RollupBatch()
+        self._open = RollupBatch()  # aggregated open cells, (tier, series, bucket)
+        #: committed readings (series, t_ms, value) open in both tiers, not yet aggregated:
+        #: folded into `_open` when a flush is due (a list append per reading on the hot path)
+        self._pending: list[tuple[int, int, float]] = []
         self.loaded = False  # False: `recover` must run before the next write
-        self._staged: list[tuple[tuple[int, int, int], int, float]] = []
+        self._staged: list[tuple[int, int, float]] = []  # this transaction's, open in both tiers
+        self._staged_cells: list[tuple[tuple[int, int, int], int, float]] = []  # open in one tier only
+
+    @property
+    def open(self) -> RollupBatch:
+        """Every open cell (the pending readings aggregated first)."""
+        self._aggregate()
+        return self._open
 
     # -- per transaction -------------------------------------------------------------
 
@@ -125,26 +135,57 @@ class DeferredRollups:
         m0, m1 = self.marks
         b0 = (t_ms // 60_000) * 60
         b1 = (t_ms // 3_600_000) * 3600
-        staged = self._staged
-        if b0 >= m0:  # the hot path of the writer: a tuple appended per tier, folded on commit
-            staged.append(((0, series_id, b0), t_ms, value))
-        else:
-            direct.add_to((0, series_id, b0), t_ms, value)
-        if b1 >= m1:
-            staged.append(((1, series_id, b1), t_ms, value))
-        else:
-            direct.add_to((1, series_id, b1), t_ms, value)
+        if b0 >= m0 and b1 >= m1:  # the hot path of the writer: one tuple appended
+            self._staged.append((series_id, t_ms, value))
+            return
+        for i, b, m in ((0, b0, m0), (1, b1, m1)):  # late for one tier or both
+            if b < m:
+                direct.add_to((i, series_id, b), t_ms, value)
+            else:
+                self._staged_cells.append(((i, series_id, b), t_ms, value))
 
     def commit(self) -> None:
         """The transaction committed: its staged readings join the open buckets."""
-        add_to = self.open.add_to
-        for key, t_ms, value in self._staged:
-            add_to(key, t_ms, value)
+        self._pending += self._staged
         self._staged.clear()
+        if self._staged_cells:
+            self._aggregate()  # keeps the order of readings at one millisecond ("last")
+            add_to = self._open.add_to
+            for key, t_ms, value in self._staged_cells:
+                add_to(key, t_ms, value)
+            self._staged_cells.clear()
 
     def discard(self) -> None:
         """The transaction rolled back: forget its staged readings."""
         self._staged.clear()
+        self._staged_cells.clear()
+
+    def _aggregate(self) -> None:
+        """Fold the pending readings into the open cells of both tiers."""
+        pending = self._pending
+        if not pending:
+            return
+        minutes: dict[tuple[int, int], list[float]] = {}
+        for series_id, t_ms, value in pending:
+            key = (series_id, t_ms // 60_000)
+            cell = minutes.get(key)
+            if cell is None:
+                minutes[key] = [value, value, value, 1, value, t_ms]
+                continue
+            if value < cell[0]:
+                cell[0] = value
+            if value > cell[1]:
+                cell[1] = value
+            cell[2] += value
+            cell[3] += 1
+            if t_ms >= cell[5]:
+                cell[4] = value
+                cell[5] = t_ms
+        pending.clear()
+        cells = self._open.cells
+        for (series_id, minute), part in minutes.items():
+            fold(cells, (0, series_id, minute * 60), part)
+            fold(cells, (1, series_id, (minute // 60) * 3600), part)
 
     # -- closing buckets -------------------------------------------------------------
 
@@ -165,20 +206,21 @@ class DeferredRollups:
         advance the marks. Returns the rows stored. On any error nothing changed in memory,
         but the caller should `invalidate` (a commit may have failed after reaching the disk)."""
         targets = self._targets(now)
-        closed = RollupBatch({k: c for k, c in self.open.cells.items() if k[2] < targets[k[0]]})
+        self._aggregate()
+        closed = RollupBatch({k: c for k, c in self._open.cells.items() if k[2] < targets[k[0]]})
         keys = list(closed.cells)
         with write_transaction(db):
             closed.flush(db, upsert=False)
             _write_marks(db, targets)
         for key in keys:
-            del self.open.cells[key]
+            del self._open.cells[key]
         self.marks = targets
         return len(keys)
 
     def invalidate(self) -> None:
         """What is in memory may disagree with the database: `recover` before the next write."""
         self.loaded = False
-        self._staged.clear()
+        self.discard()
 
     # -- start-up ----------------------------------------------------------------------
 
@@ -210,8 +252,9 @@ class DeferredRollups:
         self._loaded(new, open_)
 
     def _loaded(self, marks: list[int], open_: RollupBatch) -> None:
-        self.marks, self.open, self.loaded = marks, open_, True
-        self._staged.clear()
+        self.marks, self._open, self.loaded = marks, open_, True
+        self._pending.clear()
+        self.discard()
 
     @staticmethod
     def _rebuilt(db: peewee.Database, chunks: list[str], aux_of: dict[int, int], marks: list[int]) -> RollupBatch:
