@@ -328,7 +328,8 @@ class PersistenceActor(SupervisedActor):
         try:
             with write_transaction(db):
                 result = sites.execute(cmd, time.time())
-            self._index.refresh(db)  # sites and endpoints the command created or deleted
+            if self._index.refresh(db):  # sites and endpoints the command created or deleted
+                self._rollups.invalidate()  # open buckets of deleted series: rebuilt without them
         except (FieldwatchError, ValueError, TypeError):
             raise
         except ROW_ERRORS as err:

@@ -468,3 +468,30 @@ def test_the_writer_stores_closed_rollup_buckets_and_its_successor_rebuilds_the_
     assert [(n, last) for _t, n, last in buckets(60)] == [(1, 4.0), (1, 3.0), (2, 2.0)]
     assert [(n, last) for _t, n, last in buckets(3600)] == [(4, 4.0)]
     assert scalar(db, "SELECT COUNT(*) FROM rollup_1h") == 0  # the hour is still open
+
+
+def test_open_rollup_buckets_of_a_deleted_endpoint_are_dropped_not_stored(
+    gateway: StorageGateway, scheduler: Scheduler, db: peewee.Database, caplog: pytest.LogCaptureFixture
+) -> None:
+    t0 = 1_764_000_000.0
+    clock = [t0 + 30.0]
+    PersistenceActor.start(gateway, policy=POLICY, scheduler=scheduler, clock=lambda: clock[0])
+    site = ids(gateway.command(c.CreateSite(spec("s", "gone", "kept"))))
+    generation = start_generation(gateway, site["gone"])
+    start_generation(gateway, site["kept"])
+    for name, value in (("gone", 1.0), ("kept", 2.0)):
+        gateway.submit(
+            w.ReadingRecord(endpoint_id=site[name], generation=generation + (name == "kept"), name="x",
+                            value_num=value, source_time=t0 + 10, received_at=t0 + 10)  # fmt: skip
+        )
+    drained(gateway)
+    gateway.command(c.ReplaceSite(spec("s", "kept")))  # deletes "gone" and its rows
+    clock[0] = t0 + 70.0
+    gateway.submit(
+        w.ReadingRecord(endpoint_id=site["kept"], generation=generation + 1, name="x", value_num=3.0,
+                        source_time=t0 + 65, received_at=t0 + 65)  # fmt: skip
+    )
+    drained(gateway)
+    wait_for(lambda: scalar(db, "SELECT COUNT(*) FROM rollup_1m") == 1, 10, what="the closed minute stored")
+    assert scalar(db, "SELECT v_sum FROM rollup_1m") == 2.0
+    assert not [r for r in caplog.records if "rollup" in r.getMessage() and r.levelno >= logging.WARNING]
