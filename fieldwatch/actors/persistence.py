@@ -125,7 +125,10 @@ class PersistenceActor(SupervisedActor):
         while self._gateway.queue_depth and time.monotonic() < deadline:
             if self._drain_batch(limit=10_000) is None:
                 break  # the database is failing: what is left stays queued (and is logged at exit)
-        self._flush_rollups()  # buckets that closed; open ones are rebuilt from raw at the next start
+        try:
+            self._flush_rollups()  # buckets that closed; open ones are rebuilt from raw at the next start
+        except Exception:  # stopping goes on: what is not stored is rebuilt at the next start
+            self.log.exception("storing closed rollup buckets at stop failed")
         super().on_stop()
 
     def stopping(self) -> None:
