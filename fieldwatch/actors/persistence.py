@@ -114,7 +114,7 @@ class PersistenceActor(SupervisedActor):
         self._gateway.attach(self.actor_ref)
         try:
             self._load_index()
-            self._rollups.recover(get_database(), self._clock())
+            self._recover_rollups()
             self._gateway.set_ready(True, writer=self.actor_ref)
         except DATABASE_ERRORS as err:
             self._on_failure(err)
@@ -174,10 +174,7 @@ class PersistenceActor(SupervisedActor):
         try:
             if not self._index_loaded:
                 self._load_index()
-            if self._gateway.fence is not None and self._rollups.defer:  # clustered after all
-                self._rollups = DeferredRollups(defer=False)
-            if not self._rollups.loaded:
-                self._rollups.recover(get_database(), self._clock())
+            self._recover_rollups()
             if not batch:
                 self._probe()
             else:
@@ -196,6 +193,14 @@ class PersistenceActor(SupervisedActor):
         if self._gateway.queue_depth and limit is None:
             self._gateway.wake()
         return removed
+
+    def _recover_rollups(self) -> None:
+        """Rebuild the open rollup buckets if they may disagree with the database (at start,
+        after a failed flush or a deletion); a writer with a fence is a cluster's: none open."""
+        if self._gateway.fence is not None and self._rollups.defer:
+            self._rollups = DeferredRollups(defer=False)
+        if not self._rollups.loaded:
+            self._rollups.recover(get_database(), self._clock())
 
     def _flush_rollups(self) -> None:
         """Store the rollup buckets that closed (own transaction). A failure leaves them open

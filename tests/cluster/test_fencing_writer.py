@@ -25,6 +25,7 @@ from fieldwatch.policy import Retry, StoragePolicy
 from fieldwatch.storage import commands as c
 from fieldwatch.storage import writes as w
 from fieldwatch.storage.gateway import StorageGateway
+from fieldwatch.storage.rollup_state import ALL_COMPLETE
 from fieldwatch.storage.testing import PG_ENV, pg_url, temporary_database
 from tests.waiting import wait_for
 
@@ -272,3 +273,19 @@ def test_an_endpoint_row_never_goes_back_in_epoch(
                                  down_since=3.0, last_data_at=None, epoch=4))  # fmt: skip
     drained(gateway)
     assert row() == ("down", 4)
+
+
+def test_a_cluster_writer_keeps_no_rollup_bucket_open(
+    db: peewee.Database, setup: tuple[StorageGateway, EpochFence, int]
+) -> None:
+    """A site's next owner cannot know a dead owner's memory: every bucket is stored with its readings."""
+    gateway, _fence, endpoint_id = setup
+    results: list[bool] = []
+    gateway.submit(w.GenerationStarted(endpoint_id=endpoint_id, generation=7, epoch=2))
+    gateway.submit_many([reading(endpoint_id, 7, float(i), results) for i in range(3)])
+    drained(gateway)
+    assert results == [True, True, True]
+    assert db.execute_sql("SELECT n FROM rollup_1m").fetchall() == [(3,)]  # 1000-1002 s: one minute, stored
+    assert db.execute_sql("SELECT n FROM rollup_1h").fetchall() == [(3,)]
+    marks = db.execute_sql("SELECT complete_before FROM rollup_mark").fetchall()
+    assert marks == [(ALL_COMPLETE,), (ALL_COMPLETE,)]
