@@ -89,6 +89,11 @@ def test_writes_of_the_held_epoch_are_stored_and_an_old_epoch_is_fenced(
     drained(gateway)
     assert readings(db) == 3 and results == [True, True, True]
     assert fence.counter.value == 0
+    # a site's next owner cannot know a dead owner's memory: no rollup bucket is kept open
+    assert db.execute_sql("SELECT n FROM rollup_1m").fetchall() == [(3,)]  # 1000-1002 s: one minute, stored
+    assert db.execute_sql("SELECT n FROM rollup_1h").fetchall() == [(3,)]
+    marks = db.execute_sql("SELECT complete_before FROM rollup_mark").fetchall()
+    assert marks == [(ALL_COMPLETE,), (ALL_COMPLETE,)]
 
     set_lease(db, "s", 3)  # another instance took the site over
     before = gateway.stats()
@@ -274,18 +279,3 @@ def test_an_endpoint_row_never_goes_back_in_epoch(
     drained(gateway)
     assert row() == ("down", 4)
 
-
-def test_a_cluster_writer_keeps_no_rollup_bucket_open(
-    db: peewee.Database, setup: tuple[StorageGateway, EpochFence, int]
-) -> None:
-    """A site's next owner cannot know a dead owner's memory: every bucket is stored with its readings."""
-    gateway, _fence, endpoint_id = setup
-    results: list[bool] = []
-    gateway.submit(w.GenerationStarted(endpoint_id=endpoint_id, generation=7, epoch=2))
-    gateway.submit_many([reading(endpoint_id, 7, float(i), results) for i in range(3)])
-    drained(gateway)
-    assert results == [True, True, True]
-    assert db.execute_sql("SELECT n FROM rollup_1m").fetchall() == [(3,)]  # 1000-1002 s: one minute, stored
-    assert db.execute_sql("SELECT n FROM rollup_1h").fetchall() == [(3,)]
-    marks = db.execute_sql("SELECT complete_before FROM rollup_mark").fetchall()
-    assert marks == [(ALL_COMPLETE,), (ALL_COMPLETE,)]
