@@ -170,7 +170,12 @@ class Daemon:
 
         def _writer(ctx: ChildContext) -> pykka.ActorRef[Any]:
             return PersistenceActor.start(
-                self.storage, ctx=ctx, policy=policy, scheduler=self.scheduler, drain_on_stop_s=3.0
+                self.storage,
+                ctx=ctx,
+                policy=policy,
+                scheduler=self.scheduler,
+                drain_on_stop_s=3.0,
+                defer_rollups=self.config.cluster is None,  # a cluster's sites move: no open buckets in memory
             )
 
         children = [ChildSpec("writer", _writer, writer_policy, kind="persistence")]

@@ -9,6 +9,12 @@ under heavy load batches grow towards `max_rows` by themselves. A failing databa
 queued, marks storage not ready and retries with capped exponential backoff through the
 scheduler; a write that is itself invalid (IntegrityError, DataError) is isolated by
 retrying the batch row by row and discarded with a log line.
+
+Rollups (`storage.rollup_state`): a single instance's writer keeps the buckets still open
+in memory and stores each once it closed, in a transaction of its own after a commit;
+it rebuilds them from the stored readings when it starts (before its first write) and
+after a failed flush. A cluster's writer (`defer_rollups=False`) upserts every bucket
+per transaction, as a site's next owner could not know what a dead one had in memory.
 """
 
 from __future__ import annotations
@@ -36,6 +42,7 @@ from fieldwatch.storage.db import (
     write_transaction,
 )
 from fieldwatch.storage.gateway import StorageGateway, Wake
+from fieldwatch.storage.rollup_state import DeferredRollups
 from fieldwatch.storage.writes import ReadingRecord, Write
 
 __all__ = ["PersistenceActor"]
@@ -74,6 +81,8 @@ class PersistenceActor(SupervisedActor):
         scheduler: Scheduler | None = None,
         commit_listener: CommitListener | None = None,
         drain_on_stop_s: float = 0.0,
+        defer_rollups: bool = True,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         own_scheduler: Scheduler | None = None
         if scheduler is None:  # on its own: a timer thread of its own, started with the actor
@@ -90,6 +99,8 @@ class PersistenceActor(SupervisedActor):
         self._commit_listener = commit_listener
         self._index = EndpointIndex()
         self._index_loaded = False
+        self._clock = clock
+        self._rollups = DeferredRollups(defer=defer_rollups)
         self._retry_handle: TimerHandle | None = None
         self._failing_since: float | None = None
         self._attempt = 0
@@ -103,6 +114,7 @@ class PersistenceActor(SupervisedActor):
         self._gateway.attach(self.actor_ref)
         try:
             self._load_index()
+            self._recover_rollups()
             self._gateway.set_ready(True, writer=self.actor_ref)
         except DATABASE_ERRORS as err:
             self._on_failure(err)
@@ -113,6 +125,10 @@ class PersistenceActor(SupervisedActor):
         while self._gateway.queue_depth and time.monotonic() < deadline:
             if self._drain_batch(limit=10_000) is None:
                 break  # the database is failing: what is left stays queued (and is logged at exit)
+        try:
+            self._flush_rollups()  # buckets that closed; open ones are rebuilt from raw at the next start
+        except Exception:  # stopping goes on: what is not stored is rebuilt at the next start
+            self.log.exception("storing closed rollup buckets at stop failed")
         super().on_stop()
 
     def stopping(self) -> None:
@@ -158,6 +174,7 @@ class PersistenceActor(SupervisedActor):
         try:
             if not self._index_loaded:
                 self._load_index()
+            self._recover_rollups()
             if not batch:
                 self._probe()
             else:
@@ -171,9 +188,32 @@ class PersistenceActor(SupervisedActor):
             self._on_failure(err)
             return None
         self._on_success()
+        if removed:
+            self._flush_rollups()
         if self._gateway.queue_depth and limit is None:
             self._gateway.wake()
         return removed
+
+    def _recover_rollups(self) -> None:
+        """Rebuild the open rollup buckets if they may disagree with the database (at start,
+        after a failed flush or a deletion); a writer with a fence is a cluster's: none open."""
+        if self._gateway.fence is not None and self._rollups.defer:
+            self._rollups = DeferredRollups(defer=False)
+        if not self._rollups.loaded:
+            self._rollups.recover(get_database(), self._clock())
+
+    def _flush_rollups(self) -> None:
+        """Store the rollup buckets that closed (own transaction). A failure leaves them open
+        and has them rebuilt from the database before the next write (`recover`)."""
+        rollups = self._rollups
+        now = self._clock()
+        if not rollups.due(now):
+            return
+        try:
+            rollups.flush(get_database(), now)
+        except DATABASE_ERRORS as err:
+            rollups.invalidate()
+            self.log.warning("storing closed rollup buckets failed (%s): rebuilding them before the next write", err)
 
     @staticmethod
     def _reset() -> None:
@@ -208,11 +248,15 @@ class PersistenceActor(SupervisedActor):
                     if fence is not None:  # cluster: leave out the writes of sites no longer held
                         fenced = split_fenced(db, fence, self._index, screened)
                         accepted, epochs, applied = fenced.kept, fenced.endpoint_epochs, len(fenced.kept)
-                    stored = apply_writes(db, accepted, self._index.names, time.time(), series, epochs)
+                    stored = apply_writes(
+                        db, accepted, self._index.names, time.time(), series, epochs, self._rollups
+                    )
             except BaseException:
                 series.discard()  # ids and sequence numbers of the rolled-back batch
+                self._rollups.discard()  # its open-bucket cells: the retry counts them again
                 raise
             series.commit()
+            self._rollups.commit()
         elapsed = time.perf_counter() - start
         self._index.committed(screened)
         discarded = len(screened.stale) + len(screened.orphans) + len(screened.accepted) - applied
@@ -292,7 +336,8 @@ class PersistenceActor(SupervisedActor):
         try:
             with write_transaction(db):
                 result = sites.execute(cmd, time.time())
-            self._index.refresh(db)  # sites and endpoints the command created or deleted
+            if self._index.refresh(db):  # sites and endpoints the command created or deleted
+                self._rollups.invalidate()  # open buckets of deleted series: rebuilt without them
         except (FieldwatchError, ValueError, TypeError):
             raise
         except ROW_ERRORS as err:

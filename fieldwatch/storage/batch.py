@@ -20,6 +20,7 @@ from psycopg2.extras import execute_batch
 
 from fieldwatch.storage.db import is_sqlite
 from fieldwatch.storage.raw import SeriesCache, insert_readings
+from fieldwatch.storage.rollup_state import DeferredRollups
 from fieldwatch.storage.sqlbits import clean, insert_rows, pg_minmax
 from fieldwatch.storage.writes import (
     SAMPLE_MAX_CHARS,
@@ -273,6 +274,7 @@ def apply_writes(
     now: float,
     series: SeriesCache | None = None,
     epochs: dict[int, int] | None = None,
+    rollups: DeferredRollups | None = None,
 ) -> list[tuple[ReadingRecord, bool]]:
     """Apply accepted writes inside the caller's transaction; return each reading with `inserted`.
 
@@ -281,6 +283,8 @@ def apply_writes(
 
     `series` is the writer's cache of series ids (its additions are staged: the caller
     commits or discards them with the transaction); None uses a throw-away one.
+    `rollups`: the writer's open rollup buckets (staged likewise; `rollup_state`); None
+    upserts every bucket in this transaction.
 
     Endpoint columns are folded in submission order (so per-endpoint order holds and
     Touch is coalesced), readings/events/parse errors are bulk inserted in order,
@@ -369,7 +373,7 @@ def apply_writes(
             by_columns.setdefault(tuple(values), []).append((*values.values(), endpoint_id, epoch))
     for columns, rows in by_columns.items():  # e.g. every Touch of the batch in one statement
         _update_endpoints(db, columns, rows)
-    flags = insert_readings(db, series if series is not None else SeriesCache(), readings)
+    flags = insert_readings(db, series if series is not None else SeriesCache(), readings, rollups)
     stored = list(zip(readings, flags, strict=True))
     insert_rows(db, "event", _EVENT_COLUMNS, 10, events)
     insert_rows(db, "parse_error", "endpoint_id, time, topic, parser, error, sample", 6, parse_errors)

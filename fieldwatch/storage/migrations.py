@@ -22,6 +22,8 @@ from fieldwatch.cluster.schema import CLUSTER_DDL
 from fieldwatch.errors import StorageError
 from fieldwatch.storage.db import is_sqlite, write_transaction
 from fieldwatch.storage.migrate_v2 import SchemaV2
+from fieldwatch.storage.rollup_state import ALL_COMPLETE
+from fieldwatch.storage.rollups import TIERS
 
 __all__ = ["MIGRATIONS", "LATEST_VERSION", "migrate", "schema_version"]
 
@@ -205,8 +207,21 @@ def _v4(db: peewee.Database) -> None:
     _ddl(db, ("ALTER TABLE endpoint ADD COLUMN lease_epoch {bigint}",))
 
 
+def _v5(db: peewee.Database) -> None:
+    """Version 5, rollups kept open in memory by a single writer (storage/rollup_state.py): per
+    tier the mark before which every bucket is complete in its table. Created ALL_COMPLETE
+    (what the writers so far stored: every bucket upserted per transaction); a single
+    writer lowers the marks when it starts."""
+    _ddl(db, ("CREATE TABLE rollup_mark (tier TEXT PRIMARY KEY, complete_before {bigint} NOT NULL)",))
+    for tier in TIERS:
+        db.execute_sql(
+            f"INSERT INTO rollup_mark (tier, complete_before) VALUES ({db.param}, {db.param})",
+            (tier.table, ALL_COMPLETE),
+        )
+
+
 #: Migration n (1-based) is MIGRATIONS[n - 1]. Append only.
-MIGRATIONS: tuple[Callable[[peewee.Database], None] | Staged, ...] = (_v1, SchemaV2(), _v3, _v4)
+MIGRATIONS: tuple[Callable[[peewee.Database], None] | Staged, ...] = (_v1, SchemaV2(), _v3, _v4, _v5)
 LATEST_VERSION = len(MIGRATIONS)
 
 

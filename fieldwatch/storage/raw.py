@@ -22,6 +22,7 @@ from typing import Any
 
 import peewee
 
+from fieldwatch.storage.rollup_state import DeferredRollups
 from fieldwatch.storage.rollups import RollupBatch
 from fieldwatch.storage.sqlbits import insert_rows
 from fieldwatch.storage.writes import ReadingRecord
@@ -152,9 +153,17 @@ def _new_keys(db: peewee.Database, records: Sequence[ReadingRecord]) -> set[int]
     return new
 
 
-def insert_readings(db: peewee.Database, cache: SeriesCache, records: Sequence[ReadingRecord]) -> list[bool]:
+def insert_readings(
+    db: peewee.Database,
+    cache: SeriesCache,
+    records: Sequence[ReadingRecord],
+    deferred: DeferredRollups | None = None,
+) -> list[bool]:
     """Insert readings and fold them into the rollups, inside the caller's transaction.
 
+    With `deferred` (the writer's open buckets) only buckets before their tier's mark are
+    upserted here; the others are staged in `deferred` (the caller commits or discards
+    them with the transaction). Without: every bucket is upserted (marks ALL_COMPLETE).
     Returns, per record, whether it was inserted (False: its msg_key was already stored).
     """
     if not records:
@@ -179,9 +188,14 @@ def insert_readings(db: peewee.Database, cache: SeriesCache, records: Sequence[R
         raw.append((series_id, t, seq, r.value_num, r.aux_num, lag, quality, text))
         if r.msg_key is not None:
             keys.append((r.endpoint_id, r.msg_key, received))
-        rollups.add(series_id, t, r.value_num)
-        if aux_id is not None:
-            rollups.add(aux_id, t, r.aux_num)
+        if deferred is None:
+            rollups.add(series_id, t, r.value_num)
+            if aux_id is not None:
+                rollups.add(aux_id, t, r.aux_num)
+        else:
+            deferred.add(rollups, series_id, t, r.value_num)
+            if aux_id is not None:
+                deferred.add(rollups, aux_id, t, r.aux_num)
     insert_rows(db, "reading_key", "endpoint_id, msg_key, t", 3, keys)
     insert_rows(db, "reading_raw", _RAW_COLUMNS, 8, raw, cleaned=True)
     rollups.flush(db)

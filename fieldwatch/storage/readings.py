@@ -6,11 +6,13 @@ has no value) and its companion's (`packet_loss`). Pages are newest first by the
 reading's time (its source time when it has one) with keyset cursors. With `step`,
 the answer is rollup buckets from the coarsest tier whose width divides `step`: the
 tiers summarise exactly the same raw readings, so the answer is the same from any
-tier that covers the range, and the coarsest reads the fewest rows.
+tier that covers the range, and the coarsest reads the fewest rows; buckets the writer
+still keeps open (at/after the tier's mark, `rollup_state`) come from the finer sources.
 """
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -18,9 +20,10 @@ from typing import Any
 
 import peewee
 
-from fieldwatch.storage.db import database_proxy
+from fieldwatch.storage.db import database_proxy, is_sqlite
 from fieldwatch.storage.paging import Page, check_limit, decode_cursor, encode_cursor, read_errors, reading_value, rfc
-from fieldwatch.storage.rollups import TIERS, Tier
+from fieldwatch.storage.rollup_state import read_marks
+from fieldwatch.storage.rollups import TIERS, Tier, partials_sql
 from fieldwatch.storage.sqlbits import int_list
 
 __all__ = ["readings", "latest_readings", "STEP_UNIT_S"]
@@ -212,45 +215,75 @@ def _bucket_page(
     limit: int,
     cursor: str | None,
 ) -> Page:
+    """Buckets of `step` seconds from the tier whose width divides it, newest first.
+
+    Buckets before a tier's mark come from its table, the rest from the finer sources
+    (`rollup_state`): 1-hour tier = rollup_1h below its mark, rollup_1m from there to the
+    1-minute mark, raw rows after; 1-minute tier = rollup_1m below its mark, raw rows after.
+    A bucket of `step` may draw on several sources; their aggregates are merged here.
+    """
     tier = _tier(step)
-    table = tier.table
     hi = int(until if until is not None else time.time() + step)
     lo = int(since) if since is not None else hi - step * limit
     lo = (lo // step) * step  # the bucket holding `since`, whole
-    ids: list[int] = []
+    hi = -(-hi // tier.seconds) * tier.seconds  # the tier's buckets that start before `until`, whole
+    wanted: list[int] = []
+    raw_of: dict[str, dict[int, int]] = {"value": {}, "aux": {}}  # raw column -> row series -> answered series
     for s in series.values():
         if _PRIMARY in s.parts:
-            ids.append(s.id)
+            wanted.append(s.id)
+            raw_of["value"][s.id] = s.id
         if _AUX in s.parts and s.aux_id is not None:
-            ids.append(s.aux_id)
-    if not ids:
+            wanted.append(s.aux_id)
+            raw_of["aux"][s.id] = s.aux_id
+    if not wanted:
         return [], None
-    names = _bucket_names(db, series, ids)
+    names = _bucket_names(db, series, wanted)
+    key: tuple[int, int] | None = None
     keyset = ""
     if cursor:
         kb, ks = decode_cursor("buckets", cursor)
-        keyset = f" AND (g.b < {int(kb)} OR (g.b = {int(kb)} AND g.series_id < {int(ks)}))"
-    in_ids = int_list(sorted(set(ids)))
-    if step == tier.seconds:  # the tier's own buckets: read them as they are
-        sql = (
-            f"SELECT series_id, bucket, v_min, v_max, v_sum, n, v_last FROM {table} g "
-            f"WHERE series_id IN {in_ids} AND bucket >= {lo} AND bucket < {hi}"
-            f"{keyset.replace('g.b ', 'g.bucket ')} ORDER BY bucket DESC, series_id DESC LIMIT {limit + 1}"
-        )
-    else:
-        grouped = (
-            f"SELECT series_id, (bucket / {step}) * {step} AS b, MIN(v_min) AS mn, MAX(v_max) AS mx, "
-            f"SUM(v_sum) AS sm, SUM(n) AS cnt, MAX(last_t) AS lt FROM {table} "
-            f"WHERE series_id IN {in_ids} AND bucket >= {lo} AND bucket < {hi} GROUP BY series_id, b"
-        )
-        sql = (
-            f"SELECT g.series_id, g.b, g.mn, g.mx, g.sm, g.cnt, (SELECT x.v_last FROM {table} x "
-            f"WHERE x.series_id = g.series_id AND x.bucket >= g.b AND x.bucket < g.b + {step} AND x.last_t = g.lt "
-            f"LIMIT 1) FROM ({grouped}) g WHERE 1 = 1{keyset} ORDER BY g.b DESC, g.series_id DESC LIMIT {limit + 1}"
-        )
-    rows = db.execute_sql(sql).fetchall()
+        key = (int(kb), int(ks))
+        keyset = f" WHERE (g.b < {key[0]} OR (g.b = {key[0]} AND g.series_id < {key[1]}))"
+    in_ids = int_list(sorted(set(wanted)))
+    with _snapshot(db):
+        marks = read_marks(db)
+        # (source, from, to): tiers finest first; each source covers [from, to) of the range
+        m_tier = marks[TIERS.index(tier)]
+        sources: list[tuple[str, int, int]] = [(tier.table, lo, min(hi, m_tier))]
+        below = m_tier
+        for finer, mark in reversed(list(zip(TIERS, marks, strict=True))[: TIERS.index(tier)]):
+            sources.append((finer.table, max(lo, below), min(hi, mark)))
+            below = max(below, mark)
+        sources += [("value", max(lo, below), hi), ("aux", max(lo, below), hi)]
+        merged: dict[tuple[int, int], list[Any]] = {}
+        for source, a, z in sources:
+            if a >= z:
+                continue
+            if source in raw_of:  # the raw part: a bucket or two per series, filtered here
+                owners = raw_of[source]
+                if not owners:
+                    continue
+                sql = partials_sql(source, int_list(sorted(owners)), a, z, step)
+                rows = [(owners[int(r[0])], *r[1:]) for r in db.execute_sql(sql).fetchall()]
+                rows = [r for r in rows if key is None or (int(r[1]), r[0]) < key]
+            else:
+                tail = f"{keyset} ORDER BY g.b DESC, g.series_id DESC LIMIT {limit + 1}"
+                sql = partials_sql(source, in_ids, a, z, step, tail)
+                rows = [tuple(r) for r in db.execute_sql(sql).fetchall()]
+            for sid, b, mn, mx, sm, cnt, lt, lst in rows:
+                got = merged.get((int(b), int(sid)))
+                if got is None:
+                    merged[(int(b), int(sid))] = [mn, mx, sm, int(cnt), int(lt), lst]
+                    continue
+                got[0], got[1], got[2], got[3] = min(got[0], mn), max(got[1], mx), got[2] + sm, got[3] + int(cnt)
+                if int(lt) > got[4]:
+                    got[4], got[5] = int(lt), lst
+    # each source gave its limit + 1 newest keys: the newest limit + 1 of them all are whole
+    ordered = sorted(merged, reverse=True)[: limit + 1]
     items = []
-    for sid, b, mn, mx, sm, cnt, last in rows[:limit]:
+    for b, sid in ordered[:limit]:
+        mn, mx, sm, cnt, _lt, last = merged[(b, sid)]
         site, endpoint, name, device = names[sid]
         items.append(
             {
@@ -266,8 +299,21 @@ def _bucket_page(
                 "last": last,
             }
         )
-    nxt = encode_cursor("buckets", rows[limit - 1][1], rows[limit - 1][0]) if len(rows) > limit else None
+    nxt = encode_cursor("buckets", ordered[limit - 1][0], ordered[limit - 1][1]) if len(ordered) > limit else None
     return items, nxt
+
+
+@contextlib.contextmanager
+def _snapshot(db: peewee.Database) -> Iterator[None]:
+    """One snapshot for the statements of an answer (marks and the rows they describe);
+    inside a caller's transaction, that one."""
+    if db.in_transaction():
+        yield
+        return
+    with db.atomic():
+        if not is_sqlite(db):
+            db.execute_sql("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+        yield
 
 
 def _bucket_names(

@@ -13,6 +13,11 @@ follows what expires, not what is kept:
 
 On PostgreSQL the same chunked deletes run (no table partitioning yet): expired rows
 leave dead tuples for autovacuum rather than dropped partitions.
+
+Whatever the tiers say, raw rows at/after the 1-minute mark and 1-minute rows at/after
+the 1-hour mark (`rollup_state`: buckets still open in the writer's memory, answered and
+rebuilt from those rows) are kept: each chunk reads the mark in its own transaction
+(FOR SHARE on PostgreSQL, so a writer lowering it waits for the chunk, or the chunk for it).
 """
 
 from __future__ import annotations
@@ -23,7 +28,8 @@ from dataclasses import dataclass, field
 import peewee
 
 from fieldwatch.config.model import RetentionConfig
-from fieldwatch.storage.db import write_transaction
+from fieldwatch.storage.db import is_sqlite, write_transaction
+from fieldwatch.storage.rollup_state import ALL_COMPLETE
 from fieldwatch.storage.sqlbits import int_list
 
 __all__ = ["DAY_S", "DEFAULT_CHUNK_ROWS", "Retention", "Target", "TARGETS", "Pass", "purge"]
@@ -133,6 +139,11 @@ def _series_chunk(db: peewee.Database, target: Target, cutoff: int, run: Pass) -
         return True
     end = min(cutoff, progress.floor + progress.width)
     with write_transaction(db):
+        kept = _kept_from(db, t)
+        if kept is not None and kept <= progress.floor:
+            return True  # the rest is still needed for open rollup buckets
+        if kept is not None and kept < end:
+            end = cutoff = kept
         n = int(
             db.execute_sql(f"DELETE FROM {t} WHERE series_id IN {int_list(progress.series)} AND {c} < {end}").rowcount
         )
@@ -143,6 +154,22 @@ def _series_chunk(db: peewee.Database, target: Target, cutoff: int, run: Pass) -
     elif n < run.chunk_rows // 2:
         progress.width *= 2
     return end >= cutoff
+
+
+#: Tables whose rows from a rollup mark on are kept: table -> (the tier whose mark, unit per second)
+_KEPT_FROM_MARK = {"reading_raw": ("rollup_1m", 1000), "rollup_1m": ("rollup_1h", 1)}
+
+
+def _kept_from(db: peewee.Database, table: str) -> int | None:
+    """Inside a chunk's transaction: the time from which `table` must keep its rows (None: no limit)."""
+    mark = _KEPT_FROM_MARK.get(table)
+    if mark is None or "rollup_mark" not in db.get_tables():
+        return None
+    lock = "" if is_sqlite(db) else " FOR SHARE"
+    row = db.execute_sql(f"SELECT complete_before FROM rollup_mark WHERE tier = {db.param}{lock}", (mark[0],)).fetchone()
+    if row is None or int(row[0]) >= ALL_COMPLETE:
+        return None
+    return int(row[0]) * mark[1]
 
 
 def purge(

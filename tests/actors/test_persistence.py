@@ -427,3 +427,71 @@ def test_on_commit_tells_each_reading_whether_it_was_inserted(gateway: StorageGa
     assert seen == [("a-k1", True), ("a-none-1", True), ("a-k1-again", False), ("b-k1", True),
                     ("a-none-2", True), ("a-k2", True), ("a-k2-later", False), ("a-k3", True)]
     assert scalar(db, "SELECT COUNT(*) FROM reading") == 6
+
+
+def test_the_writer_stores_closed_rollup_buckets_and_its_successor_rebuilds_the_open_ones(
+    gateway: StorageGateway, scheduler: Scheduler, db: peewee.Database
+) -> None:
+    from fieldwatch.storage import queries
+
+    t0 = 1_764_000_000.0  # an hour's start
+    clock = [t0 + 30.0]
+    ref = PersistenceActor.start(gateway, policy=POLICY, scheduler=scheduler, clock=lambda: clock[0])
+    endpoint_id = ids(gateway.command(c.CreateSite(spec("s", "e"))))["e"]
+    generation = start_generation(gateway, endpoint_id)
+
+    def reading(t: float, value: float) -> w.ReadingRecord:
+        return w.ReadingRecord(
+            endpoint_id=endpoint_id, generation=generation, name="x", value_num=value, source_time=t, received_at=t
+        )
+
+    def buckets(step: int) -> list[tuple[str, int, float]]:
+        items = queries.readings(step=step, since=t0, until=t0 + 7200, limit=100)[0]
+        return [(b["time"], b["count"], b["last"]) for b in items]
+
+    gateway.submit_many([reading(t0 + 10, 1.0), reading(t0 + 20, 2.0)])
+    drained(gateway)
+    assert scalar(db, "SELECT COUNT(*) FROM rollup_1m") == 0  # the minute is open: in the writer's memory
+    assert [(n, last) for _t, n, last in buckets(60)] == [(2, 2.0)]  # answered from the raw rows
+    clock[0] = t0 + 70.0  # the first minute closed (and its grace passed)
+    gateway.submit(reading(t0 + 65, 3.0))
+    drained(gateway)
+    wait_for(lambda: scalar(db, "SELECT COUNT(*) FROM rollup_1m") == 1, 10, what="the closed minute stored")
+    assert scalar(db, "SELECT n FROM rollup_1m") == 2
+    assert [(n, last) for _t, n, last in buckets(60)] == [(1, 3.0), (2, 2.0)]
+    ref.stop()  # the open minute (t0 + 60) was never stored
+    clock[0] = t0 + 200.0
+    PersistenceActor.start(gateway, policy=POLICY, scheduler=scheduler, clock=lambda: clock[0])
+    gateway.submit(reading(t0 + 190, 4.0))
+    drained(gateway)
+    wait_for(lambda: scalar(db, "SELECT COUNT(*) FROM rollup_1m") == 2, 10, what="the rebuilt minute stored")
+    assert [(n, last) for _t, n, last in buckets(60)] == [(1, 4.0), (1, 3.0), (2, 2.0)]
+    assert [(n, last) for _t, n, last in buckets(3600)] == [(4, 4.0)]
+    assert scalar(db, "SELECT COUNT(*) FROM rollup_1h") == 0  # the hour is still open
+
+
+def test_open_rollup_buckets_of_a_deleted_endpoint_are_dropped_not_stored(
+    gateway: StorageGateway, scheduler: Scheduler, db: peewee.Database, caplog: pytest.LogCaptureFixture
+) -> None:
+    t0 = 1_764_000_000.0
+    clock = [t0 + 30.0]
+    PersistenceActor.start(gateway, policy=POLICY, scheduler=scheduler, clock=lambda: clock[0])
+    site = ids(gateway.command(c.CreateSite(spec("s", "gone", "kept"))))
+    generation = start_generation(gateway, site["gone"])
+    start_generation(gateway, site["kept"])
+    for name, value in (("gone", 1.0), ("kept", 2.0)):
+        gateway.submit(
+            w.ReadingRecord(endpoint_id=site[name], generation=generation + (name == "kept"), name="x",
+                            value_num=value, source_time=t0 + 10, received_at=t0 + 10)  # fmt: skip
+        )
+    drained(gateway)
+    gateway.command(c.ReplaceSite(spec("s", "kept")))  # deletes "gone" and its rows
+    clock[0] = t0 + 70.0
+    gateway.submit(
+        w.ReadingRecord(endpoint_id=site["kept"], generation=generation + 1, name="x", value_num=3.0,
+                        source_time=t0 + 65, received_at=t0 + 65)  # fmt: skip
+    )
+    drained(gateway)
+    wait_for(lambda: scalar(db, "SELECT COUNT(*) FROM rollup_1m") == 1, 10, what="the closed minute stored")
+    assert scalar(db, "SELECT v_sum FROM rollup_1m") == 2.0
+    assert not [r for r in caplog.records if "rollup" in r.getMessage() and r.levelno >= logging.WARNING]

@@ -25,6 +25,7 @@ from fieldwatch.policy import Retry, StoragePolicy
 from fieldwatch.storage import commands as c
 from fieldwatch.storage import writes as w
 from fieldwatch.storage.gateway import StorageGateway
+from fieldwatch.storage.rollup_state import ALL_COMPLETE
 from fieldwatch.storage.testing import PG_ENV, pg_url, temporary_database
 from tests.waiting import wait_for
 
@@ -88,6 +89,11 @@ def test_writes_of_the_held_epoch_are_stored_and_an_old_epoch_is_fenced(
     drained(gateway)
     assert readings(db) == 3 and results == [True, True, True]
     assert fence.counter.value == 0
+    # a site's next owner cannot know a dead owner's memory: no rollup bucket is kept open
+    assert db.execute_sql("SELECT n FROM rollup_1m").fetchall() == [(3,)]  # 1000-1002 s: one minute, stored
+    assert db.execute_sql("SELECT n FROM rollup_1h").fetchall() == [(3,)]
+    marks = db.execute_sql("SELECT complete_before FROM rollup_mark").fetchall()
+    assert marks == [(ALL_COMPLETE,), (ALL_COMPLETE,)]
 
     set_lease(db, "s", 3)  # another instance took the site over
     before = gateway.stats()
@@ -272,3 +278,4 @@ def test_an_endpoint_row_never_goes_back_in_epoch(
                                  down_since=3.0, last_data_at=None, epoch=4))  # fmt: skip
     drained(gateway)
     assert row() == ("down", 4)
+
