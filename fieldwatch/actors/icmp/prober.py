@@ -70,10 +70,19 @@ _SEQ_SPACE = 1 << 16
 #: Set by benchmarks to record lateness; None (the default) costs one global lookup per probe.
 lateness_log: LatenessLog | None = None
 
-#: The sender and the receiver each pause this long after a busy pass, so a burst of
-#: sends or replies is handled in one pass (one wake-up, one delivery) instead of one
-#: per packet. RTTs use the kernel's receive timestamp, so this does not inflate them.
+#: The sender pauses this long after a busy pass, so that the sends due within it go out
+#: in one pass (one wake-up) instead of one per packet; it bounds the lateness of a send.
 _NAP_S = 0.004
+#: The receiver pauses this long after a pass that finished probes when every socket has
+#: the kernel's receive timestamps (RTTs do not grow with it; without them it pauses
+#: _NAP_S). Each wake-up of a thread costs tens of microseconds of CPU (timer, scheduler,
+#: GIL handoffs with the sender in the middle of its sends), more than matching a reply:
+#: at 1,000 replies a second this makes ~50 passes of ~20 replies instead of ~250 of ~4.
+#: A reply is then delivered at most this much later; a probe about to time out is never
+#: expired before the sender has read the replies already waiting (see `_expire`), and a
+#: pass that filled its read limit does not pause at all.
+_RECEIVE_NAP_S = 0.020
+_READ_LIMIT = 512
 
 
 class Prober:
@@ -97,6 +106,7 @@ class Prober:
         self._next_seq = random.randrange(_SEQ_SPACE)
         self._sockets: dict[int, Any] = {}  # version -> icmplib socket
         self._socket_errors: dict[int, str] = {}
+        self._unstamped: set[int] = set()  # versions whose socket has no kernel receive timestamps
         self._sender: threading.Thread | None = None
         self._receiver: threading.Thread | None = None
         self._wake_r = self._wake_w = -1
@@ -340,6 +350,18 @@ class Prober:
         sends.append((sock.sock, echo_request(probe.version, self._ident, key[1]), probe, entry, key))
 
     def _expire(self, now: float, finished: list[tuple[_Probe, ProbeResult]]) -> None:
+        """Finish the probes whose timeout passed; replies already waiting count first.
+
+        The receiver pauses between passes, so before a probe that is still waiting is
+        given up the sender reads the sockets itself (a reply that came in time is not
+        lost to the pause).
+        """
+        with self._lock:
+            waiting = any(not entry[1].done for queue in self._expiries.values()
+                          for entry in itertools.takewhile(lambda e: e[0] <= now, queue))
+            sockets = list(self._sockets.items()) if waiting else []
+        for version, sock in sockets:
+            self._read_socket(version, sock, finished)
         with self._lock:
             for queue in self._expiries.values():
                 while queue and queue[0][0] <= now:
@@ -379,7 +401,8 @@ class Prober:
         try:
             sock = open_socket(version, self._privileged)
             sock.sock.setblocking(False)
-            enable_timestamps(sock.sock)
+            if not enable_timestamps(sock.sock):
+                self._unstamped.add(version)
         except (ICMPLibError, OSError) as err:
             message = f"cannot open an ICMPv{version} socket: {err}"
             if version not in self._socket_errors:
@@ -408,6 +431,7 @@ class Prober:
             except (OSError, ValueError):  # a socket closed by stop()
                 continue
             finished: list[tuple[_Probe, ProbeResult]] = []
+            full = False
             for fd in readable:
                 if fd == self._wake_r:
                     try:
@@ -416,18 +440,25 @@ class Prober:
                         pass
                     continue
                 version, sock = by_fd[fd]
-                try:
-                    replies = read_replies(sock.sock, version, self._privileged and version == 4)
-                except OSError as err:
-                    if not self._running:
-                        return
-                    logger.debug("ICMPv%d receive: %s", version, err)
-                    continue
-                if replies:
-                    self._on_replies(version, replies, finished)
+                full = self._read_socket(version, sock, finished) or full
+                if not self._running:
+                    return
             if finished:
                 _deliver_all(finished)
-                time.sleep(_NAP_S)
+                if not full:  # more may be waiting: read again at once
+                    time.sleep(_NAP_S if self._unstamped else _RECEIVE_NAP_S)
+
+    def _read_socket(self, version: int, sock: Any, finished: list[tuple[_Probe, ProbeResult]]) -> bool:
+        """Read and match every reply waiting on `sock` (True if the read limit was reached)."""
+        try:
+            replies = read_replies(sock.sock, version, self._privileged and version == 4, _READ_LIMIT)
+        except OSError as err:
+            if self._running:
+                logger.debug("ICMPv%d receive: %s", version, err)
+            return False
+        if replies:
+            self._on_replies(version, replies, finished)
+        return len(replies) >= _READ_LIMIT
 
     def _on_replies(self, version: int, replies: list[Reply], finished: list[tuple[_Probe, ProbeResult]]) -> None:
         echo, errors = ECHO_REPLY[version], ICMP_ERRORS[version]

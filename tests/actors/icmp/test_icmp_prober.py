@@ -132,3 +132,27 @@ def test_stop_is_prompt_with_probes_in_flight() -> None:
     assert time.monotonic() - started < 2.0
     assert not names & {t.name for t in threading.enumerate() if t.is_alive()}
     assert prober.family_sockets == 0
+
+
+def test_reply_waiting_at_the_timeout_counts_though_the_receiver_pauses(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The receiver pauses between passes: the sender reads waiting replies before expiring."""
+    stalled = threading.Event()
+
+    def receiver_that_never_reads(self: Prober) -> None:
+        stalled.wait(5.0)  # a receiver deep in its pause for the whole probe
+
+    monkeypatch.setattr(Prober, "_receive_loop", receiver_that_never_reads)
+    prober = Prober()
+    prober.start()
+    try:
+        sink = ResultSink()
+        sent = time.monotonic()
+        prober.submit("127.0.0.1", count=2, timeout_s=0.3, callback=sink, interval_s=0.05)
+        result = sink.wait(1, 5.0)[0]
+        assert time.monotonic() - sent >= 0.3  # finished by the timeout, not by the receiver
+        assert (result.sent, result.received, result.error) == (2, 2, None)
+        assert all(0.0 <= rtt < 0.3 for rtt in result.rtts)  # the kernel's stamps, not the read time
+        assert prober.outstanding_requests == 0
+    finally:
+        stalled.set()
+        prober.stop()
