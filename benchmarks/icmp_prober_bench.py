@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import subprocess
 import sys
 import threading
 import time
@@ -63,12 +64,14 @@ def main() -> None:
     ap.add_argument("--endpoints", type=int, default=5000)
     ap.add_argument("--interval", type=float, default=5.0)
     ap.add_argument("--rounds", type=int, default=2)
+    ap.add_argument("--perf", action="store_true", help="also count instructions and context switches (perf stat)")
+    ap.add_argument("--per-packet", action="store_true", help="no sendmmsg/recvmmsg (the fallback path)")
     args = ap.parse_args()
     with open("/proc/loadavg") as handle:
         print("load average at start:", " ".join(handle.read().split()[:3]))
     log = LatenessLog()
     prober_module.lateness_log = log
-    prober = prober_module.Prober()
+    prober = prober_module.Prober(batched=not args.per_packet)
     prober.start()
     sink = Counter()
     schedules = []
@@ -79,6 +82,12 @@ def main() -> None:
     time.sleep(args.interval + 1.0)
     before, probes0, received0, calls0 = thread_cpu(), sink.probes, sink.received, sink.calls
     log.clear()
+    perf = None
+    if args.perf:
+        tids = ",".join(str(t.native_id) for t in threading.enumerate() if t.name.startswith("fieldwatch-icmp"))
+        perf = subprocess.Popen(["perf", "stat", "-x,", "--per-thread", "-e", "task-clock,cs",
+                                 "-t", tids, "--", "sleep", str(args.interval * args.rounds)],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     time.sleep(args.interval * args.rounds)
     after, probes, received, calls = thread_cpu(), sink.probes - probes0, sink.received - received0, sink.calls - calls0
     lateness = sorted(log.take())
@@ -99,6 +108,11 @@ def main() -> None:
         print(f"{name}: {spent:.2f} s, {spent / max(probes, 1) * 1e3:.4f} ms per probe"
               f" (user {user / max(probes, 1) * 1e3:.4f}, system {system / max(probes, 1) * 1e3:.4f})")
     print(f"sender + receiver: {total / max(probes, 1) * 1e3:.4f} ms per probe")
+    if perf is not None:
+        for line in perf.communicate()[1].splitlines():
+            fields = line.split(",")
+            if len(fields) > 3 and fields[1].replace(".", "").isdigit():
+                print(f"perf {fields[0]} {fields[3]}: {float(fields[1]) / max(probes, 1):.3f} per probe")
     with open("/proc/loadavg") as handle:
         print("load average at end:", " ".join(handle.read().split()[:3]))
 

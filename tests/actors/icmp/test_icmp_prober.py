@@ -156,3 +156,22 @@ def test_reply_waiting_at_the_timeout_counts_though_the_receiver_pauses(monkeypa
     finally:
         stalled.set()
         prober.stop()
+
+
+@pytest.mark.parametrize("batched", [True, False], ids=["sendmmsg", "per-packet"])
+def test_without_kernel_timestamps_replies_are_timed_when_read(monkeypatch: pytest.MonkeyPatch, batched: bool) -> None:
+    from fieldwatch.actors.icmp import prober as prober_module
+
+    monkeypatch.setattr(prober_module, "enable_timestamps", lambda sock: False)  # e.g. not Linux
+    prober = Prober(batched=batched)
+    prober.start()
+    try:
+        sink = ResultSink()
+        before = time.time()
+        prober.submit("127.0.0.1", count=2, timeout_s=1.0, callback=sink, interval_s=0.05)
+        (result,) = sink.wait(1, 5.0)
+        assert (result.sent, result.received, result.error) == (2, 2, None)
+        assert all(0.0 <= rtt <= time.time() - before for rtt in result.rtts)
+        assert prober._unstamped == {4}  # noqa: SLF001 - the receiver then pauses only _NAP_S
+    finally:
+        prober.stop()
