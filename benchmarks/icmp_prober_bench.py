@@ -64,14 +64,13 @@ def main() -> None:
     ap.add_argument("--endpoints", type=int, default=5000)
     ap.add_argument("--interval", type=float, default=5.0)
     ap.add_argument("--rounds", type=int, default=2)
-    ap.add_argument("--perf", action="store_true", help="also count instructions and context switches (perf stat)")
-    ap.add_argument("--per-packet", action="store_true", help="no sendmmsg/recvmmsg (the fallback path)")
+    ap.add_argument("--perf", action="store_true", help="also CPU time and context switches by perf stat")
     args = ap.parse_args()
     with open("/proc/loadavg") as handle:
         print("load average at start:", " ".join(handle.read().split()[:3]))
     log = LatenessLog()
     prober_module.lateness_log = log
-    prober = prober_module.Prober(batched=not args.per_packet)
+    prober = prober_module.Prober()
     prober.start()
     sink = Counter()
     schedules = []

@@ -35,7 +35,6 @@ from fieldwatch.actors.icmp.capability import (
     open_socket,
     resolve,
 )
-from fieldwatch.actors.icmp.mmsg import MmsgSocket, Unsupported
 from fieldwatch.actors.icmp.probes import (
     BatchSink,
     LatenessLog,
@@ -94,8 +93,7 @@ class Prober:
     `stop()` get none.
     """
 
-    def __init__(self, *, privileged: bool | None = None, batched: bool = True) -> None:
-        """`batched`: use sendmmsg/recvmmsg where available (False: one syscall per packet)."""
+    def __init__(self, *, privileged: bool | None = None) -> None:
         self._privileged_arg = privileged
         self._privileged = False
         self._ident = 0  # our ICMP id with raw sockets; 0 = the kernel's (datagram sockets)
@@ -108,8 +106,6 @@ class Prober:
         self._next_seq = random.randrange(_SEQ_SPACE)
         self._sockets: dict[int, Any] = {}  # version -> icmplib socket
         self._socket_errors: dict[int, str] = {}
-        self._batched: dict[int, MmsgSocket] = {}  # version -> sendmmsg/recvmmsg I/O of its socket
-        self._batch_io = batched
         self._unstamped: set[int] = set()  # versions whose socket has no kernel receive timestamps
         self._sender: threading.Thread | None = None
         self._receiver: threading.Thread | None = None
@@ -152,7 +148,6 @@ class Prober:
         with self._lock:
             sockets = list(self._sockets.values())
             self._sockets.clear()
-            self._batched.clear()
             self._pending.clear()
             self._expiries.clear()
         for sock in sockets:
@@ -273,7 +268,7 @@ class Prober:
     def _send_due(self, due: list[tuple[float, int, Any]], now: float, finished: list[tuple[_Probe, ProbeResult]]) -> None:
         """Send one request of every probe due (new ticks of schedules start a probe)."""
         wall = time.time()
-        sends: list[tuple[int, _Probe, list[Any], tuple[int, int]]] = []
+        sends: list[tuple[Any, bytes, _Probe, list[Any], tuple[int, int]]] = []
         touched: list[_Probe] = []
         firsts: list[_Probe] = []
         log = lateness_log
@@ -305,8 +300,15 @@ class Prober:
                 if probe.attempted < probe.count:
                     heapq.heappush(self._heap, (probe.due + probe.attempted * probe.interval_s, next(self._seq), probe))
         failed: list[tuple[_Probe, tuple[int, int], str]] = []
-        if sends:
-            self._send(sends, failed)
+        for sock, packet, probe, entry, key in sends:
+            entry[1] = sent_at = time.time()  # before the send: a loopback reply can be read before sendto returns
+            if probe.keys[0] == key:  # the probe's first request: when it really went out
+                probe.started_at = sent_at
+                probe.lateness_s = max(0.0, time.monotonic() - probe.due)
+            try:
+                send_to(sock, packet, probe.address)
+            except OSError as err:
+                failed.append((probe, key, f"send failed: {err}"))
         if log is not None:
             for probe in firsts:
                 log.add(probe.lateness_s)
@@ -345,57 +347,7 @@ class Prober:
         probe.keys.append(key)
         probe.outstanding += 1
         probe.sent += 1
-        sends.append((probe.version, probe, entry, key))
-
-    def _send(self, sends: list[tuple[int, _Probe, list[Any], tuple[int, int]]],
-              failed: list[tuple[_Probe, tuple[int, int], str]]) -> None:
-        """Send the prepared requests: one sendmmsg per family where possible, else one by one.
-
-        Each request's send time is noted just before the call that sends it (a loopback
-        reply can be read before the call returns); a probe's first request also sets its
-        start and lateness.
-        """
-        groups: dict[int, list[tuple[int, _Probe, list[Any], tuple[int, int]]]] = {}
-        for send in sends:
-            groups.setdefault(send[0], []).append(send)
-        for version, group in groups.items():
-            with self._lock:
-                sock, batch = self._sockets.get(version), self._batched.get(version)
-            if sock is None:  # closed by stop()
-                failed.extend((probe, key, "send failed: the prober stopped") for _, probe, _, key in group)
-                continue
-            start = 0
-            if batch is not None and batch.usable:
-                def stamp(begin: int, end: int, group: list[Any] = group) -> None:
-                    sent_at, mono = time.time(), time.monotonic()
-                    for _, probe, entry, key in group[begin:end]:
-                        entry[1] = sent_at
-                        if probe.keys[0] == key:  # the probe's first request: when it really went out
-                            probe.started_at = sent_at
-                            probe.lateness_s = max(0.0, mono - probe.due)
-
-                try:
-                    errors = batch.send([(probe.address, key[0], key[1]) for _, probe, _, key in group], stamp)
-                except Unsupported as err:  # sendmmsg is not there after all: one by one from here on
-                    logger.info("ICMPv%d: batched sends unavailable (%s); sending one by one", version, err)
-                    with self._lock:
-                        self._batched.pop(version, None)
-                    failed.extend((group[index][1], group[index][3], f"send failed: {error}")
-                                  for index, error in err.failed)
-                    start = err.index
-                else:
-                    failed.extend((group[index][1], group[index][3], f"send failed: {error}")
-                                  for index, error in errors)
-                    continue
-            for _, probe, entry, key in group[start:]:
-                entry[1] = sent_at = time.time()
-                if probe.keys[0] == key:
-                    probe.started_at = sent_at
-                    probe.lateness_s = max(0.0, time.monotonic() - probe.due)
-                try:
-                    send_to(sock.sock, echo_request(version, key[0], key[1]), probe.address)
-                except OSError as error:
-                    failed.append((probe, key, f"send failed: {error}"))
+        sends.append((sock.sock, echo_request(probe.version, self._ident, key[1]), probe, entry, key))
 
     def _expire(self, now: float, finished: list[tuple[_Probe, ProbeResult]]) -> None:
         """Finish the probes whose timeout passed; replies already waiting count first.
@@ -404,16 +356,15 @@ class Prober:
         given up the sender reads the sockets itself (a reply that came in time is not
         lost to the pause).
         """
-        sockets: list[tuple[int, Any]] = []
         with self._lock:
+            waiting = False
             for queue in self._expiries.values():
                 while queue and queue[0][0] <= now and queue[0][1].done:
                     queue.popleft()  # answered in time: nothing to expire
-                if queue and queue[0][0] <= now:
-                    sockets = list(self._sockets.items())
-                    break
-            if not sockets:
+                waiting = waiting or bool(queue and queue[0][0] <= now)
+            if not waiting:
                 return
+            sockets = list(self._sockets.items())
         for version, sock in sockets:
             self._read_socket(version, sock, finished)
         with self._lock:
@@ -457,9 +408,6 @@ class Prober:
             sock.sock.setblocking(False)
             if not enable_timestamps(sock.sock):
                 self._unstamped.add(version)
-            batch = MmsgSocket.create(sock.sock, version) if self._batch_io else None
-            if batch is not None:
-                self._batched[version] = batch
         except (ICMPLibError, OSError) as err:
             message = f"cannot open an ICMPv{version} socket: {err}"
             if version not in self._socket_errors:
@@ -507,12 +455,8 @@ class Prober:
 
     def _read_socket(self, version: int, sock: Any, finished: list[tuple[_Probe, ProbeResult]]) -> bool:
         """Read and match every reply waiting on `sock` (True if the read limit was reached)."""
-        batch = self._batched.get(version)
         try:
-            if batch is not None and batch.usable:
-                replies, count = batch.read(self._privileged and version == 4, _READ_LIMIT)
-            else:
-                replies, count = read_counted(sock.sock, version, self._privileged and version == 4, _READ_LIMIT)
+            replies, count = read_counted(sock.sock, version, self._privileged and version == 4, _READ_LIMIT)
         except OSError as err:
             if self._running:
                 logger.debug("ICMPv%d receive: %s", version, err)

@@ -18,14 +18,10 @@ def pytest_report_header() -> str:
     return f"netns: {'available' if ok else 'UNAVAILABLE, namespace tests skip'} ({reason})"
 
 
-@pytest.fixture(params=[True, False], ids=["sendmmsg", "per-packet"])
-def prober(request: pytest.FixtureRequest) -> Iterator[Prober]:
-    """A started privileged-or-not (detected) prober, stopped after the test.
-
-    Each test runs twice: with batched syscalls (sendmmsg/recvmmsg, where available) and
-    with one syscall per packet (the path of platforms without them).
-    """
-    p = Prober(batched=request.param)
+@pytest.fixture
+def prober() -> Iterator[Prober]:
+    """A started privileged-or-not (detected) prober, stopped after the test."""
+    p = Prober()
     p.start()
     yield p
     p.stop()

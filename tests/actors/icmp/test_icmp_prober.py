@@ -158,12 +158,11 @@ def test_reply_waiting_at_the_timeout_counts_though_the_receiver_pauses(monkeypa
         prober.stop()
 
 
-@pytest.mark.parametrize("batched", [True, False], ids=["sendmmsg", "per-packet"])
-def test_without_kernel_timestamps_replies_are_timed_when_read(monkeypatch: pytest.MonkeyPatch, batched: bool) -> None:
+def test_without_kernel_timestamps_replies_are_timed_when_read(monkeypatch: pytest.MonkeyPatch) -> None:
     from fieldwatch.actors.icmp import prober as prober_module
 
     monkeypatch.setattr(prober_module, "enable_timestamps", lambda sock: False)  # e.g. not Linux
-    prober = Prober(batched=batched)
+    prober = Prober()
     prober.start()
     try:
         sink = ResultSink()
@@ -175,3 +174,15 @@ def test_without_kernel_timestamps_replies_are_timed_when_read(monkeypatch: pyte
         assert prober._unstamped == {4}  # noqa: SLF001 - the receiver then pauses only _NAP_S
     finally:
         prober.stop()
+
+
+def test_a_failing_send_does_not_affect_the_others_of_its_pass(prober: Prober, sink: ResultSink) -> None:
+    due = time.monotonic() + 0.05  # all three in one pass of the sender
+    for host in ("127.0.0.1", "255.255.255.255", "127.0.0.2"):  # a broadcast without SO_BROADCAST: EACCES
+        prober.submit(host, count=1, timeout_s=1.0, callback=sink, due=due)
+    results = {r.address: r for r in sink.wait(3, 5.0)}
+    bad = results["255.255.255.255"]
+    assert (bad.sent, bad.received, bad.loss) == (0, 0, 1.0)
+    assert bad.error is not None and bad.error.startswith("send failed: [Errno 13]")
+    assert all((results[h].sent, results[h].received, results[h].error) == (1, 1, None)
+               for h in ("127.0.0.1", "127.0.0.2"))
