@@ -16,8 +16,8 @@ from __future__ import annotations
 
 import collections
 import heapq
-import itertools
 import logging
+import math
 import os
 import random
 import select
@@ -99,8 +99,7 @@ class Prober:
         self._ident = 0  # our ICMP id with raw sockets; 0 = the kernel's (datagram sockets)
         self._lock = threading.Lock()
         self._cond = threading.Condition(self._lock)  # the sender waits on it for due work
-        self._heap: list[tuple[float, int, Any]] = []  # (due, seq, ProbeSchedule | _Probe)
-        self._seq = itertools.count()
+        self._due = _DueQueue()  # ProbeSchedule | _Probe by due time
         self._expiries: dict[float, collections.deque[tuple[float, _Probe]]] = {}  # timeout -> FIFO
         self._pending: dict[tuple[int, int], list[Any]] = {}  # key -> [probe, wall time sent]
         self._next_seq = random.randrange(_SEQ_SPACE)
@@ -138,7 +137,7 @@ class Prober:
             if not self._running:
                 return
             self._running = False
-            self._heap.clear()
+            self._due.clear()
             self._cond.notify_all()
         self._wake()
         me = threading.current_thread()
@@ -218,8 +217,10 @@ class Prober:
         _check(count, timeout_s, interval_s)
         if period_s <= 0:
             raise ValueError("period_s must be > 0")
-        handle = ProbeSchedule(address, count, timeout_s, interval_s, period_s, sink, token)
         now = time.monotonic() if first_due is None else first_due
+        if not (math.isfinite(now) and math.isfinite(phase_s) and math.isfinite(period_s)):
+            raise ValueError("first_due, phase_s and period_s must be finite")
+        handle = ProbeSchedule(address, count, timeout_s, interval_s, period_s, sink, token)
         first = _Probe(address, handle.match, handle.version, count, timeout_s, interval_s, None, now, schedule=handle)
         first.error = handle.error
         self._push(now, first)
@@ -227,11 +228,12 @@ class Prober:
         return handle
 
     def _push(self, due: float, item: Any) -> None:
+        if not math.isfinite(due):
+            raise ValueError("the due time must be a finite time.monotonic() value")
         with self._cond:
             if not self._running:
                 raise RuntimeError("the ICMP prober is not running")
-            heapq.heappush(self._heap, (due, next(self._seq), item))
-            if self._heap[0][2] is item:
+            if self._due.push(due, item):
                 self._cond.notify()
 
     # -- the sender thread ------------------------------------------------------
@@ -247,10 +249,7 @@ class Prober:
                     self._cond.wait(None if wake_at is None else wake_at - now)
                 if not self._running:
                     return
-                due = []
-                heap = self._heap
-                while heap and heap[0][0] <= now:
-                    due.append(heapq.heappop(heap))
+                due = self._due.pop_due(now)
             finished: list[tuple[_Probe, ProbeResult]] = []
             if due:
                 self._send_due(due, now, finished)
@@ -261,11 +260,12 @@ class Prober:
     def _next_wakeup(self) -> float | None:
         """The earliest send or expiry. Under _lock."""
         times = [queue[0][0] for queue in self._expiries.values() if queue]
-        if self._heap:
-            times.append(self._heap[0][0])
+        earliest = self._due.earliest()
+        if earliest is not None:
+            times.append(earliest)
         return min(times) if times else None
 
-    def _send_due(self, due: list[tuple[float, int, Any]], now: float, finished: list[tuple[_Probe, ProbeResult]]) -> None:
+    def _send_due(self, due: list[tuple[float, Any]], now: float, finished: list[tuple[_Probe, ProbeResult]]) -> None:
         """Send one request of every probe due (new ticks of schedules start a probe)."""
         wall = time.time()
         sends: list[tuple[Any, bytes, _Probe, list[Any], tuple[int, int]]] = []
@@ -273,7 +273,8 @@ class Prober:
         firsts: list[_Probe] = []
         log = lateness_log
         with self._lock:
-            for when, _, item in due:
+            queue = self._due
+            for when, item in due:
                 if type(item) is ProbeSchedule:
                     if item.cancelled:
                         continue
@@ -284,7 +285,7 @@ class Prober:
                     nxt = when + period
                     if nxt <= now:  # fell behind by whole periods: skip them, keep the phase
                         nxt += ((now - nxt) // period + 1) * period
-                    heapq.heappush(self._heap, (nxt, next(self._seq), item))
+                    queue.push(nxt, item)
                 else:
                     probe = item
                     if probe.attempted == 0 and probe.schedule is not None and probe.schedule.cancelled:
@@ -298,7 +299,7 @@ class Prober:
                 self._prepare(probe, sends)
                 touched.append(probe)
                 if probe.attempted < probe.count:
-                    heapq.heappush(self._heap, (probe.due + probe.attempted * probe.interval_s, next(self._seq), probe))
+                    queue.push(probe.due + probe.attempted * probe.interval_s, probe)
         failed: list[tuple[_Probe, tuple[int, int], str]] = []
         for sock, packet, probe, entry, key in sends:
             entry[1] = sent_at = time.time()  # before the send: a loopback reply can be read before sendto returns
@@ -491,6 +492,52 @@ class Prober:
                 result = self._finish_if_complete(probe)
                 if result is not None:
                     finished.append((probe, result))
+
+
+class _DueQueue:
+    """Items by due time (time.monotonic()), earliest first; equal times in push order.
+
+    A heap of the distinct due times (floats: cheap to compare) and a list of items per
+    time, instead of a heap of (due, seq, item) tuples: the prober pushes and pops one
+    entry per probe, and comparing tuples was most of that cost. Not thread-safe (the
+    prober's lock guards it).
+    """
+
+    __slots__ = ("_items", "_times")
+
+    def __init__(self) -> None:
+        self._items: dict[float, list[Any]] = {}
+        self._times: list[float] = []
+
+    def __len__(self) -> int:
+        return sum(len(items) for items in self._items.values())
+
+    def push(self, due: float, item: Any) -> bool:
+        """Add `item` (due must be finite); True if nothing is due earlier."""
+        items = self._items.get(due)
+        if items is None:
+            self._items[due] = [item]
+            heapq.heappush(self._times, due)
+        else:
+            items.append(item)
+        return self._times[0] == due
+
+    def pop_due(self, now: float) -> list[tuple[float, Any]]:
+        """Remove and return the (due, item) pairs due at `now`, earliest first."""
+        out: list[tuple[float, Any]] = []
+        times, by_time = self._times, self._items
+        while times and times[0] <= now:
+            due = heapq.heappop(times)
+            out.extend((due, item) for item in by_time.pop(due))
+        return out
+
+    def earliest(self) -> float | None:
+        """The earliest due time, None when empty."""
+        return self._times[0] if self._times else None
+
+    def clear(self) -> None:
+        self._items.clear()
+        self._times.clear()
 
 
 # -- the process-wide instance -------------------------------------------------

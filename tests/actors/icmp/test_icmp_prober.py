@@ -186,3 +186,34 @@ def test_a_failing_send_does_not_affect_the_others_of_its_pass(prober: Prober, s
     assert bad.error is not None and bad.error.startswith("send failed: [Errno 13]")
     assert all((results[h].sent, results[h].received, results[h].error) == (1, 1, None)
                for h in ("127.0.0.1", "127.0.0.2"))
+
+
+def test_due_queue_orders_by_time_then_push_order() -> None:
+    from fieldwatch.actors.icmp.prober import _DueQueue
+
+    queue = _DueQueue()
+    assert queue.earliest() is None and queue.pop_due(1e9) == []
+    assert queue.push(5.0, "e")  # the earliest so far
+    assert queue.push(2.0, "b")
+    assert not queue.push(7.0, "g")
+    assert queue.push(2.0, "c")  # the same time: after "b"
+    assert queue.push(1.0, "a")
+    queue.push(5.0, "f")
+    assert len(queue) == 6 and queue.earliest() == 1.0
+    assert queue.pop_due(0.5) == []
+    assert queue.pop_due(2.0) == [(1.0, "a"), (2.0, "b"), (2.0, "c")]
+    assert queue.earliest() == 5.0
+    queue.push(3.0, "d")  # pushed late, before what is left
+    assert queue.pop_due(6.0) == [(3.0, "d"), (5.0, "e"), (5.0, "f")]
+    queue.clear()
+    assert len(queue) == 0 and queue.earliest() is None
+
+
+def test_a_due_time_that_is_not_finite_is_refused(prober: Prober) -> None:
+    for due in (float("nan"), float("inf")):
+        with pytest.raises(ValueError):
+            prober.submit("127.0.0.1", count=1, timeout_s=1.0, callback=lambda r: None, due=due)
+    with pytest.raises(ValueError):
+        prober.schedule("127.0.0.1", count=1, timeout_s=1.0, period_s=1.0, sink=lambda b: None, token=1,
+                        phase_s=float("nan"))
+    assert len(prober._due) == 0  # noqa: SLF001 - nothing half-scheduled
