@@ -16,8 +16,8 @@ from __future__ import annotations
 
 import collections
 import heapq
-import itertools
 import logging
+import math
 import os
 import random
 import select
@@ -47,7 +47,7 @@ from fieldwatch.actors.icmp.probes import (
     _Probe,
     _same_address,
 )
-from fieldwatch.actors.icmp.wire import Reply, echo_request, enable_timestamps, read_replies, send_to
+from fieldwatch.actors.icmp.wire import Reply, echo_request, enable_timestamps, read_counted, send_to
 
 __all__ = [
     "BatchSink",
@@ -70,10 +70,22 @@ _SEQ_SPACE = 1 << 16
 #: Set by benchmarks to record lateness; None (the default) costs one global lookup per probe.
 lateness_log: LatenessLog | None = None
 
-#: The sender and the receiver each pause this long after a busy pass, so a burst of
-#: sends or replies is handled in one pass (one wake-up, one delivery) instead of one
-#: per packet. RTTs use the kernel's receive timestamp, so this does not inflate them.
+#: The sender pauses this long after a busy pass, so that the sends due within it go out
+#: in one pass (one wake-up) instead of one per packet; it bounds the lateness of a send.
 _NAP_S = 0.004
+#: The receiver pauses this long after a pass that finished probes when every socket has
+#: the kernel's receive timestamps (RTTs do not grow with it; without them it pauses
+#: _NAP_S). Each wake-up of a thread costs tens of microseconds of CPU (timer, scheduler,
+#: GIL handoffs with the sender in the middle of its sends), more than matching a reply:
+#: at 1,000 replies a second this makes ~20 passes of ~50 replies instead of ~250 of ~4
+#: (and the hub applies them in bigger batches). A result is then delivered at most this
+#: much later (a recovery is seen that much later; a failure is decided at the timeout,
+#: readers call a reply stale only after intervals); the 4 MB receive buffer holds ~5,000
+#: replies, far more than 50 ms of them below ~100,000 a second. A probe about to time
+#: out is never expired before the sender has read the replies already waiting (see
+#: `_expire`), and a pass that filled its read limit does not pause at all.
+_RECEIVE_NAP_S = 0.050
+_READ_LIMIT = 512
 
 
 class Prober:
@@ -90,13 +102,13 @@ class Prober:
         self._ident = 0  # our ICMP id with raw sockets; 0 = the kernel's (datagram sockets)
         self._lock = threading.Lock()
         self._cond = threading.Condition(self._lock)  # the sender waits on it for due work
-        self._heap: list[tuple[float, int, Any]] = []  # (due, seq, ProbeSchedule | _Probe)
-        self._seq = itertools.count()
+        self._due = _DueQueue()  # ProbeSchedule | _Probe by due time
         self._expiries: dict[float, collections.deque[tuple[float, _Probe]]] = {}  # timeout -> FIFO
         self._pending: dict[tuple[int, int], list[Any]] = {}  # key -> [probe, wall time sent]
         self._next_seq = random.randrange(_SEQ_SPACE)
         self._sockets: dict[int, Any] = {}  # version -> icmplib socket
         self._socket_errors: dict[int, str] = {}
+        self._unstamped: set[int] = set()  # versions whose socket has no kernel receive timestamps
         self._sender: threading.Thread | None = None
         self._receiver: threading.Thread | None = None
         self._wake_r = self._wake_w = -1
@@ -128,7 +140,7 @@ class Prober:
             if not self._running:
                 return
             self._running = False
-            self._heap.clear()
+            self._due.clear()
             self._cond.notify_all()
         self._wake()
         me = threading.current_thread()
@@ -208,8 +220,10 @@ class Prober:
         _check(count, timeout_s, interval_s)
         if period_s <= 0:
             raise ValueError("period_s must be > 0")
-        handle = ProbeSchedule(address, count, timeout_s, interval_s, period_s, sink, token)
         now = time.monotonic() if first_due is None else first_due
+        if not (math.isfinite(now) and math.isfinite(phase_s) and math.isfinite(period_s)):
+            raise ValueError("first_due, phase_s and period_s must be finite")
+        handle = ProbeSchedule(address, count, timeout_s, interval_s, period_s, sink, token)
         first = _Probe(address, handle.match, handle.version, count, timeout_s, interval_s, None, now, schedule=handle)
         first.error = handle.error
         self._push(now, first)
@@ -217,11 +231,12 @@ class Prober:
         return handle
 
     def _push(self, due: float, item: Any) -> None:
+        if not math.isfinite(due):
+            raise ValueError("the due time must be a finite time.monotonic() value")
         with self._cond:
             if not self._running:
                 raise RuntimeError("the ICMP prober is not running")
-            heapq.heappush(self._heap, (due, next(self._seq), item))
-            if self._heap[0][2] is item:
+            if self._due.push(due, item):
                 self._cond.notify()
 
     # -- the sender thread ------------------------------------------------------
@@ -237,10 +252,7 @@ class Prober:
                     self._cond.wait(None if wake_at is None else wake_at - now)
                 if not self._running:
                     return
-                due = []
-                heap = self._heap
-                while heap and heap[0][0] <= now:
-                    due.append(heapq.heappop(heap))
+                due = self._due.pop_due(now)
             finished: list[tuple[_Probe, ProbeResult]] = []
             if due:
                 self._send_due(due, now, finished)
@@ -251,11 +263,12 @@ class Prober:
     def _next_wakeup(self) -> float | None:
         """The earliest send or expiry. Under _lock."""
         times = [queue[0][0] for queue in self._expiries.values() if queue]
-        if self._heap:
-            times.append(self._heap[0][0])
+        earliest = self._due.earliest()
+        if earliest is not None:
+            times.append(earliest)
         return min(times) if times else None
 
-    def _send_due(self, due: list[tuple[float, int, Any]], now: float, finished: list[tuple[_Probe, ProbeResult]]) -> None:
+    def _send_due(self, due: list[tuple[float, Any]], now: float, finished: list[tuple[_Probe, ProbeResult]]) -> None:
         """Send one request of every probe due (new ticks of schedules start a probe)."""
         wall = time.time()
         sends: list[tuple[Any, bytes, _Probe, list[Any], tuple[int, int]]] = []
@@ -263,7 +276,8 @@ class Prober:
         firsts: list[_Probe] = []
         log = lateness_log
         with self._lock:
-            for when, _, item in due:
+            queue = self._due
+            for when, item in due:
                 if type(item) is ProbeSchedule:
                     if item.cancelled:
                         continue
@@ -274,7 +288,7 @@ class Prober:
                     nxt = when + period
                     if nxt <= now:  # fell behind by whole periods: skip them, keep the phase
                         nxt += ((now - nxt) // period + 1) * period
-                    heapq.heappush(self._heap, (nxt, next(self._seq), item))
+                    queue.push(nxt, item)
                 else:
                     probe = item
                     if probe.attempted == 0 and probe.schedule is not None and probe.schedule.cancelled:
@@ -288,7 +302,7 @@ class Prober:
                 self._prepare(probe, sends)
                 touched.append(probe)
                 if probe.attempted < probe.count:
-                    heapq.heappush(self._heap, (probe.due + probe.attempted * probe.interval_s, next(self._seq), probe))
+                    queue.push(probe.due + probe.attempted * probe.interval_s, probe)
         failed: list[tuple[_Probe, tuple[int, int], str]] = []
         for sock, packet, probe, entry, key in sends:
             entry[1] = sent_at = time.time()  # before the send: a loopback reply can be read before sendto returns
@@ -340,6 +354,23 @@ class Prober:
         sends.append((sock.sock, echo_request(probe.version, self._ident, key[1]), probe, entry, key))
 
     def _expire(self, now: float, finished: list[tuple[_Probe, ProbeResult]]) -> None:
+        """Finish the probes whose timeout passed; replies already waiting count first.
+
+        The receiver pauses between passes, so before a probe that is still waiting is
+        given up the sender reads the sockets itself (a reply that came in time is not
+        lost to the pause).
+        """
+        with self._lock:
+            waiting = False
+            for queue in self._expiries.values():
+                while queue and queue[0][0] <= now and queue[0][1].done:
+                    queue.popleft()  # answered in time: nothing to expire
+                waiting = waiting or bool(queue and queue[0][0] <= now)
+            if not waiting:
+                return
+            sockets = list(self._sockets.items())
+        for version, sock in sockets:
+            self._read_socket(version, sock, finished)
         with self._lock:
             for queue in self._expiries.values():
                 while queue and queue[0][0] <= now:
@@ -379,7 +410,8 @@ class Prober:
         try:
             sock = open_socket(version, self._privileged)
             sock.sock.setblocking(False)
-            enable_timestamps(sock.sock)
+            if not enable_timestamps(sock.sock):
+                self._unstamped.add(version)
         except (ICMPLibError, OSError) as err:
             message = f"cannot open an ICMPv{version} socket: {err}"
             if version not in self._socket_errors:
@@ -408,6 +440,7 @@ class Prober:
             except (OSError, ValueError):  # a socket closed by stop()
                 continue
             finished: list[tuple[_Probe, ProbeResult]] = []
+            full = False
             for fd in readable:
                 if fd == self._wake_r:
                     try:
@@ -416,18 +449,25 @@ class Prober:
                         pass
                     continue
                 version, sock = by_fd[fd]
-                try:
-                    replies = read_replies(sock.sock, version, self._privileged and version == 4)
-                except OSError as err:
-                    if not self._running:
-                        return
-                    logger.debug("ICMPv%d receive: %s", version, err)
-                    continue
-                if replies:
-                    self._on_replies(version, replies, finished)
+                full = self._read_socket(version, sock, finished) or full
+                if not self._running:
+                    return
             if finished:
                 _deliver_all(finished)
-                time.sleep(_NAP_S)
+                if not full:  # more may be waiting: read again at once
+                    time.sleep(_NAP_S if self._unstamped else _RECEIVE_NAP_S)
+
+    def _read_socket(self, version: int, sock: Any, finished: list[tuple[_Probe, ProbeResult]]) -> bool:
+        """Read and match every reply waiting on `sock` (True if the read limit was reached)."""
+        try:
+            replies, count = read_counted(sock.sock, version, self._privileged and version == 4, _READ_LIMIT)
+        except OSError as err:
+            if self._running:
+                logger.debug("ICMPv%d receive: %s", version, err)
+            return False
+        if replies:
+            self._on_replies(version, replies, finished)
+        return count >= _READ_LIMIT
 
     def _on_replies(self, version: int, replies: list[Reply], finished: list[tuple[_Probe, ProbeResult]]) -> None:
         echo, errors = ECHO_REPLY[version], ICMP_ERRORS[version]
@@ -455,6 +495,52 @@ class Prober:
                 result = self._finish_if_complete(probe)
                 if result is not None:
                     finished.append((probe, result))
+
+
+class _DueQueue:
+    """Items by due time (time.monotonic()), earliest first; equal times in push order.
+
+    A heap of the distinct due times (floats: cheap to compare) and a list of items per
+    time, instead of a heap of (due, seq, item) tuples: the prober pushes and pops one
+    entry per probe, and comparing tuples was most of that cost. Not thread-safe (the
+    prober's lock guards it).
+    """
+
+    __slots__ = ("_items", "_times")
+
+    def __init__(self) -> None:
+        self._items: dict[float, list[Any]] = {}
+        self._times: list[float] = []
+
+    def __len__(self) -> int:
+        return sum(len(items) for items in self._items.values())
+
+    def push(self, due: float, item: Any) -> bool:
+        """Add `item` (due must be finite); True if nothing is due earlier."""
+        items = self._items.get(due)
+        if items is None:
+            self._items[due] = [item]
+            heapq.heappush(self._times, due)
+        else:
+            items.append(item)
+        return self._times[0] == due
+
+    def pop_due(self, now: float) -> list[tuple[float, Any]]:
+        """Remove and return the (due, item) pairs due at `now`, earliest first."""
+        out: list[tuple[float, Any]] = []
+        times, by_time = self._times, self._items
+        while times and times[0] <= now:
+            due = heapq.heappop(times)
+            out.extend((due, item) for item in by_time.pop(due))
+        return out
+
+    def earliest(self) -> float | None:
+        """The earliest due time, None when empty."""
+        return self._times[0] if self._times else None
+
+    def clear(self) -> None:
+        self._items.clear()
+        self._times.clear()
 
 
 # -- the process-wide instance -------------------------------------------------

@@ -18,7 +18,7 @@ import sys
 import time
 from typing import Any, NamedTuple
 
-__all__ = ["Reply", "echo_request", "enable_timestamps", "read_replies", "send_to"]
+__all__ = ["Reply", "echo_header", "echo_request", "enable_timestamps", "read_counted", "read_replies", "send_to"]
 
 PAYLOAD = b"fieldwatch icmp probe".ljust(56, b".")
 _ECHO_REQUEST = {4: 8, 6: 128}
@@ -29,29 +29,31 @@ _TIMESTAMP_ARCHES = frozenset({"x86_64", "amd64", "aarch64", "arm64", "i686", "a
 _CMSG_SPACE = socket.CMSG_SPACE(16) if hasattr(socket, "CMSG_SPACE") else 0
 
 
-def _fold(total: int) -> int:
-    while total >> 16:
-        total = (total & 0xFFFF) + (total >> 16)
-    return total
-
-
 def _payload_sum(payload: bytes) -> int:
     data = payload + b"\x00" * (len(payload) % 2)
     return sum(struct.unpack(f"!{len(data) // 2}H", data))
 
 
 _PAYLOAD_SUM = _payload_sum(PAYLOAD)
+_HEADER = struct.Struct("!BBHHH")
+
+
+def echo_header(version: int, ident: int, sequence: int) -> bytes:
+    """The 8-byte ICMP header of an echo request (type 8 / 128) carrying our payload.
+
+    Its checksum is valid for PAYLOAD. For ICMPv6 and datagram sockets the kernel
+    rewrites the checksum (and the id); computing it anyway keeps one code path.
+    """
+    kind = _ECHO_REQUEST[version]
+    total = (kind << 8) + ident + sequence + _PAYLOAD_SUM
+    total = (total & 0xFFFF) + (total >> 16)
+    total = (total & 0xFFFF) + (total >> 16)
+    return _HEADER.pack(kind, 0, ~total & 0xFFFF, ident, sequence)
 
 
 def echo_request(version: int, ident: int, sequence: int) -> bytes:
-    """An echo request (type 8 / 128) with our payload and a valid ICMP checksum.
-
-    For ICMPv6 and datagram sockets the kernel rewrites the checksum (and the id);
-    computing it anyway keeps one code path.
-    """
-    kind = _ECHO_REQUEST[version]
-    checksum = ~_fold((kind << 8) + ident + sequence + _PAYLOAD_SUM) & 0xFFFF
-    return struct.pack("!BBHHH", kind, 0, checksum, ident, sequence) + PAYLOAD
+    """An echo request (type 8 / 128) with our payload and a valid ICMP checksum."""
+    return echo_header(version, ident, sequence) + PAYLOAD
 
 
 class Reply(NamedTuple):
@@ -78,12 +80,18 @@ def enable_timestamps(sock: socket.socket) -> bool:
 
 def read_replies(sock: socket.socket, version: int, has_ip_header: bool, limit: int = 512) -> list[Reply]:
     """Every message waiting on the non-blocking `sock` (up to `limit`), parsed; junk skipped."""
+    return read_counted(sock, version, has_ip_header, limit)[0]
+
+
+def read_counted(sock: socket.socket, version: int, has_ip_header: bool, limit: int) -> tuple[list[Reply], int]:
+    """read_replies, and how many messages were read (junk included): one recvmsg each."""
     replies: list[Reply] = []
-    for _ in range(limit):
+    count = 0
+    for count in range(limit):  # noqa: B007 (the count is returned)
         try:
             data, ancillary, _flags, address = sock.recvmsg(2048, _CMSG_SPACE)
         except (BlockingIOError, InterruptedError):
-            break
+            return replies, count
         stamp = None
         for level, kind, payload in ancillary:
             if level == socket.SOL_SOCKET and kind == _SO_TIMESTAMPNS and len(payload) >= 16:
@@ -92,7 +100,7 @@ def read_replies(sock: socket.socket, version: int, has_ip_header: bool, limit: 
         reply = _parse(data, version, has_ip_header, address[0], stamp or time.time())
         if reply is not None:
             replies.append(reply)
-    return replies
+    return replies, limit
 
 
 def _parse(data: bytes, version: int, has_ip_header: bool, source: str, at: float) -> Reply | None:

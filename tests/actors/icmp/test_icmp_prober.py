@@ -132,3 +132,88 @@ def test_stop_is_prompt_with_probes_in_flight() -> None:
     assert time.monotonic() - started < 2.0
     assert not names & {t.name for t in threading.enumerate() if t.is_alive()}
     assert prober.family_sockets == 0
+
+
+def test_reply_waiting_at_the_timeout_counts_though_the_receiver_pauses(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The receiver pauses between passes: the sender reads waiting replies before expiring."""
+    stalled = threading.Event()
+
+    def receiver_that_never_reads(self: Prober) -> None:
+        stalled.wait(5.0)  # a receiver deep in its pause for the whole probe
+
+    monkeypatch.setattr(Prober, "_receive_loop", receiver_that_never_reads)
+    prober = Prober()
+    prober.start()
+    try:
+        sink = ResultSink()
+        sent = time.monotonic()
+        prober.submit("127.0.0.1", count=2, timeout_s=0.3, callback=sink, interval_s=0.05)
+        result = sink.wait(1, 5.0)[0]
+        assert time.monotonic() - sent >= 0.3  # finished by the timeout, not by the receiver
+        assert (result.sent, result.received, result.error) == (2, 2, None)
+        assert all(0.0 <= rtt < 0.3 for rtt in result.rtts)  # the kernel's stamps, not the read time
+        assert prober.outstanding_requests == 0
+    finally:
+        stalled.set()
+        prober.stop()
+
+
+def test_without_kernel_timestamps_replies_are_timed_when_read(monkeypatch: pytest.MonkeyPatch) -> None:
+    from fieldwatch.actors.icmp import prober as prober_module
+
+    monkeypatch.setattr(prober_module, "enable_timestamps", lambda sock: False)  # e.g. not Linux
+    prober = Prober()
+    prober.start()
+    try:
+        sink = ResultSink()
+        before = time.time()
+        prober.submit("127.0.0.1", count=2, timeout_s=1.0, callback=sink, interval_s=0.05)
+        (result,) = sink.wait(1, 5.0)
+        assert (result.sent, result.received, result.error) == (2, 2, None)
+        assert all(0.0 <= rtt <= time.time() - before for rtt in result.rtts)
+        assert prober._unstamped == {4}  # noqa: SLF001 - the receiver then pauses only _NAP_S
+    finally:
+        prober.stop()
+
+
+def test_a_failing_send_does_not_affect_the_others_of_its_pass(prober: Prober, sink: ResultSink) -> None:
+    due = time.monotonic() + 0.05  # all three in one pass of the sender
+    for host in ("127.0.0.1", "255.255.255.255", "127.0.0.2"):  # a broadcast without SO_BROADCAST: EACCES
+        prober.submit(host, count=1, timeout_s=1.0, callback=sink, due=due)
+    results = {r.address: r for r in sink.wait(3, 5.0)}
+    bad = results["255.255.255.255"]
+    assert (bad.sent, bad.received, bad.loss) == (0, 0, 1.0)
+    assert bad.error is not None and bad.error.startswith("send failed: [Errno 13]")
+    assert all((results[h].sent, results[h].received, results[h].error) == (1, 1, None)
+               for h in ("127.0.0.1", "127.0.0.2"))
+
+
+def test_due_queue_orders_by_time_then_push_order() -> None:
+    from fieldwatch.actors.icmp.prober import _DueQueue
+
+    queue = _DueQueue()
+    assert queue.earliest() is None and queue.pop_due(1e9) == []
+    assert queue.push(5.0, "e")  # the earliest so far
+    assert queue.push(2.0, "b")
+    assert not queue.push(7.0, "g")
+    assert queue.push(2.0, "c")  # the same time: after "b"
+    assert queue.push(1.0, "a")
+    queue.push(5.0, "f")
+    assert len(queue) == 6 and queue.earliest() == 1.0
+    assert queue.pop_due(0.5) == []
+    assert queue.pop_due(2.0) == [(1.0, "a"), (2.0, "b"), (2.0, "c")]
+    assert queue.earliest() == 5.0
+    queue.push(3.0, "d")  # pushed late, before what is left
+    assert queue.pop_due(6.0) == [(3.0, "d"), (5.0, "e"), (5.0, "f")]
+    queue.clear()
+    assert len(queue) == 0 and queue.earliest() is None
+
+
+def test_a_due_time_that_is_not_finite_is_refused(prober: Prober) -> None:
+    for due in (float("nan"), float("inf")):
+        with pytest.raises(ValueError):
+            prober.submit("127.0.0.1", count=1, timeout_s=1.0, callback=lambda r: None, due=due)
+    with pytest.raises(ValueError):
+        prober.schedule("127.0.0.1", count=1, timeout_s=1.0, period_s=1.0, sink=lambda b: None, token=1,
+                        phase_s=float("nan"))
+    assert len(prober._due) == 0  # noqa: SLF001 - nothing half-scheduled
