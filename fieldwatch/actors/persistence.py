@@ -42,7 +42,7 @@ from fieldwatch.storage.db import (
     write_transaction,
 )
 from fieldwatch.storage.gateway import StorageGateway, Wake
-from fieldwatch.storage.rollup_state import DeferredRollups
+from fieldwatch.storage.rollup_state import DeferredRollups, hold_marks
 from fieldwatch.storage.writes import ReadingRecord, Write
 
 __all__ = ["PersistenceActor"]
@@ -62,6 +62,15 @@ CommitListener = Callable[[float, int], None]
 @dataclass(frozen=True, slots=True)
 class _Retry:
     """Scheduled by the backoff: try the queued writes again."""
+
+
+class _Replaced(Exception):
+    """Raised inside a batch's transaction (rolled back) when this writer was replaced.
+
+    A writer replaced while hung (the supervisor started a successor) may wake up mid-batch:
+    its rows would be a second copy of writes the successor also commits, and its open
+    rollup buckets are not the successor's (which rebuilt its own from what was committed).
+    """
 
 
 class PersistenceActor(SupervisedActor):
@@ -244,6 +253,10 @@ class PersistenceActor(SupervisedActor):
             series = self._index.series
             try:
                 with write_transaction(db):
+                    if self._rollups.defer:
+                        hold_marks(db)
+                    if not self._gateway.is_writer(self.actor_ref):
+                        raise _Replaced  # a successor owns the queue (and rebuilt the open buckets)
                     accepted, epochs = screened.accepted, None
                     if fence is not None:  # cluster: leave out the writes of sites no longer held
                         fenced = split_fenced(db, fence, self._index, screened)
@@ -251,6 +264,11 @@ class PersistenceActor(SupervisedActor):
                     stored = apply_writes(
                         db, accepted, self._index.names, time.time(), series, epochs, self._rollups
                     )
+            except _Replaced:
+                series.discard()
+                self._rollups.discard()
+                self.log.warning("replaced before committing: the batch stays queued for the new writer")
+                return 0
             except BaseException:
                 series.discard()  # ids and sequence numbers of the rolled-back batch
                 self._rollups.discard()  # its open-bucket cells: the retry counts them again

@@ -231,6 +231,11 @@ class StorageGateway:
             return True
         return self._actor is not None and self._actor.actor_urn == writer.actor_urn
 
+    def is_writer(self, writer: pykka.ActorRef[Any]) -> bool:
+        """Whether `writer` is still the attached writer (a replaced one must not commit)."""
+        with self._lock:
+            return self._is_writer(writer)
+
     def committed(
         self,
         n: int,

@@ -41,7 +41,7 @@ from fieldwatch.storage.db import is_sqlite, write_transaction
 from fieldwatch.storage.rollups import TIERS, Cell, RollupBatch, fold, partials_sql
 from fieldwatch.storage.sqlbits import int_list
 
-__all__ = ["ALL_COMPLETE", "GRACE_S", "DeferredRollups", "read_marks"]
+__all__ = ["ALL_COMPLETE", "GRACE_S", "DeferredRollups", "hold_marks", "read_marks"]
 
 logger = logging.getLogger(__name__)
 
@@ -102,6 +102,13 @@ def _delete_from(db: peewee.Database, chunks: list[str], tier_i: int, bucket: in
         return
     for ids in chunks:
         db.execute_sql(f"DELETE FROM {TIERS[tier_i].table} WHERE series_id IN {ids} AND bucket >= {int(bucket)}")
+
+
+def hold_marks(db: peewee.Database) -> None:
+    """PostgreSQL: share-lock the marks to the end of the caller's transaction, so a batch and a
+    successor writer's `recover` (FOR UPDATE) never overlap. SQLite: BEGIN IMMEDIATE does it."""
+    if not is_sqlite(db):
+        db.execute_sql("SELECT complete_before FROM rollup_mark FOR SHARE")
 
 
 class DeferredRollups:

@@ -495,3 +495,44 @@ def test_open_rollup_buckets_of_a_deleted_endpoint_are_dropped_not_stored(
     wait_for(lambda: scalar(db, "SELECT COUNT(*) FROM rollup_1m") == 1, 10, what="the closed minute stored")
     assert scalar(db, "SELECT v_sum FROM rollup_1m") == 2.0
     assert not [r for r in caplog.records if "rollup" in r.getMessage() and r.levelno >= logging.WARNING]
+
+
+class _Successor(pykka.ThreadingActor):
+    """Stands for the writer the supervisor started in place of a hung one (it never writes)."""
+
+    def on_receive(self, message: object) -> None:
+        return None
+
+
+def test_a_replaced_writer_commits_nothing_and_its_batch_is_written_once(
+    gateway: StorageGateway, scheduler: Scheduler, db: peewee.Database, caplog: pytest.LogCaptureFixture
+) -> None:
+    from fieldwatch.storage import queries
+    from fieldwatch.storage.gateway import Wake
+
+    t0 = 1_764_000_000.0
+    clock = [t0 + 30.0]
+    old = PersistenceActor.start(gateway, policy=POLICY, scheduler=scheduler, clock=lambda: clock[0])
+    endpoint_id = ids(gateway.command(c.CreateSite(spec("s", "e"))))["e"]
+    generation = start_generation(gateway, endpoint_id)
+    drained(gateway)
+    successor = _Successor.start()
+    gateway.attach(successor)  # the supervisor replaced `old` (hung): the queue is the successor's now
+    readings = [
+        w.ReadingRecord(endpoint_id=endpoint_id, generation=generation, name="x", value_num=float(i),
+                        source_time=t0 + i, received_at=t0 + i)  # fmt: skip
+        for i in range(20)
+    ]
+    gateway.submit_many(readings)
+    with caplog.at_level(logging.WARNING):
+        old.tell(Wake())  # `old` wakes up and drains a batch it no longer owns
+        wait_for(lambda: "replaced before committing" in caplog.text, 10, what="the old writer to give up")
+    assert scalar(db, "SELECT COUNT(*) FROM reading_raw") == 0  # rolled back
+    assert gateway.queue_depth == 20  # still queued, for the successor
+    old.stop()
+    successor.stop()
+    PersistenceActor.start(gateway, policy=POLICY, scheduler=scheduler, clock=lambda: clock[0])
+    drained(gateway)
+    assert scalar(db, "SELECT COUNT(*) FROM reading_raw") == 20  # once, not twice
+    items = queries.readings(step=60, since=t0, until=t0 + 120, limit=10)[0]
+    assert [b["count"] for b in items] == [20]  # the rollup counts exactly the raw rows
