@@ -1,6 +1,9 @@
 """The health checks of one supervisor's children: one sweep timer, heaps of due checks and deadlines.
 
-No timer per child: a site with 10,000 endpoints costs one periodic tick. Health checks are
+No timer per child: a site with 10,000 endpoints costs one periodic tick. Due checks wait in
+a wheel of sweep-sized slots and deadlines in one FIFO per timeout value (no heap: at 10,000
+endpoints the heap operations were most of the sweep, itself the largest Python frame of the
+daemon, issue 17). Health checks are
 tells with a deadline, so a hung child never blocks its supervisor: the supervisor abandons it
 and starts a new generation, whose predecessor is ignored. A pooled child whose check waits for
 a pool worker, or which works through its own messages (no handler running as long as the
@@ -13,8 +16,6 @@ actor (the `Sweep` message) and calls back into it through the callables it was 
 
 from __future__ import annotations
 
-import heapq
-import itertools
 import random
 import time
 from collections import deque
@@ -119,9 +120,11 @@ class HealthChecks(Generic[C]):
         self._replace = replace
         self._crashed = crashed
         self._tell_self = tell_self
-        self._due: list[tuple[float, int, str, int]] = []
-        self._deadlines: list[tuple[float, int, str, int, int]] = []
-        self._order = itertools.count()
+        #: slot (int(due / SWEEP_S)) -> [(due, child_id, generation)], in no particular order
+        self._wheel: dict[int, list[tuple[float, str, int]]] = {}
+        self._next_slot: int | None = None  # the first slot not swept whole
+        #: timeout_s -> [(deadline, child_id, generation, seq)]: appended at `now`, so in order
+        self._deadlines: dict[float, deque[tuple[float, str, int, int]]] = {}
         self._timer: TimerHandle | None = None
         self._sweep_pending = False
         self.sink = ReportSink()
@@ -144,7 +147,17 @@ class HealthChecks(Generic[C]):
         """A new generation started: its first check, spread over the interval (thousands of
         children started together must not all be checked in the same instant)."""
         first = time.monotonic() + child.health_policy.interval_s * random.uniform(0.5, 1.0)
-        heapq.heappush(self._due, (first, next(self._order), child.child_id, child.generation))
+        self._at(first, child.child_id, child.generation)
+
+    def _at(self, due: float, child_id: str, generation: int) -> None:
+        slot = int(due / SWEEP_S)
+        entries = self._wheel.get(slot)
+        if entries is None:
+            self._wheel[slot] = [(due, child_id, generation)]
+        else:
+            entries.append((due, child_id, generation))
+        if self._next_slot is not None and slot < self._next_slot:
+            self._next_slot = slot  # (only if the clock stepped back: never in practice)
 
     def cancel(self, child: C) -> None:
         """The child stops: its check's answer or deadline is ignored (heap entries of this
@@ -166,18 +179,42 @@ class HealthChecks(Generic[C]):
         while reports:
             self.on_report(reports.popleft())
         now = time.monotonic()
-        while self._deadlines and self._deadlines[0][0] <= now:
-            _, _, child_id, generation, seq = heapq.heappop(self._deadlines)
-            self._on_timeout(child_id, generation, seq)
-        while self._due and self._due[0][0] <= now:
-            due, _, child_id, generation = heapq.heappop(self._due)
+        for queue in self._deadlines.values():
+            while queue and queue[0][0] <= now:
+                _, child_id, generation, seq = queue.popleft()
+                self._on_timeout(child_id, generation, seq)
+        for due, child_id, generation in self._due_now(now):
             child = self._find(child_id)
             if child is None or child.ref is None or child.generation != generation:
                 continue  # stopped or replaced: its schedule ends here
             interval = child.health_policy.interval_s
             nxt = due + interval if due + interval > now else now + interval  # keep the phase
-            heapq.heappush(self._due, (nxt, next(self._order), child_id, generation))
+            self._at(nxt, child_id, generation)
             self._send(child, now)
+
+    def _due_now(self, now: float) -> list[tuple[float, str, int]]:
+        """Take every entry due by `now` off the wheel: the slots before now's whole, now's own
+        only what is due (the rest stays in it)."""
+        wheel = self._wheel
+        current = int(now / SWEEP_S)
+        start = self._next_slot
+        if start is None:
+            start = min(wheel, default=current)
+        out: list[tuple[float, str, int]] = []
+        for slot in range(start, current):
+            entries = wheel.pop(slot, None)
+            if entries:
+                out += entries
+        entries = wheel.get(current)
+        if entries:
+            later = [e for e in entries if e[0] > now]
+            out += [e for e in entries if e[0] <= now]
+            if later:
+                wheel[current] = later
+            else:
+                del wheel[current]
+        self._next_slot = current
+        return out
 
     def _send(self, child: C, now: float) -> None:
         health = child.health
@@ -193,10 +230,13 @@ class HealthChecks(Generic[C]):
             # Died without telling us (e.g. on_start failed before reporting): a crash.
             self._crashed(child)
             return
-        timeout = child.health_policy.timeout_s
-        heapq.heappush(
-            self._deadlines, (now + timeout, next(self._order), child.child_id, child.generation, health.seq)
-        )
+        self._deadline(now, child.health_policy.timeout_s, child.child_id, child.generation, health.seq)
+
+    def _deadline(self, now: float, timeout: float, child_id: str, generation: int, seq: int) -> None:
+        queue = self._deadlines.get(timeout)
+        if queue is None:
+            queue = self._deadlines[timeout] = deque()
+        queue.append((now + timeout, child_id, generation, seq))
 
     def on_report(self, msg: HealthReport) -> None:
         child = self._find(msg.child_id)
@@ -223,6 +263,6 @@ class HealthChecks(Generic[C]):
             and progressing(child.ref, timeout)
         ):
             # Queued behind other work or working through its own, not hung: judge it again later.
-            heapq.heappush(self._deadlines, (now + timeout, next(self._order), child_id, generation, seq))
+            self._deadline(now, timeout, child_id, generation, seq)
             return
         self._replace(child, "HealthCheckTimeout", f"no answer to a health check within {timeout:g}s")

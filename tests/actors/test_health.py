@@ -152,3 +152,49 @@ def test_one_sweep_in_the_mailbox_at_a_time(make: Callable[..., Harness]) -> Non
             wait_for(lambda: len(h.told) > 2, timeout=0.3, what="a sweep after stop")
     finally:
         scheduler.stop()
+
+
+class _Recorder:
+    """A child's ref that answers nothing and records when each check was sent (fake clock)."""
+
+    def __init__(self, child_id: str, sent: dict[str, list[float]], clock: list[float]) -> None:
+        self.child_id, self.sent, self.clock = child_id, sent, clock
+
+    def tell(self, message: Any) -> None:
+        assert isinstance(message, HealthCheck)
+        self.sent.setdefault(self.child_id, []).append(self.clock[0])
+
+
+def test_checks_are_sent_when_due_never_early_and_keep_their_phase(monkeypatch: pytest.MonkeyPatch) -> None:
+    import fieldwatch.actors.health as health_module
+
+    clock = [1000.0]
+    monkeypatch.setattr(health_module.time, "monotonic", lambda: clock[0])
+    sent: dict[str, list[float]] = {}
+    kids = {
+        f"k{i}": Kid(f"k{i}", None, HealthCheckPolicy(interval_s=interval, timeout_s=100.0, failures=3))
+        for i, interval in enumerate([0.03, 0.05, 0.13, 0.5, 1.0, 2.5] * 3)
+    }
+    for kid in kids.values():
+        kid.ref = _Recorder(kid.child_id, sent, clock)  # type: ignore[assignment]
+    checks: HealthChecks[Kid] = HealthChecks(
+        find=kids.get, replace=lambda *a: None, crashed=lambda *a: None, tell_self=lambda m: None
+    )
+    firsts = {}
+    for kid in kids.values():
+        checks.schedule(kid)
+    for due, child_id, _gen in [e for entries in checks._wheel.values() for e in entries]:  # noqa: SLF001
+        firsts[child_id] = due
+    step = 0.013  # sweeps at an irregular cadence, off the wheel's slots
+    while clock[0] < 1010.0:
+        clock[0] += step
+        checks.sweep()
+        for kid in kids.values():  # answer at once: every due check is sent
+            kid.health.pending = None
+    for child_id, times in sent.items():
+        interval = kids[child_id].health_policy.interval_s
+        expected = [firsts[child_id] + k * max(interval, 0.0) for k in range(len(times))]
+        # each check at its due time (phase kept), at most one sweep step late, never early
+        assert all(0.0 <= t - e <= step + 1e-9 for t, e in zip(times, expected, strict=True)), child_id
+        assert len(times) >= int((1010.0 - firsts[child_id]) / interval) - 1, child_id
+    assert set(sent) == set(kids)
