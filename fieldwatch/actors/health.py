@@ -175,9 +175,7 @@ class HealthChecks(Generic[C]):
     def sweep(self) -> None:
         """Judge the reports, act on the deadlines that passed, send the checks that are due."""
         self._sweep_pending = False
-        reports = self.sink.reports
-        while reports:
-            self.on_report(reports.popleft())
+        self._judge_reports()
         now = time.monotonic()
         for queue in self._deadlines.values():
             while queue and queue[0][0] <= now:
@@ -191,6 +189,11 @@ class HealthChecks(Generic[C]):
             nxt = due + interval if due + interval > now else now + interval  # keep the phase
             self._at(nxt, child_id, generation)
             self._send(child, now)
+
+    def _judge_reports(self) -> None:
+        reports = self.sink.reports
+        while reports:
+            self.on_report(reports.popleft())
 
     def _due_now(self, now: float) -> list[tuple[float, str, int]]:
         """Take every entry due by `now` off the wheel: the slots before now's whole, now's own
@@ -252,6 +255,12 @@ class HealthChecks(Generic[C]):
             self._replace(child, "HealthCheckFailed", msg.health.detail or "unhealthy")
 
     def _on_timeout(self, child_id: str, generation: int, seq: int) -> None:
+        child = self._find(child_id)
+        if child is None or child.generation != generation or child.health.pending != seq:
+            return
+        # An answer that came in since the reports were judged (e.g. while this thread waited
+        # for the GIL) is in the sink, not late: judge it before calling the check unanswered.
+        self._judge_reports()
         child = self._find(child_id)
         if child is None or child.generation != generation or child.health.pending != seq:
             return

@@ -198,3 +198,36 @@ def test_checks_are_sent_when_due_never_early_and_keep_their_phase(monkeypatch: 
         assert all(0.0 <= t - e <= step + 1e-9 for t, e in zip(times, expected, strict=True)), child_id
         assert len(times) >= int((1010.0 - firsts[child_id]) / interval) - 1, child_id
     assert set(sent) == set(kids)
+
+
+def test_an_answer_that_arrives_while_the_sweep_runs_is_not_a_timeout(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The answer lands in the sink after the sweep judged the reports but before it reaches
+    the check's deadline (its thread waited for the GIL meanwhile): judged, not a timeout."""
+    import fieldwatch.actors.health as health_module
+
+    clock = [500.0]
+    monkeypatch.setattr(health_module.time, "monotonic", lambda: clock[0])
+    sent: dict[str, list[float]] = {}
+    kid = Kid("kid", None, HealthCheckPolicy(interval_s=10.0, timeout_s=2.0, failures=1))
+    kid.ref = _Recorder("kid", sent, clock)  # type: ignore[assignment]
+    replaced: list[tuple[str, str]] = []
+    late_answer: list[HealthReport] = []
+
+    def find(child_id: str) -> Kid | None:
+        if late_answer:  # the first lookup of the deadline's judgement: the answer comes in now
+            checks.sink.tell(late_answer.pop())
+        return kid if child_id == "kid" else None
+
+    checks: HealthChecks[Kid] = HealthChecks(
+        find=find, replace=lambda child, exc, msg: replaced.append((exc, msg)), crashed=lambda c: None,
+        tell_self=lambda m: None,
+    )  # fmt: skip
+    checks.schedule(kid)
+    clock[0] += 10.0
+    checks.sweep()
+    assert sent == {"kid": [510.0]} and kid.health.pending == 1
+    late_answer.append(HealthReport("kid", 1, 1, Health(True)))
+    clock[0] += 2.5  # past the deadline
+    checks.sweep()
+    assert replaced == []
+    assert kid.health.pending is None and kid.health.failures == 0
