@@ -71,7 +71,13 @@ _SEQ_SPACE = 1 << 16
 lateness_log: LatenessLog | None = None
 
 #: The sender pauses this long after a busy pass, so that the sends due within it go out
-#: in one pass (one wake-up) instead of one per packet; it bounds the lateness of a send.
+#: in one pass (one wake-up) instead of one per packet; it bounds the lateness of a send
+#: (p50 ~4 ms, p99 ~8.5 ms on a quiet machine). Every wake-up costs tens of microseconds
+#: of CPU, and at 1,000 probes a second the passes, not the packets, dominate: a 4 ms
+#: pause cost the sender ~25-30 % more CPU per probe for half this lateness.
+_SEND_NAP_S = 0.008
+#: The receiver's pause after a busy pass without kernel receive timestamps (the RTT is
+#: then taken when the reply is read, so the pause stays short).
 _NAP_S = 0.004
 #: The receiver pauses this long after a pass that finished probes when every socket has
 #: the kernel's receive timestamps (RTTs do not grow with it; without them it pauses
@@ -258,7 +264,7 @@ class Prober:
                 self._send_due(due, now, finished)
             self._expire(time.monotonic(), finished)
             _deliver_all(finished)
-            time.sleep(_NAP_S)
+            time.sleep(_SEND_NAP_S)
 
     def _next_wakeup(self) -> float | None:
         """The earliest send or expiry. Under _lock."""
