@@ -189,12 +189,12 @@ def test_applied_rows_reach_storage_within_the_flush_delay_and_before_a_told_res
 
         hub.deliver([(slot, _result(True, 1010.0))])
         hub.deliver([(slot, _result(False, 1020.0))])  # told to the actor: what came before goes first
-        assert len(_queued(storage)) == 4 and len(ref.told) == 1
+        assert len(_queued(storage)) == 3 and len(ref.told) == 1  # + the next probe's row (Touch: a minute later)
 
         slot.steady, slot.handled = True, 1
         hub.deliver([(slot, _result(True, 1030.0))])
         hub.unregister(slot)  # the run ends: its rows are not left behind
-        assert len(_queued(storage)) == 6
+        assert len(_queued(storage)) == 4  # one more probe row (its Touch: a minute after the first)
     finally:
         scheduler.stop()
 
@@ -213,4 +213,24 @@ def test_rows_are_not_stranded_when_the_flush_timer_is_lost(board: EndpointLedge
     while time.monotonic() < deadline:  # let the lost timer's due time pass (nothing to poll for)
         time.sleep(0.01)
     hub.deliver([(slot, _result(True, 1010.0))])  # the next delivery hands everything over
-    assert len(_queued(storage)) == 4
+    assert len(_queued(storage)) == 3  # two probes' rows and the first one's Touch (the next: a minute later)
+
+
+@pytest.mark.parametrize(
+    ("clustered", "expected"),
+    [(False, [1000.0, 1060.0]), (True, [1000.0, 1010.0, 1020.0, 1030.0, 1040.0, 1050.0, 1060.0])],
+)
+def test_the_stored_last_data_at_is_refreshed_every_second_in_a_cluster_every_minute_alone(
+    board: EndpointLedger, clustered: bool, expected: list[float]
+) -> None:
+    storage, ref, hub = StorageGateway(), _Ref(), IcmpHub()
+    if clustered:
+        storage.fence = object()  # type: ignore[assignment]  # other instances mirror the endpoint rows
+    slot = _slot(board, storage, ref)
+    slot.steady = True
+    for k in range(7):  # a probe every 10 s, each answered
+        hub.deliver([(slot, _result(True, 1000.0 + 10 * k))])
+    status = board.get(7)
+    assert status is not None and status.last_data_at == 1060.0  # the ledger (API, page) has every one
+    assert [r.last_data_at for r in _queued(storage) if isinstance(r, Touch)] == expected
+    assert len([r for r in _queued(storage) if isinstance(r, ReadingRecord)]) == 7  # every probe stored
