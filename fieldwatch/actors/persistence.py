@@ -264,15 +264,13 @@ class PersistenceActor(SupervisedActor):
                     stored = apply_writes(
                         db, accepted, self._index.names, time.time(), series, epochs, self._rollups
                     )
-            except _Replaced:
-                series.discard()
-                self._rollups.discard()
-                self.log.warning("replaced before committing: the batch stays queued for the new writer")
-                return 0
-            except BaseException:
+            except BaseException as err:
                 series.discard()  # ids and sequence numbers of the rolled-back batch
                 self._rollups.discard()  # its open-bucket cells: the retry counts them again
-                raise
+                if not isinstance(err, _Replaced):
+                    raise
+                self.log.warning("replaced before committing: the batch stays queued for the new writer")
+                return 0
             series.commit()
             self._rollups.commit()
         elapsed = time.perf_counter() - start

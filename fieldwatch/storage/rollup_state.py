@@ -172,27 +172,15 @@ class DeferredRollups:
         pending = self._pending
         if not pending:
             return
-        minutes: dict[tuple[int, int], list[float]] = {}
+        minutes = RollupBatch()  # the 1-minute cells of these readings, then folded into both tiers
+        add_to = minutes.add_to
         for series_id, t_ms, value in pending:
-            key = (series_id, t_ms // 60_000)
-            cell = minutes.get(key)
-            if cell is None:
-                minutes[key] = [value, value, value, 1, value, t_ms]
-                continue
-            if value < cell[0]:
-                cell[0] = value
-            if value > cell[1]:
-                cell[1] = value
-            cell[2] += value
-            cell[3] += 1
-            if t_ms >= cell[5]:
-                cell[4] = value
-                cell[5] = t_ms
+            add_to((0, series_id, (t_ms // 60_000) * 60), t_ms, value)
         pending.clear()
         cells = self._open.cells
-        for (series_id, minute), part in minutes.items():
-            fold(cells, (0, series_id, minute * 60), part)
-            fold(cells, (1, series_id, (minute // 60) * 3600), part)
+        for (_, series_id, minute), part in minutes.cells.items():
+            fold(cells, (0, series_id, minute), part)
+            fold(cells, (1, series_id, (minute // 3600) * 3600), part)
 
     # -- closing buckets -------------------------------------------------------------
 
