@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import collections
+import dataclasses
 import json
 import os
 import pathlib
@@ -59,8 +60,8 @@ def cpu_s(who: int = resource.RUSAGE_SELF) -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def thread_cpu() -> dict[str, float]:
-    """CPU seconds (user + system) of this process's threads, summed by name (numbers dropped)."""
+def thread_cpu(system_only: bool = False) -> dict[str, float]:
+    """CPU seconds (user + system, or system only) of this process's threads, summed by name (numbers dropped)."""
     import re
 
     names = {t.native_id: re.sub(r"[-_]?\d+$", "", t.name) for t in threading.enumerate()}
@@ -72,7 +73,8 @@ def thread_cpu() -> dict[str, float]:
                 fields = handle.read().rsplit(")", 1)[1].split()
         except OSError:
             continue  # the thread ended meanwhile
-        out[names.get(int(tid), "other")] += (int(fields[11]) + int(fields[12])) / ticks
+        ticks_used = int(fields[12]) if system_only else int(fields[11]) + int(fields[12])
+        out[names.get(int(tid), "other")] += ticks_used / ticks
     return dict(out)
 
 
@@ -174,10 +176,12 @@ def run_fping(hosts: list[str], interval_s: float, rounds: int, timeout_s: float
     ]
     try:
         before = cpu_s(resource.RUSAGE_CHILDREN)
+        sys_before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_stime
         started = time.monotonic()
         proc = subprocess.run(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, check=False)
         wall = time.monotonic() - started
         used = cpu_s(resource.RUSAGE_CHILDREN) - before
+        sys_used = resource.getrusage(resource.RUSAGE_CHILDREN).ru_stime - sys_before
     finally:
         os.unlink(path)
     counts = re.findall(r"xmt/rcv/%loss = (\d+)/(\d+)/", proc.stderr)
@@ -190,6 +194,7 @@ def run_fping(hosts: list[str], interval_s: float, rounds: int, timeout_s: float
         "probes": xmt,
         "replies": rcv,
         "cpu_ms_per_probe": 1000 * used / max(1, xmt),
+        "system_ms_per_probe": 1000 * sys_used / max(1, xmt),
     }
 
 
@@ -305,6 +310,7 @@ def main() -> None:  # noqa: PLR0915 - one linear measurement script
     ap.add_argument("--gc", help="experiment: 'freeze' (gc.freeze() once all are up) or gen-0,gen-1,gen-2 thresholds")
     ap.add_argument("--profile", help="py-spy raw output file (profile of the rounds)")
     ap.add_argument("--gil", action="store_true", help="py-spy --gil")
+    ap.add_argument("--health-interval", type=float, help="experiment: the ICMP health-check interval (s)")
     ap.add_argument("--worker", nargs=4, metavar=("URL", "DURATION", "EVERY", "INTERVAL"), help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.worker:
@@ -315,6 +321,7 @@ def main() -> None:  # noqa: PLR0915 - one linear measurement script
     from fieldwatch.actors.icmp import prober as prober_mod
     from fieldwatch.actors.icmp.schema import IcmpOptions
     from fieldwatch.config.model import EndpointConfig, SiteConfig
+    from fieldwatch.policy import default_policy
     from fieldwatch.status import effective_state
     from tests.harness import Harness
 
@@ -339,7 +346,11 @@ def main() -> None:  # noqa: PLR0915 - one linear measurement script
         SiteConfig("bench" if args.sites == 1 else f"bench{k}", endpoints=tuple(eps[k * per_site : (k + 1) * per_site]))
         for k in range(args.sites)
     ]
-    daemon = h.start(sites, http=True)
+    policy = default_policy()
+    if args.health_interval:  # an experiment: what the health checks cost
+        icmp = {"health_check": {"interval_s": args.health_interval}}
+        policy = dataclasses.replace(policy, kinds={**policy.kinds, "icmp": icmp})
+    daemon = h.start(sites, http=True, policy=policy)
     logging.getLogger().setLevel(logging.WARNING)
     started = time.monotonic() - t0
     deadline = time.monotonic() + 180
@@ -396,6 +407,7 @@ def main() -> None:  # noqa: PLR0915 - one linear measurement script
     lateness.clear()
     gc_times = _GcTimes()
     threads0 = thread_cpu()
+    sys0 = thread_cpu(system_only=True)
     stats0 = daemon.storage.stats()
     c0, w0 = cpu_s(), time.monotonic()
     peak_queue = 0
@@ -407,6 +419,7 @@ def main() -> None:  # noqa: PLR0915 - one linear measurement script
     wall = time.monotonic() - w0
     gc_report = gc_times.stop()
     threads1 = thread_cpu()
+    sys1 = thread_cpu(system_only=True)
     stats1 = daemon.storage.stats()
     data = lateness.take()
     threads = threading.active_count()
@@ -441,6 +454,14 @@ def main() -> None:  # noqa: PLR0915 - one linear measurement script
         "daemon CPU by thread during the rounds (ms per probe): "
         + ", ".join(
             f"{name} {1000 * secs / max(1, len(data)):.3f}" for name, secs in by_thread.most_common() if secs > 0
+        )
+    )
+    by_thread_sys = collections.Counter({k: v - sys0.get(k, 0.0) for k, v in sys1.items()})
+    print(
+        "of which in the kernel (system time, ms per probe): "
+        + ", ".join(
+            f"{name} {1000 * by_thread_sys[name] / max(1, len(data)):.3f}"
+            for name, secs in by_thread.most_common() if secs > 0
         )
     )
     commits = stats1.commit_seconds.count - stats0.commit_seconds.count

@@ -96,7 +96,7 @@ class _Probe:
     error: str | None = None
     done: bool = False
     schedule: ProbeSchedule | None = None
-    expiring: bool = False  # on an expiry queue
+    cohort: list[Any] | None = None  # the expiry cohort it waits in (see Prober._expire)
 
     def result(self) -> ProbeResult:
         return ProbeResult(

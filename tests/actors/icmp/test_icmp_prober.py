@@ -8,6 +8,8 @@ import threading
 import time
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from fieldwatch.actors.icmp.prober import Prober, ProbeResult
 from tests.actors.icmp.icmp_helpers import ResultSink
@@ -207,6 +209,31 @@ def test_due_queue_orders_by_time_then_push_order() -> None:
     assert queue.pop_due(6.0) == [(3.0, "d"), (5.0, "e"), (5.0, "f")]
     queue.clear()
     assert len(queue) == 0 and queue.earliest() is None
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.one_of(
+    st.tuples(st.just("push"), st.floats(0.0, 0.05), st.integers(0, 3)),  # near the clock
+    st.tuples(st.just("pop"), st.floats(0.0, 0.03), st.just(0)),
+), max_size=60))
+def test_due_queue_answers_as_a_sorted_list(ops: list[tuple[str, float, int]]) -> None:
+    """Property: the calendar's pops equal a stable sort by due time, at any clock."""
+    from fieldwatch.actors.icmp.prober import _DueQueue
+
+    queue, model, now, n = _DueQueue(), [], 100.0, 0
+    for op, amount, back in ops:
+        if op == "push":
+            due = now + amount - back * 0.01  # some already due, some on the same slot, some later
+            n += 1
+            assert queue.push(due, n) == (not model or due <= min(d for d, _ in model))
+            model.append((due, n))
+        else:
+            now += amount
+            due_now = sorted((e for e in model if e[0] <= now), key=lambda e: e[0])
+            model = [e for e in model if e[0] > now]
+            assert queue.pop_due(now) == due_now
+        assert len(queue) == len(model)
+        assert queue.earliest() == (min(d for d, _ in model) if model else None)
 
 
 def test_a_due_time_that_is_not_finite_is_refused(prober: Prober) -> None:
