@@ -183,8 +183,8 @@ def test_checks_are_sent_when_due_never_early_and_keep_their_phase(monkeypatch: 
     firsts = {}
     for kid in kids.values():
         checks.schedule(kid)
-    for due, child_id, _gen in [e for entries in checks._wheel.values() for e in entries]:  # noqa: SLF001
-        firsts[child_id] = due
+    for due, kid, _gen in [e for entries in checks._wheel.values() for e in entries]:  # noqa: SLF001
+        firsts[kid.child_id] = due
     step = 0.013  # sweeps at an irregular cadence, off the wheel's slots
     while clock[0] < 1010.0:
         clock[0] += step
@@ -206,20 +206,21 @@ def test_an_answer_that_arrives_while_the_sweep_runs_is_not_a_timeout(monkeypatc
     import fieldwatch.actors.health as health_module
 
     clock = [500.0]
-    monkeypatch.setattr(health_module.time, "monotonic", lambda: clock[0])
+    late_answer: list[HealthReport] = []
+
+    def monotonic() -> float:
+        if late_answer:  # the sweep reads the clock after judging the reports: the answer comes in now
+            checks.sink.tell(late_answer.pop())
+        return clock[0]
+
+    monkeypatch.setattr(health_module.time, "monotonic", monotonic)
     sent: dict[str, list[float]] = {}
     kid = Kid("kid", None, HealthCheckPolicy(interval_s=10.0, timeout_s=2.0, failures=1))
     kid.ref = _Recorder("kid", sent, clock)  # type: ignore[assignment]
     replaced: list[tuple[str, str]] = []
-    late_answer: list[HealthReport] = []
-
-    def find(child_id: str) -> Kid | None:
-        if late_answer:  # the first lookup of the deadline's judgement: the answer comes in now
-            checks.sink.tell(late_answer.pop())
-        return kid if child_id == "kid" else None
-
     checks: HealthChecks[Kid] = HealthChecks(
-        find=find, replace=lambda child, exc, msg: replaced.append((exc, msg)), crashed=lambda c: None,
+        find=lambda child_id: kid if child_id == "kid" else None,
+        replace=lambda child, exc, msg: replaced.append((exc, msg)), crashed=lambda c: None,
         tell_self=lambda m: None,
     )  # fmt: skip
     checks.schedule(kid)
