@@ -25,8 +25,8 @@ from typing import Any, Generic, Protocol, TypeVar
 
 import pykka
 
-from fieldwatch.actors.messages import HealthCheck, HealthReport
-from fieldwatch.actors.pool import progressing
+from fieldwatch.actors.messages import Health, HealthCheck, HealthReport
+from fieldwatch.actors.pool import call_if_idle, progressing
 from fieldwatch.actors.scheduler import Scheduler, TimerHandle
 from fieldwatch.policy import HealthCheck as HealthCheckPolicy
 
@@ -229,9 +229,14 @@ class HealthChecks(Generic[C]):
         health.seq += 1
         health.pending = health.seq
         health.sent_at = now
+        ref = child.ref
+        assert ref is not None
+        answered, answer = call_if_idle(ref, "health_answer", "inline_health_check")
+        if answered:  # an idle pooled child that allows it: checked here (see SupervisedActor)
+            self._judge(child, answer)
+            return
         try:
-            assert child.ref is not None
-            child.ref.tell(HealthCheck(health.seq, self.sink))
+            ref.tell(HealthCheck(health.seq, self.sink))
         except pykka.ActorDeadError:
             # Died without telling us (e.g. on_start failed before reporting): a crash.
             self._crashed(child)
@@ -248,14 +253,18 @@ class HealthChecks(Generic[C]):
         child = self._find(msg.child_id)
         if child is None or child.generation != msg.generation or child.health.pending != msg.seq:
             return
+        self._judge(child, msg.health)
+
+    def _judge(self, child: C, answer: Health) -> None:
+        """The answer to the child's pending check."""
         health = child.health
         health.pending = None
-        if msg.health.ok:
+        if answer.ok:
             health.failures = 0
             return
         health.failures += 1
         if health.failures >= child.health_policy.failures:
-            self._replace(child, "HealthCheckFailed", msg.health.detail or "unhealthy")
+            self._replace(child, "HealthCheckFailed", answer.detail or "unhealthy")
 
     def _on_timeout(self, child: C, generation: int, seq: int) -> None:
         """A check's deadline passed while it was pending (stopping a child clears `pending`)."""

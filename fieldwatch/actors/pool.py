@@ -31,7 +31,7 @@ if TYPE_CHECKING:
     from pykka._actor import ActorInbox
     from pykka._envelope import Envelope
 
-__all__ = ["ActorPool", "PoolStats", "PooledActor", "progressing"]
+__all__ = ["ActorPool", "PoolStats", "PooledActor", "call_if_idle", "progressing"]
 
 logger = logging.getLogger(__name__)
 
@@ -47,6 +47,27 @@ def progressing(ref: pykka.ActorRef[Any], hung_after_s: float) -> bool:
     if not isinstance(inbox, PooledInbox) or inbox.pool is None or ref.actor_stopped.is_set():
         return False
     return inbox.pool.progressing(inbox, hung_after_s)
+
+
+def call_if_idle(ref: pykka.ActorRef[Any], method: str, allowed_by: str) -> tuple[bool, Any]:
+    """(True, result) of the pooled actor's `method()` run on the caller's thread while the actor is
+    idle (its turn held, so nothing of it runs meanwhile); (False, None) when it is not a pooled
+    actor whose attribute `allowed_by` is true, or is stopping, queued, running or not started
+    yet. `method` must be quick and never block: the caller (a supervisor) waits for it.
+    """
+    inbox = ref.actor_inbox
+    if (
+        type(inbox) is not PooledInbox
+        or not getattr(inbox.actor, allowed_by, False)
+        or ref.actor_stopped.is_set()
+        or not inbox.claim_idle()
+    ):
+        return False, None
+    try:
+        return True, getattr(inbox.actor, method)()
+    finally:
+        if inbox.end_turn() and inbox.pool is not None:  # messages came in meanwhile
+            inbox.pool._submit(inbox)  # noqa: SLF001
 
 
 class PooledActor(pykka.Actor):

@@ -84,6 +84,18 @@ class PooledInbox:
             self._scheduled = True
         pool._submit(self)  # noqa: SLF001
 
+    def claim_idle(self) -> bool:
+        """Hold the actor's turn if it is idle: started, nothing queued, not scheduled, open.
+
+        The caller then runs actor code on its own thread, as a worker would, and gives the
+        turn back with `end_turn()` (requeueing the actor if that returns True).
+        """
+        with self._lock:
+            if self._scheduled or self._items or self._closed or not self.started or self.pool is None:
+                return False
+            self._scheduled = True
+            return True
+
     def take(self) -> Envelope[Any] | None:
         """Next envelope of this turn, or None after unscheduling an empty inbox."""
         with self._lock:

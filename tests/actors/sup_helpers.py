@@ -11,6 +11,8 @@ import pykka
 
 from fieldwatch.actors.base import ChildContext, SupervisedActor
 from fieldwatch.actors.messages import Health
+from fieldwatch.actors.messages import HealthCheck as HealthCheckMessage
+from fieldwatch.actors.pool import PooledActor
 from fieldwatch.actors.supervisor import ChildSpec
 from fieldwatch.policy import Backoff, ChildPolicy, HealthCheck
 from tests.waiting import wait_for
@@ -116,6 +118,23 @@ class Worker(SupervisedActor):
         return super().handle(message)
 
 
+class InlineWorker(PooledActor, Worker):
+    """A Worker on the pool whose supervisor may check it inline while it is idle; records
+    how each check reached it ("check-inline" on the supervisor's thread, "check-message")."""
+
+    inline_health_check = True
+
+    def check_health(self) -> Health:
+        if not threading.current_thread().name.startswith("fieldwatch-pool"):
+            self.rec.add("check-inline", self.ctx.child_id, self.ctx.generation)
+        return super().check_health()
+
+    def on_receive(self, message: Any) -> Any:
+        if isinstance(message, HealthCheckMessage):
+            self.rec.add("check-message", self.ctx.child_id, self.ctx.generation)
+        return super().on_receive(message)
+
+
 FAST_BACKOFF = Backoff(initial_s=0.01, max_s=0.05, multiplier=2.0, jitter=0.0, reset_after_s=120)
 SLOW_HEALTH = HealthCheck(interval_s=60, timeout_s=5, failures=1)
 
@@ -129,9 +148,10 @@ def spec(
     backoff: Backoff = FAST_BACKOFF,
     shutdown_timeout_s: float = 1.0,
     stop_block: threading.Event | None = None,
+    pooled: bool = False,
 ) -> ChildSpec:
     def _start(ctx: ChildContext) -> pykka.ActorRef[Any]:
-        return Worker.start(ctx, rec, stop_block)
+        return (InlineWorker if pooled else Worker).start(ctx, rec, stop_block)
 
     return ChildSpec(
         id=child_id,

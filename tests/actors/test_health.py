@@ -157,6 +157,8 @@ def test_one_sweep_in_the_mailbox_at_a_time(make: Callable[..., Harness]) -> Non
 class _Recorder:
     """A child's ref that answers nothing and records when each check was sent (fake clock)."""
 
+    actor_inbox = None  # not a pooled actor: every check is a message
+
     def __init__(self, child_id: str, sent: dict[str, list[float]], clock: list[float]) -> None:
         self.child_id, self.sent, self.clock = child_id, sent, clock
 

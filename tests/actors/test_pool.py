@@ -516,3 +516,35 @@ def test_supervised_actor_runs_on_the_pool(pool: ActorPool, how: str) -> None:
     if how != "bad-start":
         assert HealthReport(how, 1, 7, Health(True)) in got.get(timeout=5)
     wait_for(lambda: not ref.is_alive(), what="child stopped")
+
+
+class Inline(Recorder):
+    """Allows call_if_idle; `peek` runs on the caller's thread while the turn is held."""
+
+    allowed = True
+
+    def peek(self) -> Any:
+        self.log.append(("peek", threading.current_thread().name))
+        self.actor_ref.tell("told while held")  # the actor is scheduled: queued, not run now
+        assert self.log[-1][0] == "peek", "nothing of the actor may run while its turn is held"
+        return "peeked"
+
+
+def test_call_if_idle_holds_the_turn_and_hands_on_what_came_meanwhile(pool: ActorPool) -> None:
+    from fieldwatch.actors.pool import call_if_idle
+
+    log: list[Any] = []
+    ref = on(pool, Inline).start(log)
+    ref.ask("ready", timeout=5)  # started, idle
+    assert call_if_idle(ref, "peek", "allowed") == (True, "peeked")
+    assert log[-1] == ("peek", threading.current_thread().name)
+    wait_for(lambda: "told while held" in log, what="the message told during the held turn handled")
+    assert call_if_idle(ref, "peek", "not-an-attribute") == (False, None)  # not allowed: untouched
+    release = threading.Event()
+    ref.tell(Block(release))
+    wait_for(lambda: call_if_idle(ref, "peek", "allowed") == (False, None), what="busy: no inline call")
+    calls = sum(1 for entry in log if isinstance(entry, tuple) and entry[0] == "peek")
+    release.set()
+    ref.stop(timeout=5)
+    assert call_if_idle(ref, "peek", "allowed") == (False, None)  # stopped
+    assert sum(1 for entry in log if isinstance(entry, tuple) and entry[0] == "peek") == calls == 1

@@ -231,10 +231,15 @@ def test_shutdown_timeout_of_a_hung_child(scheduler: Scheduler, rec: Recorder) -
     never.set()
 
 
-def test_hung_child_is_replaced_by_health_check_and_later_messages_ignored(scheduler: Scheduler, rec: Recorder) -> None:
+@pytest.mark.parametrize("pooled", [False, True], ids=["thread", "pooled-inline"])
+def test_hung_child_is_replaced_by_health_check_and_later_messages_ignored(
+    scheduler: Scheduler, rec: Recorder, pooled: bool
+) -> None:
+    """A pooled child checked inline while idle: hung in a handler, its check goes as a message
+    (its turn cannot be taken) and times out, as a threaded child's does."""
     tree = TreeView()
     health = HealthCheck(interval_s=0.2, timeout_s=0.2, failures=2)
-    sup = start_sup(scheduler, [spec("h", rec, health=health), spec("p", rec)], tree=tree)
+    sup = start_sup(scheduler, [spec("h", rec, health=health, pooled=pooled), spec("p", rec)], tree=tree)
     assert rec.wait_for(lambda ev: len(ev) == 2)
     release = threading.Event()
     hung_at = time.monotonic()
@@ -252,14 +257,19 @@ def test_hung_child_is_replaced_by_health_check_and_later_messages_ignored(sched
     assert rec.count("start", "h") == 2
 
 
-def test_unhealthy_child_is_replaced_after_n_failures(scheduler: Scheduler, rec: Recorder) -> None:
+@pytest.mark.parametrize("pooled", [False, True], ids=["thread", "pooled-inline"])
+def test_unhealthy_child_is_replaced_after_n_failures(scheduler: Scheduler, rec: Recorder, pooled: bool) -> None:
     health = HealthCheck(interval_s=0.1, timeout_s=1.0, failures=3)
-    sup = start_sup(scheduler, [spec("u", rec, health=health)])
-    assert rec.wait_for(lambda ev: len(ev) == 1)
+    sup = start_sup(scheduler, [spec("u", rec, health=health, pooled=pooled)])
+    assert rec.wait_for(lambda ev: ("start", "u", 1) in ev)
+    if pooled:  # idle between its messages: checked on the supervisor's thread, no message
+        assert rec.wait_for(lambda ev: ("check-inline", "u", 1) in ev)
     child_ref(rec, "u", 1).tell(SetHealthy(False))
     assert rec.wait_for(lambda ev: ("start", "u", 2) in ev, timeout=5)
     tree_failures = children(sup)
     assert tree_failures == [("u", 2, True)]
+    if pooled:
+        assert rec.count("check-inline", "u") >= 3 > rec.count("check-message", "u")
 
 
 def test_failure_in_on_start_is_detected(scheduler: Scheduler, rec: Recorder) -> None:

@@ -38,6 +38,7 @@ class IcmpActor(PooledActor, ConnectionActor):
 
     kind: ClassVar[str] = "icmp"
     options: IcmpOptions
+    inline_health_check = True  # check_health reads this actor's own fields and the ledger
 
     def __init__(
         self, child: ChildContext, endpoint: EndpointContext, prober: Prober | None = None, hub: IcmpHub | None = None
