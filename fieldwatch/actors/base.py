@@ -52,7 +52,7 @@ class SupervisedActor(pykka.ThreadingActor):
 
     #: True: `check_health()` is quick and never blocks, so a supervisor may call it on its own
     #: thread while it holds the turn of this idle pooled actor (`pool.call_if_idle`), instead
-    #: of a HealthCheck message and its report (issue 17: at 10,000 ICMP endpoints the round
+    #: of a HealthCheck message and its report (issue 17: at 10,000 pooled endpoints the round
     #: trips were a fifth of the daemon's CPU). A busy, queued or hung actor still gets the
     #: message, so a hang is still found by its timeout.
     inline_health_check: bool = False
