@@ -42,32 +42,10 @@ def insert_rows(
     with _wrap_errors:
         cursor = db.cursor()
         if is_sqlite(db):
-            _sqlite_insert(cursor, f"INSERT INTO {table} ({columns}) VALUES", width, rows, tail)
+            marks = ", ".join("?" * width)
+            cursor.executemany(f"INSERT INTO {table} ({columns}) VALUES ({marks}) {tail}", rows)
         else:
             execute_values(cursor, f"INSERT INTO {table} ({columns}) VALUES %s {tail}", rows, page_size=1000)
-
-
-#: SQLite's executemany lets go of the GIL and takes it back around every row (one step
-#: each): at 1,000 ICMP rows a second that was ~50 GIL hand-offs per commit, every one a
-#: chance for another thread to take the interpreter and make the writer wait (issue 17).
-#: Rows go instead in statements of many rows (one step, one hand-off each): the sizes are
-#: powers of two up to this many (a few distinct statements per table for SQLite's cache),
-#: and never more than 999 parameters (the oldest SQLite limit).
-_SQLITE_MAX_ROWS = 64
-
-
-def _sqlite_insert(cursor: Any, head: str, width: int, rows: list[tuple[Any, ...]], tail: str) -> None:
-    """`head` (INSERT INTO t (cols) VALUES) for every row, in multi-row statements."""
-    group = ", ".join("?" * width).join("()")
-    biggest = min(_SQLITE_MAX_ROWS, max(1, 999 // width))
-    start, total = 0, len(rows)
-    while start < total:
-        size = biggest
-        while size > total - start:
-            size //= 2
-        chunk = rows[start : start + size]
-        cursor.execute(f"{head} {', '.join([group] * size)} {tail}", [v for row in chunk for v in row])
-        start += size
 
 
 def pg_minmax(db: peewee.Database, sql: str) -> str:
