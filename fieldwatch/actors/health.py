@@ -130,6 +130,10 @@ class HealthChecks(Generic[C]):
         self._deadlines: dict[float, deque[tuple[float, C, int, int]]] = {}
         self._timer: TimerHandle | None = None
         self._sweep_pending = False
+        #: no check is due and no deadline passes before this (monotonic), so the scheduler's
+        #: tick does not wake the supervisor for nothing (most supervisors have a few children
+        #: checked every few seconds); written by the supervisor's thread, read by the tick
+        self._wake_at = 0.0
         self.sink = ReportSink()
 
     def start(self, scheduler: Scheduler) -> None:
@@ -161,6 +165,8 @@ class HealthChecks(Generic[C]):
             entries.append((due, child, generation))
         if self._next_slot is not None and slot < self._next_slot:
             self._next_slot = slot  # (only if the clock stepped back: never in practice)
+        if due < self._wake_at:
+            self._wake_at = due
 
     def cancel(self, child: C) -> None:
         """The child stops: its check's answer or deadline is ignored (heap entries of this
@@ -170,8 +176,9 @@ class HealthChecks(Generic[C]):
     # -- the sweep ---------------------------------------------------------------
 
     def _request_sweep(self) -> None:
-        """Scheduler thread: at most one Sweep in the mailbox at a time."""
-        if not self._sweep_pending:
+        """Scheduler thread: at most one Sweep in the mailbox at a time, and only when a report
+        waits or a check or deadline is due (a stale read of `_wake_at` delays by one tick)."""
+        if not self._sweep_pending and (self.sink.reports or time.monotonic() >= self._wake_at):
             self._sweep_pending = True
             self._tell_self(Sweep())
 
@@ -192,6 +199,15 @@ class HealthChecks(Generic[C]):
             nxt = due + interval if due + interval > now else now + interval  # keep the phase
             self._at(nxt, child, generation)
             self._send(child, now)
+        self._next_wake()
+
+    def _next_wake(self) -> None:
+        """The earliest a check is due (the start of the first wheel slot) or a deadline passes."""
+        first_slot = min(self._wheel, default=None)
+        times = [queue[0][0] for queue in self._deadlines.values() if queue]
+        if first_slot is not None:
+            times.append(first_slot * SWEEP_S)
+        self._wake_at = min(times, default=float("inf"))
 
     def _judge_reports(self) -> None:
         reports = self.sink.reports
@@ -248,6 +264,8 @@ class HealthChecks(Generic[C]):
         if queue is None:
             queue = self._deadlines[timeout] = deque()
         queue.append((now + timeout, child, generation, seq))
+        if now + timeout < self._wake_at:
+            self._wake_at = now + timeout
 
     def on_report(self, msg: HealthReport) -> None:
         child = self._find(msg.child_id)

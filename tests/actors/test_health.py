@@ -234,3 +234,44 @@ def test_an_answer_that_arrives_while_the_sweep_runs_is_not_a_timeout(monkeypatc
     checks.sweep()
     assert replaced == []
     assert kid.health.pending is None and kid.health.failures == 0
+
+
+def test_the_tick_wakes_the_supervisor_only_when_something_is_due(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No Sweep while no check is due, no deadline passed and no report waits; one as soon as one is."""
+    import fieldwatch.actors.health as health_module
+
+    clock = [100.0]
+    monkeypatch.setattr(health_module.time, "monotonic", lambda: clock[0])
+    sent: dict[str, list[float]] = {}
+    kid = Kid("kid", None, HealthCheckPolicy(interval_s=10.0, timeout_s=2.0, failures=1))
+    kid.ref = _Recorder("kid", sent, clock)  # type: ignore[assignment]
+    sweeps: list[Any] = []
+    checks: HealthChecks[Kid] = HealthChecks(
+        find=lambda child_id: kid if child_id == "kid" else None, replace=lambda *a: None,
+        crashed=lambda c: None, tell_self=sweeps.append,
+    )  # fmt: skip
+
+    def tick() -> bool:
+        before = len(sweeps)
+        checks._request_sweep()  # noqa: SLF001 - the scheduler's tick
+        if len(sweeps) > before:
+            checks.sweep()  # the supervisor handles it
+            return True
+        return False
+
+    assert tick()  # nothing known yet: the first tick sweeps
+    checks.schedule(kid)  # first check due 5-10 s from now
+    due = next(e[0] for entries in checks._wheel.values() for e in entries)  # noqa: SLF001
+    ticks = []
+    while clock[0] < due + 0.1:
+        ticks.append((clock[0], tick()))
+        clock[0] += 0.05
+    woke = [t for t, swept in ticks if swept]
+    assert woke and all(t >= due - health_module.SWEEP_S for t in woke), "woken before the check was due"
+    assert len(sent["kid"]) == 1 and due <= sent["kid"][0] < due + 0.1  # sent when due
+    assert kid.health.pending == 1
+    assert not tick()  # the check's deadline is 2 s away, the next check 10 s: nothing to do now
+    checks.sink.tell(HealthReport("kid", 1, 1, Health(True)))
+    assert tick() and kid.health.pending is None  # a waiting report wakes it at once
+    clock[0] += 0.05
+    assert not tick()
