@@ -203,7 +203,7 @@ def run_fping(hosts: list[str], interval_s: float, rounds: int, timeout_s: float
 
 _PARTS = (  # (part of the daemon, a frame that marks it), first match wins
     ("HTTP (listing)", "App.__call__"),
-    ("storage writer", "PersistenceActor.on_receive"),
+    ("storage writer", "PersistenceActor."),
     ("supervisors (health checks)", "Supervisor."),
     ("ICMP prober + hub", "Prober."),
     ("pooled actors (ICMP actors)", "ActorPool._work"),
