@@ -418,6 +418,11 @@ def main() -> None:  # noqa: PLR0915 - one linear measurement script
     used = cpu_s() - c0
     wall = time.monotonic() - w0
     gc_report = gc_times.stop()
+    import gc
+
+    full_started = time.perf_counter()
+    gc.collect()
+    full_gc_s = time.perf_counter() - full_started  # what a full pass costs now (all threads wait)
     threads1 = thread_cpu()
     sys1 = thread_cpu(system_only=True)
     stats1 = daemon.storage.stats()
@@ -472,6 +477,7 @@ def main() -> None:  # noqa: PLR0915 - one linear measurement script
         f"({written / max(1, commits):.1f} a commit), {1000 * commit_s / max(1, len(data)):.3f} ms of transaction per probe"
     )
     print(f"garbage collections during the rounds (generation: count, seconds): {gc_report}")
+    print(f"one full collection after the rounds: {1000 * full_gc_s:.0f} ms ({gc.get_freeze_count()} objects frozen)")
     print(f"first GET /api/v1/sites after start (before the rounds): {first_listing_ms:.0f} ms")
     print(f"GET /api/v1/sites every {args.poll_s:g}s: {json.dumps(polled)}")
     if fping:

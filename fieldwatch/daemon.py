@@ -16,7 +16,7 @@ import pykka
 from fieldwatch.actors.base import ChildContext
 from fieldwatch.actors.persistence import PersistenceActor
 from fieldwatch.actors.retention import RetentionActor
-from fieldwatch.actors.scheduler import Scheduler
+from fieldwatch.actors.scheduler import Scheduler, TimerHandle
 from fieldwatch.actors.supervisor import ChildSpec, Supervisor, SupervisorOptions
 from fieldwatch.actors.tree import TreeView
 from fieldwatch.cluster.runner import ClusterRunner, clustered_controller
@@ -50,6 +50,13 @@ logger = logging.getLogger(__name__)
 #: every few minutes instead; garbage cycles wait a little longer to be freed.
 GC_THRESHOLDS = (10_000, 10, 10)
 
+#: The endpoints' own objects (actors, probing schedules, statistics, caches) are built as they
+#: connect, after start. Once none is `connecting` any more (looked at every SETTLE_CHECK_S, at
+#: most SETTLE_MAX_S after start), they are frozen too: a full pass of the collector over
+#: 20,000 endpoints' objects took 0.28 s, stalling every thread (issue 17; 88 -> 32 ms at 10,000).
+SETTLE_CHECK_S = 5.0
+SETTLE_MAX_S = 120.0
+
 
 def tune_gc() -> None:
     """Set the collector's thresholds for a long-running daemon (`GC_THRESHOLDS`)."""
@@ -72,6 +79,8 @@ class Daemon:
         self.console_log = console_log
         self.install_signals = install_signals
         self.scheduler = Scheduler()
+        self._settle_timer: TimerHandle | None = None  # see _freeze_when_settled
+        self._settle_by = 0.0
         self.tree = TreeView()
         self.storage = StorageGateway(max_queue=config.storage.max_queue)
         self.ledger = EndpointLedger(self.storage, max_reading_series=config.http.max_reading_series)
@@ -143,7 +152,22 @@ class Daemon:
         gc.collect()
         gc.freeze()
         tune_gc()
+        self._settle_by = time.monotonic() + SETTLE_MAX_S
+        self._settle_timer = self.scheduler.every(SETTLE_CHECK_S, self._freeze_when_settled)
         logger.info("fieldwatch started; API at %s", self.url)
+
+    def _freeze_when_settled(self) -> None:
+        """Scheduler thread: once no endpoint is connecting, freeze what the start built (once)."""
+        if self.ledger.connecting() and time.monotonic() < self._settle_by:
+            return
+        if self._settle_timer is not None:
+            self._settle_timer.cancel()
+            self._settle_timer = None
+        started = time.perf_counter()
+        gc.collect()
+        gc.freeze()
+        logger.info("endpoints started: %d objects kept out of the collector's passes (%.0f ms)",
+                    gc.get_freeze_count(), 1000 * (time.perf_counter() - started))
 
     def _wait_storage(self, deadline: float) -> None:
         """Wait for the writer actor (started asynchronously by the storage supervisor)."""

@@ -316,6 +316,11 @@ class EndpointLedger:
                 for i in self._items.values()
             ]  # fmt: skip
 
+    def connecting(self) -> int:
+        """How many endpoints are `connecting` (not yet up, down or failed once)."""
+        with self._lock:
+            return sum(1 for row in self._rows.values() if row.state == states.CONNECTING)
+
     def rows(self, endpoint_ids: Iterable[int]) -> list[StatusRow | None]:
         """The listing fields of the given endpoints, in their order (None: not in the ledger)."""
         with self._lock:
