@@ -6,7 +6,7 @@ its family, and one receiver thread demultiplexes the replies by (id, sequence).
 With unprivileged (datagram) sockets the kernel rewrites the id to the socket's own
 ident and only delivers our replies, so the sequence (plus the address) is the key.
 
-Sends and timeouts run on one sender thread (its own heap of due probes; recurring
+Sends and timeouts run on one sender thread (its own calendar of due probes; recurring
 schedules re-arm themselves, drift-free), replies on one receiver thread; a probe's
 callback runs once, on one of these two threads, and the results of scheduled probes
 that finish in the same pass go to their sink in one call.
