@@ -1,14 +1,15 @@
-"""The health checks of one supervisor's children: one sweep timer, heaps of due checks and deadlines.
+"""The health checks of one supervisor's children: one sweep timer, a wheel of due checks, FIFOs of deadlines.
 
-No timer per child: a site with 10,000 endpoints costs one periodic tick. Due checks wait in
-a wheel of sweep-sized slots and deadlines in one FIFO per timeout value (no heap: at 10,000
-endpoints the heap operations were most of the sweep, itself the largest Python frame of the
-daemon, issue 17). Health checks are
+No timer per child: a site with 10,000 endpoints costs one periodic tick, and the tick wakes
+the supervisor only when something is due. Due checks wait in a wheel of sweep-sized slots and
+deadlines in one FIFO per timeout value (no heap: at 10,000 endpoints the heap operations were
+most of the sweep, itself the largest Python frame of the daemon, issue 17). Health checks are
 tells with a deadline, so a hung child never blocks its supervisor: the supervisor abandons it
 and starts a new generation, whose predecessor is ignored. A pooled child whose check waits for
 a pool worker, or which works through its own messages (no handler running as long as the
 timeout), is not hung: its deadline is extended. Answers go to a queue drained at each sweep,
-not to the supervisor's mailbox.
+not to the supervisor's mailbox. An idle pooled child that allows it (`inline_health_check`) is
+checked on the supervisor's thread while its turn is held, without a message.
 
 `HealthChecks` owns the schedule and each child's `ChildHealth`; it runs inside the supervisor's
 actor (the `Sweep` message) and calls back into it through the callables it was given.
@@ -169,8 +170,8 @@ class HealthChecks(Generic[C]):
             self._wake_at = due
 
     def cancel(self, child: C) -> None:
-        """The child stops: its check's answer or deadline is ignored (heap entries of this
-        instance are skipped later, by generation and ref)."""
+        """The child stops: its check's answer or deadline is ignored (its wheel and deadline
+        entries are skipped later, by generation and ref, and `pending` cleared here)."""
         child.health.pending = None
 
     # -- the sweep ---------------------------------------------------------------
