@@ -390,8 +390,9 @@ def main() -> None:  # noqa: PLR0915 - one linear measurement script
             shutil.which("py-spy") or os.path.join(os.path.dirname(sys.executable), "py-spy"),
             "record",
             *(["--native"] if os.environ.get("BENCH_NATIVE") else ["--nonblocking"]),  # native needs to pause
+            "--threads",
             "-r",
-            "50",
+            os.environ.get("BENCH_PYSPY_RATE", "50"),
             "-f",
             "raw",
             "-o",

@@ -10,11 +10,12 @@ queued, marks storage not ready and retries with capped exponential backoff thro
 scheduler; a write that is itself invalid (IntegrityError, DataError) is isolated by
 retrying the batch row by row and discarded with a log line.
 
-Rollups (`storage.rollup_state`): a single instance's writer keeps the buckets still open
-in memory and stores each once it closed, in a transaction of its own after a commit;
-it rebuilds them from the stored readings when it starts (before its first write) and
-after a failed flush. A cluster's writer (`defer_rollups=False`) upserts every bucket
-per transaction, as a site's next owner could not know what a dead one had in memory.
+Rollups (`storage.rollup_state`): a single instance's writer stores each bucket once it
+closed, aggregated by the database from the committed rows, in a transaction of its own
+after a commit; it reads the marks when it starts (before its first write) and after a
+failed flush. A cluster's writer (`defer_rollups=False`) upserts every bucket per
+transaction: with several instances writing, no writer could tell from marks it keeps
+whether another closed a bucket meanwhile.
 """
 
 from __future__ import annotations
@@ -68,8 +69,7 @@ class _Replaced(Exception):
     """Raised inside a batch's transaction (rolled back) when this writer was replaced.
 
     A writer replaced while hung (the supervisor started a successor) may wake up mid-batch:
-    its rows would be a second copy of writes the successor also commits, and its open
-    rollup buckets are not the successor's (which rebuilt its own from what was committed).
+    its rows would be a second copy of writes the successor also commits.
     """
 
 
@@ -135,8 +135,8 @@ class PersistenceActor(SupervisedActor):
             if self._drain_batch(limit=10_000) is None:
                 break  # the database is failing: what is left stays queued (and is logged at exit)
         try:
-            self._flush_rollups()  # buckets that closed; open ones are rebuilt from raw at the next start
-        except Exception:  # stopping goes on: what is not stored is rebuilt at the next start
+            self._flush_rollups()  # buckets that closed; open ones are stored by the next writer
+        except Exception:  # stopping goes on: the next writer stores what closed from the rows
             self.log.exception("storing closed rollup buckets at stop failed")
         super().on_stop()
 
@@ -204,16 +204,16 @@ class PersistenceActor(SupervisedActor):
         return removed
 
     def _recover_rollups(self) -> None:
-        """Rebuild the open rollup buckets if they may disagree with the database (at start,
-        after a failed flush or a deletion); a writer with a fence is a cluster's: none open."""
+        """Read the rollup marks if they may disagree with the database (at start, after a
+        failed flush); a writer with a fence is a cluster's: every bucket upserted as it goes."""
         if self._gateway.fence is not None and self._rollups.defer:
             self._rollups = DeferredRollups(defer=False)
         if not self._rollups.loaded:
             self._rollups.recover(get_database(), self._clock())
 
     def _flush_rollups(self) -> None:
-        """Store the rollup buckets that closed (own transaction). A failure leaves them open
-        and has them rebuilt from the database before the next write (`recover`)."""
+        """Store the rollup buckets that closed (own transaction). After a failure the marks
+        are read again before the next write (`recover`), and the next flush stores them."""
         rollups = self._rollups
         now = self._clock()
         if not rollups.due(now):
@@ -222,7 +222,7 @@ class PersistenceActor(SupervisedActor):
             rollups.flush(get_database(), now)
         except DATABASE_ERRORS as err:
             rollups.invalidate()
-            self.log.warning("storing closed rollup buckets failed (%s): rebuilding them before the next write", err)
+            self.log.warning("storing closed rollup buckets failed (%s): retried after the next write", err)
 
     @staticmethod
     def _reset() -> None:
@@ -256,7 +256,7 @@ class PersistenceActor(SupervisedActor):
                     if self._rollups.defer:
                         hold_marks(db)
                     if not self._gateway.is_writer(self.actor_ref):
-                        raise _Replaced  # a successor owns the queue (and rebuilt the open buckets)
+                        raise _Replaced  # a successor owns the queue (and the marks)
                     accepted, epochs = screened.accepted, None
                     if fence is not None:  # cluster: leave out the writes of sites no longer held
                         fenced = split_fenced(db, fence, self._index, screened)
@@ -266,13 +266,11 @@ class PersistenceActor(SupervisedActor):
                     )
             except BaseException as err:
                 series.discard()  # ids and sequence numbers of the rolled-back batch
-                self._rollups.discard()  # its open-bucket cells: the retry counts them again
                 if not isinstance(err, _Replaced):
                     raise
                 self.log.warning("replaced before committing: the batch stays queued for the new writer")
                 return 0
             series.commit()
-            self._rollups.commit()
         elapsed = time.perf_counter() - start
         self._index.committed(screened)
         discarded = len(screened.stale) + len(screened.orphans) + len(screened.accepted) - applied
@@ -352,8 +350,7 @@ class PersistenceActor(SupervisedActor):
         try:
             with write_transaction(db):
                 result = sites.execute(cmd, time.time())
-            if self._index.refresh(db):  # sites and endpoints the command created or deleted
-                self._rollups.invalidate()  # open buckets of deleted series: rebuilt without them
+            self._index.refresh(db)  # sites and endpoints the command created or deleted
         except (FieldwatchError, ValueError, TypeError):
             raise
         except ROW_ERRORS as err:

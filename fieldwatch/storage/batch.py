@@ -283,8 +283,8 @@ def apply_writes(
 
     `series` is the writer's cache of series ids (its additions are staged: the caller
     commits or discards them with the transaction); None uses a throw-away one.
-    `rollups`: the writer's open rollup buckets (staged likewise; `rollup_state`); None
-    upserts every bucket in this transaction.
+    `rollups`: the writer's rollup marks (`rollup_state`: buckets still open are stored
+    when they close); None upserts every bucket in this transaction.
 
     Endpoint columns are folded in submission order (so per-endpoint order holds and
     Touch is coalesced), readings/events/parse errors are bulk inserted in order,

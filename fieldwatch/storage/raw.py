@@ -161,9 +161,9 @@ def insert_readings(
 ) -> list[bool]:
     """Insert readings and fold them into the rollups, inside the caller's transaction.
 
-    With `deferred` (the writer's open buckets) only buckets before their tier's mark are
-    upserted here; the others are staged in `deferred` (the caller commits or discards
-    them with the transaction). Without: every bucket is upserted (marks ALL_COMPLETE).
+    With `deferred` (the writer's marks) only buckets before their tier's mark are upserted
+    here; the others are aggregated from the rows when they close (`DeferredRollups.flush`).
+    Without: every bucket is upserted (marks ALL_COMPLETE).
     Returns, per record, whether it was inserted (False: its msg_key was already stored).
     """
     if not records:
@@ -173,6 +173,7 @@ def insert_readings(
     raw: list[tuple[Any, ...]] = []
     keys: list[tuple[Any, ...]] = []
     rollups = RollupBatch()
+    open_from = -1 if deferred is None else deferred.open_from_ms  # at/after: counted when it closes
     for i, r in enumerate(records):
         if r.msg_key is not None and i not in new_keys:
             inserted.append(False)
@@ -192,7 +193,7 @@ def insert_readings(
             rollups.add(series_id, t, r.value_num)
             if aux_id is not None:
                 rollups.add(aux_id, t, r.aux_num)
-        else:
+        elif t < open_from:  # a late reading: its minute (and maybe its hour) closed
             deferred.add(rollups, series_id, t, r.value_num)
             if aux_id is not None:
                 deferred.add(rollups, aux_id, t, r.aux_num)

@@ -429,7 +429,7 @@ def test_on_commit_tells_each_reading_whether_it_was_inserted(gateway: StorageGa
     assert scalar(db, "SELECT COUNT(*) FROM reading") == 6
 
 
-def test_the_writer_stores_closed_rollup_buckets_and_its_successor_rebuilds_the_open_ones(
+def test_the_writer_stores_closed_rollup_buckets_and_its_successor_those_open_at_its_start(
     gateway: StorageGateway, scheduler: Scheduler, db: peewee.Database
 ) -> None:
     from fieldwatch.storage import queries
@@ -451,7 +451,7 @@ def test_the_writer_stores_closed_rollup_buckets_and_its_successor_rebuilds_the_
 
     gateway.submit_many([reading(t0 + 10, 1.0), reading(t0 + 20, 2.0)])
     drained(gateway)
-    assert scalar(db, "SELECT COUNT(*) FROM rollup_1m") == 0  # the minute is open: in the writer's memory
+    assert scalar(db, "SELECT COUNT(*) FROM rollup_1m") == 0  # the minute is open: not stored yet
     assert [(n, last) for _t, n, last in buckets(60)] == [(2, 2.0)]  # answered from the raw rows
     clock[0] = t0 + 70.0  # the first minute closed (and its grace passed)
     gateway.submit(reading(t0 + 65, 3.0))
@@ -464,7 +464,7 @@ def test_the_writer_stores_closed_rollup_buckets_and_its_successor_rebuilds_the_
     PersistenceActor.start(gateway, policy=POLICY, scheduler=scheduler, clock=lambda: clock[0])
     gateway.submit(reading(t0 + 190, 4.0))
     drained(gateway)
-    wait_for(lambda: scalar(db, "SELECT COUNT(*) FROM rollup_1m") == 2, 10, what="the rebuilt minute stored")
+    wait_for(lambda: scalar(db, "SELECT COUNT(*) FROM rollup_1m") == 2, 10, what="the minute open at the restart stored")
     assert [(n, last) for _t, n, last in buckets(60)] == [(1, 4.0), (1, 3.0), (2, 2.0)]
     assert [(n, last) for _t, n, last in buckets(3600)] == [(4, 4.0)]
     assert scalar(db, "SELECT COUNT(*) FROM rollup_1h") == 0  # the hour is still open

@@ -142,7 +142,7 @@ def test_rollup_counts_equal_raw_counts_per_bucket(
         assert all(b["time"] is not None and b["min"] <= b["last"] <= b["max"] for b in buckets)
 
 
-# -- open buckets kept in memory (storage/rollup_state.py) -----------------------------------
+# -- buckets stored once they closed (storage/rollup_state.py) -------------------------------
 
 
 STEPS = (60, 120, 3600, 7200)
@@ -261,10 +261,8 @@ def _commit(
                     raise _RolledBack
         except _RolledBack:
             cache.discard()
-            state.discard()
             continue
         cache.commit()
-        state.commit()
 
 
 @settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -301,7 +299,6 @@ def test_open_buckets_answer_like_raw_through_flushes_rollbacks_and_crashes(
     now += 2 * 3600
     assert state.due(now)
     state.flush(db, now)
-    assert not state.open.cells
     _answers_match(stored, "all flushed")
     newest = max((t for _n, _d, t, _v in stored), default=0)
     assert newest < state.marks[0] * 1000  # every reading is in a stored bucket now
@@ -333,7 +330,7 @@ def test_a_crash_before_any_flush_loses_nothing(db: peewee.Database) -> None:
     stored += _writer_batch(db, state, [_reading(e, "level", "d1", -7.0, T0 + 3500, now)], now)  # late: upserted
     assert _rows(db, "rollup_1m") == 1 and _rows(db, "rollup_1h") == 0  # only the late reading's minute
     _answers_match(stored, "before the crash")
-    # kill -9: the open buckets are gone, the raw rows committed; a new writer rebuilds
+    # kill -9: the raw rows are committed; a new writer reads the marks and stores what closed
     state = DeferredRollups()
     state.recover(db, now)
     assert state.marks == [T0 + 3540, T0]
@@ -341,7 +338,7 @@ def test_a_crash_before_any_flush_loses_nothing(db: peewee.Database) -> None:
     now += 3600  # T0 + 7220: both hours closed
     state.flush(db, now)
     assert state.marks == [T0 + 7200, T0 + 7200] == read_marks(db)
-    assert not state.open.cells and _rows(db, "rollup_1h") == 3 * 2  # rtt, packet_loss, level: two hours each
+    assert _rows(db, "rollup_1h") == 3 * 2  # rtt, packet_loss, level: two hours each
     _answers_match(stored, "all stored")
 
 
@@ -420,6 +417,6 @@ def test_a_cluster_writer_stores_the_open_buckets_and_upserts_per_transaction(db
     assert _rows(db, "rollup_1h") == 1 and _rows(db, "rollup_1m") == 2
     _answers_match(stored, "clustered")
     stored += _writer_batch(db, clustered, [_reading(e, "t", None, 99.0, now + 100, now + 100)], now + 100)
-    assert not clustered.open.cells and not clustered.due(now + 7200)
+    assert not clustered.due(now + 7200)
     assert _rows(db, "rollup_1m") == 3
     _answers_match(stored, "upserted")
