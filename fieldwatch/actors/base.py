@@ -9,7 +9,7 @@ from typing import Any
 
 import pykka
 
-from fieldwatch.actors.messages import ChildExited, Health, HealthCheck, HealthReport
+from fieldwatch.actors.messages import HEALTHY, ChildExited, Health, HealthCheck, HealthReport
 from fieldwatch.actors.scheduler import Scheduler
 
 __all__ = ["ChildContext", "SupervisedActor"]
@@ -59,7 +59,7 @@ class SupervisedActor(pykka.ThreadingActor):
 
     def check_health(self) -> Health:
         """Answer a health check; the default: answering at all is healthy."""
-        return Health(True)
+        return HEALTHY
 
     def health_answer(self) -> Health:
         """`check_health()`, with an exception as an unhealthy answer."""

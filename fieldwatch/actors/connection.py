@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from fieldwatch import states
 from fieldwatch.actors.base import ChildContext, SupervisedActor
-from fieldwatch.actors.messages import Health
+from fieldwatch.actors.messages import HEALTHY, Health
 from fieldwatch.actors.scheduler import Scheduler, TimerHandle
 from fieldwatch.ledger import EndpointLedger, Failure
 from fieldwatch.logpath import PathLogger
@@ -160,7 +160,7 @@ class ConnectionActor(SupervisedActor):
         stale = self.stale_after_s()
         if self.state == states.STALE and stale and time.time() - self.state_since >= stale:
             return Health(False, f"stale for {time.time() - self.state_since:.0f}s")
-        return Health(True)
+        return HEALTHY
 
     # -- helpers: status (delegations to the incarnation) ------------------------------
 

@@ -1,7 +1,7 @@
 """The health checks of one supervisor's children: one sweep timer, a wheel of due checks, FIFOs of deadlines.
 
-No timer per child: a site with 10,000 endpoints costs one periodic tick, and the tick wakes
-the supervisor only when something is due. Due checks wait in a wheel of sweep-sized slots and
+No timer per child, nor per supervisor: a site with 10,000 endpoints costs a share of one
+periodic tick for all supervisors, and the tick wakes a supervisor only when something is due. Due checks wait in a wheel of sweep-sized slots and
 deadlines in one FIFO per timeout value (no heap: at 10,000 endpoints the heap operations were
 most of the sweep, itself the largest Python frame of the daemon, issue 17). Health checks are
 tells with a deadline, so a hung child never blocks its supervisor: the supervisor abandons it
@@ -18,7 +18,9 @@ actor (the `Sweep` message) and calls back into it through the callables it was 
 from __future__ import annotations
 
 import random
+import threading
 import time
+import weakref
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -100,6 +102,48 @@ class Checked(Protocol):
 C = TypeVar("C", bound=Checked)
 
 
+class _Ticker:
+    """One `SWEEP_S` tick per scheduler for the health checks of every supervisor on it.
+
+    A timer per supervisor woke the scheduler's thread 20 times a second for each one, most
+    of them with a few children and nothing due (each wake-up is a GIL hand-off: issue 17).
+    """
+
+    _lock = threading.Lock()
+    _of: weakref.WeakKeyDictionary[Scheduler, _Ticker] = weakref.WeakKeyDictionary()
+
+    def __init__(self, scheduler: Scheduler) -> None:
+        self._scheduler = scheduler
+        self._checks: list[HealthChecks[Any]] = []  # copied on change: the tick reads it unlocked
+        self._timer: TimerHandle | None = None
+
+    @classmethod
+    def of(cls, scheduler: Scheduler) -> _Ticker:
+        with cls._lock:
+            ticker = cls._of.get(scheduler)
+            if ticker is None:
+                ticker = cls._of[scheduler] = cls(scheduler)
+            return ticker
+
+    def add(self, checks: HealthChecks[Any]) -> None:
+        with self._lock:
+            if checks not in self._checks:
+                self._checks = [*self._checks, checks]
+            if self._timer is None or self._timer.cancelled:
+                self._timer = self._scheduler.every(SWEEP_S, self._tick, first_delay_s=SWEEP_S)
+
+    def remove(self, checks: HealthChecks[Any]) -> None:
+        with self._lock:
+            self._checks = [c for c in self._checks if c is not checks]
+            if not self._checks and self._timer is not None:
+                self._timer.cancel()
+                self._timer = None
+
+    def _tick(self) -> None:
+        for checks in self._checks:
+            checks._request_sweep()  # noqa: SLF001 - the tick is the checks' own, shared
+
+
 class HealthChecks(Generic[C]):
     """The health checks of one supervisor's children, run in the supervisor's actor.
 
@@ -129,7 +173,7 @@ class HealthChecks(Generic[C]):
         self._next_slot: int | None = None  # the first slot not swept whole
         #: timeout_s -> [(deadline, child, generation, seq)]: appended at `now`, so in order
         self._deadlines: dict[float, deque[tuple[float, C, int, int]]] = {}
-        self._timer: TimerHandle | None = None
+        self._ticker: _Ticker | None = None
         self._sweep_pending = False
         #: no check is due and no deadline passes before this (monotonic), so the scheduler's
         #: tick does not wake the supervisor for nothing (most supervisors have a few children
@@ -138,11 +182,12 @@ class HealthChecks(Generic[C]):
         self.sink = ReportSink()
 
     def start(self, scheduler: Scheduler) -> None:
-        self._timer = scheduler.every(SWEEP_S, self._request_sweep, first_delay_s=SWEEP_S)
+        self._ticker = _Ticker.of(scheduler)
+        self._ticker.add(self)
 
     def stop(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
+        if self._ticker is not None:
+            self._ticker.remove(self)
 
     # -- a child's schedule ------------------------------------------------------
 

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from typing import Any
 
 __all__ = [
+    "HEALTHY",
     "ChildExited",
     "HealthCheck",
     "HealthReport",
@@ -19,6 +20,10 @@ class Health:
 
     ok: bool
     detail: str = ""
+
+
+#: The healthy answer (immutable, so one instance serves every check).
+HEALTHY = Health(True)
 
 
 @dataclass(frozen=True, slots=True)

@@ -154,6 +154,27 @@ def test_one_sweep_in_the_mailbox_at_a_time(make: Callable[..., Harness]) -> Non
         scheduler.stop()
 
 
+def test_supervisors_on_one_scheduler_share_one_tick(make: Callable[..., Harness]) -> None:
+    first, second = make(), make()
+    scheduler = Scheduler()
+    scheduler.start()
+    try:
+        first.checks.start(scheduler)
+        second.checks.start(scheduler)
+        assert scheduler.pending == 1  # one timer wakes the scheduler's thread for both
+        wait_for(lambda: first.told == [Sweep()] and second.told == [Sweep()], what="a sweep requested of each")
+        first.checks.stop()
+        second.checks.sweep()  # its next sweep is requested by the shared tick still
+        wait_for(lambda: len(second.told) == 2, what="the next sweep of the one still started")
+        first.checks.sweep()
+        with pytest.raises(AssertionError):
+            wait_for(lambda: len(first.told) > 1, timeout=0.3, what="a sweep of the stopped one")
+        second.checks.stop()
+        wait_for(lambda: scheduler.pending == 0, what="no timer left once both stopped")
+    finally:
+        scheduler.stop()
+
+
 class _Recorder:
     """A child's ref that answers nothing and records when each check was sent (fake clock)."""
 
