@@ -83,14 +83,15 @@ _NAP_S = 0.004
 #: the kernel's receive timestamps (RTTs do not grow with it; without them it pauses
 #: _NAP_S). Each wake-up of a thread costs tens of microseconds of CPU (timer, scheduler,
 #: GIL handoffs with the sender in the middle of its sends), more than matching a reply:
-#: at 1,000 replies a second this makes ~20 passes of ~50 replies instead of ~250 of ~4
-#: (and the hub applies them in bigger batches). A result is then delivered at most this
-#: much later (a recovery is seen that much later; a failure is decided at the timeout,
-#: readers call a reply stale only after intervals); the 4 MB receive buffer holds ~5,000
-#: replies, far more than 50 ms of them below ~100,000 a second. A probe about to time
-#: out is never expired before the sender has read the replies already waiting (see
-#: `_expire`), and a pass that filled its read limit does not pause at all.
-_RECEIVE_NAP_S = 0.050
+#: at 1,000 replies a second this makes ~10 passes of ~100 replies instead of ~250 of ~4
+#: (and the hub applies them in bigger batches, which the writer commits as one: at 10,000
+#: endpoints its CPU per probe fell ~20 % from 50 to 100 ms, issue 17). A result is then
+#: delivered at most this much later (a recovery is seen that much later; a failure is
+#: decided at the timeout, readers call a reply stale only after intervals); the 4 MB receive
+#: buffer holds ~5,000 replies, far more than 100 ms of them below ~50,000 a second. A
+#: probe about to time out is never expired before the sender has read the replies already
+#: waiting (see `_expire`), and a pass that filled its read limit does not pause at all.
+_RECEIVE_NAP_S = 0.100
 _READ_LIMIT = 512
 
 
