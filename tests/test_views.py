@@ -5,9 +5,13 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from fieldwatch.actors.icmp.stats import RttStats, fold_probe
 from fieldwatch.ledger import EndpointLedger
 from fieldwatch.status import EndpointStatus
+from fieldwatch.timeutil import to_rfc3339
 from fieldwatch.views import ViewCache, endpoint_view
 from tests.ledger_helpers import new_ledger, seed, set_fields
 
@@ -101,3 +105,37 @@ def test_ledger_rows_follow_every_write() -> None:
     assert full is not None and isinstance(full.extra, RttStats) and (full.state, full.extra.count) == ("down", 1)
     board.remove(1)
     assert board.rows([1]) == [None]
+
+
+_changes = st.lists(
+    st.one_of(
+        st.tuples(st.just("data"), st.floats(min_value=0.0, max_value=30.0)),  # a probe answered (after that many s)
+        st.tuples(st.just("state"), st.sampled_from(["up", "down", "connecting", "faulty"])),
+        st.tuples(st.just("enabled"), st.booleans()),
+        st.tuples(st.just("wait"), st.floats(min_value=0.0, max_value=40.0)),
+    ),
+    max_size=25,
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(changes=_changes)
+def test_the_cached_text_is_always_the_view_built_afresh(changes: list[tuple[str, Any]]) -> None:
+    """Whatever changes between listings (data, state, the flag, time passing), the cached text
+    (reused, patched with the new time, or rebuilt) is the view built from scratch."""
+    board, cache = _board(1000.0), ViewCache()
+    now, enabled, at = 1001.0, True, 1000.0
+    _view(cache, board, now, enabled)
+    for kind, value in changes:
+        if kind == "data":
+            now += value
+            at = now
+            board.incarnation(1, 2).data(at)
+        elif kind == "state":
+            set_fields(board, 1, state=value, since=now, reason=f"now {value}")
+        elif kind == "enabled":
+            enabled = value
+        else:
+            now += value
+        view = _view(cache, board, now, enabled)  # asserts it equals endpoint_view(...) at `now`
+        assert view["last_data_at"] == to_rfc3339(at)

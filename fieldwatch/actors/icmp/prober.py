@@ -72,10 +72,11 @@ lateness_log: LatenessLog | None = None
 
 #: The sender pauses this long after a busy pass, so that the sends due within it go out
 #: in one pass (one wake-up) instead of one per packet; it bounds the lateness of a send
-#: (p50 ~4 ms, p99 ~8.5 ms on a quiet machine). Every wake-up costs tens of microseconds
-#: of CPU, and at 1,000 probes a second the passes, not the packets, dominate: a 4 ms
-#: pause cost the sender ~25-30 % more CPU per probe for half this lateness.
-_SEND_NAP_S = 0.008
+#: (p50 ~8.5 ms, p99 ~17 ms on a quiet machine). Every wake-up costs tens of microseconds
+#: of CPU, and at 1,000 probes a second the passes, not the packets, dominate: measured with
+#: `benchmarks/icmp_prober_bench.py --endpoints 10000 --interval 10` (two pairs of runs), the
+#: sender cost 0.037-0.040 ms a probe at 8 ms, 0.027-0.029 at 16 ms, 0.024 at 32 ms (issue 17).
+_SEND_NAP_S = 0.016
 #: The receiver's pause after a busy pass without kernel receive timestamps (the RTT is
 #: then taken when the reply is read, so the pause stays short).
 _NAP_S = 0.004
