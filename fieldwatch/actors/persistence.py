@@ -216,8 +216,8 @@ class PersistenceActor(SupervisedActor):
         are read again before the next write (`recover`), and the next flush stores them."""
         rollups = self._rollups
         now = self._clock()
-        if not rollups.due(now):
-            return
+        if not rollups.due(now) or not self._gateway.is_writer(self.actor_ref):
+            return  # nothing closed, or replaced: the successor read the marks and stores them
         try:
             rollups.flush(get_database(), now)
         except DATABASE_ERRORS as err:

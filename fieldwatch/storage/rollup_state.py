@@ -21,10 +21,11 @@ stored at all, and every answer counts exactly the raw readings.
   pinged endpoints. A crash (kill -9) or a failed flush loses nothing: the rows are there.
   Retention never deletes raw rows at/after the minute mark nor 1-minute rows at/after the
   hour mark (`retention.py`), so what a flush reads is still there;
-- `recover` (at writer start, and after a failed flush or a deletion) reads the marks.
+- `recover` (at writer start, and after a failed flush) reads the marks.
 
-`ALL_COMPLETE` as a mark: the tier is written per transaction (a cluster's writers, where a
-site moves between instances and a dead owner's memory would be lost; and a database no
+`ALL_COMPLETE` as a mark: the tier is written per transaction (a cluster's writers, where
+several instances write and none could tell from its own marks whether another closed a
+bucket meanwhile, so a late reading would be missed; and a database no
 single writer has lowered the marks of, e.g. right after migration 5). A single writer
 lowers such a mark at start, to the current minute/hour when the tier's rows there agree
 with the finer sources (they do unless retention already deleted finer rows), else to the
