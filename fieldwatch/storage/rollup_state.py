@@ -94,9 +94,11 @@ def _partials(
     if source == "raw":  # companion values: only series that have a companion carry them
         with_aux = sorted(aux_of)
         passes.append(("aux", [int_list(with_aux[i : i + _CHUNK]) for i in range(0, len(with_aux), _CHUNK)]))
+    pg_last = not is_sqlite(db)
     for src, id_lists in passes:
         for ids in id_lists:
-            for sid, b, mn, mx, sm, cnt, lt, lst in db.execute_sql(partials_sql(src, ids, lo, hi, width)).fetchall():
+            sql = partials_sql(src, ids, lo, hi, width, pg_last=pg_last)
+            for sid, b, mn, mx, sm, cnt, lt, lst in db.execute_sql(sql).fetchall():
                 out = aux_of.get(int(sid)) if src == "aux" else int(sid)
                 if out is not None:
                     yield (tier_i, out, int(b)), [mn, mx, sm, int(cnt), lst, int(lt)]

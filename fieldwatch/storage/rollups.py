@@ -110,19 +110,26 @@ class RollupBatch:
         self.cells.clear()
 
 
-def partials_sql(source: str, ids: str, lo: int, hi: int, width: int, tail: str = "") -> str:
+def partials_sql(
+    source: str, ids: str, lo: int, hi: int, width: int, tail: str = "", *, pg_last: bool = False
+) -> str:
     """SQL for the aggregates of the `width`-second buckets of the series `ids` (an SQL list)
     over [lo, hi) (seconds), read from the rollup table `source` (its rows' buckets in the
     range, grouped) or from the raw rows (`source` = "value" or "aux": that column of each
     row, finite numbers only). Columns: sid, b, mn, mx, sm, cnt, lt, lst (the value at the
     newest time; of two raw readings at one millisecond, the later stored). `tail` is
-    appended (WHERE/ORDER BY/LIMIT on g.b and g.series_id)."""
+    appended (WHERE/ORDER BY/LIMIT on g.b and g.series_id).
+
+    `pg_last` (PostgreSQL only): the last value taken in the aggregation (`array_agg ...
+    ORDER BY`) instead of a subquery per bucket, which cost the writer 4.6 s for an hour's
+    buckets of 10,000 endpoints; for queries that aggregate every bucket they read."""
     if source in ("value", "aux"):
         c, width_ms = source, width * 1000
         finite = f"{c} - {c} = 0"  # NULL for NULL, NaN and infinities (inf - inf is NaN)
+        agg_last = f", (array_agg({c} ORDER BY t DESC, seq DESC))[1] AS lst" if pg_last else ""
         grouped = (
             f"SELECT series_id, (t / {width_ms}) * {width} AS b, MIN({c}) AS mn, MAX({c}) AS mx, SUM({c}) AS sm, "
-            f"COUNT(*) AS cnt, MAX(t) AS lt FROM reading_raw WHERE series_id IN {ids} AND t >= {lo * 1000} "
+            f"COUNT(*) AS cnt, MAX(t) AS lt{agg_last} FROM reading_raw WHERE series_id IN {ids} AND t >= {lo * 1000} "
             f"AND t < {hi * 1000} AND {finite} GROUP BY series_id, b"
         )
         last = (
@@ -130,15 +137,18 @@ def partials_sql(source: str, ids: str, lo: int, hi: int, width: int, tail: str 
             f"AND x.{c} - x.{c} = 0 ORDER BY x.seq DESC LIMIT 1"
         )
     else:
+        agg_last = ", (array_agg(v_last ORDER BY last_t DESC))[1] AS lst" if pg_last else ""
         grouped = (
             f"SELECT series_id, (bucket / {width}) * {width} AS b, MIN(v_min) AS mn, MAX(v_max) AS mx, "
-            f"SUM(v_sum) AS sm, SUM(n) AS cnt, MAX(last_t) AS lt FROM {source} "
+            f"SUM(v_sum) AS sm, SUM(n) AS cnt, MAX(last_t) AS lt{agg_last} FROM {source} "
             f"WHERE series_id IN {ids} AND bucket >= {lo} AND bucket < {hi} GROUP BY series_id, b"
         )
         last = (
             f"SELECT x.v_last FROM {source} x WHERE x.series_id = g.series_id AND x.bucket >= g.b "
             f"AND x.bucket < g.b + {width} AND x.last_t = g.lt LIMIT 1"
         )
+    if pg_last:
+        last = "g.lst"
     return (
         f"SELECT g.series_id AS sid, g.b AS b, g.mn AS mn, g.mx AS mx, g.sm AS sm, g.cnt AS cnt, g.lt AS lt, "
         f"({last}) AS lst FROM ({grouped}) g{tail}"
