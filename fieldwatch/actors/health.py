@@ -113,7 +113,7 @@ class _Ticker:
     _of: weakref.WeakKeyDictionary[Scheduler, _Ticker] = weakref.WeakKeyDictionary()
 
     def __init__(self, scheduler: Scheduler) -> None:
-        self._scheduler = scheduler
+        self._scheduler = weakref.ref(scheduler)  # not kept alive by its entry in `_of`
         self._checks: list[HealthChecks[Any]] = []  # copied on change: the tick reads it unlocked
         self._timer: TimerHandle | None = None
 
@@ -129,8 +129,9 @@ class _Ticker:
         with self._lock:
             if checks not in self._checks:
                 self._checks = [*self._checks, checks]
-            if self._timer is None or self._timer.cancelled:
-                self._timer = self._scheduler.every(SWEEP_S, self._tick, first_delay_s=SWEEP_S)
+            scheduler = self._scheduler()
+            if scheduler is not None and (self._timer is None or self._timer.cancelled):
+                self._timer = scheduler.every(SWEEP_S, self._tick, first_delay_s=SWEEP_S)
 
     def remove(self, checks: HealthChecks[Any]) -> None:
         with self._lock:

@@ -3,7 +3,9 @@
 
 from __future__ import annotations
 
+import gc
 import queue
+import weakref
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -173,6 +175,10 @@ def test_supervisors_on_one_scheduler_share_one_tick(make: Callable[..., Harness
         wait_for(lambda: scheduler.pending == 0, what="no timer left once both stopped")
     finally:
         scheduler.stop()
+    gone = weakref.ref(scheduler)
+    scheduler = None  # type: ignore[assignment]
+    gc.collect()
+    assert gone() is None  # the shared tick does not keep a stopped scheduler alive
 
 
 class _Recorder:
