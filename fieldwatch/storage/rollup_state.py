@@ -77,9 +77,13 @@ def _write_marks(db: peewee.Database, marks: list[int]) -> None:
 def _chunks(db: peewee.Database) -> tuple[list[str], dict[int, int]]:
     """Every series id as SQL lists of _CHUNK ids, and series id -> companion series id."""
     rows = db.execute_sql("SELECT id, aux_id FROM series ORDER BY id").fetchall()
-    ids = [int(r[0]) for r in rows]
     aux_of = {int(r[0]): int(r[1]) for r in rows if r[1] is not None}
-    return [int_list(ids[i : i + _CHUNK]) for i in range(0, len(ids), _CHUNK)], aux_of
+    return _id_lists([int(r[0]) for r in rows]), aux_of
+
+
+def _id_lists(ids: list[int]) -> list[str]:
+    """`ids` as SQL lists of at most _CHUNK ids each."""
+    return [int_list(ids[i : i + _CHUNK]) for i in range(0, len(ids), _CHUNK)]
 
 
 def _partials(
@@ -92,8 +96,7 @@ def _partials(
     width = _WIDTHS[tier_i]
     passes = [(source if source != "raw" else "value", chunks)]
     if source == "raw":  # companion values: only series that have a companion carry them
-        with_aux = sorted(aux_of)
-        passes.append(("aux", [int_list(with_aux[i : i + _CHUNK]) for i in range(0, len(with_aux), _CHUNK)]))
+        passes.append(("aux", _id_lists(sorted(aux_of))))
     pg_last = not is_sqlite(db)
     for src, id_lists in passes:
         for ids in id_lists:

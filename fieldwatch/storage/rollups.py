@@ -132,7 +132,7 @@ def partials_sql(
             f"COUNT(*) AS cnt, MAX(t) AS lt{agg_last} FROM reading_raw WHERE series_id IN {ids} AND t >= {lo * 1000} "
             f"AND t < {hi * 1000} AND {finite} GROUP BY series_id, b"
         )
-        last = (
+        last = "g.lst" if pg_last else (
             f"SELECT x.{c} FROM reading_raw x WHERE x.series_id = g.series_id AND x.t = g.lt "
             f"AND x.{c} - x.{c} = 0 ORDER BY x.seq DESC LIMIT 1"
         )
@@ -143,12 +143,10 @@ def partials_sql(
             f"SUM(v_sum) AS sm, SUM(n) AS cnt, MAX(last_t) AS lt{agg_last} FROM {source} "
             f"WHERE series_id IN {ids} AND bucket >= {lo} AND bucket < {hi} GROUP BY series_id, b"
         )
-        last = (
+        last = "g.lst" if pg_last else (
             f"SELECT x.v_last FROM {source} x WHERE x.series_id = g.series_id AND x.bucket >= g.b "
             f"AND x.bucket < g.b + {width} AND x.last_t = g.lt LIMIT 1"
         )
-    if pg_last:
-        last = "g.lst"
     return (
         f"SELECT g.series_id AS sid, g.b AS b, g.mn AS mn, g.mx AS mx, g.sm AS sm, g.cnt AS cnt, g.lt AS lt, "
         f"({last}) AS lst FROM ({grouped}) g{tail}"
