@@ -101,16 +101,16 @@ class SiteViews:
                 ]
             return site.enabled, site.parts
 
-    def _site_views(self, name: str) -> tuple[bool, list[str]]:
-        """The site's enabled flag and each endpoint's view as JSON text, from the view cache.
+    def _site_views(self, name: str) -> tuple[bool, str]:
+        """The site's enabled flag and its endpoints' views as JSON texts joined by ", ", from the
+        view cache.
 
         Only the site's shape is copied under the controller's lock; the ledger is read in
-        one of its own locks and the views are built outside both, so a listing of
-        thousands of endpoints never holds back a command.
+        one of its own locks (only the rows changed since the last listing) and the views are
+        built outside both, so a listing of thousands of endpoints never holds back a command.
         """
         enabled, parts = self._site_parts(name)
-        rows = self.ledger.rows([endpoint_id for _, endpoint_id, _, _ in parts])
-        return enabled, self._views.texts(name, parts, rows, time.time())
+        return enabled, self._views.site_texts(name, parts, self.ledger, time.time())
 
     def get_site(self, name: str) -> dict[str, Any]:
         """One site with its endpoints' live states (the ledger read in one lock, outside ours)."""
@@ -148,10 +148,9 @@ class SiteViews:
         parts = []
         for name in self.site_names():
             try:
-                enabled, texts = self._site_views(name)
+                enabled, endpoints = self._site_views(name)
             except NotFoundError:
                 continue
-            endpoints = ", ".join(texts)
             parts.append(
                 f'{{"name": {json.dumps(name, ensure_ascii=True)}, '
                 f'"enabled": {"true" if enabled else "false"}, '

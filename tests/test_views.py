@@ -139,3 +139,105 @@ def test_the_cached_text_is_always_the_view_built_afresh(changes: list[tuple[str
             now += value
         view = _view(cache, board, now, enabled)  # asserts it equals endpoint_view(...) at `now`
         assert view["last_data_at"] == to_rfc3339(at)
+
+
+# -- a site's listing (`ViewCache.site_texts`): only what changed is read and rebuilt ----------------------
+
+_site_changes = st.lists(
+    st.one_of(
+        st.tuples(st.just("data"), st.integers(0, 3), st.floats(min_value=0.0, max_value=30.0)),
+        st.tuples(st.just("state"), st.integers(0, 3), st.sampled_from(["up", "down", "connecting", "faulty"])),
+        st.tuples(st.just("enabled"), st.integers(0, 3), st.booleans()),  # the controller builds new parts
+        st.tuples(st.just("config"), st.integers(0, 3), st.text(max_size=3)),  # likewise
+        st.tuples(st.just("remove"), st.integers(0, 3), st.none()),  # off the board: left out
+        st.tuples(st.just("register"), st.integers(0, 3), st.none()),  # back on it
+        st.tuples(st.just("wait"), st.integers(0, 3), st.floats(min_value=0.0, max_value=40.0)),
+        st.tuples(st.just("other site"), st.integers(0, 3), st.none()),  # another site listed in between
+    ),
+    max_size=30,
+)
+
+
+class _NamedEp:
+    def __init__(self, name: str) -> None:
+        self.name, self.kind = name, "icmp"
+
+
+@settings(max_examples=200, deadline=None)
+@given(changes=_site_changes)
+def test_a_site_listing_is_always_the_views_built_afresh(changes: list[tuple[str, int, Any]]) -> None:
+    """Whatever changes between a site's listings (data, states, flags, config, endpoints leaving
+    and coming back, time passing, other sites listed), the listing equals every view built
+    from scratch from the ledger's rows at that time, in the site's order."""
+    board, cache = new_ledger(), ViewCache()
+    ids = [11, 12, 13, 14]
+    eps = [_NamedEp(f"e{i}") for i in range(4)]
+    for k, endpoint_id in enumerate(ids):
+        seed(board, EndpointStatus(endpoint_id=endpoint_id, site="s", name=f"e{k}", kind="icmp", state="up",
+                                   since=900.0, last_data_at=1000.0, fresh_within_s=22.0, generation=2))
+    seed(board, EndpointStatus(endpoint_id=99, site="t", name="x", kind="icmp", state="down", since=900.0))
+    other_parts = [(_NamedEp("x"), 99, True, {"host": "t"})]
+    enabled = [True] * 4
+    public: list[dict[str, Any]] = [{"host": f"127.0.0.{k}"} for k in range(4)]
+    parts = [(eps[k], ids[k], enabled[k], public[k]) for k in range(4)]
+    now = 1001.0
+
+    def check() -> None:
+        text = cache.site_texts("s", parts, board, now)
+        rows = board.rows(ids)
+        expected = [endpoint_view(row, "s", eps[k].name, "icmp", enabled[k], public[k], now)
+                    for k, row in enumerate(rows) if row is not None]
+        assert json.loads(f"[{text}]") == expected
+
+    check()
+    for kind, k, value in changes:
+        endpoint_id = ids[k]
+        on_board = board.rows([endpoint_id])[0] is not None
+        if kind == "data" and on_board:
+            now += value
+            board.observe_many(fold_probe, [(endpoint_id, 2, now, ((0.001,), 0.0))])
+        elif kind == "state" and on_board:
+            set_fields(board, endpoint_id, state=value, since=now, reason=f"now {value}")
+        elif kind == "enabled":
+            enabled[k] = value
+            parts = [(eps[j], ids[j], enabled[j], public[j]) for j in range(4)]
+        elif kind == "config":
+            public[k] = {"host": f"127.0.0.{k}", "note": value}
+            parts = [(eps[j], ids[j], enabled[j], public[j]) for j in range(4)]
+        elif kind == "remove":
+            board.remove(endpoint_id)
+        elif kind == "register" and not on_board:
+            seed(board, EndpointStatus(endpoint_id=endpoint_id, site="s", name=f"e{k}", kind="icmp",
+                                       state="connecting", since=now, generation=2))
+        elif kind == "wait":
+            now += value
+        elif kind == "other site":
+            set_fields(board, 99, reason=f"at {now}")
+            assert json.loads(cache.site_texts("t", other_parts, board, now))["reason"] == f"at {now}"
+        check()
+
+
+def test_a_site_listing_reads_only_the_rows_that_changed() -> None:
+    """After the first listing, a listing takes from the ledger only what changed since the last."""
+    board, cache = new_ledger(), ViewCache()
+    for endpoint_id in range(1, 201):
+        seed(board, EndpointStatus(endpoint_id=endpoint_id, site="s", name=f"e{endpoint_id}", kind="icmp",
+                                   state="up", since=900.0, last_data_at=1000.0, fresh_within_s=22.0, generation=2))
+    parts = [(_NamedEp(f"e{i}"), i, True, {"host": "h"}) for i in range(1, 201)]
+    seen: list[int] = []
+    changes_since = board.changes_since
+
+    def counting(version: int) -> tuple[int, dict[int, Any]]:
+        out = changes_since(version)
+        seen.append(len(out[1]))
+        return out
+
+    board.changes_since = counting  # type: ignore[method-assign]
+    first = cache.site_texts("s", parts, board, 1001.0)
+    board.observe_many(fold_probe, [(7, 2, 1001.5, ((0.001,), 0.0)), (150, 2, 1001.6, ((0.002,), 0.0))])
+    second = cache.site_texts("s", parts, board, 1002.0)
+    assert seen[-1] == 2  # the two endpoints that answered, not all 200
+    views = json.loads(f"[{second}]")
+    assert views[6]["last_data_at"] == to_rfc3339(1001.5) and views[149]["last_data_at"] == to_rfc3339(1001.6)
+    assert views[0] == json.loads(f"[{first}]")[0]  # unchanged
+    assert cache.site_texts("s", parts, board, 1003.0) == second and seen[-1] == 0

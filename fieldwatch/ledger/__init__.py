@@ -60,6 +60,11 @@ class EndpointLedger:
         #: each item's listing fields, refreshed by every write that changes one (under _lock),
         #: so a listing of 10,000 endpoints reads 10,000 ready rows instead of building them
         self._rows: dict[int, StatusRow] = {}
+        #: endpoint id -> the version of its row's last change (or removal), kept in that order
+        #: (moved to the end on each change), so a listing finds what changed since it last
+        #: looked without reading every row (`changes_since`)
+        self._changed: dict[int, int] = {}
+        self._version = 0
         #: endpoints shown `connecting` by `starting()` whose actor has not written yet
         self._starting: set[int] = set()
         #: the newest incarnation begun per endpoint (its actor takes it by generation: `incarnation`)
@@ -71,11 +76,20 @@ class EndpointLedger:
 
     def _refresh(self, s: EndpointStatus) -> None:
         """Rebuild the listing row of `s` (under _lock; the namedtuple's own __new__ is slow)."""
-        self._rows[s.endpoint_id] = tuple.__new__(
+        endpoint_id = s.endpoint_id
+        self._rows[endpoint_id] = tuple.__new__(
             StatusRow,
-            (s.endpoint_id, s.state, s.since, s.reason, s.down_since, s.last_data_at, s.generation, s.restarts,
+            (endpoint_id, s.state, s.since, s.reason, s.down_since, s.last_data_at, s.generation, s.restarts,
              s.reconnects, s.fresh_within_s),
         )  # fmt: skip
+        self._changed_row(endpoint_id)
+
+    def _changed_row(self, endpoint_id: int) -> None:
+        """Record that the row changed (under _lock): to the end of `_changed`, with a new version."""
+        self._version += 1
+        changed = self._changed
+        changed.pop(endpoint_id, None)
+        changed[endpoint_id] = self._version
 
     # -- lifecycle (the controller) ----------------------------------------------
 
@@ -120,6 +134,7 @@ class EndpointLedger:
         """Forget an endpoint (its metric series disappear; its incarnations' writes are refused)."""
         with self._lock:
             self._rows.pop(endpoint_id, None)
+            self._changed_row(endpoint_id)
             self._starting.discard(endpoint_id)
             self._begun.pop(endpoint_id, None)
             item = self._items.pop(endpoint_id, None)
@@ -326,6 +341,24 @@ class EndpointLedger:
         with self._lock:
             get = self._rows.get
             return [get(i) for i in endpoint_ids]
+
+    def rows_at(self, endpoint_ids: Iterable[int]) -> tuple[int, list[StatusRow | None]]:
+        """`rows(endpoint_ids)` and the version they were read at (see `changes_since`)."""
+        with self._lock:
+            get = self._rows.get
+            return self._version, [get(i) for i in endpoint_ids]
+
+    def changes_since(self, version: int) -> tuple[int, dict[int, StatusRow | None]]:
+        """The current version, and the current row (None: removed) of every endpoint whose row
+        changed after `version`: as many as changed, however many endpoints there are."""
+        with self._lock:
+            get = self._rows.get
+            out: dict[int, StatusRow | None] = {}
+            for endpoint_id, changed_at in reversed(self._changed.items()):
+                if changed_at <= version:
+                    break
+                out[endpoint_id] = get(endpoint_id)
+            return self._version, out
 
     def snapshot(self) -> list[EndpointStatus]:
         """Copies of every endpoint, ordered by site and name."""
