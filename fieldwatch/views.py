@@ -164,6 +164,10 @@ class ViewCache:
         """The site's endpoint views as JSON texts joined by ", " (those not on the board left out)."""
         with self._site_lock:
             self._version, changed = ledger.changes_since(self._version)
+            if changed is None:  # too far behind the ledger's log: every site built afresh
+                self._sites.clear()
+                self._site_of.clear()
+                changed = {}
             sites, site_of = self._sites, self._site_of
             for endpoint_id, row in changed.items():
                 owner = sites.get(site_of.get(endpoint_id, ""))

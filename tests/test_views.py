@@ -8,6 +8,7 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from fieldwatch import ledger as ledger_module
 from fieldwatch.actors.icmp.stats import RttStats, fold_probe
 from fieldwatch.ledger import EndpointLedger
 from fieldwatch.status import EndpointStatus
@@ -227,13 +228,14 @@ def test_a_site_listing_reads_only_the_rows_that_changed() -> None:
     seen: list[int] = []
     changes_since = board.changes_since
 
-    def counting(version: int) -> tuple[int, dict[int, Any]]:
+    def counting(version: int) -> tuple[int, dict[int, Any] | None]:
         out = changes_since(version)
-        seen.append(len(out[1]))
+        seen.append(-1 if out[1] is None else len(out[1]))  # -1: every row read (the first listing)
         return out
 
     board.changes_since = counting  # type: ignore[method-assign]
     first = cache.site_texts("s", parts, board, 1001.0)
+    assert seen == [-1]
     board.observe_many(fold_probe, [(7, 2, 1001.5, ((0.001,), 0.0)), (150, 2, 1001.6, ((0.002,), 0.0))])
     second = cache.site_texts("s", parts, board, 1002.0)
     assert seen[-1] == 2  # the two endpoints that answered, not all 200
@@ -241,3 +243,19 @@ def test_a_site_listing_reads_only_the_rows_that_changed() -> None:
     assert views[6]["last_data_at"] == to_rfc3339(1001.5) and views[149]["last_data_at"] == to_rfc3339(1001.6)
     assert views[0] == json.loads(f"[{first}]")[0]  # unchanged
     assert cache.site_texts("s", parts, board, 1003.0) == second and seen[-1] == 0
+
+
+def test_a_listing_behind_the_ledgers_change_log_reads_every_row(monkeypatch: Any) -> None:
+    """When more changed than the ledger's log keeps, the next listing is built from every row."""
+    monkeypatch.setattr(ledger_module, "_LOG_MAX", 8)
+    board, cache = new_ledger(), ViewCache()
+    for endpoint_id in (1, 2):
+        seed(board, EndpointStatus(endpoint_id=endpoint_id, site="s", name=f"e{endpoint_id}", kind="icmp",
+                                   state="up", since=900.0, last_data_at=1000.0, fresh_within_s=22.0, generation=2))
+    parts = [(_NamedEp(f"e{i}"), i, True, {"host": "h"}) for i in (1, 2)]
+    cache.site_texts("s", parts, board, 1001.0)
+    for k in range(20):  # more changes than the log keeps
+        board.observe_many(fold_probe, [(1 + k % 2, 2, 1001.0 + k / 10, ((0.001,), 0.0))])
+    assert board.changes_since(0)[1] is None
+    views = json.loads(f"[{cache.site_texts('s', parts, board, 1004.0)}]")
+    assert [v["last_data_at"] for v in views] == [to_rfc3339(1002.8), to_rfc3339(1002.9)]
