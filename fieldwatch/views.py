@@ -159,12 +159,15 @@ class ViewCache:
         self._sites: dict[str, _SiteTexts] = {}
         self._site_of: dict[int, str] = {}  # endpoint id -> the site whose views hold it
         self._version = -1  # the ledger's version the sites' views (with their `todo`) are at
+        self._forgotten = False  # `forget` was called: the sites' views are dropped (under _lock)
 
     def site_texts(self, site: str, parts: Sequence[_Part], ledger: EndpointLedger, now: float) -> str:
         """The site's endpoint views as JSON texts joined by ", " (those not on the board left out)."""
         with self._site_lock:
+            with self._lock:
+                forgotten, self._forgotten = self._forgotten, False
             self._version, changed = ledger.changes_since(self._version)
-            if changed is None:  # too far behind the ledger's log: every site built afresh
+            if changed is None or forgotten:  # behind the ledger's log, or endpoints went: all afresh
                 self._sites.clear()
                 self._site_of.clear()
                 changed = {}
@@ -272,6 +275,5 @@ class ViewCache:
         with self._lock:
             for endpoint_id in endpoint_ids:
                 self._entries.pop(endpoint_id, None)
-        with self._site_lock:  # rare: every site's views are built afresh at its next listing
-            self._sites.clear()
-            self._site_of.clear()
+            self._forgotten = True  # (rare) every site's views are built afresh at its next listing:
+            # not done here, so that a command never waits for a listing in progress
