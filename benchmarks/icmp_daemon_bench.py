@@ -418,14 +418,14 @@ def main() -> None:  # noqa: PLR0915 - one linear measurement script
         time.sleep(0.2)
     used = cpu_s() - c0
     wall = time.monotonic() - w0
+    threads1 = thread_cpu()  # before the full collection below, which is not the daemon's
+    sys1 = thread_cpu(system_only=True)
     gc_report = gc_times.stop()
     import gc
 
     full_started = time.perf_counter()
     gc.collect()
     full_gc_s = time.perf_counter() - full_started  # what a full pass costs now (all threads wait)
-    threads1 = thread_cpu()
-    sys1 = thread_cpu(system_only=True)
     stats1 = daemon.storage.stats()
     data = lateness.take()
     threads = threading.active_count()
