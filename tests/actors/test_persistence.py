@@ -536,3 +536,32 @@ def test_a_replaced_writer_commits_nothing_and_its_batch_is_written_once(
     assert scalar(db, "SELECT COUNT(*) FROM reading_raw") == 20  # once, not twice
     items = queries.readings(step=60, since=t0, until=t0 + 120, limit=10)[0]
     assert [b["count"] for b in items] == [20]  # the rollup counts exactly the raw rows
+
+
+def test_a_replaced_writer_stores_no_closed_rollup_bucket_and_its_successor_does(
+    gateway: StorageGateway, scheduler: Scheduler, db: peewee.Database
+) -> None:
+    """A writer replaced by another (a hung one) must not flush closed buckets or move the marks:
+    its successor read the marks at its start and stores them; two flushes would count twice."""
+    t0 = 1_764_000_000.0
+    clock = [t0 + 30.0]
+    old = PersistenceActor.start(gateway, policy=POLICY, scheduler=scheduler, clock=lambda: clock[0])
+    endpoint_id = ids(gateway.command(c.CreateSite(spec("s", "e"))))["e"]
+    generation = start_generation(gateway, endpoint_id)
+    gateway.submit(w.ReadingRecord(endpoint_id=endpoint_id, generation=generation, name="x", value_num=1.0,
+                                   source_time=t0 + 10, received_at=t0 + 10))  # fmt: skip
+    drained(gateway)
+    marks = db.execute_sql("SELECT tier, complete_before FROM rollup_mark ORDER BY tier").fetchall()
+    successor = _Successor.start()
+    gateway.attach(successor)  # the supervisor replaced `old`
+    clock[0] = t0 + 70.0  # the first minute closed: a flush is due
+    old.stop()  # stopping flushes what closed, if it is still the writer
+    successor.stop()
+    assert scalar(db, "SELECT COUNT(*) FROM rollup_1m") == 0
+    assert db.execute_sql("SELECT tier, complete_before FROM rollup_mark ORDER BY tier").fetchall() == marks
+    PersistenceActor.start(gateway, policy=POLICY, scheduler=scheduler, clock=lambda: clock[0])
+    gateway.submit(w.ReadingRecord(endpoint_id=endpoint_id, generation=generation, name="x", value_num=2.0,
+                                   source_time=t0 + 65, received_at=t0 + 65))  # fmt: skip
+    drained(gateway)
+    wait_for(lambda: scalar(db, "SELECT COUNT(*) FROM rollup_1m") == 1, 10, what="the closed minute stored once")
+    assert (scalar(db, "SELECT n FROM rollup_1m"), scalar(db, "SELECT v_sum FROM rollup_1m")) == (1, 1.0)
