@@ -120,9 +120,12 @@ class _SiteTexts:
     texts: list[str | None]
     missing: int = 0  # how many are None
     todo: dict[int, Any] = field(default_factory=dict)  # endpoint id -> its changed row, to apply
-    #: (valid until, endpoint id) of views whose shown state expires at a time (freshness rule);
-    #: an entry is current only while the view's own `valid until` is that time
+    #: (time, endpoint id): when to look again at a view whose shown state expires at a time
+    #: (freshness rule); at most one live item per view (`expiry_of`), so it stays as long as
+    #: the site however often its views are rebuilt (a view whose time moved on is pushed again
+    #: with its new time when its item comes up)
     expiries: list[tuple[float, int]] = field(default_factory=list)
+    expiry_of: dict[int, float] = field(default_factory=dict)  # endpoint id -> time of its live item
     every_time: set[int] = field(default_factory=set)  # views rebuilt at each listing (stale age)
 
 
@@ -211,13 +214,20 @@ class ViewCache:
         """Rebuild the views whose rows changed, whose shown state expired, or that show an age."""
         todo, current.todo = current.todo, {}
         entries, index = current.entries, current.index
-        expiries = current.expiries
+        expiries, expiry_of = current.expiries, current.expiry_of
         while expiries and expiries[0][0] < now:
-            valid_until, endpoint_id = heapq.heappop(expiries)
+            at, endpoint_id = heapq.heappop(expiries)
+            if expiry_of.get(endpoint_id) != at:
+                continue  # not its live item (an earlier one replaced it)
+            del expiry_of[endpoint_id]
             i = index.get(endpoint_id)
             entry = None if i is None else entries[i]
-            if entry is not None and entry[3] == valid_until and endpoint_id not in todo:
-                todo[endpoint_id] = entry[0]
+            if entry is None or endpoint_id in todo:
+                continue  # gone, or rebuilt below anyway (which schedules it again)
+            if entry[3] < now:
+                todo[endpoint_id] = entry[0]  # its shown state expired: rebuilt below
+            elif entry[3] != math.inf:
+                self._expire_at(current, endpoint_id, entry[3])  # rebuilt since, with a later time
         for endpoint_id in current.every_time:
             entry = entries[index[endpoint_id]]
             if entry is not None and endpoint_id not in todo:
@@ -244,8 +254,16 @@ class ViewCache:
         valid_until = entry[3]
         if valid_until == -math.inf:
             current.every_time.add(endpoint_id)
-        elif valid_until != math.inf:  # (a repeat of an entry already there is skipped when popped)
-            heapq.heappush(current.expiries, (valid_until, endpoint_id))
+        elif valid_until != math.inf:
+            ViewCache._expire_at(current, endpoint_id, valid_until)
+
+    @staticmethod
+    def _expire_at(current: _SiteTexts, endpoint_id: int, at: float) -> None:
+        """Look at the view again at `at`, unless an item comes up for it before then anyway."""
+        live = current.expiry_of.get(endpoint_id)
+        if live is None or at < live:
+            current.expiry_of[endpoint_id] = at
+            heapq.heappush(current.expiries, (at, endpoint_id))
 
     def texts(
         self, site: str, parts: Sequence[tuple[Any, int, bool, dict[str, Any]]], rows: Sequence[StatusRow | None],

@@ -259,3 +259,30 @@ def test_a_listing_behind_the_ledgers_change_log_reads_every_row(monkeypatch: An
     assert board.changes_since(0)[1] is None
     views = json.loads(f"[{cache.site_texts('s', parts, board, 1004.0)}]")
     assert [v["last_data_at"] for v in views] == [to_rfc3339(1002.8), to_rfc3339(1002.9)]
+
+
+def test_views_rebuilt_at_every_listing_do_not_pile_up_in_the_expiry_heap() -> None:
+    """Endpoints answering between every two listings, for an hour of 2 s polls: the expiry heap
+    keeps at most an item or two per view (it grew by one per rebuild: 9,000 items here)."""
+    board, cache = new_ledger(), ViewCache()
+    ids = [1, 2, 3, 4, 5]
+    for endpoint_id in ids:
+        seed(board, EndpointStatus(endpoint_id=endpoint_id, site="s", name=f"e{endpoint_id}", kind="icmp",
+                                   state="up", since=900.0, last_data_at=1000.0, fresh_within_s=3600.0,
+                                   generation=2))
+    parts = [(_NamedEp(f"e{i}"), i, True, {"host": "h"}) for i in ids]
+    now = 1000.0
+    for _ in range(1800):
+        now += 2.0
+        board.observe_many(fold_probe, [(i, 2, now - 0.5, ((0.001,), 0.0)) for i in ids])
+        views = json.loads(f"[{cache.site_texts('s', parts, board, now)}]")
+    assert [v["last_data_at"] for v in views] == [to_rfc3339(now - 0.5)] * 5
+    site = cache._sites["s"]  # noqa: SLF001 - the heap's size is what this test is about
+    assert len(site.expiries) <= 2 * len(ids)
+    # and an endpoint that stops answering is still shown stale once its data is too old
+    for _ in range(1801):
+        now += 2.0
+        board.observe_many(fold_probe, [(i, 2, now - 0.5, ((0.001,), 0.0)) for i in ids[1:]])
+        views = json.loads(f"[{cache.site_texts('s', parts, board, now)}]")
+    assert [v["state"] for v in views] == ["stale", "up", "up", "up", "up"]
+    assert len(site.expiries) <= 2 * len(ids)
