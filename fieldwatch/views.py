@@ -192,7 +192,7 @@ class ViewCache:
         self, site: str, parts: Sequence[_Part], ledger: EndpointLedger, old: _SiteTexts | None, now: float
     ) -> _SiteTexts:
         """Every view of the site from rows read now (reusing the old views that still hold)."""
-        _, rows = ledger.rows_at([part[1] for part in parts])  # newer than any `todo` row
+        rows = ledger.rows([part[1] for part in parts])  # newer than any `todo` row
         before: dict[int, _Entry | None] = {}
         if old is not None:
             before = {eid: old.entries[i] for eid, i in old.index.items()}

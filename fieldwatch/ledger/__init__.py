@@ -349,12 +349,6 @@ class EndpointLedger:
             get = self._rows.get
             return [get(i) for i in endpoint_ids]
 
-    def rows_at(self, endpoint_ids: Iterable[int]) -> tuple[int, list[StatusRow | None]]:
-        """`rows(endpoint_ids)` and the version they were read at (see `changes_since`)."""
-        with self._lock:
-            get = self._rows.get
-            return self._log_base + len(self._log), [get(i) for i in endpoint_ids]
-
     def changes_since(self, version: int) -> tuple[int, dict[int, StatusRow | None] | None]:
         """The current version, and the current row (None: removed) of every endpoint whose row
         changed after `version`: as many as changed, however many endpoints there are. None
