@@ -261,6 +261,21 @@ def test_a_listing_behind_the_ledgers_change_log_reads_every_row(monkeypatch: An
     assert [v["last_data_at"] for v in views] == [to_rfc3339(1002.8), to_rfc3339(1002.9)]
 
 
+def test_removals_alone_keep_the_change_log_bounded(monkeypatch: Any) -> None:
+    """Many endpoints removed with no other change in between (a site of thousands deleted): the
+    log stays within its bound, and a listing behind it still reads every row."""
+    monkeypatch.setattr(ledger_module, "_LOG_MAX", 8)
+    board = new_ledger()
+    for k in range(100):
+        seed(board, EndpointStatus(endpoint_id=1000 + k, site="s", name=f"x{k}", kind="icmp", state="up",
+                                   since=900.0, generation=1))
+    for k in range(100):
+        board.remove(1000 + k)
+        assert len(board._log) <= 8
+    current, rows = board.changes_since(0)
+    assert rows is None and current > 0
+
+
 def test_views_rebuilt_at_every_listing_do_not_pile_up_in_the_expiry_heap() -> None:
     """Endpoints answering between every two listings, for an hour of 2 s polls: the expiry heap
     keeps at most an item or two per view (it grew by one per rebuild: 9,000 items here)."""

@@ -88,6 +88,10 @@ class EndpointLedger:
             (endpoint_id, s.state, s.since, s.reason, s.down_since, s.last_data_at, s.generation, s.restarts,
              s.reconnects, s.fresh_within_s),
         )  # fmt: skip
+        self._logged(endpoint_id)
+
+    def _logged(self, endpoint_id: int) -> None:
+        """Append a changed (or removed) endpoint to the change log, trimmed at _LOG_MAX. Under _lock."""
         self._log.append(endpoint_id)
         if len(self._log) > _LOG_MAX:
             self._trim_log()
@@ -141,7 +145,7 @@ class EndpointLedger:
         """Forget an endpoint (its metric series disappear; its incarnations' writes are refused)."""
         with self._lock:
             self._rows.pop(endpoint_id, None)
-            self._log.append(endpoint_id)
+            self._logged(endpoint_id)
             self._starting.discard(endpoint_id)
             self._begun.pop(endpoint_id, None)
             item = self._items.pop(endpoint_id, None)
