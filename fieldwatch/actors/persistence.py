@@ -39,10 +39,12 @@ from fieldwatch.storage.db import (
     ROW_ERRORS,
     database_proxy,
     get_database,
+    is_sqlite,
     reset_connection,
     write_transaction,
 )
 from fieldwatch.storage.gateway import StorageGateway, Wake
+from fieldwatch.storage.recent import drop_orphans
 from fieldwatch.storage.rollup_state import DeferredRollups, hold_marks
 from fieldwatch.storage.writes import ReadingRecord, Write
 
@@ -350,7 +352,9 @@ class PersistenceActor(SupervisedActor):
         try:
             with write_transaction(db):
                 result = sites.execute(cmd, time.time())
-            self._index.refresh(db)  # sites and endpoints the command created or deleted
+            if self._index.refresh(db) and is_sqlite(db):  # endpoints were deleted
+                with write_transaction(db):
+                    drop_orphans(db)  # their staged rows, before a new series can take an id of theirs
         except (FieldwatchError, ValueError, TypeError):
             raise
         except ROW_ERRORS as err:

@@ -373,7 +373,9 @@ def apply_writes(
             by_columns.setdefault(tuple(values), []).append((*values.values(), endpoint_id, epoch))
     for columns, rows in by_columns.items():  # e.g. every Touch of the batch in one statement
         _update_endpoints(db, columns, rows)
-    flags = insert_readings(db, series if series is not None else SeriesCache(), readings, rollups)
+    flags = insert_readings(
+        db, series if series is not None else SeriesCache(), readings, rollups, stage=is_sqlite(db)
+    )
     stored = list(zip(readings, flags, strict=True))
     insert_rows(db, "event", _EVENT_COLUMNS, 10, events)
     insert_rows(db, "parse_error", "endpoint_id, time, topic, parser, error, sample", 6, parse_errors)

@@ -21,7 +21,8 @@ import peewee
 from fieldwatch.cluster.schema import CLUSTER_DDL
 from fieldwatch.errors import StorageError
 from fieldwatch.storage.db import is_sqlite, write_transaction
-from fieldwatch.storage.migrate_v2 import SchemaV2
+from fieldwatch.storage.migrate_v2 import READING_VIEW, SchemaV2
+from fieldwatch.storage.recent import RAW_COLUMNS, RECENT
 from fieldwatch.storage.rollup_state import ALL_COMPLETE
 from fieldwatch.storage.rollups import TIERS
 
@@ -220,8 +221,29 @@ def _v5(db: peewee.Database) -> None:
         )
 
 
+def reading_view_sql(db: peewee.Database) -> str:
+    """The `reading` view (v1 columns) over reading_raw and, on SQLite, the staged rows."""
+    if not is_sqlite(db):
+        return READING_VIEW
+    both = f"(SELECT {RAW_COLUMNS} FROM reading_raw UNION ALL SELECT {RAW_COLUMNS} FROM {RECENT})"
+    assert READING_VIEW.count("FROM reading_raw r ") == 2
+    return READING_VIEW.replace("FROM reading_raw r ", f"FROM {both} r ")
+
+
+def _v6(db: peewee.Database) -> None:
+    """Version 6, new raw rows staged on SQLite (storage/raw.py, storage/recent.py): the table
+    `reading_recent` (no key, no index: a commit's rows land at its end) and the `reading`
+    view over both tables. Created on PostgreSQL too (empty there: its writer inserts into
+    reading_raw), so both schemas have the same tables."""
+    # the columns of reading_raw, without its key (SQLite takes each column's declared type)
+    db.execute_sql(f"CREATE TABLE {RECENT} AS SELECT {RAW_COLUMNS} FROM reading_raw WHERE 1 = 0")
+    if is_sqlite(db):
+        db.execute_sql("DROP VIEW IF EXISTS reading")
+        db.execute_sql(reading_view_sql(db))
+
+
 #: Migration n (1-based) is MIGRATIONS[n - 1]. Append only.
-MIGRATIONS: tuple[Callable[[peewee.Database], None] | Staged, ...] = (_v1, SchemaV2(), _v3, _v4, _v5)
+MIGRATIONS: tuple[Callable[[peewee.Database], None] | Staged, ...] = (_v1, SchemaV2(), _v3, _v4, _v5, _v6)
 LATEST_VERSION = len(MIGRATIONS)
 
 

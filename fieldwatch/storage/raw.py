@@ -11,17 +11,28 @@ is `series.aux_id`. Duplicate suppression keys live in `reading_key`, per endpoi
 `SeriesCache` keeps series ids and each series' newest (t, seq) across transactions;
 what a transaction adds is staged and kept only once it committed (`commit`), so a
 rolled-back batch leaves no id behind that the database does not have.
+
+On SQLite the writer stores new rows in `reading_recent` first (`stage=True`): a table
+without a key or index, so a commit's rows land on a page or two at its end. Once a
+minute (`MOVE_S`, or at `MOVE_ROWS` rows, and before the writer's first write) they are
+moved into `reading_raw` sorted by series and time (`move_recent`): each series' page is
+then written once for several rows. Written straight into `reading_raw`, each row of a
+commit dirtied a page of its own once every series had its own (10 us a row against 3,
+issue 17). Readers on SQLite read both tables (`readings.py`, the `reading` view); the
+writer moves the rows before it aggregates closed rollup buckets (`rollup_state.py`).
 """
 
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import peewee
 
+from fieldwatch.storage.recent import MOVE_ROWS, MOVE_S, RAW_COLUMNS, RECENT, move_recent
 from fieldwatch.storage.rollup_state import DeferredRollups
 from fieldwatch.storage.rollups import RollupBatch
 from fieldwatch.storage.sqlbits import insert_rows
@@ -29,7 +40,7 @@ from fieldwatch.storage.writes import ReadingRecord
 
 __all__ = ["SeriesCache", "insert_readings", "to_ms"]
 
-_RAW_COLUMNS = "series_id, t, seq, value, aux, lag, quality, text"
+_RAW_COLUMNS = RAW_COLUMNS
 _KEY_CHUNK = 500
 
 SeriesKey = tuple[int, str, str]
@@ -48,14 +59,24 @@ class SeriesCache:
 
     ids: dict[SeriesKey, tuple[int, int | None]] = field(default_factory=dict)
     last: dict[int, tuple[int, int]] = field(default_factory=dict)
+    #: (series id, t) -> the highest seq given at it to a row that may still be in reading_recent
+    staged: dict[tuple[int, int], int] = field(default_factory=dict)
+    moved_at: float | None = None  # monotonic time of the last committed move (None: none yet)
     _ids: dict[SeriesKey, tuple[int, int | None]] = field(default_factory=dict)
     _last: dict[int, tuple[int, int]] = field(default_factory=dict)
     _taken: dict[tuple[int, int], int] = field(default_factory=dict)
+    _moved_at: float | None = None  # a move in this transaction
+    _staging: bool = False  # this transaction staged rows
 
     def commit(self) -> None:
         """The transaction committed: keep what it added."""
         self.ids.update(self._ids)
         self.last.update(self._last)
+        if self._moved_at is not None:
+            self.moved_at = self._moved_at
+            self.staged.clear()
+        if self._staging:
+            self.staged.update(self._taken)
         self.discard()
 
     def discard(self) -> None:
@@ -63,6 +84,14 @@ class SeriesCache:
         self._ids.clear()
         self._last.clear()
         self._taken.clear()
+        self._moved_at = None
+        self._staging = False
+
+    def move_due(self, now: float) -> bool:
+        """Whether the staged rows should be moved before more are staged."""
+        if self._moved_at is not None:
+            return False
+        return self.moved_at is None or now - self.moved_at >= MOVE_S or len(self.staged) >= MOVE_ROWS
 
     def forget_endpoints(self, endpoint_ids: Iterable[int]) -> None:
         """Drop the series of deleted endpoints (their rows went with them)."""
@@ -113,11 +142,14 @@ class SeriesCache:
             seq = newest[1] + 1
         elif (series_id, t) in self._taken:  # late, at a millisecond this batch already used
             seq = self._taken[(series_id, t)] + 1
-        else:  # a late reading: look at its millisecond in the table (rare)
+        else:  # a late reading: look at its millisecond in the table (rare) and among the staged rows
             row = db.execute_sql(
                 f"SELECT MAX(seq) FROM reading_raw WHERE series_id = {p} AND t = {p}", (series_id, t)
             ).fetchone()
             seq = 0 if row is None or row[0] is None else int(row[0]) + 1
+            staged = self.staged.get((series_id, t))
+            if staged is not None:
+                seq = max(seq, staged + 1)
         self._taken[(series_id, t)] = seq  # rows of this batch are inserted after all are numbered
         if t >= newest[0]:
             self._last[series_id] = (t, seq)
@@ -158,16 +190,26 @@ def insert_readings(
     cache: SeriesCache,
     records: Sequence[ReadingRecord],
     deferred: DeferredRollups | None = None,
+    *,
+    stage: bool = False,
 ) -> list[bool]:
     """Insert readings and fold them into the rollups, inside the caller's transaction.
 
     With `deferred` (the writer's marks) only buckets before their tier's mark are upserted
     here; the others are aggregated from the rows when they close (`DeferredRollups.flush`).
     Without: every bucket is upserted (marks ALL_COMPLETE).
+    `stage` (SQLite, schema 6 on): the rows go to reading_recent (module doc), moved first
+    when due.
     Returns, per record, whether it was inserted (False: its msg_key was already stored).
     """
     if not records:
         return []
+    if stage:
+        now = time.monotonic()
+        if cache.move_due(now):
+            move_recent(db)
+            cache._moved_at = now
+        cache._staging = True
     new_keys = _new_keys(db, records)
     inserted: list[bool] = []
     raw: list[tuple[Any, ...]] = []
@@ -198,6 +240,6 @@ def insert_readings(
             if aux_id is not None:
                 deferred.add(rollups, aux_id, t, r.aux_num)
     insert_rows(db, "reading_key", "endpoint_id, msg_key, t", 3, keys)
-    insert_rows(db, "reading_raw", _RAW_COLUMNS, 8, raw, cleaned=True)
+    insert_rows(db, RECENT if stage else "reading_raw", _RAW_COLUMNS, 8, raw, cleaned=True)
     rollups.flush(db)
     return inserted

@@ -22,6 +22,7 @@ import peewee
 
 from fieldwatch.storage.db import database_proxy, is_sqlite
 from fieldwatch.storage.paging import Page, check_limit, decode_cursor, encode_cursor, read_errors, reading_value, rfc
+from fieldwatch.storage.recent import RAW_COLUMNS, RECENT
 from fieldwatch.storage.rollup_state import read_marks
 from fieldwatch.storage.rollups import TIERS, Tier, partials_sql
 from fieldwatch.storage.sqlbits import int_list
@@ -33,7 +34,7 @@ STEP_UNIT_S = 60
 
 _RAW_CHUNK = 500
 _FIRST_WINDOW_MS = 10_000
-_RAW_COLUMNS = "series_id, t, seq, value, aux, lag, quality, text"
+_RAW_COLUMNS = RAW_COLUMNS
 _PRIMARY, _AUX = 1, 0
 
 
@@ -102,6 +103,65 @@ def _items(row: tuple[Any, ...], s: _Series) -> list[tuple[int, dict[str, Any]]]
     return out
 
 
+def _raw_select(db: peewee.Database, where: str, tail: str = "") -> str:
+    """`SELECT <raw columns> ... WHERE where tail` over reading_raw and, on SQLite, the rows
+    staged in reading_recent (a compound SELECT: an ORDER BY in `tail` merges both, each in
+    its own order, and a LIMIT stops the merge early)."""
+    sql = f"SELECT {_RAW_COLUMNS} FROM reading_raw WHERE {where}"
+    if is_sqlite(db):
+        sql += f" UNION ALL SELECT {_RAW_COLUMNS} FROM {RECENT} WHERE {where}"
+    return f"{sql} {tail}" if tail else sql
+
+
+def _staged_extreme(db: peewee.Database, fn: str, sids: list[int], found: Any) -> Any:
+    """`found` (MIN or MAX of t over reading_raw) combined with the staged rows' (SQLite)."""
+    if not is_sqlite(db):
+        return found
+    row = db.execute_sql(f"SELECT {fn}(t) FROM {RECENT} WHERE series_id IN {int_list(sids)}").fetchone()
+    staged = None if row is None else row[0]
+    if staged is None or found is None:
+        return found if staged is None else staged
+    return min(found, staged) if fn == "MIN" else max(found, staged)
+
+
+def _staged_partials(db: peewee.Database, column: str, ids: str, lo: int, hi: int, width: int) -> list[tuple[Any, ...]]:
+    """`partials_sql` rows (sid, b, mn, mx, sm, cnt, lt, lst) of the rows staged in
+    reading_recent (SQLite): one grouped scan and one for the newest value of each bucket
+    (a correlated lookup per bucket would scan the unindexed table once per bucket)."""
+    c, width_ms = column, width * 1000
+    where = f"series_id IN {ids} AND t >= {lo * 1000} AND t < {hi * 1000} AND {c} - {c} = 0"
+    grouped = db.execute_sql(
+        f"SELECT series_id, (t / {width_ms}) * {width} AS b, MIN({c}), MAX({c}), SUM({c}), COUNT(*), MAX(t) "
+        f"FROM {RECENT} WHERE {where} GROUP BY series_id, b"
+    ).fetchall()
+    if not grouped:
+        return []
+    newest = db.execute_sql(
+        f"SELECT series_id, b, v FROM (SELECT series_id, (t / {width_ms}) * {width} AS b, {c} AS v, "
+        f"ROW_NUMBER() OVER (PARTITION BY series_id, (t / {width_ms}) ORDER BY t DESC, seq DESC) AS n "
+        f"FROM {RECENT} WHERE {where}) WHERE n = 1"
+    ).fetchall()
+    last = {(int(sid), int(b)): v for sid, b, v in newest}
+    return [(*r, last[(int(r[0]), int(r[1]))]) for r in grouped]
+
+
+def _with_staged(stored: list[tuple[Any, ...]], staged: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
+    """Partials of reading_raw and of the staged rows merged per (series, bucket). At one
+    millisecond a staged row is the later stored (its seq is higher): it is the last value."""
+    if not staged:
+        return stored
+    out = {(int(r[0]), int(r[1])): list(r) for r in stored}
+    for sid, b, mn, mx, sm, cnt, lt, lst in staged:
+        got = out.get((int(sid), int(b)))
+        if got is None:
+            out[(int(sid), int(b))] = [sid, b, mn, mx, sm, cnt, lt, lst]
+            continue
+        got[2], got[3], got[4], got[5] = min(got[2], mn), max(got[3], mx), got[4] + sm, int(got[5]) + int(cnt)
+        if int(lt) >= int(got[6]):
+            got[6], got[7] = lt, lst
+    return [tuple(v) for v in out.values()]
+
+
 def _pack(sid: int, seq: int, part: int) -> int:
     return (sid << 32) | (seq << 1) | part
 
@@ -124,10 +184,7 @@ def _raw_query(
     if key is not None:
         kt, ks, kq = (int(k) for k in key)
         where.append(f"t <= {kt} AND (t, series_id, seq) < ({kt}, {ks}, {kq})")
-    sql = (
-        f"SELECT {_RAW_COLUMNS} FROM reading_raw WHERE {' AND '.join(where)} "
-        f"ORDER BY t DESC, series_id DESC, seq DESC LIMIT {_RAW_CHUNK}"
-    )
+    sql = _raw_select(db, " AND ".join(where), f"ORDER BY t DESC, series_id DESC, seq DESC LIMIT {_RAW_CHUNK}")
     return [tuple(r) for r in db.execute_sql(sql).fetchall()]
 
 
@@ -143,20 +200,22 @@ def _raw_rows(
             if len(rows) < _RAW_CHUNK:
                 return
             key = rows[-1][1], rows[-1][0], rows[-1][2]
-    oldest = db.execute_sql(
+    row = db.execute_sql(
         f"SELECT MIN((SELECT MIN(t) FROM reading_raw r WHERE r.series_id = s.id)) FROM series s WHERE s.id IN {int_list(sids)}"
     ).fetchone()
-    if oldest is None or oldest[0] is None:
+    oldest = _staged_extreme(db, "MIN", sids, None if row is None else row[0])
+    if oldest is None:
         return
-    floor = max(int(oldest[0]), since) if since is not None else int(oldest[0])
+    floor = max(int(oldest), since) if since is not None else int(oldest)
     top = until if until is not None else int(time.time() * 1000) + 86_400_000
     if key is not None:
         top = min(top, key[0] + 1)
-    newest = db.execute_sql(
+    row = db.execute_sql(
         f"SELECT MAX((SELECT MAX(t) FROM reading_raw r WHERE r.series_id = s.id)) FROM series s WHERE s.id IN {int_list(sids)}"
     ).fetchone()
-    if newest is not None and newest[0] is not None:
-        top = min(top, int(newest[0]) + 1)
+    newest = _staged_extreme(db, "MAX", sids, None if row is None else row[0])
+    if newest is not None:
+        top = min(top, int(newest) + 1)
     width = _FIRST_WINDOW_MS
     while top > floor:
         lo = max(floor, top - width)
@@ -184,9 +243,7 @@ def _raw_page(
         sid, seq, part = _unpack(packed)
         key = (int(t), sid, seq)
         if part == _PRIMARY and sid in series:  # the companion reading of that row is still due
-            row = db.execute_sql(
-                f"SELECT {_RAW_COLUMNS} FROM reading_raw WHERE series_id = {sid} AND t = {int(t)} AND seq = {seq}"
-            ).fetchone()
+            row = db.execute_sql(_raw_select(db, f"series_id = {sid} AND t = {int(t)} AND seq = {seq}")).fetchone()
             if row is not None:
                 pending += [((int(t), sid, seq, p), i) for p, i in _items(tuple(row), series[sid]) if p < part]
     since_ms = None if since is None else int(since * 1000)
@@ -264,8 +321,11 @@ def _bucket_page(
                 owners = raw_of[source]
                 if not owners:
                     continue
-                sql = partials_sql(source, int_list(sorted(owners)), a, z, step)
-                rows = [(owners[int(r[0])], *r[1:]) for r in db.execute_sql(sql).fetchall()]
+                ids = int_list(sorted(owners))
+                rows = [tuple(r) for r in db.execute_sql(partials_sql(source, ids, a, z, step)).fetchall()]
+                if is_sqlite(db):
+                    rows = _with_staged(rows, _staged_partials(db, source, ids, a, z, step))
+                rows = [(owners[int(r[0])], *r[1:]) for r in rows]
                 rows = [r for r in rows if key is None or (int(r[1]), r[0]) < key]
             else:
                 tail = f"{keyset} ORDER BY g.b DESC, g.series_id DESC LIMIT {limit + 1}"
@@ -378,8 +438,7 @@ def latest_readings(endpoint_id: int, per_name: int = 1) -> list[dict[str, Any]]
         series = _series(db, row[0], row[1], None, None)
         for sid, s in series.items():
             rows = db.execute_sql(
-                f"SELECT {_RAW_COLUMNS} FROM reading_raw WHERE series_id = {sid} "
-                f"ORDER BY t DESC, seq DESC LIMIT {int(per_name)}",
+                _raw_select(db, f"series_id = {sid}", f"ORDER BY t DESC, seq DESC LIMIT {int(per_name)}")
             ).fetchall()
             for r in rows:
                 for _part, item in _items(tuple(r), s):

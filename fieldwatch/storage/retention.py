@@ -29,6 +29,7 @@ import peewee
 
 from fieldwatch.config.model import RetentionConfig
 from fieldwatch.storage.db import is_sqlite, write_transaction
+from fieldwatch.storage.recent import RECENT
 from fieldwatch.storage.rollup_state import ALL_COMPLETE
 from fieldwatch.storage.sqlbits import int_list
 
@@ -73,6 +74,7 @@ class _Progress:
     width: int = 0
     series: list[int] | None = None
     deleted: int = 0
+    recent_done: bool = False  # reading_raw: the staged rows were purged (SQLite)
 
 
 @dataclass(slots=True)
@@ -99,6 +101,9 @@ class Pass:
             target = TARGETS[self.index]
             cutoff = self.cutoff(target)
             if cutoff is not None and target.table in db.get_tables():
+                if target.table == "reading_raw" and is_sqlite(db) and not self.progress.recent_done:
+                    self.progress.deleted += _recent_purge(db, cutoff)  # first: a failure leaves no progress
+                    self.progress.recent_done = True
                 done = (
                     _series_chunk(db, target, cutoff, self)
                     if target.key is None
@@ -154,6 +159,16 @@ def _series_chunk(db: peewee.Database, target: Target, cutoff: int, run: Pass) -
     elif n < run.chunk_rows // 2:
         progress.width *= 2
     return end >= cutoff
+
+
+def _recent_purge(db: peewee.Database, cutoff: int) -> int:
+    """Expired rows still staged in reading_recent (storage/raw.py: readings already older than
+    the raw tier's cutoff when they arrived), under the same open-bucket rule; one statement
+    (the table holds about a minute of rows)."""
+    with write_transaction(db):
+        kept = _kept_from(db, "reading_raw")
+        end = cutoff if kept is None else min(cutoff, kept)
+        return int(db.execute_sql(f"DELETE FROM {RECENT} WHERE t < {int(end)}").rowcount)
 
 
 #: Tables whose rows from a rollup mark on are kept: table -> (the tier whose mark, unit per second)

@@ -40,6 +40,7 @@ from collections.abc import Iterator
 import peewee
 
 from fieldwatch.storage.db import is_sqlite, write_transaction
+from fieldwatch.storage.recent import move_recent
 from fieldwatch.storage.rollups import TIERS, Cell, RollupBatch, fold, partials_sql
 from fieldwatch.storage.sqlbits import int_list
 
@@ -177,6 +178,8 @@ class DeferredRollups:
         (m0, m1), (t0, t1) = self.marks, targets
         stored = 0
         with write_transaction(db):
+            if is_sqlite(db):
+                move_recent(db)  # the closed buckets are read from reading_raw alone
             chunks, aux_of = _chunks(db)
             for tier_i, source, lo, hi in ((0, "raw", m0, t0), (1, TIERS[0].table, m1, t1)):
                 closed = RollupBatch()
@@ -198,6 +201,8 @@ class DeferredRollups:
         """Take the marks from the database (lowering those of a tier complete everywhere), in
         one transaction; a cluster's writer stores what is open and raises them (module doc)."""
         with write_transaction(db):
+            if is_sqlite(db):
+                move_recent(db)  # rows staged before a crash: read from reading_raw below
             marks = read_marks(db, lock=True)
             if not self.defer and all(m >= ALL_COMPLETE for m in marks):
                 self._loaded(marks)

@@ -21,6 +21,7 @@ from fieldwatch.storage import commands as c
 from fieldwatch.storage import writes as w
 from fieldwatch.storage.gateway import StorageGateway
 from fieldwatch.storage.testing import PG_ENV, pg_url, start_generation, temporary_database
+from tests.storage.storage_helpers import ALL_RAW
 from tests.waiting import wait_for
 
 BACKENDS = [
@@ -527,13 +528,13 @@ def test_a_replaced_writer_commits_nothing_and_its_batch_is_written_once(
     with caplog.at_level(logging.WARNING):
         old.tell(Wake())  # `old` wakes up and drains a batch it no longer owns
         wait_for(lambda: "replaced before committing" in caplog.text, 10, what="the old writer to give up")
-    assert scalar(db, "SELECT COUNT(*) FROM reading_raw") == 0  # rolled back
+    assert scalar(db, f"SELECT COUNT(*) FROM {ALL_RAW} r") == 0  # rolled back
     assert gateway.queue_depth == 20  # still queued, for the successor
     old.stop()
     successor.stop()
     PersistenceActor.start(gateway, policy=POLICY, scheduler=scheduler, clock=lambda: clock[0])
     drained(gateway)
-    assert scalar(db, "SELECT COUNT(*) FROM reading_raw") == 20  # once, not twice
+    assert scalar(db, f"SELECT COUNT(*) FROM {ALL_RAW} r") == 20  # once, not twice
     items = queries.readings(step=60, since=t0, until=t0 + 120, limit=10)[0]
     assert [b["count"] for b in items] == [20]  # the rollup counts exactly the raw rows
 

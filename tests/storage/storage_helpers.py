@@ -12,6 +12,13 @@ from fieldwatch.storage.batch import EndpointIndex, apply_writes
 from fieldwatch.storage.db import write_transaction
 from fieldwatch.storage.writes import Write
 
+#: Every raw row as a table: reading_raw and the rows the writer staged in reading_recent
+#: (storage/raw.py; empty on PostgreSQL).
+ALL_RAW = (
+    "(SELECT series_id, t, seq, value, aux, lag, quality, text FROM reading_raw UNION ALL "
+    "SELECT series_id, t, seq, value, aux, lag, quality, text FROM reading_recent)"
+)
+
 
 def create_site(db: peewee.Database, name: str, *endpoints: tuple[str, str, str]) -> dict[str, int]:
     """Create a site with (name, kind, config_json) endpoints; return name -> id."""

@@ -11,7 +11,7 @@ from fieldwatch.errors import StorageError
 from fieldwatch.storage import queries
 from fieldwatch.storage import writes as w
 from fieldwatch.timeutil import to_rfc3339
-from tests.storage.storage_helpers import create_site, write
+from tests.storage.storage_helpers import ALL_RAW, create_site, write
 
 OPCUA = json.dumps({"url": "opc.tcp://x", "stale_after_s": 30, "password": "hunter2", "security": {"token": "t"}})
 
@@ -256,7 +256,7 @@ def test_probe_rows_read_as_two_readings_and_pages_never_split_or_repeat(
         for i in range(20)
     ]
     write(db, probes + others)
-    assert db.execute_sql("SELECT COUNT(*) FROM reading_raw").fetchone()[0] == 40  # one row a probe
+    assert db.execute_sql(f"SELECT COUNT(*) FROM {ALL_RAW} r").fetchone()[0] == 40  # one row a probe
     everything, nxt = queries.readings(limit=1000)
     assert nxt is None and len(everything) == 20 + 15 + 20  # loss always, rtt when something answered
     times = [r["source_time"] or r["received_at"] for r in everything]

@@ -16,6 +16,7 @@ import pytest
 from fieldwatch.actors.icmp.schema import IcmpOptions
 from fieldwatch.config.model import EndpointConfig, SiteConfig
 from tests.harness import Harness
+from tests.storage.storage_helpers import ALL_RAW
 from tests.waiting import wait_for
 
 ENDPOINTS = 200
@@ -30,7 +31,7 @@ def _used_bytes(path: Path) -> tuple[int, int]:
         pages = conn.execute("PRAGMA page_count").fetchone()[0]
         free = conn.execute("PRAGMA freelist_count").fetchone()[0]
         size = conn.execute("PRAGMA page_size").fetchone()[0]
-        rows = conn.execute("SELECT COUNT(*) FROM reading_raw").fetchone()[0]
+        rows = conn.execute(f"SELECT COUNT(*) FROM {ALL_RAW} r").fetchone()[0]  # with the staged rows
         return (pages - free) * size, rows
     finally:
         conn.close()

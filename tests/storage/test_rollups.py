@@ -26,7 +26,7 @@ from fieldwatch.storage.raw import SeriesCache
 from fieldwatch.storage.retention import Retention, purge
 from fieldwatch.storage.rollup_state import ALL_COMPLETE, DeferredRollups, read_marks
 from fieldwatch.storage.rollups import TIERS
-from tests.storage.storage_helpers import create_site
+from tests.storage.storage_helpers import ALL_RAW, create_site
 
 T0 = 1_764_000_000.0
 NAMES = (("level", None), ("temp", "d1"), ("temp", "d2"))
@@ -76,7 +76,7 @@ def _reading(
 
 def _clear(db: peewee.Database) -> None:
     with write_transaction(db):
-        for table in ("rollup_1m", "rollup_1h", "reading_raw", "series", "site"):
+        for table in ("rollup_1m", "rollup_1h", "reading_raw", "reading_recent", "series", "site"):
             db.execute_sql(f"DELETE FROM {table}")
         db.execute_sql(f"UPDATE rollup_mark SET complete_before = {ALL_COMPLETE}")
 
@@ -126,12 +126,12 @@ def test_rollup_counts_equal_raw_counts_per_bucket(
         # and the same per bucket from the stored raw rows themselves
         width_ms = tier.seconds * 1000
         raw = db.execute_sql(
-            f"SELECT series_id, (t / {width_ms}) * {tier.seconds} AS b, COUNT(*) FROM reading_raw "
+            f"SELECT series_id, (t / {width_ms}) * {tier.seconds} AS b, COUNT(*) FROM {ALL_RAW} r "
             "WHERE value BETWEEN -1e308 AND 1e308 GROUP BY series_id, b"  # finite numbers only
         ).fetchall()
         rolled = db.execute_sql(f"SELECT series_id, bucket, n FROM {tier.table}").fetchall()
         assert {(s, b): n for s, b, n in rolled} == {(s, b): n for s, b, n in raw}
-    total: Any = db.execute_sql("SELECT COUNT(*) FROM reading_raw").fetchone()[0]
+    total: Any = db.execute_sql(f"SELECT COUNT(*) FROM {ALL_RAW} r").fetchone()[0]
     assert total == len(records)
     finite = [v for k, vals in want.items() if k[0] == 0 for v in vals]
     for step in (60, 180, 3600, 7200):  # a tier's own buckets, and buckets grouped from 1-minute / 1-hour ones
@@ -310,7 +310,9 @@ def _writer_batch(db: peewee.Database, state: DeferredRollups, records: list[w.R
 
 
 def _rows(db: peewee.Database, table: str) -> int:
-    return int(db.execute_sql(f"SELECT COUNT(*) FROM {table}").fetchone()[0])
+    """Rows of `table`; of "reading_raw": with the staged ones (storage/raw.py)."""
+    source = f"{ALL_RAW} r" if table == "reading_raw" else table
+    return int(db.execute_sql(f"SELECT COUNT(*) FROM {source}").fetchone()[0])
 
 
 def test_a_crash_before_any_flush_loses_nothing(db: peewee.Database) -> None:
@@ -397,7 +399,8 @@ def test_a_single_writer_lowers_all_complete_marks_only_where_finer_rows_agree(d
         apply_writes(db, records, {}, now)
     before = _answers()
     with write_transaction(db):
-        db.execute_sql(f"DELETE FROM reading_raw WHERE t >= {(T0 + 1800) * 1000}")
+        for table in ("reading_raw", "reading_recent"):
+            db.execute_sql(f"DELETE FROM {table} WHERE t >= {(T0 + 1800) * 1000}")
     state = DeferredRollups()
     state.recover(db, now)
     assert state.marks == [T0 + 1860, T0]
