@@ -498,6 +498,33 @@ def test_open_rollup_buckets_of_a_deleted_endpoint_are_dropped_not_stored(
     assert not [r for r in caplog.records if "rollup" in r.getMessage() and r.levelno >= logging.WARNING]
 
 
+def test_a_deleted_endpoints_staged_rows_never_reach_an_endpoint_created_after_it(
+    gateway: StorageGateway, writer: pykka.ActorRef[PersistenceActor], db: peewee.Database
+) -> None:
+    """On SQLite new rows wait in reading_recent; a deleted endpoint's are dropped with it. The
+    next series may take the deleted one's id (the highest): it must start empty."""
+    site = ids(gateway.command(c.CreateSite(spec("s", "kept", "gone"))))
+    for name in ("kept", "gone"):  # "gone" gets the highest series id
+        generation = start_generation(gateway, site[name])
+        gateway.submit(
+            w.ReadingRecord(endpoint_id=site[name], generation=generation, name="x", value_num=1.0,
+                            received_at=1_764_000_000.0)  # fmt: skip
+        )
+        drained(gateway)
+    gateway.command(c.ReplaceSite(spec("s", "kept", "new")))  # deletes "gone" (and its staged row)
+    new = ids(gateway.command(c.ReplaceSite(spec("s", "kept", "new"))))["new"]
+    generation = start_generation(gateway, new)
+    gateway.submit(
+        w.ReadingRecord(endpoint_id=new, generation=generation, name="x", value_num=2.0, received_at=1_764_000_001.0)
+    )
+    drained(gateway)
+    rows = db.execute_sql(
+        f"SELECT r.value FROM {ALL_RAW} r JOIN series s ON s.id = r.series_id WHERE s.endpoint_id = {int(new)}"
+    ).fetchall()
+    assert [tuple(r) for r in rows] == [(2.0,)]
+    assert scalar(db, f"SELECT COUNT(*) FROM {ALL_RAW} r") == 2  # kept's and new's
+
+
 class _Successor(pykka.ThreadingActor):
     """Stands for the writer the supervisor started in place of a hung one (it never writes)."""
 
