@@ -352,9 +352,9 @@ class PersistenceActor(SupervisedActor):
         try:
             with write_transaction(db):
                 result = sites.execute(cmd, time.time())
-            if self._index.refresh(db) and is_sqlite(db):  # endpoints were deleted
-                with write_transaction(db):
-                    drop_orphans(db)  # their staged rows, before a new series can take an id of theirs
+                if is_sqlite(db):  # the staged rows of endpoints it deleted, in its transaction (a new
+                    drop_orphans(db)  # series may take a deleted one's id); a scan of ~a minute of rows
+            self._index.refresh(db)  # sites and endpoints the command created or deleted
         except (FieldwatchError, ValueError, TypeError):
             raise
         except ROW_ERRORS as err:
