@@ -221,15 +221,6 @@ def _v5(db: peewee.Database) -> None:
         )
 
 
-def reading_view_sql(db: peewee.Database) -> str:
-    """The `reading` view (v1 columns) over reading_raw and, on SQLite, the staged rows."""
-    if not is_sqlite(db):
-        return READING_VIEW
-    both = f"(SELECT {RAW_COLUMNS} FROM reading_raw UNION ALL SELECT {RAW_COLUMNS} FROM {RECENT})"
-    assert READING_VIEW.count("FROM reading_raw r ") == 2
-    return READING_VIEW.replace("FROM reading_raw r ", f"FROM {both} r ")
-
-
 def _v6(db: peewee.Database) -> None:
     """Version 6, new raw rows staged on SQLite (storage/raw.py, storage/recent.py): the table
     `reading_recent` (no key, no index: a commit's rows land at its end) and the `reading`
@@ -237,9 +228,11 @@ def _v6(db: peewee.Database) -> None:
     reading_raw), so both schemas have the same tables."""
     # the columns of reading_raw, without its key (SQLite takes each column's declared type)
     db.execute_sql(f"CREATE TABLE {RECENT} AS SELECT {RAW_COLUMNS} FROM reading_raw WHERE 1 = 0")
-    if is_sqlite(db):
+    if is_sqlite(db):  # the `reading` view (v1 columns) over reading_raw and the staged rows
+        both = f"(SELECT {RAW_COLUMNS} FROM reading_raw UNION ALL SELECT {RAW_COLUMNS} FROM {RECENT})"
+        assert READING_VIEW.count("FROM reading_raw r ") == 2
         db.execute_sql("DROP VIEW IF EXISTS reading")
-        db.execute_sql(reading_view_sql(db))
+        db.execute_sql(READING_VIEW.replace("FROM reading_raw r ", f"FROM {both} r "))
 
 
 #: Migration n (1-based) is MIGRATIONS[n - 1]. Append only.

@@ -87,6 +87,12 @@ class SeriesCache:
         self._moved_at = None
         self._staging = False
 
+    def moved(self) -> None:
+        """Another committed transaction of the writer (a rollup flush, recovery) moved every staged
+        row: the next move is a minute away (a second, offset move would carry fewer rows a series)."""
+        self.moved_at = time.monotonic()
+        self.staged.clear()
+
     def move_due(self, now: float) -> bool:
         """Whether the staged rows should be moved before more are staged."""
         if self._moved_at is not None:
